@@ -1,0 +1,494 @@
+//! The content store's on-disk half: `blobs/sha256/<hex>` and resumable, verifying ingests.
+//!
+//! Layout (as containerd's local store):
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>          committed blobs, read-only
+//! <root>/ingest/<sha256(ref)>/ref    the ref text
+//!                             data   bytes written so far
+//!                             total  expected size, when known
+//!                             startedat, updatedat   RFC 3339 with nanoseconds
+//!                             hashstate              ctrstore's saved SHA-256 state (see below)
+//! ```
+//!
+//! One writer per ref across processes: the writer holds `flock(LOCK_EX)` on the ingest
+//! *directory* from open until commit or close. A second open fails at once with
+//! `Unavailable`; callers that want to wait retry (the Python layer does, with backoff).
+//! Locking the directory rather than `data` matters: commit renames `data` away, and a
+//! waiter must not be able to lock a fresh `data` while the old directory is being removed.
+//!
+//! On close the writer saves its hash state next to `data`; a resumed writer whose `data`
+//! has exactly the saved length continues from that state instead of re-reading the file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::digest::{Digest, Sha256, CHUNK};
+use crate::error::{already_exists, failed_precondition, invalid_argument, not_found, unavailable, Error, Result};
+use crate::timefmt::rfc3339_nanos;
+
+/// Path of the committed blob for `digest` under a content store root.
+pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs").join(digest.algorithm()).join(digest.hex())
+}
+
+/// Directory of the ingest for `reference` under a content store root.
+pub fn ingest_dir(root: &Path, reference: &str) -> PathBuf {
+    root.join("ingest").join(Digest::of_bytes(reference.as_bytes()).hex())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::io(e, path.display())
+}
+
+/// Write a small file atomically: `<name>.tmp` with O_SYNC, then rename.
+fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_SYNC)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(data).map_err(io_err(&tmp))?;
+    let dst = dir.join(name);
+    fs::rename(&tmp, &dst).map_err(io_err(&dst))
+}
+
+fn read_opt(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(e, path.display())),
+    }
+}
+
+/// An exclusively locked ingest directory; the lock goes with the descriptor.
+struct DirLock {
+    _dir: File,
+}
+
+/// Lock `dir` (which must exist), checking that the locked directory is still the one at
+/// `dir` (a committing writer may have removed it between our open and our lock).
+fn lock_dir(dir: &Path, reference: &str) -> Result<Option<DirLock>> {
+    let f = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(e, dir.display())),
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(unavailable(format!("ref {reference:?} is locked: another writer holds its ingest")));
+        }
+        return Err(Error::io(e, dir.display()));
+    }
+    let locked_ino = f.metadata().map_err(io_err(dir))?.ino();
+    match fs::metadata(dir) {
+        Ok(m) if m.ino() == locked_ino => Ok(Some(DirLock { _dir: f })),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(e, dir.display())),
+    }
+}
+
+/// A resumable writer for one ref. Dropping it without `close` or `commit` keeps the
+/// ingest on disk (resumable) but does not save the hash state.
+pub struct IngestWriter {
+    root: PathBuf,
+    dir: PathBuf,
+    reference: String,
+    data: File,
+    hasher: Sha256,
+    total: Option<u64>,
+    expected: Option<Digest>,
+    started_at: String,
+    _lock: DirLock,
+}
+
+impl IngestWriter {
+    /// Open (or resume) the ingest for `reference`.
+    ///
+    /// `total` is the expected size if known; `expected` the expected digest. If the blob for
+    /// `expected` already exists, this fails with AlreadyExists before touching the ingest.
+    pub fn open(root: &Path, reference: &str, total: Option<u64>, expected: Option<Digest>) -> Result<Self> {
+        if reference.is_empty() {
+            return Err(invalid_argument("ingest ref must not be empty"));
+        }
+        if let Some(d) = &expected {
+            if blob_path(root, d).exists() {
+                return Err(already_exists(format!("content {d} already exists")));
+            }
+        }
+        let ingest_root = root.join("ingest");
+        fs::create_dir_all(&ingest_root).map_err(io_err(&ingest_root))?;
+        let dir = ingest_dir(root, reference);
+        let mut lock = None;
+        for _ in 0..8 {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(e, dir.display())),
+            }
+            if let Some(l) = lock_dir(&dir, reference)? {
+                lock = Some(l);
+                break;
+            }
+        }
+        let lock = lock.ok_or_else(|| unavailable(format!("ref {reference:?}: ingest kept vanishing while opening it")))?;
+
+        match read_opt(&dir.join("ref"))? {
+            Some(r) if r == reference => {}
+            Some(r) => {
+                return Err(failed_precondition(format!(
+                    "ingest {} holds ref {r:?}, not {reference:?}",
+                    dir.display()
+                )))
+            }
+            None => write_atomic(&dir, "ref", reference.as_bytes())?,
+        }
+        let started_at = match read_opt(&dir.join("startedat"))? {
+            Some(s) => s,
+            None => {
+                let s = rfc3339_nanos(SystemTime::now());
+                write_atomic(&dir, "startedat", s.as_bytes())?;
+                s
+            }
+        };
+        let stored_total = match read_opt(&dir.join("total"))? {
+            Some(s) => Some(s.trim().parse::<u64>().map_err(|_| {
+                failed_precondition(format!("ingest {reference:?}: corrupt total file {s:?}; abort the ingest"))
+            })?),
+            None => None,
+        };
+        let total = match (total, stored_total) {
+            (Some(t), Some(s)) if t > 0 && s > 0 && t != s => {
+                return Err(failed_precondition(format!(
+                    "ingest {reference:?} was started with size {s}, now opened with size {t}; abort it first"
+                )))
+            }
+            (Some(t), None) if t > 0 => {
+                write_atomic(&dir, "total", t.to_string().as_bytes())?;
+                Some(t)
+            }
+            (Some(t), _) if t > 0 => Some(t),
+            (_, s) => s,
+        };
+
+        let data_path = dir.join("data");
+        let mut data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&data_path)
+            .map_err(io_err(&data_path))?;
+        let size = data.metadata().map_err(io_err(&data_path))?.len();
+        let saved = fs::read(dir.join("hashstate")).ok().and_then(|b| Sha256::import(&b));
+        let hasher = match saved {
+            Some(h) if h.len() == size => h,
+            _ => {
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; CHUNK];
+                data.seek(SeekFrom::Start(0)).map_err(io_err(&data_path))?;
+                loop {
+                    let n = data.read(&mut buf).map_err(io_err(&data_path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+                h
+            }
+        };
+        // The saved state describes the file as of the last close; once we write, it is stale.
+        let _ = fs::remove_file(dir.join("hashstate"));
+        data.seek(SeekFrom::Start(hasher.len())).map_err(io_err(&data_path))?;
+        Ok(IngestWriter {
+            root: root.to_owned(),
+            dir,
+            reference: reference.to_owned(),
+            data,
+            hasher,
+            total,
+            expected,
+            started_at,
+            _lock: lock,
+        })
+    }
+
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+    pub fn offset(&self) -> u64 {
+        self.hasher.len()
+    }
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+    pub fn started_at(&self) -> &str {
+        &self.started_at
+    }
+    pub fn expected(&self) -> Option<&Digest> {
+        self.expected.as_ref()
+    }
+    /// Digest of the bytes written so far.
+    pub fn digest(&self) -> Digest {
+        self.hasher.finish()
+    }
+    pub fn ingest_path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Append bytes. On a failed write the data file is cut back to the last good offset.
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if let Err(e) = self.data.write_all(buf) {
+            let off = self.offset();
+            let _ = self.data.set_len(off);
+            let _ = self.data.seek(SeekFrom::Start(off));
+            return Err(Error::io(e, format!("writing ingest {:?}", self.reference)));
+        }
+        self.hasher.update(buf);
+        Ok(())
+    }
+
+    /// Copy from a reader until EOF or `limit` bytes; returns the bytes copied.
+    pub fn write_from<R: Read>(&mut self, mut r: R, limit: Option<u64>) -> Result<u64> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut copied = 0u64;
+        loop {
+            let want = match limit {
+                Some(l) if l - copied < CHUNK as u64 => (l - copied) as usize,
+                _ => CHUNK,
+            };
+            if want == 0 {
+                break;
+            }
+            let n = match r.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(e, format!("reading data for ingest {:?}", self.reference))),
+            };
+            self.write(&buf[..n])?;
+            copied += n as u64;
+        }
+        Ok(copied)
+    }
+
+    /// Only truncation to 0 is supported (as in containerd): start the ingest over.
+    pub fn truncate(&mut self, size: u64) -> Result<()> {
+        if size != 0 {
+            return Err(invalid_argument(format!("ingest {:?}: can only truncate to 0, not {size}", self.reference)));
+        }
+        let p = self.dir.join("data");
+        self.data.set_len(0).map_err(io_err(&p))?;
+        self.data.seek(SeekFrom::Start(0)).map_err(io_err(&p))?;
+        self.hasher = Sha256::new();
+        Ok(())
+    }
+
+    fn save_state(&mut self) -> Result<()> {
+        self.data.sync_data().map_err(io_err(&self.dir))?;
+        write_atomic(&self.dir, "hashstate", &self.hasher.export())?;
+        write_atomic(&self.dir, "updatedat", rfc3339_nanos(SystemTime::now()).as_bytes())
+    }
+
+    /// Keep the ingest for a later resume and release the lock.
+    pub fn close(mut self) -> Result<()> {
+        self.save_state()
+    }
+
+    /// Verify and move the data into `blobs/`. `size` 0 means "whatever the expected total
+    /// is, if any". On a size or digest mismatch the ingest is kept as it is (a reopened
+    /// writer sees the same offset) and FailedPrecondition is returned; the lock is released
+    /// either way. If the blob already exists, the ingest is removed and AlreadyExists returned.
+    pub fn commit(mut self, size: u64, expected: Option<Digest>) -> Result<Digest> {
+        let offset = self.offset();
+        let want_size = if size > 0 { Some(size) } else { self.total };
+        if let Some(want) = want_size {
+            if want != offset {
+                let _ = self.save_state();
+                return Err(failed_precondition(format!(
+                    "commit of {:?} failed: wrote {offset} bytes, expected {want}",
+                    self.reference
+                )));
+            }
+        }
+        let actual = self.hasher.finish();
+        if let Some(want) = expected.or_else(|| self.expected.clone()) {
+            if want != actual {
+                let _ = self.save_state();
+                return Err(failed_precondition(format!(
+                    "commit of {:?} failed: content digest is {actual}, expected {want}",
+                    self.reference
+                )));
+            }
+        }
+        let data_path = self.dir.join("data");
+        self.data.sync_all().map_err(io_err(&data_path))?;
+        let target = blob_path(&self.root, &actual);
+        let blob_dir = target.parent().expect("blob path has a parent");
+        fs::create_dir_all(blob_dir).map_err(io_err(blob_dir))?;
+        if target.exists() {
+            fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+            return Err(already_exists(format!("content {actual} already exists")));
+        }
+        fs::rename(&data_path, &target).map_err(io_err(&target))?;
+        File::open(blob_dir).and_then(|d| d.sync_all()).map_err(io_err(blob_dir))?;
+        let now = SystemTime::now();
+        let times = fs::FileTimes::new().set_accessed(now).set_modified(now);
+        self.data.set_times(times).map_err(io_err(&target))?;
+        let mode = self.data.metadata().map_err(io_err(&target))?.permissions().mode() & !0o222;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err(&target))?;
+        fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(actual)
+    }
+}
+
+/// Remove the ingest for `reference`. NotFound if there is none; Unavailable if a writer
+/// holds it.
+pub fn abort(root: &Path, reference: &str) -> Result<()> {
+    let dir = ingest_dir(root, reference);
+    match lock_dir(&dir, reference)? {
+        Some(_lock) => fs::remove_dir_all(&dir).map_err(io_err(&dir)),
+        None => Err(not_found(format!("no active ingest for ref {reference:?}"))),
+    }
+}
+
+/// Whether a writer currently holds the ingest at `dir` (used by gc to skip live ingests).
+pub fn ingest_in_use(dir: &Path) -> Result<bool> {
+    let f = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(e, dir.display())),
+    };
+    // SAFETY: flock on a descriptor we own; closing it releases the probe lock.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    Ok(rc != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn store() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn write_and_commit() {
+        let t = store();
+        let data = b"hello world";
+        let d = Digest::of_bytes(data);
+        let mut w = IngestWriter::open(t.path(), "r1", Some(data.len() as u64), Some(d.clone())).unwrap();
+        w.write(data).unwrap();
+        let got = w.commit(0, None).unwrap();
+        assert_eq!(got, d);
+        let p = blob_path(t.path(), &d);
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o222, 0);
+        assert!(!ingest_dir(t.path(), "r1").exists());
+        let e = IngestWriter::open(t.path(), "r2", None, Some(d)).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn mismatch_commits_nothing_and_keeps_ingest() {
+        let t = store();
+        let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        w.write(b"abc").unwrap();
+        let wrong = Digest::of_bytes(b"abd");
+        let e = w.commit(3, Some(wrong)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+        assert!(e.to_string().contains("expected sha256:"), "{e}");
+        assert!(!t.path().join("blobs/sha256").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false));
+        let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        assert_eq!(w.offset(), 3);
+        let e = w.commit(4, None).unwrap_err();
+        assert!(e.to_string().contains("wrote 3 bytes, expected 4"), "{e}");
+    }
+
+    #[test]
+    fn resume_uses_saved_state_or_rehashes() {
+        let t = store();
+        let all = b"0123456789abcdef".repeat(100);
+        let mut w = IngestWriter::open(t.path(), "r", Some(all.len() as u64), None).unwrap();
+        w.write(&all[..700]).unwrap();
+        w.close().unwrap();
+        assert!(ingest_dir(t.path(), "r").join("hashstate").exists());
+        let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        assert_eq!(w.offset(), 700);
+        assert_eq!(w.total(), Some(all.len() as u64));
+        w.write(&all[700..900]).unwrap();
+        drop(w); // crash-like: no state saved for 900 bytes
+        let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        assert_eq!(w.offset(), 900);
+        w.write(&all[900..]).unwrap();
+        assert_eq!(w.commit(0, Some(Digest::of_bytes(&all))).unwrap(), Digest::of_bytes(&all));
+    }
+
+    #[test]
+    fn forged_state_is_not_trusted_blindly() {
+        let t = store();
+        let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        w.write(b"aaaa").unwrap();
+        w.close().unwrap();
+        // Someone appends to data behind our back: the saved length no longer matches.
+        let dir = ingest_dir(t.path(), "r");
+        let mut f = OpenOptions::new().append(true).open(dir.join("data")).unwrap();
+        f.write_all(b"bb").unwrap();
+        let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        assert_eq!(w.digest(), Digest::of_bytes(b"aaaabb"));
+    }
+
+    #[test]
+    fn second_writer_is_unavailable_and_abort() {
+        let t = store();
+        let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        let e = IngestWriter::open(t.path(), "r", None, None).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(ingest_in_use(&ingest_dir(t.path(), "r")).unwrap());
+        assert_eq!(abort(t.path(), "r").unwrap_err().kind(), ErrorKind::Unavailable);
+        w.close().unwrap();
+        assert!(!ingest_in_use(&ingest_dir(t.path(), "r")).unwrap());
+        abort(t.path(), "r").unwrap();
+        assert_eq!(abort(t.path(), "r").unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn total_conflict_and_truncate() {
+        let t = store();
+        let mut w = IngestWriter::open(t.path(), "r", Some(10), None).unwrap();
+        w.write(b"xyz").unwrap();
+        w.truncate(0).unwrap();
+        assert_eq!(w.offset(), 0);
+        assert_eq!(w.truncate(1).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        w.close().unwrap();
+        let e = IngestWriter::open(t.path(), "r", Some(11), None).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+        assert_eq!(IngestWriter::open(t.path(), "", None, None).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn existing_blob_on_commit_removes_ingest() {
+        let t = store();
+        let mut a = IngestWriter::open(t.path(), "a", None, None).unwrap();
+        let mut b = IngestWriter::open(t.path(), "b", None, None).unwrap();
+        a.write(b"same").unwrap();
+        b.write(b"same").unwrap();
+        a.commit(0, None).unwrap();
+        assert_eq!(b.commit(0, None).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert!(!ingest_dir(t.path(), "b").exists());
+    }
+}

@@ -1,0 +1,15 @@
+//! ctrstore-core: the parts of ctrstore that move bytes.
+//!
+//! - [`digest`]: `sha256:<hex>` digests and a streaming SHA-256 with a saveable state.
+//! - [`content`]: the content store's blobs and resumable, verifying, cross-process-locked ingests.
+//! - [`error`]: one error type whose kinds mirror containerd's errdefs.
+//!
+//! Nothing here knows about Python; the `ctrstore-py` crate is a thin binding over it.
+
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod timefmt;
+
+pub use digest::Digest;
+pub use error::{Error, ErrorKind, Result};

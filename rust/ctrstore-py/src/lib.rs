@@ -1,0 +1,23 @@
+//! `ctrstore._core`: a thin PyO3 layer over `ctrstore-core`. No logic lives here; each file
+//! mirrors one core module, and `errors.rs` holds the single error mapping.
+
+use pyo3::prelude::*;
+
+mod content;
+mod digest;
+mod errors;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::content::{abort_ingest, blob_path, ingest_dir, ingest_in_use, IngestWriter};
+    #[pymodule_export]
+    use super::digest::{parse_digest, sha256_bytes, sha256_file, Digester};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
