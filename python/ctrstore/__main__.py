@@ -1,0 +1,3 @@
+from ctrstore.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""The ``ctrstore`` command line: a thin layer over the Python API, shaped like ``ctr``.
+
+Each noun has its own module (``content.py``, ``namespaces.py``, ...), as containerd's
+``cmd/ctr/commands`` does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ctrstore import __version__
+from ctrstore.cli._common import State
+from ctrstore.errdefs import CtrstoreError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--config", "-c", "config_path", metavar="FILE", envvar="CTRSTORE_CONFIG",
+    help="Config file (default: /etc/ctrstore/config.toml when it exists). Env: CTRSTORE_CONFIG.",
+)
+@click.option("--root", metavar="DIR", envvar="CTRSTORE_ROOT",
+              help="Persistent data directory (default /var/lib/ctrstore). Env: CTRSTORE_ROOT.")
+@click.option("--state", metavar="DIR", envvar="CTRSTORE_STATE",
+              help="Runtime state directory (default /run/ctrstore). Env: CTRSTORE_STATE.")
+@click.option("--namespace", "-n", metavar="NAME", envvar="CTRSTORE_NAMESPACE",
+              help='Namespace to work in (default "default"). Env: CTRSTORE_NAMESPACE.')
+@click.version_option(__version__, "--version", "-v", prog_name="ctrstore")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, root: str | None, state: str | None,
+        namespace: str | None) -> None:
+    """ctrstore: containerd's image and container storage, with no daemon.
+
+    Content lives in ROOT/io.containerd.content.v1.content (blobs/sha256/<hex>), references
+    in ROOT/io.containerd.metadata.v1.sqlite/meta.db. Every command opens the store itself;
+    several ctrstore processes can use one root at once.
+
+    \b
+    Start here:
+      ctrstore plugin ls                   what is available on this machine
+      echo hi | ctrstore content ingest r1  store a blob from stdin
+      ctrstore content ls                  list blobs in the namespace
+      ctrstore gc --dry-run                what garbage collection would remove
+    """
+    st = State(config_path, root, state, namespace)
+    ctx.obj = st
+    ctx.call_on_close(st.close)
+
+
+def _register() -> None:
+    from ctrstore.cli import config, content, gc, leases, namespaces, plugins
+
+    for mod in (config, content, gc, leases, namespaces, plugins):
+        mod.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: errdefs errors become one line on stderr and exit status 1."""
+    try:
+        cli.main(args=argv, prog_name="ctrstore", standalone_mode=False)
+    except CtrstoreError as e:
+        click.echo(f"ctrstore: {e.kind}: {e}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("ctrstore: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(141)

@@ -1,0 +1,91 @@
+"""What every command shares: the lazily opened Client, table output and progress bars."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ctrstore.client import Client
+from ctrstore.config import Config, load
+
+
+@dataclass
+class State:
+    config_path: str | None = None
+    root: str | None = None
+    state: str | None = None
+    namespace: str | None = None
+    _client: Client | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        return load(self.config_path, root=self.root, state=self.state)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(config=self.config(), namespace=self.namespace)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Print aligned columns, as ``ctr`` does (two spaces between columns)."""
+    data = [[str(c) for c in headers], *([str(c) for c in r] for r in rows)]
+    widths = [max(len(r[i]) for r in data) for i in range(len(headers))]
+    for r in data:
+        line = "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        click.echo(line)
+
+
+def ago(t: datetime) -> str:
+    from ctrstore._timeutil import now
+
+    secs = int((now() - t).total_seconds())
+    for unit, n in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if secs >= n:
+            return f"{secs // n} {unit} ago"
+    return f"{max(secs, 0)} seconds ago"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
+def progress(enabled: bool | None = None) -> Progress:
+    """A transfer progress bar on stderr; shown only when stderr is a terminal."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not show,
+        transient=False,
+    )

@@ -1,0 +1,37 @@
+"""``ctrstore gc``."""
+
+from __future__ import annotations
+
+import click
+
+from ctrstore.cli._common import State, pass_state
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@pass_state
+def gc(st: State, dry_run: bool) -> None:
+    """Remove what nothing references: blobs, ingests, records and snapshots.
+
+    Kept: images, leases that have not expired, containers, anything labelled
+    containerd.io/gc.root, and everything those reference through containerd.io/gc.ref.*
+    labels. There is no daemon to do this in the background; run it after removals.
+    """
+    result = st.client().gc(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for kind, items in sorted(result.records.items()):
+        for item in items:
+            click.echo(f"{verb} {kind} record {item}")
+    for d in result.blobs:
+        click.echo(f"{verb} blob {d}")
+    for r in result.ingests:
+        click.echo(f"{verb} ingest {r}")
+    for sn, keys in sorted(result.snapshots.items()):
+        for k in keys:
+            click.echo(f"{verb} snapshot {sn}/{k}")
+    if result.empty:
+        click.echo("nothing to remove")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(gc)

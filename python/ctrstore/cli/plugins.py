@@ -1,0 +1,34 @@
+"""``ctrstore plugin ls``."""
+
+from __future__ import annotations
+
+import click
+
+from ctrstore.cli._common import State, pass_state, table
+
+
+@click.group("plugin")
+def plugin() -> None:
+    """The plugins that make up the store, and whether each works here."""
+
+
+@plugin.command("ls")
+@click.option("--detailed", "-d", is_flag=True, help="Show each plugin's data directory and full error.")
+@pass_state
+def ls(st: State, detailed: bool) -> None:
+    """List plugins: TYPE, ID, PLATFORMS, STATUS (ok, skip or error, with the reason)."""
+    client = st.client()
+    rows = []
+    for p in client.plugins:
+        status = p.status if p.status == "ok" else f"{p.status}: {p.error}"
+        row = [p.registration.type, p.registration.id, ",".join(p.platforms) or "-", status]
+        if detailed:
+            row.append(str(client.root / p.uri))
+        rows.append(row)
+    headers = ["TYPE", "ID", "PLATFORMS", "STATUS"]
+    table([*headers, "ROOT"] if detailed else headers, rows)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(plugin)
+    cli.add_command(plugin, "plugins")

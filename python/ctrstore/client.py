@@ -1,0 +1,104 @@
+"""``Client``: one store (a root and a state directory) seen from one namespace.
+
+There is no daemon: a Client initialises the plugins itself, and several Clients — in one
+process or many — can use the same root at once (meta.db and the content store lock what
+they must).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from ctrstore.config import Config, load
+from ctrstore.metadata import ContentStore, GCResult, ImageStore, Lease, LeaseManager, Metadata, NamespaceStore
+from ctrstore.metadata.db import validate_identifier
+from ctrstore.plugin import METADATA, PluginSet
+
+__all__ = ["DEFAULT_NAMESPACE", "Client"]
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_LEASE_EXPIRY = timedelta(hours=24)
+
+
+class Client:
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        state: str | os.PathLike[str] | None = None,
+        namespace: str | None = None,
+        config: Config | str | os.PathLike[str] | None = None,
+    ) -> None:
+        import ctrstore.plugins.builtins as builtins
+
+        builtins.load_external()
+        if isinstance(config, Config):
+            cfg = config
+            if root is not None:
+                cfg.root = str(root)
+            if state is not None:
+                cfg.state = str(state)
+        else:
+            cfg = load(config, root=None if root is None else str(root), state=None if state is None else str(state))
+        self.config = cfg
+        self.namespace = validate_identifier(
+            "namespace", namespace or os.environ.get("CTRSTORE_NAMESPACE") or DEFAULT_NAMESPACE
+        )
+        self.root = Path(cfg.root)
+        self.state = Path(cfg.state)
+        self.plugins = PluginSet(self.root, self.state, cfg.plugins, set(cfg.disabled_plugins))
+        self._lease: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return self.plugins.get_single(METADATA, Metadata)
+
+    @property
+    def namespaces(self) -> NamespaceStore:
+        return self.metadata.namespaces
+
+    @property
+    def content(self) -> ContentStore:
+        """The namespace's content store (writing under the active lease, if any)."""
+        return self.metadata.content(self.namespace, lease=self._lease)
+
+    @property
+    def images(self) -> ImageStore:
+        return self.metadata.images(self.namespace, lease=self._lease)
+
+    @property
+    def leases(self) -> LeaseManager:
+        return self.metadata.leases(self.namespace)
+
+    def with_namespace(self, namespace: str) -> Client:
+        return Client(config=self.config, namespace=namespace)
+
+    @contextmanager
+    def lease(self, *, expire: timedelta = DEFAULT_LEASE_EXPIRY, keep: bool = False) -> Iterator[Lease]:
+        """Hold a lease for the block: everything written through this client is kept from gc
+        until the block ends (and the lease is deleted, unless ``keep``)."""
+        if self._lease is not None:
+            yield self.leases.list(f"id=={self._lease}")[0]
+            return
+        lease = self.leases.create(expire=expire)
+        self._lease = lease.id
+        try:
+            yield lease
+        finally:
+            self._lease = None
+            if not keep:
+                self.leases.delete(lease.id)
+
+    def gc(self, *, dry_run: bool = False) -> GCResult:
+        """Remove everything no root references (see ``ctrstore.metadata.gc``)."""
+        return self.metadata.gc(dry_run=dry_run)
+
+    def close(self) -> None:
+        for p in self.plugins:
+            closer = getattr(p.instance, "close", None)
+            if callable(closer):
+                closer()

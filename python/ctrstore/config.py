@@ -1,0 +1,126 @@
+"""``config.toml``, as containerd's: ``root``, ``state``, ``disabled_plugins`` and one
+``[plugins."<type>.<id>"]`` table per plugin.
+
+Where values come from, later winning: built-in defaults, the config file (``--config``, else
+``$CTRSTORE_CONFIG``, else ``/etc/ctrstore/config.toml`` if it exists), the environment
+(``CTRSTORE_ROOT``, ``CTRSTORE_STATE``), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ctrstore.errdefs import InvalidArgument
+from ctrstore.plugin import Registry, decode_config, registry
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "load"]
+
+DEFAULT_CONFIG_PATH = Path("/etc/ctrstore/config.toml")
+DEFAULT_ROOT = "/var/lib/ctrstore"
+DEFAULT_STATE = "/run/ctrstore"
+VERSION = 1
+
+
+@dataclass
+class Config:
+    version: int = VERSION
+    root: str = DEFAULT_ROOT
+    state: str = DEFAULT_STATE
+    disabled_plugins: list[str] = field(default_factory=list)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None
+    """The file this config was read from, if any (not written back)."""
+
+    def to_toml(self, reg: Registry | None = None, *, effective: bool = True) -> str:
+        """The config as TOML. With ``effective``, every registered plugin's table is filled
+        in with its defaults, so the output shows every knob."""
+        doc: dict[str, Any] = {
+            "version": self.version,
+            "root": self.root,
+            "state": self.state,
+            "disabled_plugins": list(self.disabled_plugins),
+        }
+        tables: dict[str, dict[str, Any]] = {}
+        for r in reg if reg is not None else registry:
+            if not effective or r.config is None:
+                continue
+            merged = decode_config(r.config, self.plugins.get(r.uri), r.uri)
+            tables[r.uri] = dataclasses.asdict(merged)  # type: ignore[call-overload]
+        for uri, table in self.plugins.items():
+            tables.setdefault(uri, dict(table))
+        if tables:
+            doc["plugins"] = dict(sorted(tables.items()))
+        return tomli_w.dumps(doc)
+
+
+_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "plugins"}
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"config {source}: not valid TOML: {e}") from None
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise InvalidArgument(f"config {source}: unknown key(s) {', '.join(unknown)}")
+    cfg = Config(source=source)
+    version = raw.get("version", VERSION)
+    if version != VERSION:
+        raise InvalidArgument(f"config {source}: version {version!r} is not supported (expected {VERSION})")
+    for key in ("root", "state"):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str) or not value:
+                raise InvalidArgument(f"config {source}: {key} must be a non-empty path string")
+            setattr(cfg, key, value)
+    disabled = raw.get("disabled_plugins", [])
+    if not isinstance(disabled, list) or not all(isinstance(x, str) for x in disabled):
+        raise InvalidArgument(f"config {source}: disabled_plugins must be a list of plugin names")
+    cfg.disabled_plugins = disabled
+    plugins = raw.get("plugins", {})
+    if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
+        raise InvalidArgument(f'config {source}: plugins must be tables [plugins."<type>.<id>"]')
+    cfg.plugins = plugins
+    return cfg
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    root: str | None = None,
+    state: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective config (see the module docstring for precedence)."""
+    env = os.environ if env is None else env
+    chosen = path if path is not None else env.get("CTRSTORE_CONFIG")
+    if chosen is not None:
+        p = Path(chosen)
+        try:
+            cfg = parse(p.read_text(), str(p))
+        except FileNotFoundError:
+            raise InvalidArgument(f"config file {p} does not exist") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+            raise InvalidArgument(f"config file {p} cannot be read: {e}") from None
+    elif DEFAULT_CONFIG_PATH.is_file():
+        cfg = parse(DEFAULT_CONFIG_PATH.read_text(), str(DEFAULT_CONFIG_PATH))
+    else:
+        cfg = Config()
+    if env.get("CTRSTORE_ROOT"):
+        cfg.root = env["CTRSTORE_ROOT"]
+    if env.get("CTRSTORE_STATE"):
+        cfg.state = env["CTRSTORE_STATE"]
+    if root:
+        cfg.root = root
+    if state:
+        cfg.state = state
+    return cfg

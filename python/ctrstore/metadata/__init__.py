@@ -1,0 +1,61 @@
+"""The metadata store: meta.db and the namespaced views over the shared stores.
+
+``Metadata`` is what the ``io.containerd.metadata.v1.sqlite`` plugin provides: the database,
+the shared content store, and factories for the per-namespace stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ctrstore.content.local import LocalStore
+from ctrstore.metadata.content import ContentStore, SharingPolicy
+from ctrstore.metadata.db import DB
+from ctrstore.metadata.gc import GCResult, SnapshotCleaner, collect
+from ctrstore.metadata.images import Image, ImageStore
+from ctrstore.metadata.leases import Lease, LeaseManager
+from ctrstore.metadata.namespaces import Namespace, NamespaceStore
+
+__all__ = [
+    "DB",
+    "ContentStore",
+    "GCResult",
+    "Image",
+    "ImageStore",
+    "Lease",
+    "LeaseManager",
+    "Metadata",
+    "Namespace",
+    "NamespaceStore",
+]
+
+
+class Metadata:
+    def __init__(
+        self,
+        db: DB,
+        content: LocalStore,
+        snapshotters: Mapping[str, SnapshotCleaner] | None = None,
+        *,
+        policy: SharingPolicy = "shared",
+    ) -> None:
+        self.db = db
+        self.content_backend = content
+        self.snapshotters = dict(snapshotters or {})
+        self.policy = policy
+        self.namespaces = NamespaceStore(db)
+
+    def content(self, namespace: str, *, lease: str | None = None) -> ContentStore:
+        return ContentStore(self.db, self.content_backend, namespace, lease=lease, policy=self.policy)
+
+    def images(self, namespace: str, *, lease: str | None = None) -> ImageStore:
+        return ImageStore(self.db, namespace, lease=lease)
+
+    def leases(self, namespace: str) -> LeaseManager:
+        return LeaseManager(self.db, namespace)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def gc(self, *, dry_run: bool = False) -> GCResult:
+        return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)

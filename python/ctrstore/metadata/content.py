@@ -1,0 +1,465 @@
+"""The namespaced content store: what callers use to read, write, label and delete blobs.
+
+The bytes live once in the shared ``LocalStore``; meta.db records which namespace holds which
+blob, with its labels. As containerd's default ``shared`` policy does, a writer whose expected
+blob is already on disk (held by any namespace) writes nothing: committing it only records the
+blob for this namespace.
+
+Every commit moves the data into ``blobs/`` *inside* a meta.db write transaction, and gc sweeps
+blobs inside one too, so gc can never see a blob that is committed but not yet recorded.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from ctrstore import _core, filters
+from ctrstore import labels as labelutil
+from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
+from ctrstore.content import Info, Status
+from ctrstore.content.local import LocalStore
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
+from ctrstore.metadata.leases import add_resource
+
+__all__ = ["INGEST_EXPIRY", "ContentStore", "Writer"]
+
+INGEST_EXPIRY = timedelta(hours=24)
+"""An ingest outside a lease is kept from gc for this long after it was opened."""
+
+CHUNK = 4 << 20
+
+SharingPolicy = Literal["shared", "isolated"]
+
+
+def _info(row: tuple[str, int, str, str, str]) -> Info:
+    digest, size, lb, created, updated = row
+    return Info(digest, size, parse_rfc3339(created), parse_rfc3339(updated), loads_labels(lb))
+
+
+class ContentStore:
+    """Content as one namespace sees it (optionally writing under a lease)."""
+
+    def __init__(
+        self,
+        db: DB,
+        backend: LocalStore,
+        namespace: str,
+        *,
+        lease: str | None = None,
+        policy: SharingPolicy = "shared",
+    ) -> None:
+        self.db = db
+        self.backend = backend
+        self.namespace = namespace
+        self.lease = lease
+        self.policy = policy
+
+    def with_lease(self, lease: str | None) -> ContentStore:
+        return ContentStore(self.db, self.backend, self.namespace, lease=lease, policy=self.policy)
+
+    # -- reading -------------------------------------------------------------------------
+    def _row(self, cur: sqlite3.Cursor, digest: str) -> tuple[str, int, str, str, str] | None:
+        row: tuple[str, int, str, str, str] | None = cur.execute(
+            "SELECT digest, size, labels, created_at, updated_at FROM content WHERE namespace=? AND digest=?",
+            (self.namespace, digest),
+        ).fetchone()
+        return row
+
+    def info(self, digest: str) -> Info:
+        digest = _core.parse_digest(digest)
+        with self.db.read() as cur:
+            row = self._row(cur, digest)
+            if row is None:
+                DB.require_namespace(cur, self.namespace)
+                raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
+        return _info(row)
+
+    def exists(self, digest: str) -> bool:
+        try:
+            self.info(digest)
+        except NotFound:
+            return False
+        return True
+
+    def walk(self, *filter_strings: str) -> Iterator[Info]:
+        flt = filters.parse(*filter_strings)
+        with self.db.read() as cur:
+            DB.require_namespace(cur, self.namespace)
+            rows = cur.execute(
+                "SELECT digest, size, labels, created_at, updated_at FROM content WHERE namespace=? "
+                "ORDER BY digest",
+                (self.namespace,),
+            ).fetchall()
+        for row in rows:
+            info = _info(row)
+            if flt.match(filters.match_mapping({"digest": info.digest, "size": str(info.size)}, info.labels)):
+                yield info
+
+    def open(self, digest: str) -> BinaryIO:
+        self.info(digest)
+        return self.backend.open(digest)
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def path(self, digest: str) -> str:
+        """Where the blob's bytes are on disk (read-only)."""
+        self.info(digest)
+        return str(self.backend.blob_path(digest))
+
+    # -- labels and deletion -------------------------------------------------------------
+    def update(self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Info:
+        """Change labels. No fieldpaths or ``labels`` replaces them all; ``labels.<key>`` sets
+        (or, with an empty value, removes) one key. Other fields cannot be changed."""
+        digest = _core.parse_digest(digest)
+        with self.db.write() as cur:
+            row = self._row(cur, digest)
+            if row is None:
+                raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
+            current = loads_labels(row[2])
+            if not fieldpaths or "labels" in fieldpaths:
+                new = labelutil.validate(labels)
+            else:
+                changes: dict[str, str] = {}
+                for fp in fieldpaths:
+                    if not fp.startswith("labels."):
+                        raise InvalidArgument(f"cannot update {fp!r} on content {digest}: only labels")
+                    key = fp[len("labels.") :]
+                    changes[key] = labels.get(key, "")
+                new = labelutil.apply_update(current, changes)
+            cur.execute(
+                "UPDATE content SET labels=?, updated_at=? WHERE namespace=? AND digest=?",
+                (dumps(new), timestamp(), self.namespace, digest),
+            )
+            row = self._row(cur, digest)
+        assert row is not None
+        return _info(row)
+
+    def set_labels(self, digest: str, changes: Mapping[str, str]) -> Info:
+        """Merge label changes (an empty value removes the key)."""
+        return self.update(digest, changes, [f"labels.{k}" for k in changes])
+
+    def delete(self, digest: str) -> None:
+        """Drop this namespace's record; the bytes go too once no namespace holds them."""
+        digest = _core.parse_digest(digest)
+        with self.db.write() as cur:
+            n = cur.execute(
+                "DELETE FROM content WHERE namespace=? AND digest=?", (self.namespace, digest)
+            ).rowcount
+            if n == 0:
+                raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
+            still = cur.execute(
+                "SELECT 1 FROM content WHERE digest=? UNION SELECT 1 FROM ingests WHERE expected=?",
+                (digest, digest),
+            ).fetchone()
+            if still is None:
+                try:
+                    self.backend.delete(digest)
+                except NotFound:
+                    pass
+
+    # -- writing -------------------------------------------------------------------------
+    def _backend_ref(self, ref: str) -> str:
+        return f"{self.namespace}/{ref}"
+
+    def writer(
+        self,
+        ref: str,
+        *,
+        total: int | None = None,
+        expected: str | None = None,
+        wait: float = 0.0,
+    ) -> Writer:
+        """Open (or resume) the ingest ``ref``.
+
+        AlreadyExists if this namespace already holds ``expected``. Unavailable if another
+        writer holds ``ref`` and it is not released within ``wait`` seconds.
+        """
+        if not ref:
+            raise InvalidArgument("ingest ref must not be empty")
+        if expected is not None:
+            expected = _core.parse_digest(expected)
+        if total is not None and total < 0:
+            raise InvalidArgument(f"ingest {ref!r}: size must not be negative")
+        with self.db.write() as cur:
+            DB.ensure_namespace(cur, self.namespace)
+            if expected is not None:
+                if self._row(cur, expected) is not None:
+                    add_resource(cur, self.namespace, self.lease, "content", expected)
+                    raise AlreadyExists(f"content {expected} already exists in namespace {self.namespace!r}")
+                if self._shareable(cur, expected, total):
+                    return Writer(self, ref, None, expected, self.backend.info(expected).size)
+            expires = None if self.lease else format_rfc3339(now() + INGEST_EXPIRY)
+            cur.execute(
+                "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
+                "expires_at=excluded.expires_at",
+                (self.namespace, ref, self._backend_ref(ref), expected, expires),
+            )
+            add_resource(cur, self.namespace, self.lease, "ingests", ref)
+        deadline = time.monotonic() + wait
+        delay = 0.016
+        while True:
+            try:
+                w = self.backend.writer(self._backend_ref(ref), total, expected)
+                break
+            except AlreadyExists:
+                # Another namespace or process committed it meanwhile: share it.
+                with self.db.write() as cur:
+                    cur.execute(
+                        "DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)
+                    )
+                assert expected is not None
+                return Writer(self, ref, None, expected, self.backend.info(expected).size)
+            except Unavailable:
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"ref {ref!r} is locked: another writer holds its ingest") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return Writer(self, ref, w, expected, None)
+
+    def _shareable(self, cur: sqlite3.Cursor, digest: str, total: int | None) -> bool:
+        if not self.backend.exists(digest):
+            return False
+        if total and self.backend.info(digest).size != total:
+            return False
+        if self.policy == "shared":
+            return True
+        row = cur.execute(
+            "SELECT n.labels FROM content c JOIN namespaces n ON n.name = c.namespace WHERE c.digest=?",
+            (digest,),
+        ).fetchall()
+        return any(loads_labels(lb).get("containerd.io/namespace.shareable") == "true" for (lb,) in row)
+
+    def _record(self, cur: sqlite3.Cursor, digest: str, size: int, labels: Mapping[str, str]) -> None:
+        ts = timestamp()
+        cur.execute(
+            "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (self.namespace, digest, size, dumps(labelutil.validate(labels)), ts, ts),
+        )
+        add_resource(cur, self.namespace, self.lease, "content", digest)
+
+    def status(self, ref: str) -> Status:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT expected FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no active ingest for ref {ref!r} in namespace {self.namespace!r}")
+        st = self.backend.status(self._backend_ref(ref))
+        return Status(ref, st.offset, st.total, st.started_at, st.updated_at, row[0])
+
+    def list_statuses(self, *filter_strings: str) -> list[Status]:
+        flt = filters.parse(*filter_strings)
+        with self.db.read() as cur:
+            refs = [r for (r,) in cur.execute(
+                "SELECT ref FROM ingests WHERE namespace=? ORDER BY ref", (self.namespace,)
+            ).fetchall()]
+        out = []
+        for ref in refs:
+            try:
+                st = self.status(ref)
+            except NotFound:
+                continue
+            if flt.match(filters.match_mapping({"ref": st.ref}, {})):
+                out.append(st)
+        return out
+
+    def abort(self, ref: str) -> None:
+        with self.db.write() as cur:
+            n = cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)).rowcount
+            try:
+                self.backend.abort(self._backend_ref(ref))
+            except NotFound:
+                if n == 0:
+                    raise NotFound(f"no active ingest for ref {ref!r} in namespace {self.namespace!r}") from None
+
+    def ingest(
+        self,
+        ref: str,
+        source: BinaryIO | bytes,
+        *,
+        expected: str | None = None,
+        size: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+        wait: float = 10.0,
+    ) -> str:
+        """Write a whole blob from ``source`` (bytes or a binary file), resuming a partial
+        ingest of the same ref. Existing content counts as success. Returns the digest."""
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+            size = len(source.getbuffer()) if size is None else size
+        try:
+            w = self.writer(ref, total=size, expected=expected, wait=wait)
+        except AlreadyExists:
+            assert expected is not None
+            if labels:
+                self.set_labels(expected, labels)
+            return expected
+        with w:
+            if progress:
+                progress(w.offset)
+            if not w.complete and not (size and w.offset == size):
+                if w.offset:
+                    _skip(source, w.offset)
+                self._copy(w, source, progress)
+            try:
+                return w.commit(size or 0, expected, labels)
+            except AlreadyExists:
+                assert w.committed is not None
+                return w.committed
+
+    @staticmethod
+    def _copy(w: Writer, source: BinaryIO, progress: Callable[[int], None] | None) -> None:
+        fd = _fileno(source)
+        while True:
+            if fd is not None:
+                n = w.write_from_fd(fd, CHUNK)
+            else:
+                chunk = source.read(CHUNK)
+                n = w.write(chunk) if chunk else 0
+            if progress:
+                progress(w.offset)
+            if n == 0:
+                return
+
+
+def _fileno(f: BinaryIO) -> int | None:
+    """The descriptor to copy from in Rust, for unbuffered files only (a buffered reader may
+    hold bytes its descriptor has already passed)."""
+    if isinstance(f, io.FileIO):
+        return f.fileno()
+    return None
+
+
+def _skip(source: BinaryIO, offset: int) -> None:
+    """Move ``source`` past the bytes a resumed ingest already has."""
+    try:
+        if source.seekable():
+            source.seek(offset)
+            return
+    except (OSError, AttributeError):
+        pass
+    left = offset
+    while left:
+        chunk = source.read(min(left, CHUNK))
+        if not chunk:
+            raise FailedPrecondition(f"source ended after {offset - left} bytes; the ingest already has {offset}")
+        left -= len(chunk)
+
+
+class Writer:
+    """A namespaced ingest writer (see ``ContentStore.writer``)."""
+
+    def __init__(
+        self,
+        store: ContentStore,
+        ref: str,
+        backend: _core.IngestWriter | None,
+        expected: str | None,
+        shared_size: int | None,
+    ) -> None:
+        self.store = store
+        self.ref = ref
+        self._w = backend
+        self._expected = expected
+        self._shared_size = shared_size
+        self.committed: str | None = None
+
+    @property
+    def offset(self) -> int:
+        if self._w is None:
+            return self._shared_size or 0
+        return self._w.offset
+
+    @property
+    def complete(self) -> bool:
+        """True when the content is already stored and commit only records it."""
+        return self._w is None
+
+    @property
+    def total(self) -> int | None:
+        return self._shared_size if self._w is None else self._w.total
+
+    def digest(self) -> str:
+        if self._w is None:
+            assert self._expected is not None
+            return self._expected
+        return self._w.digest()
+
+    def _live(self) -> _core.IngestWriter:
+        if self._w is None:
+            raise FailedPrecondition(
+                f"ingest {self.ref!r}: content {self._expected} is already stored; nothing to write"
+            )
+        return self._w
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return self._live().write(data)
+
+    def write_from_fd(self, fd: int, limit: int | None = None) -> int:
+        if self._w is None:
+            return 0
+        return self._w.write_from_fd(fd, limit)
+
+    def truncate(self, size: int) -> None:
+        self._live().truncate(size)
+
+    def commit(self, size: int = 0, expected: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+        """Verify and store the blob, and record it for the namespace (with labels).
+
+        FailedPrecondition on a size or digest mismatch: nothing is committed and the ingest
+        stays for a retry. AlreadyExists if the namespace already had the blob."""
+        store = self.store
+        labels = labelutil.validate(labels or {})
+        if expected is not None:
+            expected = _core.parse_digest(expected)
+        with store.db.write() as cur:
+            if self._w is None:
+                digest = self._expected
+                assert digest is not None and self._shared_size is not None
+                if expected is not None and expected != digest:
+                    raise FailedPrecondition(f"commit of {self.ref!r}: content is {digest}, expected {expected}")
+                if size and size != self._shared_size:
+                    raise FailedPrecondition(
+                        f"commit of {self.ref!r}: stored size is {self._shared_size}, expected {size}"
+                    )
+                stored = self._shared_size
+            else:
+                w, self._w = self._w, None
+                stored, written = w.offset, w.digest()
+                try:
+                    digest = w.commit(size, expected)
+                except AlreadyExists:
+                    digest = written  # the same bytes were stored by someone else meanwhile
+                self._shared_size = stored
+                self._expected = digest
+                cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (store.namespace, self.ref))
+            self.committed = digest
+            if store._row(cur, digest) is not None:
+                add_resource(cur, store.namespace, store.lease, "content", digest)
+                raise AlreadyExists(f"content {digest} already exists in namespace {store.namespace!r}")
+            store._record(cur, digest, stored, labels)
+        return digest
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+            self._w = None
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

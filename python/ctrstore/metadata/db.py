@@ -1,0 +1,240 @@
+"""meta.db: the embedded SQLite database behind namespaces, content records, images, leases,
+snapshot records and containers (``<root>/io.containerd.metadata.v1.sqlite/meta.db``).
+
+Schema (one row per object, labels as JSON objects, times as RFC 3339 text)::
+
+    namespaces(name PK, labels)
+    content(namespace, digest) PK, size, labels        -- which namespace "has" a blob
+    ingests(namespace, ref) PK, backend_ref, expected, expires_at
+    images(namespace, name) PK, target_{media_type,digest,size,annotations}, labels
+    leases(namespace, id) PK, labels
+    lease_resources(namespace, lease_id, type, id) PK   -- type: content | ingests | images
+                                                        --       | snapshots/<snapshotter>
+    snapshots(namespace, snapshotter, key) PK, backend_key, parent, labels
+    containers(namespace, id) PK, image, snapshotter, snapshot_key, runtime, spec, labels
+
+Several processes may use one meta.db at once: WAL journal, a busy timeout, and every write in
+a ``BEGIN IMMEDIATE`` transaction (``DB.write()``), which also serialises writers against gc.
+The schema version is ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes version i to i+1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from ctrstore._timeutil import format_rfc3339, now
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+__all__ = ["DB", "SCHEMA_VERSION", "validate_identifier"]
+
+_V1 = """
+CREATE TABLE namespaces (
+    name TEXT PRIMARY KEY,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE content (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, digest)
+);
+CREATE INDEX content_by_digest ON content(digest);
+CREATE TABLE ingests (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    ref TEXT NOT NULL,
+    backend_ref TEXT NOT NULL UNIQUE,
+    expected TEXT,
+    expires_at TEXT,
+    PRIMARY KEY (namespace, ref)
+);
+CREATE TABLE images (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    name TEXT NOT NULL,
+    target_media_type TEXT NOT NULL,
+    target_digest TEXT NOT NULL,
+    target_size INTEGER NOT NULL,
+    target_annotations TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE leases (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    id TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE TABLE lease_resources (
+    namespace TEXT NOT NULL,
+    lease_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (namespace, lease_id, type, id),
+    FOREIGN KEY (namespace, lease_id) REFERENCES leases(namespace, id) ON DELETE CASCADE
+);
+CREATE TABLE snapshots (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    snapshotter TEXT NOT NULL,
+    key TEXT NOT NULL,
+    backend_key TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, snapshotter, key)
+);
+CREATE INDEX snapshots_by_backend ON snapshots(snapshotter, backend_key);
+CREATE TABLE containers (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    id TEXT NOT NULL,
+    image TEXT NOT NULL DEFAULT '',
+    snapshotter TEXT NOT NULL DEFAULT '',
+    snapshot_key TEXT NOT NULL DEFAULT '',
+    runtime TEXT NOT NULL DEFAULT '{}',
+    spec TEXT NOT NULL DEFAULT '{}',
+    extensions TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+"""
+
+MIGRATIONS: list[str] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+MAX_IDENTIFIER = 76
+
+
+def validate_identifier(kind: str, value: str) -> str:
+    """containerd's identifier rule, used for namespaces, leases and container ids."""
+    if not value:
+        raise InvalidArgument(f"{kind} name must not be empty")
+    if len(value) > MAX_IDENTIFIER:
+        raise InvalidArgument(f"{kind} name {value!r} is longer than {MAX_IDENTIFIER} characters")
+    if not _IDENTIFIER.match(value):
+        raise InvalidArgument(
+            f"{kind} name {value!r} is invalid: use letters and digits, separated by single . _ or -"
+        )
+    return value
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def loads_labels(text: str) -> dict[str, str]:
+    value = json.loads(text)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def timestamp() -> str:
+    return format_rfc3339(now())
+
+
+class DB:
+    """One meta.db. Use ``read()``/``write()`` for transactions; both yield a cursor."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise FailedPrecondition(f"metadata database {self.path} is unusable: {e}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        with self.write() as cur:
+            version = cur.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise FailedPrecondition(
+                    f"metadata database {self.path} has schema version {version}, newer than this "
+                    f"ctrstore understands ({SCHEMA_VERSION}); upgrade ctrstore"
+                )
+            for i in range(version, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[i].split(";"):
+                    if stmt.strip():
+                        cur.execute(stmt)
+            if version != SCHEMA_VERSION:
+                cur.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            ts = timestamp()
+            cur.execute(
+                "INSERT OR IGNORE INTO namespaces(name, created_at, updated_at) VALUES ('default', ?, ?)",
+                (ts, ts),
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self.read() as cur:
+            return int(cur.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _tx(self, begin: str) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(begin)
+            except sqlite3.OperationalError as e:
+                raise Unavailable(f"metadata database {self.path} is busy: {e}") from None
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def read(self) -> AbstractContextManager[sqlite3.Cursor]:
+        """A read transaction (a consistent snapshot)."""
+        return self._tx("BEGIN DEFERRED")
+
+    def write(self) -> AbstractContextManager[sqlite3.Cursor]:
+        """A write transaction, taken at once so that writers queue instead of deadlocking."""
+        return self._tx("BEGIN IMMEDIATE")
+
+    # -- namespaces, the one object every other table hangs off ----------------------------
+    @staticmethod
+    def ensure_namespace(cur: sqlite3.Cursor, namespace: str) -> None:
+        """Create the namespace if it does not exist (writes create namespaces implicitly)."""
+        validate_identifier("namespace", namespace)
+        ts = timestamp()
+        cur.execute(
+            "INSERT OR IGNORE INTO namespaces(name, created_at, updated_at) VALUES (?, ?, ?)",
+            (namespace, ts, ts),
+        )
+
+    @staticmethod
+    def require_namespace(cur: sqlite3.Cursor, namespace: str) -> None:
+        validate_identifier("namespace", namespace)
+        if cur.execute("SELECT 1 FROM namespaces WHERE name=?", (namespace,)).fetchone() is None:
+            raise NotFound(
+                f"namespace {namespace!r} does not exist "
+                f"(create it with `ctrstore namespaces create {namespace}`)"
+            )

@@ -1,0 +1,271 @@
+"""Garbage collection, in the shape containerd uses: mark from roots, sweep the rest.
+
+Roots (in every namespace): leases that have not expired, with everything they hold; images
+without ``containerd.io/gc.expire`` or not yet expired; containers; content and snapshots
+labelled ``containerd.io/gc.root``; ingests whose expiry is in the future.
+
+Edges: an image to its target blob; a snapshot to its parent; a container to its snapshot;
+an ingest to its expected blob; and from any object, its reference labels:
+``containerd.io/gc.ref.content[.x|/x]=<digest>``,
+``containerd.io/gc.ref.snapshot.<snapshotter>[/x]=<key>``,
+``containerd.io/gc.ref.image[.x|/x]=<name>``, plus the back-references
+``containerd.io/gc.bref.{content,image,container}[.x|/x]`` and
+``containerd.io/gc.bref.snapshot.<snapshotter>[/x]``, which make the *named* object point at
+the labelled one. Objects reached only through a lease labelled ``containerd.io/gc.flat`` are
+kept without following their labels.
+
+Sweep: unmarked records are deleted in one write transaction; inside the same transaction the
+shared stores are cleaned: blobs no namespace records (and no live ingest expects), backend
+ingests no record points at (unless a writer holds them), and backend snapshots no record
+points at (through each snapshotter's ``gc_cleanup``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from ctrstore import _core
+from ctrstore import labels as labelutil
+from ctrstore._timeutil import now, parse_rfc3339
+from ctrstore.content.local import LocalStore
+from ctrstore.metadata.db import DB, loads_labels
+
+__all__ = ["GCResult", "SnapshotCleaner", "collect"]
+
+Node = tuple[str, str, str]
+"""(kind, namespace, key): kind is content, snapshot, image, ingest, lease or container;
+a snapshot's key is ``<snapshotter>/<key>``."""
+
+
+class SnapshotCleaner(Protocol):
+    """What a snapshotter offers gc: remove every backend snapshot not in ``keep``."""
+
+    def gc_cleanup(self, keep: set[str], dry_run: bool) -> list[str]: ...
+
+
+@dataclass
+class GCResult:
+    dry_run: bool
+    records: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    """Removed metadata records by kind, as ``<namespace>/<key>``."""
+    blobs: list[str] = field(default_factory=list)
+    ingests: list[str] = field(default_factory=list)
+    snapshots: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (any(self.records.values()) or self.blobs or self.ingests or any(self.snapshots.values()))
+
+
+_REF = {
+    "containerd.io/gc.ref.content": "content",
+    "containerd.io/gc.ref.image": "image",
+}
+_BREF = {
+    "containerd.io/gc.bref.content": "content",
+    "containerd.io/gc.bref.image": "image",
+    "containerd.io/gc.bref.container": "container",
+}
+_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+_BREF_SNAPSHOT = "containerd.io/gc.bref.snapshot."
+
+
+def _prefixed(key: str, prefix: str) -> bool:
+    return key == prefix or (key.startswith(prefix) and key[len(prefix)] in "./")
+
+
+def _label_targets(ns: str, labels: Mapping[str, str], table: Mapping[str, str], snap_prefix: str) -> list[Node]:
+    out: list[Node] = []
+    for k, v in labels.items():
+        for prefix, kind in table.items():
+            if _prefixed(k, prefix):
+                out.append((kind, ns, v))
+        if k.startswith(snap_prefix):
+            snapshotter = k[len(snap_prefix) :].split("/", 1)[0]
+            if snapshotter:
+                out.append(("snapshot", ns, f"{snapshotter}/{v}"))
+    return out
+
+
+def _expired(labels: Mapping[str, str], at: datetime) -> bool:
+    text = labels.get(labelutil.GC_EXPIRE)
+    if text is None:
+        return False
+    try:
+        return parse_rfc3339(text) <= at
+    except ValueError:
+        return False  # an unreadable expiry never expires, as in containerd
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: set[Node] = set()
+        self.edges: dict[Node, list[Node]] = defaultdict(list)  # structural: always followed
+        self.label_edges: dict[Node, list[Node]] = defaultdict(list)  # skipped for flat members
+        self.roots: list[tuple[Node, bool]] = []
+
+    def add(self, node: Node, labels: Mapping[str, str] | None = None) -> None:
+        self.nodes.add(node)
+        if labels:
+            ns = node[1]
+            self.label_edges[node].extend(_label_targets(ns, labels, _REF, _REF_SNAPSHOT))
+            for src in _label_targets(ns, labels, _BREF, _BREF_SNAPSHOT):
+                self.label_edges[src].append(node)
+
+    def mark(self) -> set[Node]:
+        full: set[Node] = set()
+        flat: set[Node] = set()
+        stack = list(self.roots)
+        while stack:
+            node, is_flat = stack.pop()
+            if node in full or (is_flat and node in flat):
+                continue
+            (flat if is_flat else full).add(node)
+            for nxt in self.edges.get(node, ()):
+                stack.append((nxt, is_flat))
+            if not is_flat:
+                for nxt in self.label_edges.get(node, ()):
+                    stack.append((nxt, False))
+        return full | flat
+
+
+def _build(cur: sqlite3.Cursor, at: datetime) -> _Graph:
+    g = _Graph()
+    for ns, digest, lb in cur.execute("SELECT namespace, digest, labels FROM content"):
+        labels = loads_labels(lb)
+        node: Node = ("content", ns, digest)
+        g.add(node, labels)
+        if labelutil.GC_ROOT in labels:
+            g.roots.append((node, False))
+    for ns, sn, key, parent, lb in cur.execute("SELECT namespace, snapshotter, key, parent, labels FROM snapshots"):
+        labels = loads_labels(lb)
+        node = ("snapshot", ns, f"{sn}/{key}")
+        g.add(node, labels)
+        if parent:
+            g.edges[node].append(("snapshot", ns, f"{sn}/{parent}"))
+        if labelutil.GC_ROOT in labels:
+            g.roots.append((node, False))
+    for ns, name, digest, lb in cur.execute("SELECT namespace, name, target_digest, labels FROM images"):
+        labels = loads_labels(lb)
+        node = ("image", ns, name)
+        g.add(node, labels)
+        g.edges[node].append(("content", ns, digest))
+        if not _expired(labels, at):
+            g.roots.append((node, False))
+    for ns, cid, sn, skey, lb in cur.execute(
+        "SELECT namespace, id, snapshotter, snapshot_key, labels FROM containers"
+    ):
+        node = ("container", ns, cid)
+        g.add(node, loads_labels(lb))
+        if sn and skey:
+            g.edges[node].append(("snapshot", ns, f"{sn}/{skey}"))
+        g.roots.append((node, False))
+    for ns, ref, expected, expires in cur.execute("SELECT namespace, ref, expected, expires_at FROM ingests"):
+        node = ("ingest", ns, ref)
+        g.add(node)
+        if expected:
+            g.edges[node].append(("content", ns, expected))
+        if expires and parse_rfc3339(expires) > at:
+            g.roots.append((node, False))
+    leases: dict[tuple[str, str], Node] = {}
+    for ns, lid, lb in cur.execute("SELECT namespace, id, labels FROM leases"):
+        labels = loads_labels(lb)
+        node = ("lease", ns, lid)
+        g.add(node)
+        leases[(ns, lid)] = node
+        if not _expired(labels, at):
+            g.roots.append((node, labelutil.GC_FLAT in labels))
+    kinds = {"content": "content", "ingests": "ingest", "images": "image"}
+    for ns, lid, typ, rid in cur.execute("SELECT namespace, lease_id, type, id FROM lease_resources"):
+        lease = leases.get((ns, lid))
+        if lease is None:
+            continue
+        if typ.startswith("snapshots/"):
+            target: Node = ("snapshot", ns, f"{typ[len('snapshots/'):]}/{rid}")
+        elif typ in kinds:
+            target = (kinds[typ], ns, rid)
+        else:
+            continue
+        g.edges[lease].append(target)
+    return g
+
+
+_SWEEP = {
+    "content": ("DELETE FROM content WHERE namespace=? AND digest=?", "content"),
+    "image": ("DELETE FROM images WHERE namespace=? AND name=?", "images"),
+    "ingest": ("DELETE FROM ingests WHERE namespace=? AND ref=?", "ingests"),
+    "lease": ("DELETE FROM leases WHERE namespace=? AND id=?", "leases"),
+}
+
+
+def collect(
+    db: DB,
+    content: LocalStore,
+    snapshotters: Mapping[str, SnapshotCleaner] | None = None,
+    *,
+    dry_run: bool = False,
+) -> GCResult:
+    """Run one full collection (or, with ``dry_run``, report what it would remove)."""
+    result = GCResult(dry_run=dry_run)
+    with db.write() as cur:
+        g = _build(cur, now())
+        marked = g.mark()
+        for node in sorted(g.nodes - marked):
+            kind, ns, key = node
+            if kind == "snapshot":
+                sn, _, skey = key.partition("/")
+                result.records["snapshots"].append(f"{ns}/{key}")
+                if not dry_run:
+                    cur.execute(
+                        "DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, sn, skey)
+                    )
+            elif kind in _SWEEP:
+                sql, word = _SWEEP[kind]
+                result.records[word].append(f"{ns}/{key}")
+                if not dry_run:
+                    cur.execute(sql, (ns, key))
+        # Everything kept is exactly what was marked, in dry runs and real ones alike.
+        expected = {(ns, r): d for ns, r, d in cur.execute("SELECT namespace, ref, expected FROM ingests")}
+        keep_digests = {key for kind, _, key in marked if kind == "content"}
+        keep_digests |= {d for (ns, r), d in expected.items() if d and ("ingest", ns, r) in marked}
+        keep_refs = {f"{ns}/{key}" for kind, ns, key in marked if kind == "ingest"}
+        _sweep_blobs(content, keep_digests, result, dry_run)
+        _sweep_ingests(content, keep_refs, result, dry_run)
+        for name, cleaner in (snapshotters or {}).items():
+            rows = cur.execute(
+                "SELECT namespace, key, backend_key FROM snapshots WHERE snapshotter=?", (name,)
+            ).fetchall()
+            keep = {bk for ns, k, bk in rows if ("snapshot", ns, f"{name}/{k}") in marked}
+            result.snapshots[name] = cleaner.gc_cleanup(keep, dry_run)
+    return result
+
+
+def _sweep_blobs(content: LocalStore, keep: Iterable[str], result: GCResult, dry_run: bool) -> None:
+    keep = set(keep)
+    for info in content.walk():
+        if info.digest not in keep:
+            result.blobs.append(info.digest)
+            if not dry_run:
+                content.blob_path(info.digest).unlink(missing_ok=True)
+
+
+def _sweep_ingests(content: LocalStore, keep_refs: set[str], result: GCResult, dry_run: bool) -> None:
+    base = content.root / "ingest"
+    if not base.is_dir():
+        return
+    for d in sorted(base.iterdir()):
+        try:
+            ref = (d / "ref").read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            ref = ""
+        if ref in keep_refs or _core.ingest_in_use(d):
+            continue
+        result.ingests.append(ref or d.name)
+        if not dry_run:
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,155 @@
+"""Image records: a name pointing at a target descriptor (an index or a manifest), with labels.
+
+An image is a gc root: its target, and everything the target's labels reference, is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ctrstore import _core, filters
+from ctrstore import labels as labelutil
+from ctrstore._timeutil import parse_rfc3339
+from ctrstore.content import Descriptor
+from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
+from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
+from ctrstore.metadata.leases import add_resource
+
+__all__ = ["Image", "ImageStore"]
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    target: Descriptor
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+_COLUMNS = "name, target_media_type, target_digest, target_size, target_annotations, labels, created_at, updated_at"
+
+
+def _image(row: tuple[str, str, str, int, str, str, str, str]) -> Image:
+    name, mt, dg, size, ann, lb, created, updated = row
+    return Image(
+        name,
+        Descriptor(mt, dg, size, annotations=json.loads(ann)),
+        loads_labels(lb),
+        parse_rfc3339(created),
+        parse_rfc3339(updated),
+    )
+
+
+def _validate(image: Image) -> None:
+    if not image.name:
+        raise InvalidArgument("image name must not be empty")
+    if not image.target.media_type:
+        raise InvalidArgument(f"image {image.name!r}: target media type must be set")
+    _core.parse_digest(image.target.digest)
+
+
+class ImageStore:
+    def __init__(self, db: DB, namespace: str, *, lease: str | None = None) -> None:
+        self.db = db
+        self.namespace = namespace
+        self.lease = lease
+
+    def _get(self, cur: sqlite3.Cursor, name: str) -> Image | None:
+        row = cur.execute(
+            f"SELECT {_COLUMNS} FROM images WHERE namespace=? AND name=?", (self.namespace, name)
+        ).fetchone()
+        return None if row is None else _image(row)
+
+    def get(self, name: str) -> Image:
+        with self.db.read() as cur:
+            img = self._get(cur, name)
+            if img is None:
+                DB.require_namespace(cur, self.namespace)
+                raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")
+        return img
+
+    def list(self, *filter_strings: str) -> list[Image]:
+        flt = filters.parse(*filter_strings)
+        with self.db.read() as cur:
+            DB.require_namespace(cur, self.namespace)
+            rows = cur.execute(
+                f"SELECT {_COLUMNS} FROM images WHERE namespace=? ORDER BY name", (self.namespace,)
+            ).fetchall()
+        out = []
+        for row in rows:
+            img = _image(row)
+            fields = {
+                "name": img.name,
+                "target.digest": img.target.digest,
+                "target.mediatype": img.target.media_type,
+            }
+            if flt.match(filters.match_mapping(fields, img.labels)):
+                out.append(img)
+        return out
+
+    def create(self, image: Image) -> Image:
+        _validate(image)
+        lb = labelutil.validate(image.labels)
+        ts = timestamp()
+        with self.db.write() as cur:
+            DB.ensure_namespace(cur, self.namespace)
+            if self._get(cur, image.name) is not None:
+                raise AlreadyExists(f"image {image.name!r} already exists")
+            t = image.target
+            cur.execute(
+                f"INSERT INTO images(namespace, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.namespace, image.name, t.media_type, t.digest, t.size, dumps(t.annotations), dumps(lb), ts, ts),
+            )
+            if labelutil.GC_EXPIRE in lb:
+                add_resource(cur, self.namespace, self.lease, "images", image.name)
+            created = self._get(cur, image.name)
+        assert created is not None
+        return created
+
+    def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
+        """Update ``target`` and/or labels (``labels``, ``labels.<key>``); all of them without
+        fieldpaths."""
+        with self.db.write() as cur:
+            cur_img = self._get(cur, image.name)
+            if cur_img is None:
+                raise NotFound(f"image {image.name!r} not found in namespace {self.namespace!r}")
+            new = cur_img
+            if not fieldpaths:
+                _validate(image)
+                new = replace(cur_img, target=image.target, labels=labelutil.validate(image.labels))
+            for fp in fieldpaths:
+                if fp == "target":
+                    _validate(image)
+                    new = replace(new, target=image.target)
+                elif fp == "labels":
+                    new = replace(new, labels=labelutil.validate(image.labels))
+                elif fp.startswith("labels."):
+                    key = fp[len("labels.") :]
+                    new = replace(new, labels=labelutil.apply_update(new.labels, {key: image.labels.get(key, "")}))
+                else:
+                    raise InvalidArgument(f"cannot update {fp!r} on image {image.name!r}")
+            t = new.target
+            cur.execute(
+                "UPDATE images SET target_media_type=?, target_digest=?, target_size=?, target_annotations=?, "
+                "labels=?, updated_at=? WHERE namespace=? AND name=?",
+                (t.media_type, t.digest, t.size, dumps(t.annotations), dumps(new.labels), timestamp(),
+                 self.namespace, image.name),
+            )
+            updated = self._get(cur, image.name)
+        assert updated is not None
+        return updated
+
+    def set_labels(self, name: str, changes: Mapping[str, str]) -> Image:
+        img = Image(name, Descriptor("-", "sha256:" + "0" * 64, 0), dict(changes))
+        return self.update(img, [f"labels.{k}" for k in changes])
+
+    def delete(self, name: str) -> None:
+        with self.db.write() as cur:
+            n = cur.execute("DELETE FROM images WHERE namespace=? AND name=?", (self.namespace, name)).rowcount
+            if n == 0:
+                raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")

@@ -1,0 +1,1 @@
+"""Plugin registrations. Importing ``ctrstore.plugins.builtins`` registers the built-in set."""

@@ -1,0 +1,24 @@
+"""The built-in plugins: importing this module registers them (imports only, as containerd's
+``cmd/containerd/builtins``). Third-party plugins register through the ``ctrstore.plugins``
+entry-point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from ctrstore.plugins import content, metadata  # noqa: F401  (registration side effects)
+
+_loaded = False
+
+
+def load_external() -> list[str]:
+    """Import plugins advertised under the ``ctrstore.plugins`` entry-point group, once."""
+    global _loaded
+    if _loaded:
+        return []
+    _loaded = True
+    names = []
+    for ep in entry_points(group="ctrstore.plugins"):
+        ep.load()
+        names.append(ep.name)
+    return names
