@@ -9,6 +9,7 @@ use ctrstore_core::content::{self as core, IngestWriter as CoreWriter};
 use ctrstore_core::Digest;
 use pyo3::prelude::*;
 
+use crate::buffer::Bytes;
 use crate::errors::{to_py, ToPyResult};
 
 fn parse_opt(d: Option<&str>) -> PyResult<Option<Digest>> {
@@ -73,7 +74,9 @@ impl IngestWriter {
         Ok(self.live()?.digest().to_string())
     }
 
-    fn write(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<usize> {
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let held = Bytes::new(data)?;
+        let data = held.as_slice();
         let w = self.live()?;
         py.detach(|| w.write(data)).py()?;
         Ok(data.len())

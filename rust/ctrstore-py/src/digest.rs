@@ -6,6 +6,7 @@ use ctrstore_core::digest::{self, Digest, Sha256};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::buffer::Bytes;
 use crate::errors::ToPyResult;
 
 /// Streaming SHA-256. Large updates release the GIL.
@@ -24,13 +25,16 @@ impl Digester {
         Digester { inner: Sha256::new() }
     }
 
-    fn update(&mut self, py: Python<'_>, data: &[u8]) {
+    fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let held = Bytes::new(data)?;
+        let data = held.as_slice();
         if data.len() >= DETACH_AT {
             let h = &mut self.inner;
             py.detach(|| h.update(data));
         } else {
             self.inner.update(data);
         }
+        Ok(())
     }
 
     /// `sha256:<hex>` of everything so far.
@@ -68,8 +72,10 @@ pub fn parse_digest(s: &str) -> PyResult<String> {
 
 /// `sha256:<hex>` of a byte string.
 #[pyfunction]
-pub fn sha256_bytes(py: Python<'_>, data: &[u8]) -> String {
-    py.detach(|| Digest::of_bytes(data).to_string())
+pub fn sha256_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
+    let held = Bytes::new(data)?;
+    let data = held.as_slice();
+    Ok(py.detach(|| Digest::of_bytes(data).to_string()))
 }
 
 /// Hash a whole file, returning `(digest, size)`; the GIL is released while reading.

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod buffer;
 mod content;
 mod digest;
 mod errors;

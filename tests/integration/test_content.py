@@ -1,0 +1,199 @@
+"""The content store against the real file system, including several processes at once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ctrstore import AlreadyExists, Client, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob_file(client: Client, digest: str) -> Path:
+    return client.root / "io.containerd.content.v1.content" / "blobs" / "sha256" / digest.split(":")[1]
+
+
+def test_ingest_commits_read_only_blob(client: Client) -> None:
+    data = os.urandom(300_000)
+    d = client.content.ingest("layer-1", data, expected=digest_of(data), labels={"a": "b"})
+    assert d == digest_of(data)
+    p = blob_file(client, d)
+    assert p.read_bytes() == data
+    assert stat.S_IMODE(p.stat().st_mode) & 0o222 == 0
+    info = client.content.info(d)
+    assert (info.size, info.labels) == (len(data), {"a": "b"})
+    assert client.content.read_bytes(d) == data
+    assert not any((client.root / "io.containerd.content.v1.content" / "ingest").iterdir())
+
+
+def test_digest_mismatch_commits_nothing(client: Client) -> None:
+    good = b"good bytes"
+    with pytest.raises(FailedPrecondition, match=f"expected {digest_of(good)}"):
+        client.content.ingest("r", b"evil bytes", expected=digest_of(good))
+    assert list(client.content.walk()) == []
+    assert not blob_file(client, digest_of(good)).exists()
+    assert not blob_file(client, digest_of(b"evil bytes")).exists()
+    # The ingest is kept; after aborting it the right bytes go through.
+    client.content.abort("r")
+    assert client.content.ingest("r", good, expected=digest_of(good)) == digest_of(good)
+
+
+def test_truncated_ingest_then_resume(client: Client) -> None:
+    data = os.urandom(2_500_000)
+    cut = 1_000_003
+    with pytest.raises(FailedPrecondition, match=f"wrote {cut} bytes, expected {len(data)}"):
+        client.content.ingest("big", io.BytesIO(data[:cut]), size=len(data))
+    st = client.content.status("big")
+    assert (st.offset, st.total) == (cut, len(data))
+    assert [s.ref for s in client.content.list_statuses()] == ["big"]
+    assert [s.ref for s in client.content.list_statuses("ref==other")] == []
+    ingest_dir = next((client.root / "io.containerd.content.v1.content" / "ingest").iterdir())
+    assert (ingest_dir / "hashstate").exists(), "the hash state is saved so a resume need not re-read"
+    seen: list[int] = []
+    d = client.content.ingest("big", io.BytesIO(data), size=len(data), progress=seen.append)
+    assert d == digest_of(data)
+    assert seen[0] == cut, "resumed at the stored offset"
+    assert client.content.list_statuses() == []
+
+
+def test_resume_from_unseekable_source(client: Client) -> None:
+    data = b"0123456789" * 1000
+    with pytest.raises(FailedPrecondition):
+        client.content.ingest("r", io.BytesIO(data[:4000]), size=len(data))
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, b: bytes) -> None:
+            self.b = io.BytesIO(b)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: memoryview) -> int:  # type: ignore[override]
+            return self.b.readinto(buf)
+
+    assert client.content.ingest("r", Pipe(data), size=len(data)) == digest_of(data)  # type: ignore[arg-type]
+
+
+def test_existing_content_and_sharing(client: Client) -> None:
+    data = b"shared blob"
+    d = client.content.ingest("a", data)
+    with pytest.raises(AlreadyExists):
+        client.content.writer("b", expected=d)
+    other = client.with_namespace("other")
+    w = other.content.writer("c", expected=d, total=len(data))
+    assert w.complete and w.offset == len(data)
+    assert w.commit(len(data), d) == d
+    assert other.content.info(d).size == len(data)
+    # Deleting from one namespace keeps the bytes for the other.
+    client.content.delete(d)
+    assert blob_file(client, d).exists()
+    with pytest.raises(NotFound):
+        client.content.info(d)
+    other.content.delete(d)
+    assert not blob_file(client, d).exists()
+    other.close()
+
+
+def test_labels_update_and_filters(client: Client) -> None:
+    d1 = client.content.ingest("1", b"one", labels={"containerd.io/gc.root": "x", "k": "v"})
+    d2 = client.content.ingest("2", b"two")
+    assert [i.digest for i in client.content.walk('labels."containerd.io/gc.root"')] == [d1]
+    assert {i.digest for i in client.content.walk("labels.k==v", f"digest=={d2}")} == {d1, d2}
+    info = client.content.set_labels(d2, {"new": "1"})
+    assert info.labels == {"new": "1"}
+    assert client.content.set_labels(d2, {"new": ""}).labels == {}
+    assert client.content.update(d1, {"only": "this"}).labels == {"only": "this"}
+    with pytest.raises(InvalidArgument, match="only labels"):
+        client.content.update(d1, {}, ["size"])
+    with pytest.raises(InvalidArgument, match="exceed 4096"):
+        client.content.set_labels(d1, {"big": "x" * 5000})
+    with pytest.raises(InvalidArgument, match="invalid filter"):
+        list(client.content.walk("labels.==x"))
+
+
+def test_bad_digest_and_unknown_namespace(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="invalid digest"):
+        client.content.info("sha256:1234")
+    with pytest.raises(InvalidArgument, match="invalid digest"):
+        client.content.writer("r", expected="md5:abc")
+    nowhere = client.with_namespace("nowhere")
+    with pytest.raises(NotFound, match="namespace 'nowhere' does not exist"):
+        list(nowhere.content.walk())
+    nowhere.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from ctrstore import Client, Unavailable
+    root, state, mode = sys.argv[1:4]
+    c = Client(root=root, state=state)
+    data = bytes(range(256)) * 4096
+    if mode == "hold":
+        w = c.content.writer("same-ref")
+        w.write(data[:1000])
+        print("holding", flush=True)
+        sys.stdin.readline()
+        w.write(data[1000:])
+        print(w.commit(len(data)), flush=True)
+    else:
+        try:
+            c.content.writer("same-ref")
+        except Unavailable as e:
+            print("unavailable:", e, flush=True)
+        print(c.content.ingest("same-ref", data, wait=30), flush=True)
+    """
+)
+
+
+def test_two_processes_writing_the_same_ref(client: Client, tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    args = [sys.executable, str(script), str(client.root), str(client.state)]
+    holder = subprocess.Popen([*args, "hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "holding"
+    with pytest.raises(Unavailable, match="locked"):
+        client.content.writer("same-ref")
+    second = subprocess.Popen([*args, "wait"], stdout=subprocess.PIPE, text=True)
+    assert second.stdout is not None
+    assert second.stdout.readline().startswith("unavailable:")
+    data = bytes(range(256)) * 4096
+    out_holder, _ = holder.communicate("go\n", timeout=30)
+    out_second, _ = second.communicate(timeout=30)
+    assert (holder.returncode, second.returncode) == (0, 0)
+    assert out_holder.strip() == digest_of(data)
+    assert out_second.strip() == digest_of(data)
+    assert [i.digest for i in client.content.walk()] == [digest_of(data)]
+    assert client.content.read_bytes(digest_of(data)) == data
+
+
+def test_killed_writer_leaves_a_usable_store(client: Client, tmp_path: Path) -> None:
+    script = tmp_path / "die.py"
+    script.write_text(textwrap.dedent(
+        """
+        import os, sys
+        from ctrstore import Client
+        c = Client(root=sys.argv[1], state=sys.argv[2])
+        w = c.content.writer("dying", total=3_000_000)
+        w.write(b"z" * 1_500_000)
+        os._exit(9)  # no close, no commit
+        """
+    ))
+    r = subprocess.run([sys.executable, str(script), str(client.root), str(client.state)])
+    assert r.returncode == 9
+    st = client.content.status("dying")
+    assert st.offset == 1_500_000
+    data = b"z" * 3_000_000
+    assert client.content.ingest("dying", data, size=len(data)) == digest_of(data)

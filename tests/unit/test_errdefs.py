@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+import ctrstore
+from ctrstore import _core, errdefs
+
+
+def test_rust_raises_the_python_classes(tmp_path: Path) -> None:
+    with pytest.raises(errdefs.InvalidArgument, match="invalid digest") as ei:
+        _core.parse_digest("sha256:xyz")
+    assert isinstance(ei.value, ValueError)
+    with pytest.raises(errdefs.NotFound, match="no active ingest"):
+        _core.abort_ingest(tmp_path, "nope")
+    w = _core.IngestWriter(tmp_path, "ref")
+    with pytest.raises(errdefs.Unavailable, match="locked"):
+        _core.IngestWriter(tmp_path, "ref")
+    w.write(b"x")
+    with pytest.raises(errdefs.FailedPrecondition, match="expected 2"):
+        w.commit(2)
+    with pytest.raises(errdefs.FailedPrecondition, match="closed"):
+        w.write(b"y")
+
+
+def test_from_oserror_maps_errno() -> None:
+    e = errdefs.from_oserror(OSError(errno.ENOENT, "No such file"), "/x")
+    assert isinstance(e, errdefs.NotFound)
+    assert str(e) == "/x: No such file"
+    assert isinstance(errdefs.from_oserror(OSError(errno.EIO, "io"), "/y"), errdefs.Internal)
+
+
+def test_every_kind_is_exported_and_distinct() -> None:
+    kinds = [getattr(errdefs, n) for n in errdefs.__all__ if n not in ("CtrstoreError", "from_oserror")]
+    assert len({k.kind for k in kinds}) == len(kinds)
+    for k in kinds:
+        assert issubclass(k, errdefs.CtrstoreError)
+        assert getattr(ctrstore, k.__name__) is k
+
+
+def test_all_is_complete() -> None:
+    public = {n for n in dir(ctrstore) if not n.startswith("_") and n[0].isupper()}
+    missing = public - set(ctrstore.__all__)
+    assert not missing, f"public names missing from __all__: {missing}"
+    for name in ctrstore.__all__:
+        assert hasattr(ctrstore, name), name
