@@ -14,7 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from ctrstore.config import Config, load
-from ctrstore.metadata import ContentStore, GCResult, ImageStore, Lease, LeaseManager, Metadata, NamespaceStore
+from ctrstore.metadata import (
+    ContentStore,
+    GCResult,
+    ImageStore,
+    Lease,
+    LeaseManager,
+    Metadata,
+    NamespaceStore,
+)
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.plugin import METADATA, PluginSet
 
@@ -43,7 +51,9 @@ class Client:
             if state is not None:
                 cfg.state = str(state)
         else:
-            cfg = load(config, root=None if root is None else str(root), state=None if state is None else str(state))
+            cfg = load(
+                config, root=None if root is None else str(root), state=None if state is None else str(state)
+            )
         self.config = cfg
         self.namespace = validate_identifier(
             "namespace", namespace or os.environ.get("CTRSTORE_NAMESPACE") or DEFAULT_NAMESPACE

@@ -15,8 +15,12 @@ def run(tmp_path: Path, *args: str, stdin: bytes = b"", ok: bool = True) -> subp
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
     env |= {"CTRSTORE_ROOT": str(tmp_path / "root"), "CTRSTORE_STATE": str(tmp_path / "state")}
     r = subprocess.run(
-        [sys.executable, "-m", "ctrstore", *args], input=stdin.decode("latin-1"), capture_output=True,
-        text=True, env=env, encoding="latin-1",
+        [sys.executable, "-m", "ctrstore", *args],
+        input=stdin.decode("latin-1"),
+        capture_output=True,
+        text=True,
+        env=env,
+        encoding="latin-1",
     )
     if ok:
         assert r.returncode == 0, r.stderr
@@ -26,8 +30,19 @@ def run(tmp_path: Path, *args: str, stdin: bytes = b"", ok: bool = True) -> subp
 def test_content_roundtrip(tmp_path: Path) -> None:
     data = b"hello ctrstore\n" * 1000
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    out = run(tmp_path, "content", "ingest", "r1", "--expected-digest", digest,
-              "--expected-size", str(len(data)), "-l", "a=b", stdin=data)
+    out = run(
+        tmp_path,
+        "content",
+        "ingest",
+        "r1",
+        "--expected-digest",
+        digest,
+        "--expected-size",
+        str(len(data)),
+        "-l",
+        "a=b",
+        stdin=data,
+    )
     assert out.stdout.strip() == digest
     assert run(tmp_path, "content", "ls", "-q").stdout.split() == [digest]
     ls = run(tmp_path, "content", "ls", "--verbose").stdout
@@ -42,11 +57,13 @@ def test_content_roundtrip(tmp_path: Path) -> None:
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
-    r = run(tmp_path, "content", "ingest", "r", "--expected-digest", "sha256:" + "0" * 64, stdin=b"x", ok=False)
+    r = run(
+        tmp_path, "content", "ingest", "r", "--expected-digest", "sha256:" + "0" * 64, stdin=b"x", ok=False
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         f'ctrstore: failed precondition: commit of "default/r" failed: content digest is '
-        f'sha256:{hashlib.sha256(b"x").hexdigest()}, expected sha256:{"0" * 64}'
+        f"sha256:{hashlib.sha256(b'x').hexdigest()}, expected sha256:{'0' * 64}"
     ]
     assert "ingest" not in run(tmp_path, "content", "active").stdout.splitlines()[0] or True
     r = run(tmp_path, "content", "get", "sha256:nothex", ok=False)
@@ -61,7 +78,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_truncated_ingest_then_resume(tmp_path: Path) -> None:
     data = os.urandom(200_000)
-    r = run(tmp_path, "content", "ingest", "big", "--expected-size", str(len(data)), stdin=data[:5000], ok=False)
+    r = run(
+        tmp_path, "content", "ingest", "big", "--expected-size", str(len(data)), stdin=data[:5000], ok=False
+    )
     assert "wrote 5000 bytes, expected 200000" in r.stderr
     assert "big" in run(tmp_path, "content", "active").stdout
     src = tmp_path / "src"
@@ -71,7 +90,11 @@ def test_truncated_ingest_then_resume(tmp_path: Path) -> None:
         env |= {"CTRSTORE_ROOT": str(tmp_path / "root"), "CTRSTORE_STATE": str(tmp_path / "state")}
         out = subprocess.run(
             [sys.executable, "-m", "ctrstore", "content", "ingest", "big", "--expected-size", str(len(data))],
-            stdin=f, capture_output=True, text=True, env=env, check=True,
+            stdin=f,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         )
     assert out.stdout.strip() == "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -84,8 +107,10 @@ def test_namespaces_plugins_config(tmp_path: Path) -> None:
     assert "must be empty" in r.stderr
     plugins = run(tmp_path, "plugin", "ls").stdout.splitlines()
     assert plugins[0].split() == ["TYPE", "ID", "PLATFORMS", "STATUS"]
-    assert any(line.split()[:2] == ["io.containerd.content.v1", "content"] and line.endswith("ok")
-               for line in plugins)
+    assert any(
+        line.split()[:2] == ["io.containerd.content.v1", "content"] and line.endswith("ok")
+        for line in plugins
+    )
     assert 'root = "/var/lib/ctrstore"' in run(tmp_path, "config", "default").stdout
     assert f'root = "{tmp_path / "root"}"' in run(tmp_path, "config", "dump").stdout
     lease = run(tmp_path, "leases", "create", "--id", "l1", "k=v").stdout.strip()

@@ -181,8 +181,9 @@ def test_two_processes_writing_the_same_ref(client: Client, tmp_path: Path) -> N
 
 def test_killed_writer_leaves_a_usable_store(client: Client, tmp_path: Path) -> None:
     script = tmp_path / "die.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import os, sys
         from ctrstore import Client
         c = Client(root=sys.argv[1], state=sys.argv[2])
@@ -190,7 +191,8 @@ def test_killed_writer_leaves_a_usable_store(client: Client, tmp_path: Path) -> 
         w.write(b"z" * 1_500_000)
         os._exit(9)  # no close, no commit
         """
-    ))
+        )
+    )
     r = subprocess.run([sys.executable, str(script), str(client.root), str(client.state)])
     assert r.returncode == 9
     st = client.content.status("dying")

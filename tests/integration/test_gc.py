@@ -20,7 +20,8 @@ def test_gc_keeps_what_images_reference(client: Client) -> None:
     layer = c.ingest("l", b"layer")
     config = c.ingest("c", b"config")
     manifest = c.ingest(
-        "m", b"manifest",
+        "m",
+        b"manifest",
         labels={"containerd.io/gc.ref.content.config": config, "containerd.io/gc.ref.content.l.0": layer},
     )
     index = c.ingest("i", b"index", labels={"containerd.io/gc.ref.content.m.0": manifest})
@@ -62,7 +63,9 @@ def test_expired_lease_and_image(client: Client) -> None:
     lease = client.leases.create("short", expire=timedelta(seconds=-1))
     with_lease = client.content.with_lease(lease.id)
     d = with_lease.ingest("x", b"expired lease")
-    client.images.create(Image("gone", Descriptor(INDEX, d, 13), {"containerd.io/gc.expire": "2000-01-01T00:00:00Z"}))
+    client.images.create(
+        Image("gone", Descriptor(INDEX, d, 13), {"containerd.io/gc.expire": "2000-01-01T00:00:00Z"})
+    )
     result = client.gc()
     assert d in result.blobs
     assert result.records["leases"] == ["default/short"]

@@ -108,15 +108,17 @@ def test_corrupt_db_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_concurrent_processes_write_meta_db(client: Client, tmp_path: Path) -> None:
     script = tmp_path / "w.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import sys
         from ctrstore import Client
         c = Client(root=sys.argv[1], state=sys.argv[2])
         for i in range(25):
             c.content.ingest(f"{sys.argv[3]}-{i}", f"{sys.argv[3]}-{i}".encode())
         """
-    ))
+        )
+    )
     procs = [
         subprocess.Popen([sys.executable, str(script), str(client.root), str(client.state), name])
         for name in ("a", "b", "c")

@@ -37,7 +37,7 @@ def test_precedence(tmp_path: Path) -> None:
         ("root = 3", "root must be"),
         ("version = 9", "version 9"),
         ('disabled_plugins = "x"', "disabled_plugins"),
-        ('plugins = 1', "plugins must be tables"),
+        ("plugins = 1", "plugins must be tables"),
     ],
 )
 def test_bad_config_is_named(tmp_path: Path, text: str, message: str) -> None:

@@ -15,8 +15,12 @@ class Cfg:
     name: str = "x"
 
 
-def make(tmp_path: Path, reg: Registry, tables: dict[str, dict[str, object]] | None = None,
-         disabled: set[str] | None = None) -> PluginSet:
+def make(
+    tmp_path: Path,
+    reg: Registry,
+    tables: dict[str, dict[str, object]] | None = None,
+    disabled: set[str] | None = None,
+) -> PluginSet:
     return PluginSet(tmp_path / "root", tmp_path / "state", tables or {}, disabled or set(), reg)
 
 

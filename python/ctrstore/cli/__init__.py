@@ -19,19 +19,37 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 @click.group(context_settings=CONTEXT)
 @click.option(
-    "--config", "-c", "config_path", metavar="FILE", envvar="CTRSTORE_CONFIG",
+    "--config",
+    "-c",
+    "config_path",
+    metavar="FILE",
+    envvar="CTRSTORE_CONFIG",
     help="Config file (default: /etc/ctrstore/config.toml when it exists). Env: CTRSTORE_CONFIG.",
 )
-@click.option("--root", metavar="DIR", envvar="CTRSTORE_ROOT",
-              help="Persistent data directory (default /var/lib/ctrstore). Env: CTRSTORE_ROOT.")
-@click.option("--state", metavar="DIR", envvar="CTRSTORE_STATE",
-              help="Runtime state directory (default /run/ctrstore). Env: CTRSTORE_STATE.")
-@click.option("--namespace", "-n", metavar="NAME", envvar="CTRSTORE_NAMESPACE",
-              help='Namespace to work in (default "default"). Env: CTRSTORE_NAMESPACE.')
+@click.option(
+    "--root",
+    metavar="DIR",
+    envvar="CTRSTORE_ROOT",
+    help="Persistent data directory (default /var/lib/ctrstore). Env: CTRSTORE_ROOT.",
+)
+@click.option(
+    "--state",
+    metavar="DIR",
+    envvar="CTRSTORE_STATE",
+    help="Runtime state directory (default /run/ctrstore). Env: CTRSTORE_STATE.",
+)
+@click.option(
+    "--namespace",
+    "-n",
+    metavar="NAME",
+    envvar="CTRSTORE_NAMESPACE",
+    help='Namespace to work in (default "default"). Env: CTRSTORE_NAMESPACE.',
+)
 @click.version_option(__version__, "--version", "-v", prog_name="ctrstore")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, root: str | None, state: str | None,
-        namespace: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, root: str | None, state: str | None, namespace: str | None
+) -> None:
     """ctrstore: containerd's image and container storage, with no daemon.
 
     Content lives in ROOT/io.containerd.content.v1.content (blobs/sha256/<hex>), references

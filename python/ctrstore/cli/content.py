@@ -67,29 +67,48 @@ def info(st: State, digest: str) -> None:
     i = store.info(digest)
     path = store.path(digest)
     mime, desc = describe(path)
-    click.echo(json.dumps({
-        "digest": i.digest,
-        "size": i.size,
-        "createdAt": i.created_at.isoformat(),
-        "updatedAt": i.updated_at.isoformat(),
-        "labels": i.labels,
-        "path": path,
-        "mediaType": mime,
-        "description": desc,
-    }, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "digest": i.digest,
+                "size": i.size,
+                "createdAt": i.created_at.isoformat(),
+                "updatedAt": i.updated_at.isoformat(),
+                "labels": i.labels,
+                "path": path,
+                "mediaType": mime,
+                "description": desc,
+            },
+            indent=2,
+        )
+    )
 
 
 @content.command("ingest")
 @click.argument("ref")
 @click.option("--expected-digest", metavar="DIGEST", help="Refuse to commit unless the data has this digest.")
-@click.option("--expected-size", type=click.IntRange(min=0), metavar="N",
-              help="Refuse to commit unless exactly N bytes arrive.")
+@click.option(
+    "--expected-size",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Refuse to commit unless exactly N bytes arrive.",
+)
 @click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="Label the new blob.")
-@click.option("--progress/--no-progress", "show_progress", default=None,
-              help="Show a progress bar (default: when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    "show_progress",
+    default=None,
+    help="Show a progress bar (default: when stderr is a terminal).",
+)
 @pass_state
-def ingest(st: State, ref: str, expected_digest: str | None, expected_size: int | None,
-           labels: tuple[str, ...], show_progress: bool | None) -> None:
+def ingest(
+    st: State,
+    ref: str,
+    expected_digest: str | None,
+    expected_size: int | None,
+    labels: tuple[str, ...],
+    show_progress: bool | None,
+) -> None:
     """Store the data on stdin as a blob, under the ingest name REF.
 
     An interrupted ingest of the same REF resumes where it stopped (the bytes already stored
@@ -97,11 +116,15 @@ def ingest(st: State, ref: str, expected_digest: str | None, expected_size: int 
     mismatch nothing is committed. Prints the digest.
     """
     store = st.client().content
-    source: BinaryIO = sys.stdin.buffer.raw  # unbuffered: Rust reads the descriptor
+    source: BinaryIO = sys.stdin.buffer.raw  # type: ignore[union-attr]  # unbuffered: Rust reads the fd
     with progress(show_progress) as bar:
         task = bar.add_task(ref, total=expected_size)
         digest = store.ingest(
-            ref, source, expected=expected_digest, size=expected_size, labels=parse_assignments(labels),
+            ref,
+            source,
+            expected=expected_digest,
+            size=expected_size,
+            labels=parse_assignments(labels),
             progress=lambda n: bar.update(task, completed=n),
         )
     click.echo(digest)
@@ -113,8 +136,13 @@ def ingest(st: State, ref: str, expected_digest: str | None, expected_size: int 
 def active(st: State, filters: tuple[str, ...]) -> None:
     """List ingests in progress (filter on `ref`)."""
     rows = [
-        [s.ref, human_size(s.offset), "-" if s.total is None else human_size(s.total),
-         ago(s.started_at), ago(s.updated_at)]
+        [
+            s.ref,
+            human_size(s.offset),
+            "-" if s.total is None else human_size(s.total),
+            ago(s.started_at),
+            ago(s.updated_at),
+        ]
         for s in st.client().content.list_statuses(*filters)
     ]
     table(["REF", "SIZE", "TOTAL", "STARTED", "UPDATED"], rows)

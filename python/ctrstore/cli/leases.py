@@ -26,14 +26,21 @@ def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
         for lease in items:
             click.echo(lease.id)
         return
-    table(["ID", "CREATED AT", "LABELS"],
-          [[x.id, x.created_at.isoformat(), labels_text(x.labels)] for x in items])
+    table(
+        ["ID", "CREATED AT", "LABELS"],
+        [[x.id, x.created_at.isoformat(), labels_text(x.labels)] for x in items],
+    )
 
 
 @leases.command("create")
 @click.option("--id", "lease_id", metavar="ID", help="Lease id (random if omitted).")
-@click.option("--expires", "-x", type=click.IntRange(min=1), metavar="SECONDS",
-              help="Expire after this many seconds (default: never).")
+@click.option(
+    "--expires",
+    "-x",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Expire after this many seconds (default: never).",
+)
 @click.argument("labels", nargs=-1)
 @pass_state
 def create(st: State, lease_id: str | None, expires: int | None, labels: tuple[str, ...]) -> None:

@@ -33,7 +33,7 @@ class LocalStore:
 
     # -- blobs ---------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
-        return Path(_core.blob_path(self.root, digest))
+        return _core.blob_path(self.root, digest)
 
     def exists(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
@@ -80,7 +80,7 @@ class LocalStore:
         return _core.IngestWriter(self.root, ref, total, expected)
 
     def ingest_path(self, ref: str) -> Path:
-        return Path(_core.ingest_dir(self.root, ref))
+        return _core.ingest_dir(self.root, ref)
 
     def status(self, ref: str) -> Status:
         st = self._status_of(self.ingest_path(ref))

@@ -199,7 +199,8 @@ class ContentStore:
                     return Writer(self, ref, None, expected, self.backend.info(expected).size)
             expires = None if self.lease else format_rfc3339(now() + INGEST_EXPIRY)
             cur.execute(
-                "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
                 "expires_at=excluded.expires_at",
                 (self.namespace, ref, self._backend_ref(ref), expected, expires),
@@ -214,9 +215,7 @@ class ContentStore:
             except AlreadyExists:
                 # Another namespace or process committed it meanwhile: share it.
                 with self.db.write() as cur:
-                    cur.execute(
-                        "DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)
-                    )
+                    cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
                 assert expected is not None
                 return Writer(self, ref, None, expected, self.backend.info(expected).size)
             except Unavailable:
@@ -242,7 +241,8 @@ class ContentStore:
     def _record(self, cur: sqlite3.Cursor, digest: str, size: int, labels: Mapping[str, str]) -> None:
         ts = timestamp()
         cur.execute(
-            "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO content(namespace, digest, size, labels, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (self.namespace, digest, size, dumps(labelutil.validate(labels)), ts, ts),
         )
         add_resource(cur, self.namespace, self.lease, "content", digest)
@@ -260,9 +260,12 @@ class ContentStore:
     def list_statuses(self, *filter_strings: str) -> list[Status]:
         flt = filters.parse(*filter_strings)
         with self.db.read() as cur:
-            refs = [r for (r,) in cur.execute(
-                "SELECT ref FROM ingests WHERE namespace=? ORDER BY ref", (self.namespace,)
-            ).fetchall()]
+            refs = [
+                r
+                for (r,) in cur.execute(
+                    "SELECT ref FROM ingests WHERE namespace=? ORDER BY ref", (self.namespace,)
+                ).fetchall()
+            ]
         out = []
         for ref in refs:
             try:
@@ -280,7 +283,9 @@ class ContentStore:
                 self.backend.abort(self._backend_ref(ref))
             except NotFound:
                 if n == 0:
-                    raise NotFound(f"no active ingest for ref {ref!r} in namespace {self.namespace!r}") from None
+                    raise NotFound(
+                        f"no active ingest for ref {ref!r} in namespace {self.namespace!r}"
+                    ) from None
 
     def ingest(
         self,
@@ -353,7 +358,9 @@ def _skip(source: BinaryIO, offset: int) -> None:
     while left:
         chunk = source.read(min(left, CHUNK))
         if not chunk:
-            raise FailedPrecondition(f"source ended after {offset - left} bytes; the ingest already has {offset}")
+            raise FailedPrecondition(
+                f"source ended after {offset - left} bytes; the ingest already has {offset}"
+            )
         left -= len(chunk)
 
 
@@ -414,7 +421,9 @@ class Writer:
     def truncate(self, size: int) -> None:
         self._live().truncate(size)
 
-    def commit(self, size: int = 0, expected: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+    def commit(
+        self, size: int = 0, expected: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> str:
         """Verify and store the blob, and record it for the namespace (with labels).
 
         FailedPrecondition on a size or digest mismatch: nothing is committed and the ingest
@@ -428,7 +437,9 @@ class Writer:
                 digest = self._expected
                 assert digest is not None and self._shared_size is not None
                 if expected is not None and expected != digest:
-                    raise FailedPrecondition(f"commit of {self.ref!r}: content is {digest}, expected {expected}")
+                    raise FailedPrecondition(
+                        f"commit of {self.ref!r}: content is {digest}, expected {expected}"
+                    )
                 if size and size != self._shared_size:
                     raise FailedPrecondition(
                         f"commit of {self.ref!r}: stored size is {self._shared_size}, expected {size}"

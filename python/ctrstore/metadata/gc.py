@@ -80,7 +80,9 @@ def _prefixed(key: str, prefix: str) -> bool:
     return key == prefix or (key.startswith(prefix) and key[len(prefix)] in "./")
 
 
-def _label_targets(ns: str, labels: Mapping[str, str], table: Mapping[str, str], snap_prefix: str) -> list[Node]:
+def _label_targets(
+    ns: str, labels: Mapping[str, str], table: Mapping[str, str], snap_prefix: str
+) -> list[Node]:
     out: list[Node] = []
     for k, v in labels.items():
         for prefix, kind in table.items():
@@ -143,7 +145,9 @@ def _build(cur: sqlite3.Cursor, at: datetime) -> _Graph:
         g.add(node, labels)
         if labelutil.GC_ROOT in labels:
             g.roots.append((node, False))
-    for ns, sn, key, parent, lb in cur.execute("SELECT namespace, snapshotter, key, parent, labels FROM snapshots"):
+    for ns, sn, key, parent, lb in cur.execute(
+        "SELECT namespace, snapshotter, key, parent, labels FROM snapshots"
+    ):
         labels = loads_labels(lb)
         node = ("snapshot", ns, f"{sn}/{key}")
         g.add(node, labels)
@@ -187,7 +191,7 @@ def _build(cur: sqlite3.Cursor, at: datetime) -> _Graph:
         if lease is None:
             continue
         if typ.startswith("snapshots/"):
-            target: Node = ("snapshot", ns, f"{typ[len('snapshots/'):]}/{rid}")
+            target: Node = ("snapshot", ns, f"{typ[len('snapshots/') :]}/{rid}")
         elif typ in kinds:
             target = (kinds[typ], ns, rid)
         else:

@@ -5,6 +5,7 @@ An image is a gc root: its target, and everything the target's labels reference,
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,9 @@ class Image:
     updated_at: datetime | None = None
 
 
-_COLUMNS = "name, target_media_type, target_digest, target_size, target_annotations, labels, created_at, updated_at"
+_COLUMNS = (
+    "name, target_media_type, target_digest, target_size, target_annotations, labels, created_at, updated_at"
+)
 
 
 def _image(row: tuple[str, str, str, int, str, str, str, str]) -> Image:
@@ -73,7 +76,7 @@ class ImageStore:
                 raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")
         return img
 
-    def list(self, *filter_strings: str) -> list[Image]:
+    def list(self, *filter_strings: str) -> builtins.list[Image]:
         flt = filters.parse(*filter_strings)
         with self.db.read() as cur:
             DB.require_namespace(cur, self.namespace)
@@ -103,7 +106,17 @@ class ImageStore:
             t = image.target
             cur.execute(
                 f"INSERT INTO images(namespace, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.namespace, image.name, t.media_type, t.digest, t.size, dumps(t.annotations), dumps(lb), ts, ts),
+                (
+                    self.namespace,
+                    image.name,
+                    t.media_type,
+                    t.digest,
+                    t.size,
+                    dumps(t.annotations),
+                    dumps(lb),
+                    ts,
+                    ts,
+                ),
             )
             if labelutil.GC_EXPIRE in lb:
                 add_resource(cur, self.namespace, self.lease, "images", image.name)
@@ -130,15 +143,25 @@ class ImageStore:
                     new = replace(new, labels=labelutil.validate(image.labels))
                 elif fp.startswith("labels."):
                     key = fp[len("labels.") :]
-                    new = replace(new, labels=labelutil.apply_update(new.labels, {key: image.labels.get(key, "")}))
+                    new = replace(
+                        new, labels=labelutil.apply_update(new.labels, {key: image.labels.get(key, "")})
+                    )
                 else:
                     raise InvalidArgument(f"cannot update {fp!r} on image {image.name!r}")
             t = new.target
             cur.execute(
-                "UPDATE images SET target_media_type=?, target_digest=?, target_size=?, target_annotations=?, "
-                "labels=?, updated_at=? WHERE namespace=? AND name=?",
-                (t.media_type, t.digest, t.size, dumps(t.annotations), dumps(new.labels), timestamp(),
-                 self.namespace, image.name),
+                "UPDATE images SET target_media_type=?, target_digest=?, target_size=?, "
+                "target_annotations=?, labels=?, updated_at=? WHERE namespace=? AND name=?",
+                (
+                    t.media_type,
+                    t.digest,
+                    t.size,
+                    dumps(t.annotations),
+                    dumps(new.labels),
+                    timestamp(),
+                    self.namespace,
+                    image.name,
+                ),
             )
             updated = self._get(cur, image.name)
         assert updated is not None
@@ -150,6 +173,8 @@ class ImageStore:
 
     def delete(self, name: str) -> None:
         with self.db.write() as cur:
-            n = cur.execute("DELETE FROM images WHERE namespace=? AND name=?", (self.namespace, name)).rowcount
+            n = cur.execute(
+                "DELETE FROM images WHERE namespace=? AND name=?", (self.namespace, name)
+            ).rowcount
             if n == 0:
                 raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")

@@ -7,6 +7,7 @@ blob, ingest or image it writes becomes one of the lease's resources. A lease la
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import sqlite3
 from collections.abc import Mapping
@@ -80,7 +81,7 @@ class LeaseManager:
             )
         return Lease(lease_id, lb, parse_rfc3339(ts))
 
-    def list(self, *filter_strings: str) -> list[Lease]:
+    def list(self, *filter_strings: str) -> builtins.list[Lease]:
         flt = filters.parse(*filter_strings)
         with self.db.read() as cur:
             DB.require_namespace(cur, self.namespace)
@@ -101,7 +102,7 @@ class LeaseManager:
             if n == 0:
                 raise NotFound(f"lease {id!r} not found")
 
-    def resources(self, id: str) -> list[Resource]:
+    def resources(self, id: str) -> builtins.list[Resource]:
         with self.db.read() as cur:
             if not cur.execute(
                 "SELECT 1 FROM leases WHERE namespace=? AND id=?", (self.namespace, id)

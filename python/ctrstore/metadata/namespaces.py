@@ -19,7 +19,12 @@ class Namespace:
 
 
 # Tables whose rows keep a namespace from being removed, with the word for them.
-_OWNED = (("images", "images"), ("content", "blobs"), ("containers", "containers"), ("snapshots", "snapshots"))
+_OWNED = (
+    ("images", "images"),
+    ("content", "blobs"),
+    ("containers", "containers"),
+    ("snapshots", "snapshots"),
+)
 
 
 class NamespaceStore:
@@ -58,7 +63,8 @@ class NamespaceStore:
             row = cur.execute("SELECT labels FROM namespaces WHERE name=?", (name,)).fetchone()
             merged = labelutil.apply_update(loads_labels(row[0]), changes)
             cur.execute(
-                "UPDATE namespaces SET labels=?, updated_at=? WHERE name=?", (dumps(merged), timestamp(), name)
+                "UPDATE namespaces SET labels=?, updated_at=? WHERE name=?",
+                (dumps(merged), timestamp(), name),
             )
         return Namespace(name, merged)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from ctrstore.content.local import LocalStore
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.metadata import DB, Metadata
-from ctrstore.metadata.gc import SnapshotCleaner
 from ctrstore.plugin import CONTENT, METADATA, SNAPSHOT, InitContext, Registration, register
 
 
@@ -25,9 +24,7 @@ def _init(ic: InitContext) -> Metadata:
             f"content_sharing_policy must be shared or isolated, not {cfg.content_sharing_policy!r}"
         )
     content = ic.get_single(CONTENT, LocalStore)
-    snapshotters = {
-        name: sn for name, sn in ic.get_by_type(SNAPSHOT).items() if hasattr(sn, "gc_cleanup")
-    }
+    snapshotters = {name: sn for name, sn in ic.get_by_type(SNAPSHOT).items() if hasattr(sn, "gc_cleanup")}
     db = DB(ic.root / "meta.db")
     policy = "shared" if cfg.content_sharing_policy == "shared" else "isolated"
     return Metadata(db, content, snapshotters, policy=policy)  # type: ignore[arg-type]

@@ -28,17 +28,22 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::digest::{Digest, Sha256, CHUNK};
-use crate::error::{already_exists, failed_precondition, invalid_argument, not_found, unavailable, Error, Result};
+use crate::error::{
+    already_exists, failed_precondition, invalid_argument, not_found, unavailable, Error, Result,
+};
 use crate::timefmt::rfc3339_nanos;
 
 /// Path of the committed blob for `digest` under a content store root.
 pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
-    root.join("blobs").join(digest.algorithm()).join(digest.hex())
+    root.join("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex())
 }
 
 /// Directory of the ingest for `reference` under a content store root.
 pub fn ingest_dir(root: &Path, reference: &str) -> PathBuf {
-    root.join("ingest").join(Digest::of_bytes(reference.as_bytes()).hex())
+    root.join("ingest")
+        .join(Digest::of_bytes(reference.as_bytes()).hex())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -77,7 +82,11 @@ struct DirLock {
 /// Lock `dir` (which must exist), checking that the locked directory is still the one at
 /// `dir` (a committing writer may have removed it between our open and our lock).
 fn lock_dir(dir: &Path, reference: &str) -> Result<Option<DirLock>> {
-    let f = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(dir) {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(e, dir.display())),
@@ -86,7 +95,9 @@ fn lock_dir(dir: &Path, reference: &str) -> Result<Option<DirLock>> {
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(unavailable(format!("ref {reference:?} is locked: another writer holds its ingest")));
+            return Err(unavailable(format!(
+                "ref {reference:?} is locked: another writer holds its ingest"
+            )));
         }
         return Err(Error::io(e, dir.display()));
     }
@@ -118,7 +129,12 @@ impl IngestWriter {
     ///
     /// `total` is the expected size if known; `expected` the expected digest. If the blob for
     /// `expected` already exists, this fails with AlreadyExists before touching the ingest.
-    pub fn open(root: &Path, reference: &str, total: Option<u64>, expected: Option<Digest>) -> Result<Self> {
+    pub fn open(
+        root: &Path,
+        reference: &str,
+        total: Option<u64>,
+        expected: Option<Digest>,
+    ) -> Result<Self> {
         if reference.is_empty() {
             return Err(invalid_argument("ingest ref must not be empty"));
         }
@@ -142,7 +158,11 @@ impl IngestWriter {
                 break;
             }
         }
-        let lock = lock.ok_or_else(|| unavailable(format!("ref {reference:?}: ingest kept vanishing while opening it")))?;
+        let lock = lock.ok_or_else(|| {
+            unavailable(format!(
+                "ref {reference:?}: ingest kept vanishing while opening it"
+            ))
+        })?;
 
         match read_opt(&dir.join("ref"))? {
             Some(r) if r == reference => {}
@@ -164,7 +184,9 @@ impl IngestWriter {
         };
         let stored_total = match read_opt(&dir.join("total"))? {
             Some(s) => Some(s.trim().parse::<u64>().map_err(|_| {
-                failed_precondition(format!("ingest {reference:?}: corrupt total file {s:?}; abort the ingest"))
+                failed_precondition(format!(
+                    "ingest {reference:?}: corrupt total file {s:?}; abort the ingest"
+                ))
             })?),
             None => None,
         };
@@ -193,7 +215,9 @@ impl IngestWriter {
             .open(&data_path)
             .map_err(io_err(&data_path))?;
         let size = data.metadata().map_err(io_err(&data_path))?.len();
-        let saved = fs::read(dir.join("hashstate")).ok().and_then(|b| Sha256::import(&b));
+        let saved = fs::read(dir.join("hashstate"))
+            .ok()
+            .and_then(|b| Sha256::import(&b));
         let hasher = match saved {
             Some(h) if h.len() == size => h,
             _ => {
@@ -212,7 +236,8 @@ impl IngestWriter {
         };
         // The saved state describes the file as of the last close; once we write, it is stale.
         let _ = fs::remove_file(dir.join("hashstate"));
-        data.seek(SeekFrom::Start(hasher.len())).map_err(io_err(&data_path))?;
+        data.seek(SeekFrom::Start(hasher.len()))
+            .map_err(io_err(&data_path))?;
         Ok(IngestWriter {
             root: root.to_owned(),
             dir,
@@ -277,7 +302,12 @@ impl IngestWriter {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(e, format!("reading data for ingest {:?}", self.reference))),
+                Err(e) => {
+                    return Err(Error::io(
+                        e,
+                        format!("reading data for ingest {:?}", self.reference),
+                    ))
+                }
             };
             self.write(&buf[..n])?;
             copied += n as u64;
@@ -288,7 +318,10 @@ impl IngestWriter {
     /// Only truncation to 0 is supported (as in containerd): start the ingest over.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
         if size != 0 {
-            return Err(invalid_argument(format!("ingest {:?}: can only truncate to 0, not {size}", self.reference)));
+            return Err(invalid_argument(format!(
+                "ingest {:?}: can only truncate to 0, not {size}",
+                self.reference
+            )));
         }
         let p = self.dir.join("data");
         self.data.set_len(0).map_err(io_err(&p))?;
@@ -300,7 +333,11 @@ impl IngestWriter {
     fn save_state(&mut self) -> Result<()> {
         self.data.sync_data().map_err(io_err(&self.dir))?;
         write_atomic(&self.dir, "hashstate", &self.hasher.export())?;
-        write_atomic(&self.dir, "updatedat", rfc3339_nanos(SystemTime::now()).as_bytes())
+        write_atomic(
+            &self.dir,
+            "updatedat",
+            rfc3339_nanos(SystemTime::now()).as_bytes(),
+        )
     }
 
     /// Keep the ingest for a later resume and release the lock.
@@ -344,11 +381,19 @@ impl IngestWriter {
             return Err(already_exists(format!("content {actual} already exists")));
         }
         fs::rename(&data_path, &target).map_err(io_err(&target))?;
-        File::open(blob_dir).and_then(|d| d.sync_all()).map_err(io_err(blob_dir))?;
+        File::open(blob_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(blob_dir))?;
         let now = SystemTime::now();
         let times = fs::FileTimes::new().set_accessed(now).set_modified(now);
         self.data.set_times(times).map_err(io_err(&target))?;
-        let mode = self.data.metadata().map_err(io_err(&target))?.permissions().mode() & !0o222;
+        let mode = self
+            .data
+            .metadata()
+            .map_err(io_err(&target))?
+            .permissions()
+            .mode()
+            & !0o222;
         fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err(&target))?;
         fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         Ok(actual)
@@ -391,7 +436,8 @@ mod tests {
         let t = store();
         let data = b"hello world";
         let d = Digest::of_bytes(data);
-        let mut w = IngestWriter::open(t.path(), "r1", Some(data.len() as u64), Some(d.clone())).unwrap();
+        let mut w =
+            IngestWriter::open(t.path(), "r1", Some(data.len() as u64), Some(d.clone())).unwrap();
         w.write(data).unwrap();
         let got = w.commit(0, None).unwrap();
         assert_eq!(got, d);
@@ -399,7 +445,9 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), data);
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o222, 0);
         assert!(!ingest_dir(t.path(), "r1").exists());
-        let e = IngestWriter::open(t.path(), "r2", None, Some(d)).err().unwrap();
+        let e = IngestWriter::open(t.path(), "r2", None, Some(d))
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     }
 
@@ -412,7 +460,12 @@ mod tests {
         let e = w.commit(3, Some(wrong)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
         assert!(e.to_string().contains("expected sha256:"), "{e}");
-        assert!(!t.path().join("blobs/sha256").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false));
+        assert!(!t
+            .path()
+            .join("blobs/sha256")
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false));
         let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
         assert_eq!(w.offset(), 3);
         let e = w.commit(4, None).unwrap_err();
@@ -435,7 +488,10 @@ mod tests {
         let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
         assert_eq!(w.offset(), 900);
         w.write(&all[900..]).unwrap();
-        assert_eq!(w.commit(0, Some(Digest::of_bytes(&all))).unwrap(), Digest::of_bytes(&all));
+        assert_eq!(
+            w.commit(0, Some(Digest::of_bytes(&all))).unwrap(),
+            Digest::of_bytes(&all)
+        );
     }
 
     #[test]
@@ -446,7 +502,10 @@ mod tests {
         w.close().unwrap();
         // Someone appends to data behind our back: the saved length no longer matches.
         let dir = ingest_dir(t.path(), "r");
-        let mut f = OpenOptions::new().append(true).open(dir.join("data")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("data"))
+            .unwrap();
         f.write_all(b"bb").unwrap();
         let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
         assert_eq!(w.digest(), Digest::of_bytes(b"aaaabb"));
@@ -459,11 +518,17 @@ mod tests {
         let e = IngestWriter::open(t.path(), "r", None, None).err().unwrap();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(ingest_in_use(&ingest_dir(t.path(), "r")).unwrap());
-        assert_eq!(abort(t.path(), "r").unwrap_err().kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            abort(t.path(), "r").unwrap_err().kind(),
+            ErrorKind::Unavailable
+        );
         w.close().unwrap();
         assert!(!ingest_in_use(&ingest_dir(t.path(), "r")).unwrap());
         abort(t.path(), "r").unwrap();
-        assert_eq!(abort(t.path(), "r").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            abort(t.path(), "r").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -473,11 +538,22 @@ mod tests {
         w.write(b"xyz").unwrap();
         w.truncate(0).unwrap();
         assert_eq!(w.offset(), 0);
-        assert_eq!(w.truncate(1).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            w.truncate(1).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
         w.close().unwrap();
-        let e = IngestWriter::open(t.path(), "r", Some(11), None).err().unwrap();
+        let e = IngestWriter::open(t.path(), "r", Some(11), None)
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
-        assert_eq!(IngestWriter::open(t.path(), "", None, None).err().unwrap().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            IngestWriter::open(t.path(), "", None, None)
+                .err()
+                .unwrap()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]
@@ -488,7 +564,10 @@ mod tests {
         a.write(b"same").unwrap();
         b.write(b"same").unwrap();
         a.commit(0, None).unwrap();
-        assert_eq!(b.commit(0, None).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(
+            b.commit(0, None).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
         assert!(!ingest_dir(t.path(), "b").exists());
     }
 }

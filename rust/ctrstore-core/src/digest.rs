@@ -25,7 +25,9 @@ pub struct Digest {
 
 impl Digest {
     pub fn from_sha256_bytes(bytes: &[u8; 32]) -> Self {
-        Digest { hex: hex::encode(bytes) }
+        Digest {
+            hex: hex::encode(bytes),
+        }
     }
 
     pub fn algorithm(&self) -> &'static str {
@@ -48,15 +50,21 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| invalid_argument(format!("invalid digest {s:?}: expected <algorithm>:<hex>")))?;
+        let (alg, hex) = s.split_once(':').ok_or_else(|| {
+            invalid_argument(format!("invalid digest {s:?}: expected <algorithm>:<hex>"))
+        })?;
         match alg {
             SHA256 => {}
             "sha384" | "sha512" => {
-                return Err(invalid_argument(format!("invalid digest {s:?}: algorithm {alg} is not supported, only sha256")))
+                return Err(invalid_argument(format!(
+                    "invalid digest {s:?}: algorithm {alg} is not supported, only sha256"
+                )))
             }
-            _ => return Err(invalid_argument(format!("invalid digest {s:?}: unknown algorithm {alg:?}"))),
+            _ => {
+                return Err(invalid_argument(format!(
+                    "invalid digest {s:?}: unknown algorithm {alg:?}"
+                )))
+            }
         }
         if hex.len() != 64 {
             return Err(invalid_argument(format!(
@@ -64,10 +72,17 @@ impl FromStr for Digest {
                 hex.len()
             )));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(invalid_argument(format!("invalid digest {s:?}: hex part must be lowercase [0-9a-f]")));
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(invalid_argument(format!(
+                "invalid digest {s:?}: hex part must be lowercase [0-9a-f]"
+            )));
         }
-        Ok(Digest { hex: hex.to_owned() })
+        Ok(Digest {
+            hex: hex.to_owned(),
+        })
     }
 }
 
@@ -103,7 +118,12 @@ impl Default for Sha256 {
 
 impl Sha256 {
     pub fn new() -> Self {
-        Sha256 { state: IV, len: 0, buf: [0; 64], buf_len: 0 }
+        Sha256 {
+            state: IV,
+            len: 0,
+            buf: [0; 64],
+            buf_len: 0,
+        }
     }
 
     /// Bytes hashed so far.
@@ -120,8 +140,9 @@ impl Sha256 {
         let n = blocks.len() / 64;
         // SAFETY: GenericArray<u8, U64> is a transparent [u8; 64] with alignment 1, and
         // `blocks` holds exactly `n` of them.
-        let blocks: &[GenericArray<u8, U64>] =
-            unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const GenericArray<u8, U64>, n) };
+        let blocks: &[GenericArray<u8, U64>] = unsafe {
+            std::slice::from_raw_parts(blocks.as_ptr() as *const GenericArray<u8, U64>, n)
+        };
         sha2::compress256(&mut self.state, blocks);
     }
 
@@ -154,7 +175,11 @@ impl Sha256 {
         let bit_len = h.len.wrapping_mul(8);
         let mut pad = [0u8; 72];
         pad[0] = 0x80;
-        let pad_len = if h.buf_len < 56 { 56 - h.buf_len } else { 120 - h.buf_len };
+        let pad_len = if h.buf_len < 56 {
+            56 - h.buf_len
+        } else {
+            120 - h.buf_len
+        };
         let len_bytes = bit_len.to_be_bytes();
         let total_len = h.len;
         h.update(&pad[..pad_len]);
@@ -197,7 +222,12 @@ impl Sha256 {
         }
         let mut buf = [0u8; 64];
         buf.copy_from_slice(&bytes[57..121]);
-        Some(Sha256 { state, len, buf, buf_len })
+        Some(Sha256 {
+            state,
+            len,
+            buf,
+            buf_len,
+        })
     }
 }
 

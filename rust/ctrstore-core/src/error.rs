@@ -48,7 +48,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -73,7 +77,11 @@ impl Error {
     /// Map an io::Error, naming the path or operation it happened on.
     pub fn io(err: io::Error, what: impl fmt::Display) -> Self {
         let kind = kind_of_io(&err);
-        Error { kind, message: format!("{what}: {err}"), source: Some(err) }
+        Error {
+            kind,
+            message: format!("{what}: {err}"),
+            source: Some(err),
+        }
     }
 }
 
@@ -100,7 +108,9 @@ fn kind_of_io(err: &io::Error) -> ErrorKind {
         Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::PermissionDenied,
         Some(libc::EWOULDBLOCK) => ErrorKind::Unavailable,
         Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => ErrorKind::NotImplemented,
-        Some(libc::EINVAL) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => ErrorKind::InvalidArgument,
+        Some(libc::EINVAL) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => {
+            ErrorKind::InvalidArgument
+        }
         _ => match err.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
             io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
@@ -126,7 +136,11 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Self {
         let kind = kind_of_io(&err);
-        Error { kind, message: err.to_string(), source: Some(err) }
+        Error {
+            kind,
+            message: err.to_string(),
+            source: Some(err),
+        }
     }
 }
 

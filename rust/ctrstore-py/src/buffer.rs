@@ -13,7 +13,9 @@ impl Bytes {
     pub fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         let buf = PyBuffer::<u8>::get(obj)?;
         if !buf.is_c_contiguous() {
-            return Err(crate::errors::InvalidArgument::new_err("buffer must be C-contiguous bytes"));
+            return Err(crate::errors::InvalidArgument::new_err(
+                "buffer must be C-contiguous bytes",
+            ));
         }
         Ok(Bytes { buf })
     }

@@ -28,9 +28,9 @@ pub struct IngestWriter {
 impl IngestWriter {
     fn live(&mut self) -> PyResult<&mut CoreWriter> {
         let r = &self.reference;
-        self.inner
-            .as_mut()
-            .ok_or_else(|| crate::errors::FailedPrecondition::new_err(format!("writer for {r:?} is closed")))
+        self.inner.as_mut().ok_or_else(|| {
+            crate::errors::FailedPrecondition::new_err(format!("writer for {r:?} is closed"))
+        })
     }
 }
 
@@ -38,10 +38,21 @@ impl IngestWriter {
 impl IngestWriter {
     #[new]
     #[pyo3(signature = (root, reference, total=None, expected=None))]
-    fn new(py: Python<'_>, root: PathBuf, reference: String, total: Option<u64>, expected: Option<&str>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        root: PathBuf,
+        reference: String,
+        total: Option<u64>,
+        expected: Option<&str>,
+    ) -> PyResult<Self> {
         let expected = parse_opt(expected)?;
-        let w = py.detach(|| CoreWriter::open(&root, &reference, total, expected)).py()?;
-        Ok(IngestWriter { inner: Some(w), reference })
+        let w = py
+            .detach(|| CoreWriter::open(&root, &reference, total, expected))
+            .py()?;
+        Ok(IngestWriter {
+            inner: Some(w),
+            reference,
+        })
     }
 
     #[getter]
@@ -105,7 +116,9 @@ impl IngestWriter {
         let expected = parse_opt(expected)?;
         self.live()?;
         let w = self.inner.take().expect("checked live");
-        py.detach(|| w.commit(size, expected)).map(|d| d.to_string()).map_err(to_py)
+        py.detach(|| w.commit(size, expected))
+            .map(|d| d.to_string())
+            .map_err(to_py)
     }
 
     /// Keep the ingest for a later resume and release the lock. Closing twice is harmless.
@@ -121,7 +134,11 @@ impl IngestWriter {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&mut self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _exc: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<bool> {
         self.close(py)?;
         Ok(false)
     }

@@ -22,7 +22,9 @@ const DETACH_AT: usize = 64 * 1024;
 impl Digester {
     #[new]
     fn new() -> Self {
-        Digester { inner: Sha256::new() }
+        Digester {
+            inner: Sha256::new(),
+        }
     }
 
     fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -60,7 +62,9 @@ impl Digester {
     fn from_state(state: &[u8]) -> PyResult<Self> {
         Sha256::import(state)
             .map(|inner| Digester { inner })
-            .ok_or_else(|| crate::errors::InvalidArgument::new_err("not a saved ctrstore sha256 state"))
+            .ok_or_else(|| {
+                crate::errors::InvalidArgument::new_err("not a saved ctrstore sha256 state")
+            })
     }
 }
 
