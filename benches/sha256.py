@@ -112,7 +112,8 @@ def render(size: int, times: dict[str, list[float]], repeat: int) -> str:
     for name, ts in times.items():
         rel = med[anchor_name] / med[name]
         mbps = size / med[name] / 1e6
-        lines.append(f"| {name} | {min(ts):.3f} | {med[name]:.3f} | {max(ts):.3f} | {mbps:.0f} | {rel:.2f}x |")
+        lo, hi = min(ts), max(ts)
+        lines.append(f"| {name} | {lo:.3f} | {med[name]:.3f} | {hi:.3f} | {mbps:.0f} | {rel:.2f}x |")
     verdict = "meets" if ratio >= TARGET else "MISSES"
     summary = f"ctrstore: {ratio:.2f}x the throughput of {anchor_name} ({verdict} the {TARGET}x target)"
     lines += ["", summary, ""]
