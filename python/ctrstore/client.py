@@ -80,6 +80,10 @@ class Client:
     def images(self) -> ImageStore:
         return self.metadata.images(self.namespace, lease=self._lease)
 
+    def snapshotter(self, name: str | None = None) -> SnapshotStore:
+        """A snapshotter (default: the config's ``snapshotter``, overlayfs) in this namespace."""
+        return self.metadata.snapshotter(name or self.config.snapshotter, self.namespace, lease=self._lease)
+
     @property
     def leases(self) -> LeaseManager:
         return self.metadata.leases(self.namespace)

@@ -27,6 +27,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/ctrstore/config.toml")
 DEFAULT_ROOT = "/var/lib/ctrstore"
 DEFAULT_STATE = "/run/ctrstore"
 VERSION = 1
+DEFAULT_SNAPSHOTTER = "overlayfs"
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Config:
     root: str = DEFAULT_ROOT
     state: str = DEFAULT_STATE
     disabled_plugins: list[str] = field(default_factory=list)
+    snapshotter: str = DEFAULT_SNAPSHOTTER
+    """The snapshotter unpack, run and ``snapshots`` commands use unless told otherwise."""
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
     """The file this config was read from, if any (not written back)."""
@@ -47,6 +50,7 @@ class Config:
             "root": self.root,
             "state": self.state,
             "disabled_plugins": list(self.disabled_plugins),
+            "snapshotter": self.snapshotter,
         }
         tables: dict[str, dict[str, Any]] = {}
         for r in reg if reg is not None else registry:
@@ -61,7 +65,7 @@ class Config:
         return tomli_w.dumps(doc)
 
 
-_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "plugins"}
+_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "snapshotter", "plugins"}
 
 
 def parse(text: str, source: str = "<string>") -> Config:
@@ -76,11 +80,11 @@ def parse(text: str, source: str = "<string>") -> Config:
     version = raw.get("version", VERSION)
     if version != VERSION:
         raise InvalidArgument(f"config {source}: version {version!r} is not supported (expected {VERSION})")
-    for key in ("root", "state"):
+    for key in ("root", "state", "snapshotter"):
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value:
-                raise InvalidArgument(f"config {source}: {key} must be a non-empty path string")
+                raise InvalidArgument(f"config {source}: {key} must be a non-empty string")
             setattr(cfg, key, value)
     disabled = raw.get("disabled_plugins", [])
     if not isinstance(disabled, list) or not all(isinstance(x, str) for x in disabled):

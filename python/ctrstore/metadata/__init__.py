@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ctrstore.content.local import LocalStore
+from ctrstore.errdefs import NotFound
 from ctrstore.metadata.content import ContentStore, SharingPolicy
 from ctrstore.metadata.db import DB
 from ctrstore.metadata.gc import GCResult, SnapshotCleaner, collect
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.metadata.leases import Lease, LeaseManager
 from ctrstore.metadata.namespaces import Namespace, NamespaceStore
+from ctrstore.metadata.snapshots import SnapshotStore
 
 __all__ = [
     "DB",
@@ -27,6 +29,7 @@ __all__ = [
     "Metadata",
     "Namespace",
     "NamespaceStore",
+    "SnapshotStore",
 ]
 
 
@@ -50,6 +53,15 @@ class Metadata:
 
     def images(self, namespace: str, *, lease: str | None = None) -> ImageStore:
         return ImageStore(self.db, namespace, lease=lease)
+
+    def snapshotter(self, name: str, namespace: str, *, lease: str | None = None) -> SnapshotStore:
+        """The snapshotter plugin ``name`` (e.g. ``overlayfs``) as ``namespace`` sees it."""
+        try:
+            backend = self.snapshotters[name]
+        except KeyError:
+            known = ", ".join(sorted(self.snapshotters)) or "none"
+            raise NotFound(f"snapshotter {name!r} is not available (available: {known})") from None
+        return SnapshotStore(self.db, name, backend, namespace, lease=lease)  # type: ignore[arg-type]
 
     def leases(self, namespace: str) -> LeaseManager:
         return LeaseManager(self.db, namespace)

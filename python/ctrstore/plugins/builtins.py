@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from ctrstore.plugins import content, metadata  # noqa: F401  (registration side effects)
+from ctrstore.plugins import content, metadata, snapshots  # noqa: F401  (registration side effects)
 
 _loaded = False
 

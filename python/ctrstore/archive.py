@@ -1,0 +1,85 @@
+"""Layer application: a layer tar (gzip, zstd or plain, told apart by magic bytes) applied onto
+a directory, with whiteouts, and its diffID (sha256 of the whole uncompressed stream)
+computed in the same pass. The work is the Rust core's (``ctrstore-core::archive``) and runs
+without the GIL.
+
+``whiteouts="overlay"`` writes overlayfs whiteouts (a 0:0 character device, the
+``trusted.overlay.opaque`` xattr) into an overlay upper dir; ``"delete"`` removes what the
+whiteouts name from a full tree (native and btrfs snapshots). A layer can never write outside
+``target``: every path is resolved inside it, and entries that try are refused by name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Literal
+
+from ctrstore import _core
+
+__all__ = ["ApplyStats", "apply_layer"]
+
+Whiteouts = Literal["overlay", "delete"]
+
+
+@dataclass(frozen=True)
+class ApplyStats:
+    diff_id: str
+    compression: str
+    compressed_bytes: int
+    uncompressed_bytes: int
+    entries: int
+
+
+def apply_layer(
+    target: str | os.PathLike[str],
+    layer: str | os.PathLike[str] | BinaryIO,
+    *,
+    whiteouts: Whiteouts = "overlay",
+    parents: Sequence[str | os.PathLike[str]] = (),
+    no_same_owner: bool = False,
+    userxattr: bool = False,
+) -> ApplyStats:
+    """Apply ``layer`` (a path or a binary file object) onto the directory ``target``.
+
+    ``parents`` are the overlay lower dirs, nearest first: directories a layer creates
+    implicitly take their owner, mode and times from there.
+    """
+    opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
+    if isinstance(layer, str | os.PathLike):
+        return ApplyStats(*_core.apply_layer_path(target, layer, *opts))
+    if isinstance(layer, io.FileIO):
+        return ApplyStats(*_core.apply_layer_fd(target, layer.fileno(), *opts))
+    return _apply_through_pipe(target, layer, opts)
+
+
+def _apply_through_pipe(
+    target: str | os.PathLike[str], layer: BinaryIO, opts: tuple[str, list[str], bool, bool]
+) -> ApplyStats:
+    """Feed a Python file object to the Rust applier through a pipe, from a thread."""
+    r, w = os.pipe()
+    failure: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            with open(w, "wb", buffering=0) as out:
+                while chunk := layer.read(1 << 20):
+                    out.write(chunk)
+        except BrokenPipeError:
+            pass  # the applier stopped reading (it failed); its error is the one to report
+        except BaseException as e:
+            failure.append(e)
+
+    t = threading.Thread(target=feed, name="ctrstore-layer-feed", daemon=True)
+    t.start()
+    try:
+        stats = ApplyStats(*_core.apply_layer_fd(target, r, *opts))
+    finally:
+        os.close(r)
+        t.join()
+    if failure:
+        raise failure[0]
+    return stats

@@ -1,0 +1,49 @@
+"""Applying a layer to a snapshot's mounts, as containerd's diff applier does.
+
+When the mounts are one overlay with an ``upperdir``, the layer is written straight into the
+upper dir with overlay whiteouts (no mount needed), the lower dirs serving as parents. Any
+other mounts (the bind mount of a first layer, native or btrfs snapshots) are mounted on a
+temporary directory and the layer applied there with plain whiteout handling.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from ctrstore.archive import ApplyStats, apply_layer
+from ctrstore.mount import Mount, temp_mount
+
+__all__ = ["apply", "overlay_upper"]
+
+
+def overlay_upper(mounts: Sequence[Mount]) -> tuple[str, list[str]] | None:
+    """``(upperdir, lowerdirs)`` when ``mounts`` is a single writable overlay, else None."""
+    if len(mounts) != 1 or mounts[0].type != "overlay":
+        return None
+    upper = ""
+    lowers: list[str] = []
+    for opt in mounts[0].options:
+        if opt.startswith("upperdir="):
+            upper = opt[len("upperdir=") :]
+        elif opt.startswith("lowerdir="):
+            lowers = opt[len("lowerdir=") :].split(":")
+    return (upper, lowers) if upper else None
+
+
+def apply(
+    mounts: Sequence[Mount],
+    layer: str | os.PathLike[str] | BinaryIO,
+    *,
+    tmp_dir: str | os.PathLike[str],
+) -> ApplyStats:
+    """Apply ``layer`` to the snapshot behind ``mounts``; ``tmp_dir`` holds temporary mounts."""
+    direct = overlay_upper(mounts)
+    if direct is not None:
+        upper, lowers = direct
+        return apply_layer(upper, layer, whiteouts="overlay", parents=lowers)
+    Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+    with temp_mount(mounts, tmp_dir) as root:
+        return apply_layer(root, layer, whiteouts="delete")

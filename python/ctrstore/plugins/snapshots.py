@@ -1,0 +1,68 @@
+"""The snapshotter plugins: ``io.containerd.snapshotter.v1.{overlayfs,native,btrfs}``."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from dataclasses import dataclass, field
+
+from ctrstore.errdefs import Unimplemented
+from ctrstore.plugin import SNAPSHOT, InitContext, Registration, SkipPlugin, register
+from ctrstore.snapshots.btrfs import BtrfsSnapshotter, check_btrfs
+from ctrstore.snapshots.native import NativeSnapshotter
+from ctrstore.snapshots.overlay import OverlaySnapshotter, check_overlay
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def host_platform() -> str:
+    return f"linux/{_ARCH.get(platform.machine(), platform.machine())}"
+
+
+@dataclass
+class OverlayConfig:
+    root_path: str = ""
+    """Where to keep the snapshots instead of the plugin's own directory under root."""
+    upperdir_label: bool = False
+    """Report each snapshot's upper dir in the label containerd.io/snapshot/overlay.upperdir."""
+    mount_options: list[str] = field(default_factory=list)
+    """Extra overlay mount options (index=off is added when the kernel has the knob)."""
+
+
+@dataclass
+class DirConfig:
+    root_path: str = ""
+
+
+def _overlay(ic: InitContext) -> OverlaySnapshotter:
+    cfg: OverlayConfig = ic.config
+    try:
+        check_overlay()
+    except Unimplemented as e:
+        raise SkipPlugin(str(e)) from None
+    ic.platforms.append(host_platform())
+    return OverlaySnapshotter(
+        cfg.root_path or ic.root, mount_options=cfg.mount_options, upperdir_label=cfg.upperdir_label
+    )
+
+
+def _native(ic: InitContext) -> NativeSnapshotter:
+    cfg: DirConfig = ic.config
+    ic.platforms.append(host_platform())
+    return NativeSnapshotter(cfg.root_path or ic.root)
+
+
+def _btrfs(ic: InitContext) -> BtrfsSnapshotter:
+    cfg: DirConfig = ic.config
+    root = Path(cfg.root_path) if cfg.root_path else ic.root
+    try:
+        check_btrfs(root)
+    except Unimplemented as e:
+        raise SkipPlugin(str(e)) from None
+    ic.platforms.append(host_platform())
+    return BtrfsSnapshotter(root)
+
+
+register(Registration(SNAPSHOT, "overlayfs", _overlay, config=OverlayConfig()))
+register(Registration(SNAPSHOT, "native", _native, config=DirConfig()))
+register(Registration(SNAPSHOT, "btrfs", _btrfs, config=DirConfig()))

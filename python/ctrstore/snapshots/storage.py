@@ -1,0 +1,214 @@
+"""Transactional bookkeeping shared by every snapshotter: its own ``metadata.db``.
+
+One SQLite file per snapshotter (as containerd's ``core/snapshots/storage``): each snapshot has
+a key, a numeric id from a sequence that never reuses a value (the id names its directory,
+``snapshots/<id>``), a kind, its parent's key, labels, times and — once committed — its usage.
+Drivers do their directory work inside ``MetaStore.transaction()`` so that a failed rename
+rolls the record back, and a failed record leaves only a stray directory for ``cleanup``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctrstore import filters
+from ctrstore import labels as labelutil
+from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.snapshots import Info, Kind, Usage
+
+__all__ = ["MetaStore", "Snapshot"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    key TEXT PRIMARY KEY,
+    id INTEGER NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,
+    parent TEXT NOT NULL DEFAULT '' ,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    inodes INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_parent ON snapshots(parent);
+CREATE TABLE IF NOT EXISTS sequence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT
+)
+"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a driver needs to build mounts: ids, kind and the parent chain's ids."""
+
+    id: str
+    kind: Kind
+    parent_ids: tuple[str, ...]
+    """Immediate parent first."""
+
+
+def _info(row: sqlite3.Row) -> Info:
+    return Info(
+        kind=Kind(row["kind"]),
+        name=row["key"],
+        parent=row["parent"],
+        labels=json.loads(row["labels"]),
+        created_at=parse_rfc3339(row["created_at"]),
+        updated_at=parse_rfc3339(row["updated_at"]),
+    )
+
+
+class MetaStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            with self.transaction(True) as cur:
+                for stmt in _SCHEMA.split(";"):
+                    cur.execute(stmt)
+        except sqlite3.DatabaseError as e:
+            raise FailedPrecondition(f"snapshot metadata {path} is unusable: {e}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self, writable: bool) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE" if writable else "BEGIN DEFERRED")
+            except sqlite3.OperationalError as e:
+                raise Unavailable(f"snapshot metadata {self.path} is busy: {e}") from None
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    # -- queries (call inside a transaction) -----------------------------------------------
+    @staticmethod
+    def _row(cur: sqlite3.Cursor, key: str) -> sqlite3.Row:
+        row: sqlite3.Row | None = cur.execute("SELECT * FROM snapshots WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise NotFound(f"snapshot {key!r} does not exist")
+        return row
+
+    def get_info(self, cur: sqlite3.Cursor, key: str) -> tuple[str, Info, Usage]:
+        row = self._row(cur, key)
+        return str(row["id"]), _info(row), Usage(row["inodes"], row["size"])
+
+    def get_snapshot(self, cur: sqlite3.Cursor, key: str) -> Snapshot:
+        row = self._row(cur, key)
+        return Snapshot(str(row["id"]), Kind(row["kind"]), self._parent_ids(cur, row["parent"]))
+
+    def _parent_ids(self, cur: sqlite3.Cursor, parent: str) -> tuple[str, ...]:
+        ids: list[str] = []
+        while parent:
+            row = self._row(cur, parent)
+            ids.append(str(row["id"]))
+            parent = row["parent"]
+        return tuple(ids)
+
+    def walk(self, cur: sqlite3.Cursor, *filter_strings: str) -> list[Info]:
+        flt = filters.parse(*filter_strings)
+        out = []
+        for row in cur.execute("SELECT * FROM snapshots ORDER BY id").fetchall():
+            info = _info(row)
+            fields = {"name": info.name, "parent": info.parent, "kind": str(info.kind)}
+            if flt.match(filters.match_mapping(fields, info.labels)):
+                out.append(info)
+        return out
+
+    def id_map(self, cur: sqlite3.Cursor) -> dict[str, str]:
+        """id -> key of every snapshot."""
+        return {str(r["id"]): r["key"] for r in cur.execute("SELECT id, key FROM snapshots")}
+
+    # -- changes ---------------------------------------------------------------------------
+    def create(
+        self, cur: sqlite3.Cursor, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None
+    ) -> Snapshot:
+        if kind not in (Kind.ACTIVE, Kind.VIEW):
+            raise InvalidArgument(f"snapshot {key!r}: can only create active snapshots or views")
+        if not key:
+            raise InvalidArgument("snapshot key must not be empty")
+        if cur.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone():
+            raise AlreadyExists(f"snapshot {key!r} already exists")
+        parent_ids: tuple[str, ...] = ()
+        if parent:
+            try:
+                prow = self._row(cur, parent)
+            except NotFound:
+                raise NotFound(f"parent snapshot {parent!r} of {key!r} does not exist") from None
+            if prow["kind"] != Kind.COMMITTED:
+                raise InvalidArgument(f"parent {parent!r} of {key!r} is not committed")
+            parent_ids = (str(prow["id"]), *self._parent_ids(cur, prow["parent"]))
+        new_id = cur.execute("INSERT INTO sequence DEFAULT VALUES").lastrowid
+        ts = format_rfc3339(now())
+        cur.execute(
+            "INSERT INTO snapshots(key, id, kind, parent, labels, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
+            (key, new_id, int(kind), parent, json.dumps(labelutil.validate(labels or {})), ts, ts),
+        )
+        return Snapshot(str(new_id), kind, parent_ids)
+
+    def update(self, cur: sqlite3.Cursor, info: Info, fieldpaths: Sequence[str]) -> Info:
+        row = self._row(cur, info.name)
+        current = json.loads(row["labels"])
+        if not fieldpaths:
+            new = labelutil.validate(info.labels)
+        else:
+            new = dict(current)
+            for fp in fieldpaths:
+                if fp == "labels":
+                    new = labelutil.validate(info.labels)
+                elif fp.startswith("labels."):
+                    k = fp[len("labels.") :]
+                    new = labelutil.apply_update(new, {k: info.labels.get(k, "")})
+                else:
+                    raise InvalidArgument(f"cannot update {fp!r} of snapshot {info.name!r}: only labels")
+        cur.execute(
+            "UPDATE snapshots SET labels=?, updated_at=? WHERE key=?",
+            (json.dumps(new), format_rfc3339(now()), info.name),
+        )
+        return _info(self._row(cur, info.name))
+
+    def remove(self, cur: sqlite3.Cursor, key: str) -> tuple[str, Kind]:
+        row = self._row(cur, key)
+        child = cur.execute("SELECT key FROM snapshots WHERE parent=? LIMIT 1", (key,)).fetchone()
+        if child is not None:
+            raise FailedPrecondition(f"cannot remove snapshot {key!r}: {child['key']!r} is its child")
+        cur.execute("DELETE FROM snapshots WHERE key=?", (key,))
+        return str(row["id"]), Kind(row["kind"])
+
+    def commit_active(
+        self, cur: sqlite3.Cursor, key: str, name: str, usage: Usage, labels: Mapping[str, str] | None
+    ) -> str:
+        row = self._row(cur, key)
+        if row["kind"] != Kind.ACTIVE:
+            raise FailedPrecondition(f"snapshot {key!r} is a {Kind(row['kind'])}, only active snapshots commit")
+        if not name:
+            raise InvalidArgument("commit name must not be empty")
+        if cur.execute("SELECT 1 FROM snapshots WHERE key=?", (name,)).fetchone():
+            raise AlreadyExists(f"snapshot {name!r} already exists")
+        ts = format_rfc3339(now())
+        cur.execute(
+            "UPDATE snapshots SET key=?, kind=?, labels=?, created_at=?, updated_at=?, inodes=?, size=? "
+            "WHERE key=?",
+            (name, int(Kind.COMMITTED), json.dumps(labelutil.validate(labels or {})), ts, ts,
+             usage.inodes, usage.size, key),
+        )
+        return str(row["id"])
