@@ -5,21 +5,29 @@ the GIL released.
 """
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import final
 
 __all__ = [
     "Digester",
+    "apply_layer_fd",
+    "apply_layer_path",
     "IngestWriter",
+    "MountInfo",
     "__version__",
     "abort_ingest",
     "blob_path",
     "ingest_dir",
     "ingest_in_use",
+    "mount",
+    "mountinfo",
     "parse_digest",
     "sha256_bytes",
     "sha256_file",
+    "unmount",
+    "unmount_all",
 ]
 
 __version__: str
@@ -91,3 +99,69 @@ def abort_ingest(root: str | os.PathLike[str], reference: str) -> None: ...
 def ingest_in_use(path: str | os.PathLike[str]) -> bool: ...
 def ingest_dir(root: str | os.PathLike[str], reference: str) -> Path: ...
 def blob_path(root: str | os.PathLike[str], digest: str) -> Path: ...
+
+# mounts (rust/ctrstore-py/src/mount.rs); every call runs without the GIL
+
+@final
+class MountInfo:
+    """One line of ``/proc/self/mountinfo``; octal escapes in paths, source and type decoded."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def parent(self) -> int: ...
+    @property
+    def major(self) -> int: ...
+    @property
+    def minor(self) -> int: ...
+    @property
+    def root(self) -> Path: ...
+    @property
+    def mount_point(self) -> Path: ...
+    @property
+    def options(self) -> str:
+        """Per-mount options as printed (``rw,nosuid,relatime``)."""
+    @property
+    def optional(self) -> list[str]:
+        """Optional fields (``shared:1``, ``master:2``)."""
+    @property
+    def fstype(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def super_options(self) -> str: ...
+
+def mount(kind: str, source: str, options: Sequence[str], target: str | os.PathLike[str]) -> None:
+    """mount(2) as containerd does: flags from fstab-style options, a remount for a read-only
+    bind, overlay lowerdirs made relative when the options would not fit in a page.
+    Unimplemented for an unknown file system type."""
+
+def unmount(target: str | os.PathLike[str], lazy: bool = False, recursive: bool = False) -> None:
+    """umount2(2), retrying EBUSY; a target that is not a mount point is fine. ``recursive``
+    unmounts everything at or below target, deepest first; ``lazy`` is MNT_DETACH."""
+
+def unmount_all(target: str | os.PathLike[str], lazy: bool = False) -> None:
+    """Unmount until target is no longer a mount point; a missing target is fine."""
+
+def mountinfo() -> list[MountInfo]:
+    """This process's mounts, parents first."""
+
+def apply_layer_fd(
+    target: str | os.PathLike[str],
+    fd: int,
+    whiteouts: str = "overlay",
+    parents: list[str] = ...,
+    no_same_owner: bool = False,
+    userxattr: bool = False,
+) -> tuple[str, str, int, int, int]:
+    """Apply the layer read from ``fd`` onto ``target``: ``(diff_id, compression,
+    compressed_bytes, uncompressed_bytes, entries)``."""
+
+def apply_layer_path(
+    target: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    whiteouts: str = "overlay",
+    parents: list[str] = ...,
+    no_same_owner: bool = False,
+    userxattr: bool = False,
+) -> tuple[str, str, int, int, int]: ...

@@ -22,6 +22,7 @@ from ctrstore.metadata import (
     LeaseManager,
     Metadata,
     NamespaceStore,
+    SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.plugin import METADATA, PluginSet

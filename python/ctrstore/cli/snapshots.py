@@ -15,8 +15,12 @@ from ctrstore.snapshots import Info
 
 
 @click.group("snapshots")
-@click.option("--snapshotter", "-s", metavar="NAME",
-              help="overlayfs, native or btrfs (default: the config's snapshotter, overlayfs).")
+@click.option(
+    "--snapshotter",
+    "-s",
+    metavar="NAME",
+    help="overlayfs, native or btrfs (default: the config's snapshotter, overlayfs).",
+)
 @click.pass_context
 def snapshots(ctx: click.Context, snapshotter: str | None) -> None:
     """Snapshots: the file-system trees layers unpack into and containers run on.
@@ -28,7 +32,7 @@ def snapshots(ctx: click.Context, snapshotter: str | None) -> None:
 
 
 def _store(st: State) -> SnapshotStore:
-    name = click.get_current_context().meta.get("snapshotter")
+    name: str | None = click.get_current_context().meta.get("snapshotter")
     return st.client().snapshotter(name)
 
 
@@ -63,14 +67,19 @@ def tree(st: State) -> None:
 def info(st: State, key: str) -> None:
     """Show a snapshot's kind, parent, labels and times as JSON."""
     i = _store(st).stat(key)
-    click.echo(json.dumps({
-        "Kind": str(i.kind).capitalize(),
-        "Name": i.name,
-        "Parent": i.parent,
-        "Labels": i.labels,
-        "Created": i.created_at.isoformat() if i.created_at else None,
-        "Updated": i.updated_at.isoformat() if i.updated_at else None,
-    }, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "Kind": str(i.kind).capitalize(),
+                "Name": i.name,
+                "Parent": i.parent,
+                "Labels": i.labels,
+                "Created": i.created_at.isoformat() if i.created_at else None,
+                "Updated": i.updated_at.isoformat() if i.updated_at else None,
+            },
+            indent=2,
+        )
+    )
 
 
 @snapshots.command("prepare")

@@ -59,7 +59,9 @@ class SnapshotStore:
 
     def _info(self, key: str, row: tuple[str, str, str, str, str], backend: Info) -> Info:
         _, parent, lb, created, updated = row
-        return Info(backend.kind, key, parent, loads_labels(lb), parse_rfc3339(created), parse_rfc3339(updated))
+        return Info(
+            backend.kind, key, parent, loads_labels(lb), parse_rfc3339(created), parse_rfc3339(updated)
+        )
 
     def backend_key(self, key: str) -> str:
         with self.db.read() as cur:
@@ -90,16 +92,20 @@ class SnapshotStore:
             b = backend.get(row[0])
             if b is None:
                 continue
-            info = self._info(key, tuple(row), b)  # type: ignore[arg-type]
+            info = self._info(key, tuple(row), b)
             fields = {"name": info.name, "parent": info.parent, "kind": str(info.kind)}
             if flt.match(filters.match_mapping(fields, info.labels)):
                 yield info
 
     # -- changes ---------------------------------------------------------------------------
-    def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> builtins.list[Mount]:
+    def prepare(
+        self, key: str, parent: str = "", labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Mount]:
         return self._create(False, key, parent, labels)
 
-    def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> builtins.list[Mount]:
+    def view(
+        self, key: str, parent: str = "", labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Mount]:
         return self._create(True, key, parent, labels)
 
     def _create(
@@ -136,7 +142,7 @@ class SnapshotStore:
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
         lb = labelutil.validate(labels or {})
         with self.db.write() as cur:
-            bkey, parent, _, _, _ = self._need(cur, key)
+            bkey = self._need(cur, key)[0]
             if self._row(cur, name) is not None:
                 raise AlreadyExists(f"snapshot {name!r} already exists in namespace {self.namespace!r}")
             bname = f"{self.namespace}/{time.time_ns()}/{name}"

@@ -160,7 +160,8 @@ class MetaStore:
         new_id = cur.execute("INSERT INTO sequence DEFAULT VALUES").lastrowid
         ts = format_rfc3339(now())
         cur.execute(
-            "INSERT INTO snapshots(key, id, kind, parent, labels, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO snapshots(key, id, kind, parent, labels, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?)",
             (key, new_id, int(kind), parent, json.dumps(labelutil.validate(labels or {})), ts, ts),
         )
         return Snapshot(str(new_id), kind, parent_ids)
@@ -199,7 +200,9 @@ class MetaStore:
     ) -> str:
         row = self._row(cur, key)
         if row["kind"] != Kind.ACTIVE:
-            raise FailedPrecondition(f"snapshot {key!r} is a {Kind(row['kind'])}, only active snapshots commit")
+            raise FailedPrecondition(
+                f"snapshot {key!r} is a {Kind(row['kind'])}, only active snapshots commit"
+            )
         if not name:
             raise InvalidArgument("commit name must not be empty")
         if cur.execute("SELECT 1 FROM snapshots WHERE key=?", (name,)).fetchone():
@@ -208,7 +211,15 @@ class MetaStore:
         cur.execute(
             "UPDATE snapshots SET key=?, kind=?, labels=?, created_at=?, updated_at=?, inodes=?, size=? "
             "WHERE key=?",
-            (name, int(Kind.COMMITTED), json.dumps(labelutil.validate(labels or {})), ts, ts,
-             usage.inodes, usage.size, key),
+            (
+                name,
+                int(Kind.COMMITTED),
+                json.dumps(labelutil.validate(labels or {})),
+                ts,
+                ts,
+                usage.inodes,
+                usage.size,
+                key,
+            ),
         )
         return str(row["id"])

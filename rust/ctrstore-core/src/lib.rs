@@ -6,9 +6,11 @@
 //!
 //! Nothing here knows about Python; the `ctrstore-py` crate is a thin binding over it.
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod mount;
 pub mod timefmt;
 
 pub use digest::Digest;

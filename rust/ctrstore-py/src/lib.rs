@@ -3,17 +3,23 @@
 
 use pyo3::prelude::*;
 
+mod archive;
 mod buffer;
 mod content;
 mod digest;
 mod errors;
+mod mount;
 
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
+    use super::archive::{apply_layer_fd, apply_layer_path};
+    #[pymodule_export]
     use super::content::{abort_ingest, blob_path, ingest_dir, ingest_in_use, IngestWriter};
     #[pymodule_export]
     use super::digest::{parse_digest, sha256_bytes, sha256_file, Digester};
+    #[pymodule_export]
+    use super::mount::{mount, mountinfo, unmount, unmount_all, MountInfo};
 
     use pyo3::prelude::*;
 

@@ -1,0 +1,187 @@
+"""Mounts: containerd's ``mount.Mount`` and the helpers around it.
+
+A snapshotter hands out a list of :class:`Mount` (``type``, ``source``, ``options``); mounting
+them in order onto one target gives the container's root file system::
+
+    mounts = [Mount("overlay", "overlay", ("workdir=...", "upperdir=...", "lowerdir=...:..."))]
+    with temp_mount(mounts, root / "tmpmounts") as rootfs:
+        ...  # rootfs is mounted here, and unmounted and removed afterwards
+
+The mount(2) work is done by the Rust core (``ctrstore._core``): options become ``MS_*`` flags,
+a read-only bind gets its remount, and an overlay with many long lowerdirs is mounted with
+relative lowerdirs so that its options fit in a page. Errors are ``ctrstore.errdefs`` classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Mount",
+    "MountInfo",
+    "is_mountpoint",
+    "mount_all",
+    "mount_command",
+    "mountinfo",
+    "remove_volatile",
+    "temp_mount",
+    "unmount",
+    "unmount_all",
+]
+
+import contextlib
+import os
+import shlex
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ctrstore import _core
+from ctrstore._core import MountInfo
+from ctrstore.errdefs import InvalidArgument, Unimplemented
+
+StrPath = str | os.PathLike[str]
+
+_VOLATILE = frozenset({"volatile", "fsync=volatile"})
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount, as containerd describes it: file system ``type``, ``source`` and fstab-style
+    ``options`` (``ro``, ``rbind``, ``lowerdir=...``)."""
+
+    type: str
+    source: str
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Accept any sequence of options, but keep the dataclass hashable.
+        if not isinstance(self.options, tuple):
+            object.__setattr__(self, "options", tuple(self.options))
+
+    def to_json(self) -> dict[str, Any]:
+        """containerd's JSON form: ``{"type": ..., "source": ..., "options": [...]}``."""
+        return {"type": self.type, "source": self.source, "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Mount:
+        """Parse containerd's JSON form (Go's capitalized field names are accepted too).
+
+        A non-empty ``target`` (a sub-directory of the mount target) is not supported.
+        """
+
+        def field(name: str) -> Any:
+            return obj.get(name, obj.get(name.capitalize()))
+
+        typ, source, options = field("type"), field("source"), field("options")
+        if not isinstance(typ, str) or not typ:
+            raise InvalidArgument(f"mount: 'type' must be a non-empty string, got {typ!r}")
+        if not isinstance(source, str):
+            raise InvalidArgument(f"mount: 'source' must be a string, got {source!r}")
+        if options is None:
+            options = []
+        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+            raise InvalidArgument(f"mount: 'options' must be a list of strings, got {options!r}")
+        if field("target"):
+            raise Unimplemented(f"mount: a sub-directory target ({field('target')!r}) is not supported")
+        return cls(typ, source, tuple(options))
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this mount is read-only (an overlay is writable only with an upperdir)."""
+        if self.type == "overlay":
+            opts = ",".join(self.options).split(",")
+            return "ro" in opts or not any(o.startswith("upperdir=") for o in opts)
+        return "ro" in self.options
+
+    def mount(self, target: StrPath) -> None:
+        """Mount onto ``target`` (which must exist)."""
+        _core.mount(self.type, self.source, list(self.options), target)
+
+
+def remove_volatile(mounts: Sequence[Mount]) -> list[Mount]:
+    """The mounts without overlay's ``volatile``/``fsync=volatile``, as containerd does for
+    temporary mounts: a volatile overlay cannot be mounted again on the same upper/work dirs."""
+    out: list[Mount] = []
+    for m in mounts:
+        if m.type == "overlay" and _VOLATILE.intersection(m.options):
+            m = replace(m, options=tuple(o for o in m.options if o not in _VOLATILE))
+        out.append(m)
+    return out
+
+
+def mount_all(mounts: Sequence[Mount], target: StrPath) -> None:
+    """Mount each of ``mounts`` onto ``target``, in order. If one fails, the ones already
+    mounted are unmounted again (last first) and the error is raised."""
+    done = 0
+    try:
+        for m in mounts:
+            m.mount(target)
+            done += 1
+    except BaseException:
+        for _ in range(done):
+            with contextlib.suppress(Exception):
+                _core.unmount(target)
+        raise
+
+
+def unmount(target: StrPath, *, lazy: bool = False, recursive: bool = True) -> None:
+    """Unmount ``target`` and, with ``recursive`` (the default), every mount below it, deepest
+    first. EBUSY is retried for a while; ``lazy`` detaches instead (``umount -l``). A target
+    that is not a mount point is left alone; one that does not exist is fine when recursive."""
+    _core.unmount(target, lazy=lazy, recursive=recursive)
+
+
+def unmount_all(target: StrPath, *, lazy: bool = False) -> None:
+    """Unmount ``target`` until it is no longer a mount point (undoes stacked mounts)."""
+    _core.unmount_all(target, lazy=lazy)
+
+
+def mountinfo() -> list[MountInfo]:
+    """This process's mounts (``/proc/self/mountinfo``), parents first."""
+    return _core.mountinfo()
+
+
+def is_mountpoint(path: StrPath) -> bool:
+    """Whether ``path`` (symlinks resolved) is a mount point; False if it does not exist."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    real = p.resolve()
+    return any(m.mount_point == real for m in _core.mountinfo())
+
+
+def mount_command(mounts: Sequence[Mount], target: StrPath) -> str:
+    """Shell lines that perform ``mounts`` on ``target``, one per mount, as ``ctr snapshots
+    mounts`` prints them: ``mount -t TYPE SOURCE TARGET -o OPT,OPT``."""
+    lines = []
+    for m in mounts:
+        line = f"mount -t {shlex.quote(m.type)} {shlex.quote(m.source)} {shlex.quote(os.fspath(target))}"
+        if m.options:
+            line += f" -o {shlex.quote(','.join(m.options))}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def temp_mount(mounts: Sequence[Mount], base_dir: StrPath) -> Iterator[Path]:
+    """Mount ``mounts`` onto a fresh directory under ``base_dir`` (containerd uses
+    ``<root>/tmpmounts``) and yield it; afterwards, even on an exception, unmount everything
+    there and remove the directory.
+
+    Overlay ``volatile`` is dropped first. As in containerd the directory is removed with
+    rmdir, never recursively: if unmounting fails, nothing below it is deleted.
+    """
+    base = Path(base_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="ctrstore-mount", dir=base))
+    try:
+        mount_all(remove_volatile(mounts), root)
+        yield root
+    finally:
+        try:
+            _core.unmount(root, recursive=True)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                if not is_mountpoint(root):
+                    root.rmdir()
