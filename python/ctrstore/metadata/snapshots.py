@@ -139,18 +139,31 @@ class SnapshotStore:
             create = self.backend.view if readonly else self.backend.prepare
             return create(bkey, bparent, _backend_labels(lb))
 
-    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+    @property
+    def rebase(self) -> bool:
+        return self.backend.rebase
+
+    def commit(
+        self, name: str, key: str, labels: Mapping[str, str] | None = None, *, parent: str | None = None
+    ) -> None:
         lb = labelutil.validate(labels or {})
         with self.db.write() as cur:
-            bkey = self._need(cur, key)[0]
+            bkey, cur_parent = self._need(cur, key)[:2]
             if self._row(cur, name) is not None:
                 raise AlreadyExists(f"snapshot {name!r} already exists in namespace {self.namespace!r}")
+            bparent = None
+            if parent is not None and parent != cur_parent:
+                prow = self._row(cur, parent) if parent else None
+                if parent and prow is None:
+                    raise NotFound(f"parent snapshot {parent!r} of {name!r} does not exist")
+                bparent = prow[0] if prow else ""
+                cur_parent = parent
             bname = f"{self.namespace}/{time.time_ns()}/{name}"
             ts = timestamp()
             cur.execute(
-                "UPDATE snapshots SET key=?, backend_key=?, labels=?, created_at=?, updated_at=? "
+                "UPDATE snapshots SET key=?, backend_key=?, parent=?, labels=?, created_at=?, updated_at=? "
                 "WHERE namespace=? AND snapshotter=? AND key=?",
-                (name, bname, dumps(lb), ts, ts, self.namespace, self.name, key),
+                (name, bname, cur_parent, dumps(lb), ts, ts, self.namespace, self.name, key),
             )
             res = f"snapshots/{self.name}"
             cur.execute(
@@ -158,7 +171,7 @@ class SnapshotStore:
                 (name, self.namespace, res, key),
             )
             add_resource(cur, self.namespace, self.lease, res, name)
-            self.backend.commit(bname, bkey, _backend_labels(lb))
+            self.backend.commit(bname, bkey, _backend_labels(lb), parent=bparent)
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         with self.db.write() as cur:

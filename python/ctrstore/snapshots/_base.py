@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ctrstore.errdefs import FailedPrecondition
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument
 from ctrstore.mount import Mount
 from ctrstore.snapshots import Info, Kind, Usage, remove_unreferenced
 from ctrstore.snapshots._fs import disk_usage, remove_tree
@@ -21,6 +21,10 @@ from ctrstore.snapshots.storage import MetaStore, Snapshot
 
 
 class DirectorySnapshotter:
+    rebase = False
+    """Whether an active snapshot prepared without a parent can be committed onto one (true
+    where a snapshot's directory holds only its own changes, as overlay's upper dirs do)."""
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -102,11 +106,15 @@ class DirectorySnapshotter:
             raise
         return self._mounts(s)
 
-    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+    def commit(
+        self, name: str, key: str, labels: Mapping[str, str] | None = None, *, parent: str | None = None
+    ) -> None:
+        if parent is not None and not self.rebase:
+            raise InvalidArgument(f"the {type(self).__name__} cannot commit onto a new parent")
         with self.ms.transaction(True) as cur:
             id_, info, _ = self.ms.get_info(cur, key)
             usage = disk_usage(self._tree(id_)) if info.kind == Kind.ACTIVE else Usage()
-            self.ms.commit_active(cur, key, name, usage, labels)
+            self.ms.commit_active(cur, key, name, usage, labels, parent)
             self._committed(id_)
 
     def _committed(self, id_: str) -> None:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ctrstore.errdefs import Internal
+from ctrstore.errdefs import Internal, from_oserror
 from ctrstore.snapshots import Usage
 
 
@@ -42,12 +42,19 @@ def disk_usage(root: Path) -> Usage:
 def copy_tree(src: Path, dst: Path) -> None:
     """Copy a tree into an existing empty ``dst`` keeping owners, modes, times, xattrs, hard
     links and devices (``cp -a``, with reflinks where the file system has them)."""
-    r = subprocess.run(
-        ["cp", "-a", "--reflink=auto", f"{src}/.", str(dst)], capture_output=True, text=True
-    )
+    r = subprocess.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(dst)], capture_output=True, text=True)
     if r.returncode != 0:
         raise Internal(f"copying {src} to {dst} failed: {r.stderr.strip()}")
 
 
 def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a file or a whole tree (as Go's os.RemoveAll); a missing path is fine."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise from_oserror(e, f"removing {path}") from None

@@ -42,6 +42,8 @@ def check_overlay() -> None:
 
 
 class OverlaySnapshotter(DirectorySnapshotter):
+    rebase = True
+
     def __init__(
         self,
         root: str | os.PathLike[str],

@@ -196,8 +196,16 @@ class MetaStore:
         return str(row["id"]), Kind(row["kind"])
 
     def commit_active(
-        self, cur: sqlite3.Cursor, key: str, name: str, usage: Usage, labels: Mapping[str, str] | None
+        self,
+        cur: sqlite3.Cursor,
+        key: str,
+        name: str,
+        usage: Usage,
+        labels: Mapping[str, str] | None,
+        parent: str | None = None,
     ) -> str:
+        """Commit active ``key`` as ``name``. ``parent`` rebases it (containerd's WithParent):
+        allowed only when the snapshot was prepared without a parent, or on that same parent."""
         row = self._row(cur, key)
         if row["kind"] != Kind.ACTIVE:
             raise FailedPrecondition(
@@ -207,13 +215,28 @@ class MetaStore:
             raise InvalidArgument("commit name must not be empty")
         if cur.execute("SELECT 1 FROM snapshots WHERE key=?", (name,)).fetchone():
             raise AlreadyExists(f"snapshot {name!r} already exists")
+        new_parent = row["parent"]
+        if parent is not None and parent != row["parent"]:
+            if row["parent"]:
+                raise InvalidArgument(
+                    f"snapshot {key!r} has parent {row['parent']!r}; it cannot be committed onto {parent!r}"
+                )
+            if parent:
+                try:
+                    prow = self._row(cur, parent)
+                except NotFound:
+                    raise NotFound(f"parent snapshot {parent!r} of {name!r} does not exist") from None
+                if prow["kind"] != Kind.COMMITTED:
+                    raise InvalidArgument(f"parent {parent!r} of {name!r} is not committed")
+            new_parent = parent
         ts = format_rfc3339(now())
         cur.execute(
-            "UPDATE snapshots SET key=?, kind=?, labels=?, created_at=?, updated_at=?, inodes=?, size=? "
-            "WHERE key=?",
+            "UPDATE snapshots SET key=?, kind=?, parent=?, labels=?, created_at=?, updated_at=?, inodes=?, "
+            "size=? WHERE key=?",
             (
                 name,
                 int(Kind.COMMITTED),
+                new_parent,
                 json.dumps(labelutil.validate(labels or {})),
                 ts,
                 ts,

@@ -1,0 +1,240 @@
+"""Unpacking an image: each layer into its own snapshot, named by its chainID.
+
+For every layer not yet unpacked: prepare an active snapshot keyed
+``extract-<nanos>-<rand> <chainID>`` on the layer below, apply the layer, require the digest of
+its whole uncompressed stream to equal the config's ``rootfs.diff_ids[i]``, and commit it as
+the chainID. The layer blob is labelled ``containerd.io/uncompressed=<diffID>`` and the config
+``containerd.io/gc.ref.snapshot.<snapshotter>=<top chainID>``, so gc keeps exactly the
+snapshots images need.
+
+On a snapshotter that can rebase (overlay: an upper dir holds only its layer's own changes),
+layers are applied in parallel, each into a parentless snapshot, and committed onto their
+parents in order afterwards. Elsewhere they are applied one after another.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctrstore.archive import ApplyStats, apply_layer
+from ctrstore.content import Descriptor
+from ctrstore.diff import apply as apply_to_mounts
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ctrstore.images import chain_ids, rootfs_diff_ids
+from ctrstore.images import mediatypes as mt
+from ctrstore.labels import UNCOMPRESSED
+from ctrstore.metadata.content import ContentStore
+from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
+
+__all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    index: int
+    desc: Descriptor
+    diff_id: str
+    chain_id: str
+    parent: str
+    """chainID of the layer below ("" for the first)."""
+
+
+@dataclass
+class UnpackResult:
+    chain_id: str
+    applied: list[Layer]
+    skipped: list[Layer]
+
+
+def plan_layers(manifest: dict[str, Any], config: dict[str, Any], what: str) -> list[Layer]:
+    layers = [Descriptor.from_json(x) for x in manifest.get("layers") or []]
+    diff_ids = rootfs_diff_ids(config, what)
+    if len(layers) != len(diff_ids):
+        raise InvalidArgument(
+            f"{what}: the manifest has {len(layers)} layers but the config lists {len(diff_ids)} diff_ids"
+        )
+    for d in layers:
+        mt.check_supported(d.media_type, f"layer {d.digest}")
+    chains = chain_ids(diff_ids)
+    return [Layer(i, d, diff_ids[i], chains[i], chains[i - 1] if i else "") for i, d in enumerate(layers)]
+
+
+def _key(chain_id: str) -> str:
+    return f"extract-{time.time_ns()}-{secrets.token_urlsafe(3)[:4]} {chain_id}"
+
+
+class Unpacker:
+    def __init__(
+        self,
+        content: ContentStore,
+        snapshots: SnapshotStore,
+        *,
+        tmp_dir: Path,
+        workers: int = 2,
+    ) -> None:
+        self.content = content
+        self.snapshots = snapshots
+        self.tmp_dir = tmp_dir
+        self.workers = workers
+
+    def _exists(self, chain_id: str) -> bool:
+        try:
+            self.snapshots.stat(chain_id)
+        except NotFound:
+            return False
+        return True
+
+    def pending(self, layers: Sequence[Layer]) -> list[Layer]:
+        """Layers still to unpack: everything above the highest chainID already present."""
+        for i in range(len(layers) - 1, -1, -1):
+            if self._exists(layers[i].chain_id):
+                return list(layers[i + 1 :])
+        return list(layers)
+
+    def unpack(
+        self,
+        config: Descriptor,
+        layers: Sequence[Layer],
+        *,
+        blob_ready: Callable[[Layer], None] = lambda layer: None,
+        on_layer: Callable[[Layer, str], None] = lambda layer, status: None,
+    ) -> UnpackResult:
+        """Unpack ``layers`` (bottom first). ``blob_ready(layer)`` blocks until the layer's blob
+        is in the content store (pulls fetch while earlier layers apply)."""
+        if not layers:
+            raise InvalidArgument(f"image config {config.digest}: no layers to unpack")
+        todo = self.pending(layers)
+        skipped = [layer for layer in layers if layer not in todo]
+        for layer in skipped:
+            on_layer(layer, "exists")
+        if todo:
+            if self.snapshots.rebase and len(todo) > 1:
+                self._parallel(todo, blob_ready, on_layer)
+            else:
+                for layer in todo:
+                    self._one(layer, blob_ready, on_layer, parent=layer.parent)
+        top = layers[-1].chain_id
+        self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
+        return UnpackResult(top, todo, skipped)
+
+    def _parallel(
+        self,
+        todo: Sequence[Layer],
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+    ) -> None:
+        first = todo[0]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack") as pool:
+            futures: list[Future[str | None]] = [
+                pool.submit(
+                    self._apply_only, layer, blob_ready, on_layer, layer.parent if layer is first else ""
+                )
+                for layer in todo
+            ]
+        keys: list[str | None] = []
+        error: BaseException | None = None
+        for f in futures:
+            try:
+                keys.append(f.result())
+            except BaseException as e:
+                keys.append(None)
+                error = error or e
+        if error is not None:
+            for k in keys:
+                if k is not None:
+                    self._discard(k)
+            raise error
+        try:
+            for layer, key in zip(todo, keys, strict=True):
+                if key is None:
+                    continue  # someone else unpacked it meanwhile
+                self._commit(layer, key, parent=layer.parent)
+                on_layer(layer, "unpacked")
+        except BaseException:
+            for k in keys:
+                if k is not None:
+                    self._discard(k)
+            raise
+
+    def _apply_only(
+        self,
+        layer: Layer,
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        parent: str,
+    ) -> str | None:
+        """Prepare and apply without committing; returns the active key (None if it exists)."""
+        blob_ready(layer)
+        key = _key(layer.chain_id)
+        try:
+            mounts = self.snapshots.prepare(key, parent, self._labels(layer))
+        except AlreadyExists:
+            if self._exists(layer.chain_id):
+                return None
+            raise
+        try:
+            on_layer(layer, "extracting")
+            path = self.content.path(layer.desc.digest)
+            if parent or mounts[0].type != "bind":
+                stats = apply_to_mounts(mounts, path, tmp_dir=self.tmp_dir)
+            else:
+                # A parentless overlay snapshot: its bind source is the upper dir itself.
+                stats = apply_layer(mounts[0].source, path, whiteouts="overlay")
+            self._verify(layer, stats)
+        except BaseException:
+            self._discard(key)
+            raise
+        return key
+
+    def _one(
+        self,
+        layer: Layer,
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        *,
+        parent: str,
+    ) -> None:
+        key = self._apply_only(layer, blob_ready, on_layer, parent)
+        if key is None:
+            on_layer(layer, "exists")
+            return
+        try:
+            self._commit(layer, key, parent=None)
+        except BaseException:
+            self._discard(key)
+            raise
+        on_layer(layer, "unpacked")
+
+    def _labels(self, layer: Layer) -> dict[str, str]:
+        labels = {SNAPSHOT_REF_LABEL: layer.chain_id, "containerd.io/snapshot/diff-id": layer.diff_id}
+        if layer.parent:
+            labels["containerd.io/snapshot/parent-chain-id"] = layer.parent
+        return labels
+
+    def _verify(self, layer: Layer, stats: ApplyStats) -> None:
+        if stats.diff_id != layer.diff_id:
+            raise FailedPrecondition(
+                f"layer {layer.desc.digest}: its uncompressed content is {stats.diff_id}, but the image "
+                f"config says diff_ids[{layer.index}] = {layer.diff_id}"
+            )
+
+    def _commit(self, layer: Layer, key: str, *, parent: str | None) -> None:
+        try:
+            self.snapshots.commit(
+                layer.chain_id, key, {"containerd.io/snapshot/diff-id": layer.diff_id}, parent=parent
+            )
+        except AlreadyExists:
+            self._discard(key)
+        self.content.set_labels(layer.desc.digest, {UNCOMPRESSED: layer.diff_id})
+
+    def _discard(self, key: str) -> None:
+        try:
+            self.snapshots.remove(key)
+        except NotFound:
+            pass
