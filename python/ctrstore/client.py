@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from ctrstore.config import Config, load
+from ctrstore.content import Descriptor
+from ctrstore.images.platforms import Platform
 from ctrstore.metadata import (
     ContentStore,
     GCResult,
@@ -26,6 +28,7 @@ from ctrstore.metadata import (
 )
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.plugin import METADATA, PluginSet
+from ctrstore.unpack import UnpackResult
 
 __all__ = ["DEFAULT_NAMESPACE", "Client"]
 
@@ -107,6 +110,22 @@ class Client:
             self._lease = None
             if not keep:
                 self.leases.delete(lease.id)
+
+    def unpack(
+        self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
+    ) -> UnpackResult:
+        """Unpack a stored image into snapshots (layers already unpacked are skipped)."""
+        from ctrstore.images import manifest_for, read_json
+        from ctrstore.unpack import Unpacker, plan_layers
+
+        image = self.images.get(name)
+        with self.lease():
+            content = self.content
+            mdesc, manifest = manifest_for(content, image.target, platform)
+            config = Descriptor.from_json(manifest["config"])
+            layers = plan_layers(manifest, read_json(content, config), f"image {name}")
+            unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")
+            return unpacker.unpack(config, layers)
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
         """Remove everything no root references (see ``ctrstore.metadata.gc``)."""
