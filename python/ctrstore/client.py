@@ -121,7 +121,7 @@ class Client:
         image = self.images.get(name)
         with self.lease():
             content = self.content
-            mdesc, manifest = manifest_for(content, image.target, platform)
+            _, manifest = manifest_for(content, image.target, platform)
             config = Descriptor.from_json(manifest["config"])
             layers = plan_layers(manifest, read_json(content, config), f"image {name}")
             unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")

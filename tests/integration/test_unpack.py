@@ -116,7 +116,7 @@ def test_diff_id_mismatch_commits_nothing(client: Client) -> None:
     from ctrstore.images.mediatypes import OCI_CONFIG, OCI_MANIFEST
     from ctrstore.metadata.images import Image
 
-    mdesc, manifest = manifest_for(client.content, client.images.get(name).target)
+    _, manifest = manifest_for(client.content, client.images.get(name).target)
     cfg = read_json(client.content, Descriptor.from_json(manifest["config"]))
     cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
     bad_cfg = _store(client.content, _json(cfg), OCI_CONFIG)

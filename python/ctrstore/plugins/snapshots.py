@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ctrstore.errdefs import Unimplemented
 from ctrstore.plugin import SNAPSHOT, InitContext, Registration, SkipPlugin, register
