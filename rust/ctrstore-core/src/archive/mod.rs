@@ -1,0 +1,66 @@
+//! Applying image layers (tar streams, optionally gzip- or zstd-compressed) to a directory,
+//! the way containerd's `pkg/archive` `Apply` does (see `containerd-reference.md` §7).
+//!
+//! - [`compression`]: magic-byte detection and a decompressing reader.
+//! - [`apply_layer`]: stream a layer into a directory, computing its diff id in the same pass.
+//!
+//! All path resolution happens inside the target as if it were `/`, with fd-relative system
+//! calls (`openat` with `O_NOFOLLOW`, component by component), so an entry or a symlink in the
+//! layer can never make the applier touch anything outside the target.
+
+mod apply;
+pub mod compression;
+mod path;
+mod pipeline;
+mod resolve;
+mod sys;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+pub use apply::apply_layer;
+pub use compression::{Compression, Decompress};
+
+/// What to do with whiteout entries (`.wh.<name>`, `.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Write overlayfs whiteouts: a 0:0 character device for a deleted name and the
+    /// `trusted.overlay.opaque=y` (or `user.overlay.opaque`) xattr for an opaque directory.
+    /// Used when the target is an overlay upper directory.
+    #[default]
+    Overlay,
+    /// Delete what the whiteouts name from the target (which holds the merged lower layers).
+    Delete,
+}
+
+/// Options for [`apply_layer`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    pub whiteouts: WhiteoutMode,
+    /// Overlay lower directories, nearest first: an implied parent directory that one of them
+    /// has gets its owner, mode, times and non-`trusted.*` xattrs.
+    pub parents: Vec<PathBuf>,
+    /// Do not chown entries to the uid/gid in the archive.
+    pub no_same_owner: bool,
+    /// Write `user.overlay.*` xattrs instead of `trusted.overlay.*`.
+    pub userxattr: bool,
+}
+
+/// What [`apply_layer`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// sha256 of the whole decompressed stream, including anything after the end blocks.
+    pub diff_id: Digest,
+    pub compression: Compression,
+    /// Bytes read from the reader given to [`apply_layer`].
+    pub compressed_bytes: u64,
+    /// Bytes of the decompressed stream (the diff id's input).
+    pub uncompressed_bytes: u64,
+    /// Tar entries applied or skipped, PAX global headers included (PAX local and GNU long
+    /// name/link headers are part of the entry they describe).
+    pub entries: u64,
+}

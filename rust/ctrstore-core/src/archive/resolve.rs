@@ -1,0 +1,190 @@
+//! Resolving directories inside a root as if it were `/`, with fd-relative system calls only.
+//!
+//! A directory path is walked one component at a time with `openat(O_PATH|O_NOFOLLOW|
+//! O_DIRECTORY)`; a symlink met on the way is read and its target re-walked from the root
+//! (absolute targets) or from the symlink's (already resolved, symlink-free) directory, with
+//! `..` clamped at the root. So nothing outside the root is ever reached, whatever the
+//! symlinks say, and no path is resolved by the kernel across a component we did not check.
+//!
+//! Resolved directories are cached as open `O_PATH` descriptors keyed by the lexical path
+//! asked for; the caller must call [`Resolver::invalidate`] whenever it removes a directory or
+//! a symlink under the root.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+use super::path;
+use super::sys::{self, cstr, errno};
+
+/// The most symlinks followed while resolving one path (as containerd's `fs.RootPath`).
+pub const MAX_SYMLINKS: u32 = 255;
+
+/// An open directory inside the root and its resolved path (cleaned, symlink-free, relative).
+pub struct Dir {
+    pub fd: OwnedFd,
+    pub path: Vec<u8>,
+    /// Looked up on first use: `Some(gid)` if the directory is set-group-ID.
+    setgid: Cell<Option<Option<u32>>>,
+}
+
+impl Dir {
+    pub fn new(fd: OwnedFd, path: Vec<u8>) -> Self {
+        Dir {
+            fd,
+            path,
+            setgid: Cell::new(None),
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The group a file created here gets: the directory's if it is set-group-ID, else `egid`.
+    /// (Cached: the resolver's cache must be invalidated when a directory gains S_ISGID.)
+    pub fn new_file_gid(&self, egid: u32) -> io::Result<u32> {
+        let sg = match self.setgid.get() {
+            Some(sg) => sg,
+            None => {
+                let st = sys::fstat(self.fd())?;
+                let sg = (st.st_mode & libc::S_ISGID != 0).then_some(st.st_gid);
+                self.setgid.set(Some(sg));
+                sg
+            }
+        };
+        Ok(sg.unwrap_or(egid))
+    }
+}
+
+/// Called after the resolver created a missing directory `parent/name` (whose resolved path
+/// is `path`), e.g. to copy metadata from a lower layer.
+pub trait OnCreate {
+    fn created(&mut self, parent: &Dir, name: &std::ffi::CStr, path: &[u8]) -> io::Result<()>;
+}
+
+pub struct Resolver {
+    root: Rc<Dir>,
+    cache: HashMap<Vec<u8>, Rc<Dir>>,
+    max_cached: usize,
+}
+
+impl Resolver {
+    pub fn new(root: OwnedFd, max_cached: usize) -> Self {
+        Resolver {
+            root: Rc::new(Dir::new(root, Vec::new())),
+            cache: HashMap::new(),
+            max_cached,
+        }
+    }
+
+    /// Forget every cached directory (after something under the root was removed).
+    pub fn invalidate(&mut self) {
+        self.cache.clear();
+    }
+
+    fn remember(&mut self, key: &[u8], dir: &Rc<Dir>) {
+        if self.cache.len() >= self.max_cached {
+            self.cache.clear();
+        }
+        self.cache.insert(key.to_vec(), dir.clone());
+    }
+
+    /// Resolve the cleaned path `lex` (see [`path::clean`]) to a directory, following symlinks
+    /// inside the root. With `create`, missing directories are made (0755) and reported to it.
+    pub fn resolve(
+        &mut self,
+        lex: &[u8],
+        mut create: Option<&mut dyn OnCreate>,
+    ) -> io::Result<Rc<Dir>> {
+        if lex.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(d) = self.cache.get(lex) {
+            return Ok(d.clone());
+        }
+        let mut links = 0u32;
+        let mut cur_lex: Vec<u8> = lex.to_vec();
+        'restart: loop {
+            // Start from the longest cached prefix.
+            let (mut cur, mut pos) = self.longest_cached_prefix(&cur_lex);
+            while pos < cur_lex.len() {
+                let end = cur_lex[pos..]
+                    .iter()
+                    .position(|b| *b == b'/')
+                    .map_or(cur_lex.len(), |i| pos + i);
+                let name = &cur_lex[pos..end];
+                let cname = cstr(name)?;
+                let next = match sys::open_dir_nofollow(cur.fd(), &cname) {
+                    Ok(fd) => Rc::new(Dir::new(fd, path::join(&cur.path, name))),
+                    Err(e) if errno(&e) == libc::ENOTDIR || errno(&e) == libc::ELOOP => {
+                        let st = sys::lstatat(cur.fd(), &cname)?;
+                        if !sys::is_symlink(&st) {
+                            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+                        }
+                        links += 1;
+                        if links > MAX_SYMLINKS {
+                            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                        }
+                        let target = sys::readlinkat(cur.fd(), &cname)?;
+                        let base: &[u8] = if target.first() == Some(&b'/') {
+                            b""
+                        } else {
+                            &cur.path
+                        };
+                        let mut next_lex = path::join_clean(base, &target);
+                        if end < cur_lex.len() {
+                            next_lex = path::join_clean(&next_lex, &cur_lex[end + 1..]);
+                        }
+                        cur_lex = next_lex;
+                        continue 'restart;
+                    }
+                    Err(e) if errno(&e) == libc::ENOENT && create.is_some() => {
+                        match sys::mkdirat(cur.fd(), &cname, 0o755) {
+                            Ok(()) => {
+                                // No umask: the mode is exactly 0755.
+                                sys::fchmodat(cur.fd(), &cname, 0o755)?;
+                                let p = path::join(&cur.path, name);
+                                if let Some(c) = create.as_deref_mut() {
+                                    c.created(&cur, &cname, &p)?;
+                                }
+                            }
+                            Err(e) if errno(&e) == libc::EEXIST => {}
+                            Err(e) => return Err(e),
+                        }
+                        // Re-examine what is there now (normally the directory just made).
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.remember(&cur_lex[..end], &next);
+                cur = next;
+                pos = end + 1;
+            }
+            if cur_lex != lex {
+                self.remember(lex, &cur);
+            }
+            return Ok(cur);
+        }
+    }
+
+    /// The longest prefix of `lex` (ending at a component boundary) that is cached, and the
+    /// byte offset where the rest begins.
+    fn longest_cached_prefix(&self, lex: &[u8]) -> (Rc<Dir>, usize) {
+        if self.cache.is_empty() {
+            return (self.root.clone(), 0);
+        }
+        let mut end = lex.len();
+        loop {
+            if let Some(d) = self.cache.get(&lex[..end]) {
+                return (d.clone(), (end + 1).min(lex.len()));
+            }
+            match lex[..end].iter().rposition(|b| *b == b'/') {
+                Some(i) => end = i,
+                None => return (self.root.clone(), 0),
+            }
+        }
+    }
+}
