@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from ctrstore.config import Config, load
 from ctrstore.content import Descriptor
+from ctrstore.errdefs import NotFound
 from ctrstore.images.platforms import Platform
 from ctrstore.metadata import (
     ContentStore,
@@ -34,6 +36,16 @@ __all__ = ["DEFAULT_NAMESPACE", "Client"]
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_LEASE_EXPIRY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    name: str
+    complete: bool
+    """Every blob of the manifest for this platform is in the content store."""
+    missing: list[str]
+    unpacked: bool
+    error: str
 
 
 class Client:
@@ -126,6 +138,59 @@ class Client:
             layers = plan_layers(manifest, read_json(content, config), f"image {name}")
             unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")
             return unpacker.unpack(config, layers)
+
+    def check(
+        self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
+    ) -> ImageCheck:
+        """Is every blob of the image present, and is it unpacked?"""
+        from ctrstore.images import manifest_for, read_json
+        from ctrstore.unpack import plan_layers
+
+        image = self.images.get(name)
+        content = self.content
+        missing: list[str] = []
+        try:
+            _, manifest = manifest_for(content, image.target, platform)
+        except NotFound as e:
+            return ImageCheck(name, False, [image.target.digest], False, str(e))
+        config = Descriptor.from_json(manifest["config"])
+        for d in (config, *(Descriptor.from_json(x) for x in manifest.get("layers") or [])):
+            if not content.exists(d.digest):
+                missing.append(d.digest)
+        unpacked = False
+        if config.digest not in missing:
+            layers = plan_layers(manifest, read_json(content, config), f"image {name}")
+            try:
+                self.snapshotter(snapshotter).stat(layers[-1].chain_id)
+                unpacked = True
+            except NotFound:
+                pass
+        return ImageCheck(name, not missing, missing, unpacked, "")
+
+    def mount_image(
+        self, name: str, target: str | os.PathLike[str], *, snapshotter: str | None = None
+    ) -> str:
+        """Mount an image's rootfs read-only at ``target`` (unpacking it first if needed), as
+        ``ctr images mount`` does. Returns the view's snapshot key (the absolute target)."""
+        from ctrstore.mount import mount_all
+
+        key = str(Path(target).resolve())
+        result = self.unpack(name, snapshotter=snapshotter)
+        sn = self.snapshotter(snapshotter)
+        mounts = sn.view(key, result.chain_id, {"containerd.io/gc.root": "images-mount"})
+        try:
+            mount_all(mounts, key)
+        except BaseException:
+            sn.remove(key)
+            raise
+        return key
+
+    def unmount_image(self, target: str | os.PathLike[str], *, snapshotter: str | None = None) -> None:
+        from ctrstore.mount import unmount
+
+        key = str(Path(target).resolve())
+        unmount(key)
+        self.snapshotter(snapshotter).remove(key)
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
         """Remove everything no root references (see ``ctrstore.metadata.gc``)."""

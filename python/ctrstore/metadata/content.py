@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal
 
 from ctrstore import _core, filters
 from ctrstore import labels as labelutil
@@ -290,7 +290,7 @@ class ContentStore:
     def ingest(
         self,
         ref: str,
-        source: BinaryIO | bytes,
+        source: IO[bytes] | bytes,
         *,
         expected: str | None = None,
         size: int | None = None,
@@ -324,7 +324,7 @@ class ContentStore:
                 return w.committed
 
     @staticmethod
-    def _copy(w: Writer, source: BinaryIO, progress: Callable[[int], None] | None) -> None:
+    def _copy(w: Writer, source: IO[bytes], progress: Callable[[int], None] | None) -> None:
         fd = _fileno(source)
         while True:
             if fd is not None:
@@ -338,7 +338,7 @@ class ContentStore:
                 return
 
 
-def _fileno(f: BinaryIO) -> int | None:
+def _fileno(f: IO[bytes]) -> int | None:
     """The descriptor to copy from in Rust, for unbuffered files only (a buffered reader may
     hold bytes its descriptor has already passed)."""
     if isinstance(f, io.FileIO):
@@ -346,7 +346,7 @@ def _fileno(f: BinaryIO) -> int | None:
     return None
 
 
-def _skip(source: BinaryIO, offset: int) -> None:
+def _skip(source: IO[bytes], offset: int) -> None:
     """Move ``source`` past the bytes a resumed ingest already has."""
     try:
         if source.seekable():

@@ -19,10 +19,21 @@ fn stats(s: ApplyStats) -> Stats {
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
     };
-    (s.diff_id.to_string(), c, s.compressed_bytes, s.uncompressed_bytes, s.entries)
+    (
+        s.diff_id.to_string(),
+        c,
+        s.compressed_bytes,
+        s.uncompressed_bytes,
+        s.entries,
+    )
 }
 
-fn options(whiteouts: &str, parents: Vec<PathBuf>, no_same_owner: bool, userxattr: bool) -> PyResult<ApplyOptions> {
+fn options(
+    whiteouts: &str,
+    parents: Vec<PathBuf>,
+    no_same_owner: bool,
+    userxattr: bool,
+) -> PyResult<ApplyOptions> {
     let whiteouts = match whiteouts {
         "overlay" => WhiteoutMode::Overlay,
         "delete" => WhiteoutMode::Delete,
@@ -32,7 +43,12 @@ fn options(whiteouts: &str, parents: Vec<PathBuf>, no_same_owner: bool, userxatt
             )))
         }
     };
-    Ok(ApplyOptions { whiteouts, parents, no_same_owner, userxattr })
+    Ok(ApplyOptions {
+        whiteouts,
+        parents,
+        no_same_owner,
+        userxattr,
+    })
 }
 
 /// Apply the layer read from file descriptor `fd` (left open) onto `target`, without the GIL.

@@ -378,9 +378,10 @@ impl<'o> Applier<'o> {
                     sys::linkat(tdir.fd(), &ctbase, pdir.fd(), &cbase)
                 })
                 .map_err(io_err("creating hard link"))?;
-                let is_symlink =
-                    sys::lstatat(pdir.fd(), &cbase).map_err(io_err("stat of hard link"))?;
-                self.finish_meta(&pdir, &cbase, &meta, sys::is_symlink(&is_symlink))?;
+                // A hard link shares its target's inode: the link header's owner, mode and
+                // times are not applied over the target's (as umoci does, and as containerd
+                // does in practice: its chmod for links looks the target up relative to the
+                // process's working directory, where it is not found).
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let fmt = match meta.kind {

@@ -1,0 +1,195 @@
+"""``ctrstore images``, as ``ctr images``, with nerdctl-style shortcuts (``images``, ``rmi``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ctrstore.cli._common import State, human_size, labels_text, pass_state, table
+from ctrstore.errdefs import AlreadyExists
+from ctrstore.images import manifest_for, read_json
+from ctrstore.labels import parse_assignments
+from ctrstore.metadata.images import Image
+
+
+@click.group("images")
+def images() -> None:
+    """Images: names pointing at manifests or indexes in the content store.
+
+    Pull, push, list, inspect, tag, remove, check, mount, import and export. Removing an
+    image leaves its blobs and snapshots to `ctrstore gc`.
+    """
+
+
+def _size(st: State, img: Image) -> str:
+    content = st.client().content
+    try:
+        _, manifest = manifest_for(content, img.target)
+    except Exception:
+        return "-"
+    total = int(manifest.get("config", {}).get("size", 0))
+    total += sum(int(layer.get("size", 0)) for layer in manifest.get("layers") or [])
+    return human_size(total)
+
+
+@images.command("ls")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the names.")
+@click.argument("filters", nargs=-1)
+@pass_state
+def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
+    """List images (filter on name, target.digest, target.mediatype, labels)."""
+    imgs = st.client().images.list(*filters)
+    if quiet:
+        for i in imgs:
+            click.echo(i.name)
+        return
+    table(
+        ["REF", "TYPE", "DIGEST", "SIZE", "LABELS"],
+        [[i.name, i.target.media_type, i.target.digest, _size(st, i), labels_text(i.labels)] for i in imgs],
+    )
+
+
+@images.command("inspect")
+@click.argument("name")
+@pass_state
+def inspect(st: State, name: str) -> None:
+    """Show an image's record, manifest and config as JSON."""
+    client = st.client()
+    img = client.images.get(name)
+    out: dict[str, object] = {
+        "Name": img.name,
+        "Target": img.target.to_json(),
+        "Labels": img.labels,
+        "CreatedAt": img.created_at.isoformat() if img.created_at else None,
+    }
+    try:
+        _, manifest = manifest_for(client.content, img.target)
+        from ctrstore.content import Descriptor
+
+        out["Manifest"] = manifest
+        out["Config"] = read_json(client.content, Descriptor.from_json(manifest["config"]))
+    except Exception as e:
+        out["Error"] = str(e)
+    click.echo(json.dumps(out, indent=2))
+
+
+@images.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--gc", "run_gc", is_flag=True, help="Run garbage collection afterwards.")
+@pass_state
+def rm(st: State, names: tuple[str, ...], run_gc: bool) -> None:
+    """Remove images (their blobs and snapshots stay until `ctrstore gc`)."""
+    client = st.client()
+    for n in names:
+        client.images.delete(n)
+        click.echo(n)
+    if run_gc:
+        client.gc()
+
+
+@images.command("tag")
+@click.argument("source")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Replace an existing target name.")
+@pass_state
+def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
+    """Give image SOURCE more names."""
+    store = st.client().images
+    img = store.get(source)
+    for t in targets:
+        try:
+            store.create(Image(t, img.target, dict(img.labels)))
+        except AlreadyExists:
+            if not force:
+                raise
+            store.update(Image(t, img.target), ["target"])
+        click.echo(t)
+
+
+@images.command("label")
+@click.argument("name")
+@click.argument("labels", nargs=-1, required=True)
+@pass_state
+def label(st: State, name: str, labels: tuple[str, ...]) -> None:
+    """Set KEY=VALUE labels on an image (KEY= removes one)."""
+    click.echo(labels_text(st.client().images.set_labels(name, parse_assignments(labels)).labels))
+
+
+@images.command("check")
+@click.argument("names", nargs=-1)
+@pass_state
+def check(st: State, names: tuple[str, ...]) -> None:
+    """Check that every blob of each image is present and that it is unpacked."""
+    client = st.client()
+    rows = []
+    for n in names or tuple(i.name for i in client.images.list()):
+        c = client.check(n)
+        status = "complete" if c.complete else f"incomplete ({len(c.missing)} missing)"
+        rows.append([n, status, "yes" if c.unpacked else "no"])
+    table(["REF", "STATUS", "UNPACKED"], rows)
+
+
+@images.command("unpack")
+@click.argument("name")
+@pass_state
+def unpack(st: State, name: str) -> None:
+    """Unpack a stored image into snapshots."""
+    r = st.client().unpack(name)
+    click.echo(f"{name}: {len(r.applied)} layers unpacked, {len(r.skipped)} already there; top {r.chain_id}")
+
+
+@images.command("mount")
+@click.argument("name")
+@click.argument("target", type=click.Path(file_okay=False))
+@pass_state
+def mount(st: State, name: str, target: str) -> None:
+    """Mount image NAME's root file system read-only at TARGET."""
+    click.echo(st.client().mount_image(name, target))
+
+
+@images.command("unmount")
+@click.argument("target", type=click.Path(file_okay=False))
+@pass_state
+def unmount(st: State, target: str) -> None:
+    """Unmount an image mounted with `images mount` and drop its view."""
+    st.client().unmount_image(target)
+    click.echo(target)
+
+
+@images.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("names", nargs=-1, required=True)
+@pass_state
+def export(st: State, out: str, names: tuple[str, ...]) -> None:
+    """Write images as an OCI image layout tar to OUT (- for stdout)."""
+    from ctrstore.images.archive import export_images
+
+    client = st.client()
+    imgs = [client.images.get(n) for n in names]
+    if out == "-":
+        export_images(client.content, imgs, sys.stdout.buffer)
+    else:
+        with open(out, "wb") as f:
+            export_images(client.content, imgs, f)
+
+
+@images.command("import")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@pass_state
+def import_(st: State, archive: str) -> None:
+    """Import an OCI image layout tar or a `docker save` archive."""
+    from ctrstore.images.archive import import_images
+
+    client = st.client()
+    with client.lease():
+        for img in import_images(client.content, client.images, archive):
+            click.echo(f"{img.name}  {img.target.digest}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(images)
+    cli.add_command(images, "image")
+    cli.add_command(ls, "images-ls")
+    cli.add_command(rm, "rmi")
