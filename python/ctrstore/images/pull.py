@@ -1,0 +1,240 @@
+"""Pulling an image: resolve a reference, fetch its index, manifest, config and layers into the
+content store (verified, resumable, several at a time), label each parent blob with its
+children so gc keeps what images need, unpack the layers into snapshots while later layers are
+still downloading, and name the image. Everything happens under a lease, so a gc running at
+the same time cannot take half-pulled content.
+
+Blob refs are containerd's: ``index-sha256:...``, ``manifest-...``, ``config-...``,
+``layer-...``. A second pull of the same image finds everything present and fetches nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Protocol
+
+from ctrstore.content import Descriptor
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.images import gc_child_labels, parse_children, read_json
+from ctrstore.images import mediatypes as mt
+from ctrstore.images.platforms import Platform, host, rank
+from ctrstore.metadata.content import Writer
+from ctrstore.metadata.images import Image
+from ctrstore.unpack import Layer, Unpacker, UnpackResult, plan_layers
+
+if TYPE_CHECKING:
+    from ctrstore.client import Client
+
+__all__ = ["Fetcher", "PullResult", "Puller", "Status"]
+
+CHUNK = 1 << 20
+
+
+class Fetcher(Protocol):
+    """Where blobs come from (a registry, an archive...)."""
+
+    def fetch(self, desc: Descriptor, offset: int = 0) -> tuple[IO[bytes], int]:
+        """A stream of the blob's bytes starting at the returned offset (``offset`` if the
+        source could resume there, else 0)."""
+        ...
+
+
+@dataclass
+class Status:
+    """One line of pull progress: a blob (by its ref key) or the image itself."""
+
+    key: str
+    state: str
+    """resolving, resolved, waiting, downloading, done, exists, extracting, unpacked, error"""
+    offset: int = 0
+    total: int = 0
+
+
+@dataclass
+class PullResult:
+    image: Image
+    fetched: list[str] = field(default_factory=list)
+    """Blobs downloaded (digests); empty on a pull that found everything present."""
+    unpacked: UnpackResult | None = None
+
+
+def ref_key(desc: Descriptor) -> str:
+    return f"{mt.ref_prefix(desc.media_type)}-{desc.digest}"
+
+
+class Puller:
+    def __init__(
+        self,
+        client: Client,
+        fetcher: Fetcher,
+        *,
+        source_labels: dict[str, str] | None = None,
+        max_concurrent_downloads: int = 3,
+        progress: Callable[[Status], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.fetcher = fetcher
+        self.source_labels = dict(source_labels or {})
+        self.workers = max_concurrent_downloads
+        self.progress = progress or (lambda s: None)
+        self.fetched: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- one blob --------------------------------------------------------------------------
+    def fetch_blob(self, desc: Descriptor, labels: dict[str, str] | None = None) -> None:
+        """Make sure ``desc`` is in the content store, downloading (or resuming) it if not."""
+        key = ref_key(desc)
+        if desc.size <= 0:
+            raise InvalidArgument(f"{key}: descriptor has size {desc.size}")
+        content = self.client.content
+        lb = {**self.source_labels, **(labels or {})}
+        try:
+            w = content.writer(key, total=desc.size, expected=desc.digest, wait=60)
+        except AlreadyExists:
+            if lb:
+                content.set_labels(desc.digest, lb)
+            self.progress(Status(key, "exists", desc.size, desc.size))
+            return
+        with w:
+            if not w.complete and w.offset < desc.size:
+                self._download(desc, w)
+            try:
+                w.commit(desc.size, desc.digest, lb)
+            except AlreadyExists:
+                if lb:
+                    content.set_labels(desc.digest, lb)
+            except FailedPrecondition as e:
+                # The bytes are wrong: drop them so the next pull starts clean.
+                w.close()
+                try:
+                    content.abort(key)
+                except NotFound:
+                    pass
+                raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
+        with self._lock:
+            self.fetched.append(desc.digest)
+        self.progress(Status(key, "done", desc.size, desc.size))
+
+    def _download(self, desc: Descriptor, w: Writer) -> None:
+        key = ref_key(desc)
+        stream, start = self.fetcher.fetch(desc, w.offset)
+        try:
+            if start != w.offset:
+                w.truncate(0)
+            self.progress(Status(key, "downloading", w.offset, desc.size))
+            while w.offset <= desc.size:
+                chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
+                if not chunk:
+                    break
+                w.write(chunk)
+                self.progress(Status(key, "downloading", w.offset, desc.size))
+        finally:
+            stream.close()
+        if w.offset < desc.size:
+            raise Unavailable(
+                f"{key}: the download ended after {w.offset} of {desc.size} bytes; "
+                "pull again to resume where it stopped"
+            )
+        if w.offset > desc.size:
+            w.truncate(0)
+            raise FailedPrecondition(f"{key}: the registry sent more than the {desc.size} bytes expected")
+
+    # -- the image -------------------------------------------------------------------------
+    def pull(
+        self,
+        name: str,
+        root: Descriptor,
+        *,
+        platform: Platform | None = None,
+        all_platforms: bool = False,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+    ) -> PullResult:
+        client = self.client
+        mt.check_supported(root.media_type, f"{name}: {ref_key(root)}")
+        want = platform or host()
+        result_unpack: UnpackResult | None = None
+        with client.lease(), ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool:
+            manifests = self._resolve_manifests(root, want, all_platforms)
+            for i, mdesc in enumerate(manifests):
+                r = self._pull_manifest(mdesc, pool, unpack and i == 0, snapshotter)
+                result_unpack = result_unpack or r
+            image = Image(name, Descriptor(root.media_type, root.digest, root.size))
+            try:
+                image = client.images.create(image)
+            except AlreadyExists:
+                image = client.images.update(image, ["target"])
+        return PullResult(image, list(self.fetched), result_unpack)
+
+    def _resolve_manifests(self, root: Descriptor, want: Platform, all_platforms: bool) -> list[Descriptor]:
+        """Fetch indexes down to the manifests to pull (best platform match first)."""
+        if mt.is_manifest(root.media_type):
+            return [root]
+        if not mt.is_index(root.media_type):
+            raise InvalidArgument(f"{ref_key(root)}: {root.media_type} is neither a manifest nor an index")
+        self.fetch_blob(root)
+        kids = parse_children(root, read_json(self.client.content, root))
+        chosen: list[tuple[int, Descriptor]] = []
+        for k in kids:
+            r = rank(k.platform, want)
+            if all_platforms and not (k.platform and k.platform.get("os") == "unknown"):
+                chosen.append((r if r is not None else 99, k))
+            elif r is not None:
+                chosen.append((r, k))
+        if not chosen:
+            plats = ", ".join(str(Platform.from_json(k.platform)) for k in kids if k.platform) or "none"
+            raise NotFound(f"{ref_key(root)}: no manifest for platform {want} (the index has: {plats})")
+        chosen.sort(key=lambda c: c[0])
+        picked = [k for _, k in chosen] if all_platforms else [chosen[0][1]]
+        self.client.content.set_labels(root.digest, gc_child_labels(root, picked))
+        out: list[Descriptor] = []
+        for k in picked:
+            mt.check_supported(k.media_type, ref_key(k))
+            out += self._resolve_manifests(k, want, all_platforms) if mt.is_index(k.media_type) else [k]
+        return out
+
+    def _pull_manifest(
+        self, mdesc: Descriptor, pool: ThreadPoolExecutor, unpack: bool, snapshotter: str | None
+    ) -> UnpackResult | None:
+        client = self.client
+        content = client.content
+        self.fetch_blob(mdesc)
+        manifest = read_json(content, mdesc)
+        kids = parse_children(mdesc, manifest)
+        config, layers = kids[0], kids[1:]
+        for d in kids:
+            mt.check_supported(d.media_type, ref_key(d))
+        self.fetch_blob(config)
+        plan = plan_layers(manifest, read_json(content, config), ref_key(mdesc))
+        sn = client.snapshotter(snapshotter) if unpack else None
+        unpacker = Unpacker(content, sn, tmp_dir=client.root / "tmpmounts") if sn is not None else None
+        pending = {layer.desc.digest for layer in (unpacker.pending(plan) if unpacker else plan)}
+        futures: dict[str, Future[None]] = {}
+        for layer in plan:
+            if layer.desc.digest in pending and layer.desc.digest not in futures:
+                self.progress(Status(ref_key(layer.desc), "waiting", 0, layer.desc.size))
+                futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
+            elif layer.desc.digest not in pending:
+                self.progress(Status(ref_key(layer.desc), "exists", layer.desc.size, layer.desc.size))
+        try:
+            result = None
+            if unpacker is not None:
+
+                def ready(layer: Layer) -> None:
+                    futures[layer.desc.digest].result()
+
+                result = unpacker.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
+            for f in futures.values():
+                f.result()
+        except BaseException:
+            for f in futures.values():
+                f.cancel()
+            raise
+        content.set_labels(mdesc.digest, gc_child_labels(mdesc, [config, *layers]))
+        return result
+
+    def _on_layer(self, layer: Layer, state: str) -> None:
+        self.progress(Status(f"unpack-{layer.chain_id}", state, 0, 0))
