@@ -11,7 +11,7 @@ from typing import IO
 
 import pytest
 
-from ctrstore import Client, FailedPrecondition, InvalidArgument, Unavailable
+from ctrstore import Client, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ctrstore.content import Descriptor
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
@@ -59,7 +59,7 @@ def source(tmp_path: Path) -> tuple[LayoutFetcher, Descriptor, list[Descriptor]]
 
 
 def test_pull_fetches_labels_unpacks_and_names(client: Client, tmp_path: Path) -> None:
-    fetcher, root, layers = source(tmp_path)
+    fetcher, root, _ = source(tmp_path)
     seen: list[Status] = []
     result = Puller(
         client,
@@ -91,7 +91,7 @@ def test_wrong_bytes_commit_nothing_then_pull_succeeds(client: Client, tmp_path:
         Puller(client, fetcher).pull("x:1", root)
     assert not client.content.exists(layers[1].digest)
     assert not any(n.name.startswith("extract-") for n in client.snapshotter().walk())
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         client.images.get("x:1")
     fetcher.corrupt = None
     Puller(client, fetcher).pull("x:1", root)
