@@ -3,13 +3,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benches import sha256
+from benches import apply, sha256
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches", description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
     sha256.add_parser(sub)
+    apply.add_parser(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctrstore.config import Config, load
 from ctrstore.content import Descriptor
@@ -31,6 +32,9 @@ from ctrstore.metadata import (
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.plugin import METADATA, PluginSet
 from ctrstore.unpack import UnpackResult
+
+if TYPE_CHECKING:
+    from ctrstore.runtime.containers import ContainerManager
 
 __all__ = ["DEFAULT_NAMESPACE", "Client"]
 
@@ -99,6 +103,13 @@ class Client:
     def snapshotter(self, name: str | None = None) -> SnapshotStore:
         """A snapshotter (default: the config's ``snapshotter``, overlayfs) in this namespace."""
         return self.metadata.snapshotter(name or self.config.snapshotter, self.namespace, lease=self._lease)
+
+    @property
+    def containers(self) -> ContainerManager:
+        """Containers and their tasks in this namespace (see ``ctrstore.runtime.containers``)."""
+        from ctrstore.runtime.containers import ContainerManager
+
+        return ContainerManager(self)
 
     @property
     def leases(self) -> LeaseManager:

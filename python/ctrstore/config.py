@@ -28,6 +28,7 @@ DEFAULT_ROOT = "/var/lib/ctrstore"
 DEFAULT_STATE = "/run/ctrstore"
 VERSION = 1
 DEFAULT_SNAPSHOTTER = "overlayfs"
+DEFAULT_RUNTIME = "runc"
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Config:
     disabled_plugins: list[str] = field(default_factory=list)
     snapshotter: str = DEFAULT_SNAPSHOTTER
     """The snapshotter unpack, run and ``snapshots`` commands use unless told otherwise."""
+    runtime: str = DEFAULT_RUNTIME
+    """The OCI runtime binary that runs containers (runc or crun), looked up on PATH."""
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
     """The file this config was read from, if any (not written back)."""
@@ -51,6 +54,7 @@ class Config:
             "state": self.state,
             "disabled_plugins": list(self.disabled_plugins),
             "snapshotter": self.snapshotter,
+            "runtime": self.runtime,
         }
         tables: dict[str, dict[str, Any]] = {}
         for r in reg if reg is not None else registry:
@@ -65,7 +69,7 @@ class Config:
         return tomli_w.dumps(doc)
 
 
-_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "snapshotter", "plugins"}
+_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "snapshotter", "runtime", "plugins"}
 
 
 def parse(text: str, source: str = "<string>") -> Config:
@@ -80,7 +84,7 @@ def parse(text: str, source: str = "<string>") -> Config:
     version = raw.get("version", VERSION)
     if version != VERSION:
         raise InvalidArgument(f"config {source}: version {version!r} is not supported (expected {VERSION})")
-    for key in ("root", "state", "snapshotter"):
+    for key in ("root", "state", "snapshotter", "runtime"):
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from ctrstore.content.local import LocalStore
 from ctrstore.errdefs import NotFound
+from ctrstore.metadata.containers import Container, ContainerStore
 from ctrstore.metadata.content import ContentStore, SharingPolicy
 from ctrstore.metadata.db import DB
 from ctrstore.metadata.gc import GCResult, SnapshotCleaner, collect
@@ -20,6 +21,8 @@ from ctrstore.metadata.snapshots import SnapshotStore
 
 __all__ = [
     "DB",
+    "Container",
+    "ContainerStore",
     "ContentStore",
     "GCResult",
     "Image",
@@ -62,6 +65,9 @@ class Metadata:
             known = ", ".join(sorted(self.snapshotters)) or "none"
             raise NotFound(f"snapshotter {name!r} is not available (available: {known})") from None
         return SnapshotStore(self.db, name, backend, namespace, lease=lease)  # type: ignore[arg-type]
+
+    def containers(self, namespace: str) -> ContainerStore:
+        return ContainerStore(self.db, namespace)
 
     def leases(self, namespace: str) -> LeaseManager:
         return LeaseManager(self.db, namespace)

@@ -1,0 +1,368 @@
+"""Containers, shaped like nerdctl: ``run``, ``create``, ``start``, ``exec``, ``ps``, ``logs``,
+``stop``, ``kill``, ``rm``, ``inspect``, ``wait``, ``commit``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+
+import click
+
+from ctrstore.cli._common import State, ago, pass_state, table
+from ctrstore.runtime.spec import NetMode, SpecOptions, parse_mount, parse_volume
+
+_NETS = {"host": "host", "none": "none", "private": "private", "bridge": "private"}
+
+
+def _expand_env(items: tuple[str, ...]) -> list[str]:
+    """``-e KEY`` takes KEY from our environment (as docker does); ``-e KEY=V`` sets it."""
+    out = []
+    for e in items:
+        if "=" in e:
+            out.append(e)
+        elif e in os.environ:
+            out.append(f"{e}={os.environ[e]}")
+    return out
+
+
+def _options(
+    args: tuple[str, ...],
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    net: str,
+    volumes: tuple[str, ...],
+    mounts: tuple[str, ...],
+    tty: bool,
+    read_only: bool,
+    hostname: str | None,
+) -> SpecOptions:
+    if net not in _NETS:
+        raise click.BadParameter(f"{net!r}: use host or none", param_hint="--net")
+    mode: NetMode = "host" if _NETS[net] == "host" else ("none" if net == "none" else "private")
+    return SpecOptions(
+        args=list(args),
+        env=_expand_env(env),
+        cwd=workdir,
+        user=user,
+        hostname=hostname,
+        tty=tty,
+        read_only=read_only,
+        net=mode,
+        mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
+    )
+
+
+def _container_options(f: Callable[..., None]) -> Callable[..., None]:
+    for opt in reversed(
+        [
+            click.option("--name", metavar="NAME", help="Container id (default: a random one)."),
+            click.option(
+                "--env", "-e", multiple=True, metavar="KEY[=VALUE]", help="Set an environment variable."
+            ),
+            click.option("--workdir", "-w", metavar="DIR", help="Working directory inside the container."),
+            click.option("--user", "-u", metavar="USER[:GROUP]", help="User (name or uid) to run as."),
+            click.option(
+                "--net",
+                "--network",
+                default="private",
+                show_default=True,
+                metavar="MODE",
+                help="host (the host's network) or none (a private namespace with loopback only).",
+            ),
+            click.option(
+                "--volume",
+                "-v",
+                "volumes",
+                multiple=True,
+                metavar="HOST:CTR[:ro]",
+                help="Bind-mount a host path.",
+            ),
+            click.option(
+                "--mount",
+                "mounts",
+                multiple=True,
+                metavar="type=bind,source=,target=[,readonly]",
+                help="Mount, in docker's --mount syntax (bind only).",
+            ),
+            click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal."),
+            click.option(
+                "--interactive", "-i", is_flag=True, help="Keep stdin open (attached runs always do)."
+            ),
+            click.option("--read-only", is_flag=True, help="Mount the root file system read-only."),
+            click.option("--hostname", "-h", metavar="NAME", help="Container host name."),
+            click.option("--snapshotter", metavar="NAME", help="overlayfs (default), native or btrfs."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("--detach", "-d", is_flag=True, help="Run in the background and print the container id.")
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@_container_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def run(
+    st: State,
+    detach: bool,
+    remove: bool,
+    name: str | None,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    net: str,
+    volumes: tuple[str, ...],
+    mounts: tuple[str, ...],
+    tty: bool,
+    interactive: bool,
+    read_only: bool,
+    hostname: str | None,
+    snapshotter: str | None,
+    image: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND in a new container from IMAGE (pulled or imported before).
+
+    The container's root file system is an overlay of the image's layers with a new writable
+    snapshot on top; what the container writes lands in that snapshot. Without -d the command
+    is attached to this terminal and ctrstore exits with its exit status.
+    """
+    client = st.client()
+    mgr = client.containers
+    cid = name or secrets.token_hex(32)
+    opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
+    mgr.create(cid, image, opts, snapshotter=snapshotter)
+    if detach:
+        try:
+            mgr.start(cid)
+        except BaseException:
+            mgr.delete(cid, force=True)
+            raise
+        click.echo(cid)
+        return
+    try:
+        status = mgr.run_attached(cid)
+    finally:
+        if remove:
+            mgr.delete(cid, force=True)
+    sys.exit(status)
+
+
+@click.command("create", context_settings={"allow_interspersed_args": False})
+@_container_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def create(
+    st: State,
+    name: str | None,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    net: str,
+    volumes: tuple[str, ...],
+    mounts: tuple[str, ...],
+    tty: bool,
+    interactive: bool,
+    read_only: bool,
+    hostname: str | None,
+    snapshotter: str | None,
+    image: str,
+    command: tuple[str, ...],
+) -> None:
+    """Create a container from IMAGE without starting it; prints its id."""
+    cid = name or secrets.token_hex(32)
+    opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
+    st.client().containers.create(cid, image, opts, snapshotter=snapshotter)
+    click.echo(cid)
+
+
+@click.command("start")
+@click.option("--attach", "-a", is_flag=True, help="Attach to the container and exit with its status.")
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
+    """Start created (or stopped) containers."""
+    mgr = st.client().containers
+    for cid in ids:
+        if attach:
+            sys.exit(mgr.run_attached(cid))
+        mgr.start(cid)
+        click.echo(cid)
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("--interactive", "-i", is_flag=True, help="Keep stdin open.")
+@click.option("--detach", "-d", is_flag=True, help="Run in the background.")
+@click.option("--env", "-e", multiple=True, metavar="KEY=VALUE")
+@click.option("--workdir", "-w", metavar="DIR")
+@click.option("--user", "-u", metavar="UID[:GID]")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_state
+def exec_(
+    st: State,
+    tty: bool,
+    interactive: bool,
+    detach: bool,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    container: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND in a running container; exits with its status."""
+    status = st.client().containers.exec(
+        container, list(command), tty=tty, env=_expand_env(env), cwd=workdir, user=user, detach=detach
+    )
+    sys.exit(status)
+
+
+@click.command("ps")
+@click.option("--all", "-a", "show_all", is_flag=True, help="Show stopped containers too.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only ids.")
+@pass_state
+def ps(st: State, show_all: bool, quiet: bool) -> None:
+    """List containers (running ones unless -a)."""
+    mgr = st.client().containers
+    rows = []
+    for c in mgr.store.list():
+        s = mgr.status(c.id)
+        if not show_all and s.status not in ("running", "paused"):
+            continue
+        if quiet:
+            click.echo(c.id)
+            continue
+        args = " ".join(c.spec.get("process", {}).get("args", []))
+        if s.status == "stopped" and s.exit_status is not None:
+            status = f"Exited ({s.exit_status})"
+        else:
+            status = {"running": "Up", "created": "Created", "paused": "Paused"}.get(
+                s.status, s.status.capitalize()
+            )
+        created = ago(c.created_at) if c.created_at else "-"
+        rows.append([c.id[:12], c.image, json.dumps(args[:40]), created, status])
+    if not quiet:
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
+
+
+@click.command("logs")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the container stops.")
+@click.argument("container")
+@pass_state
+def logs(st: State, follow: bool, container: str) -> None:
+    """Print what a detached container wrote to stdout and stderr."""
+    out = sys.stdout.buffer
+    for chunk in st.client().containers.logs(container, follow=follow):
+        out.write(chunk)
+        out.flush()
+
+
+@click.command("stop")
+@click.option("--time", "-t", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
+    """Stop containers: SIGTERM, then SIGKILL after --time seconds."""
+    mgr = st.client().containers
+    for cid in ids:
+        mgr.stop(cid, timeout)
+        click.echo(cid)
+
+
+@click.command("kill")
+@click.option("--signal", "-s", "sig", default="SIGKILL", show_default=True)
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
+    """Send a signal to containers' processes."""
+    mgr = st.client().containers
+    for cid in ids:
+        mgr.kill(cid, sig if sig.upper().startswith("SIG") or sig.isdigit() else f"SIG{sig.upper()}")
+        click.echo(cid)
+
+
+@click.command("rm")
+@click.option("--force", "-f", is_flag=True, help="Kill running containers first.")
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def rm(st: State, force: bool, ids: tuple[str, ...]) -> None:
+    """Remove containers: their mount, bundle, snapshot and record."""
+    mgr = st.client().containers
+    for cid in ids:
+        mgr.delete(cid, force=force)
+        click.echo(cid)
+
+
+@click.command("inspect")
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def inspect(st: State, ids: tuple[str, ...]) -> None:
+    """Show containers' records and task status as JSON."""
+    mgr = st.client().containers
+    out = []
+    for cid in ids:
+        c = mgr.store.get(cid)
+        s = mgr.status(cid)
+        out.append(
+            {
+                "ID": c.id,
+                "Image": c.image,
+                "Snapshotter": c.snapshotter,
+                "SnapshotKey": c.snapshot_key,
+                "Runtime": c.runtime,
+                "Labels": c.labels,
+                "CreatedAt": c.created_at.isoformat() if c.created_at else None,
+                "State": {
+                    "Status": s.status,
+                    "Pid": s.pid,
+                    "ExitCode": s.exit_status,
+                    "FinishedAt": s.exited_at,
+                },
+                "Bundle": str(mgr.bundle(cid)),
+                "Spec": c.spec,
+            }
+        )
+    click.echo(json.dumps(out, indent=2))
+
+
+@click.command("wait")
+@click.argument("ids", nargs=-1, required=True)
+@pass_state
+def wait(st: State, ids: tuple[str, ...]) -> None:
+    """Wait for containers to stop; print their exit statuses."""
+    mgr = st.client().containers
+    for cid in ids:
+        click.echo(mgr.wait(cid))
+
+
+@click.command("commit")
+@click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True)
+@click.argument("container")
+@click.argument("image")
+@pass_state
+def commit(st: State, compression: str, container: str, image: str) -> None:
+    """Make IMAGE from a container: its image's layers plus one with the container's changes."""
+    from ctrstore.runtime.commit import commit_container
+
+    img = commit_container(
+        st.client(), container, image, compression="zstd" if compression == "zstd" else "gzip"
+    )
+    click.echo(img.target.digest)
+
+
+def register(cli: click.Group) -> None:
+    for cmd in (run, create, start, exec_, ps, logs, stop, kill, rm, inspect, wait, commit):
+        cli.add_command(cmd)
+    containers = click.Group("containers", help="Containers (the same commands as at the top level).")
+    for cmd in (create, ps, rm, inspect):
+        containers.add_command(cmd)
+    containers.add_command(ps, "ls")
+    cli.add_command(containers)

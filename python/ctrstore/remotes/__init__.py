@@ -1,0 +1,29 @@
+"""The registry client: references, hosts.toml, authentication, resolve/fetch/push.
+
+``Resolver`` is the entry point; see ``ctrstore.remotes.docker``."""
+
+from __future__ import annotations
+
+from ctrstore.remotes.auth import Authorizer, Credentials, DockerConfig, login, logout
+from ctrstore.remotes.docker import Fetcher, Pusher, Resolver
+from ctrstore.remotes.hosts import RegistryHost, configure_hosts
+from ctrstore.remotes.reference import Reference, normalize, parse
+from ctrstore.remotes.transport import RetryPolicy, Transport
+
+__all__ = [
+    "Authorizer",
+    "Credentials",
+    "DockerConfig",
+    "Fetcher",
+    "Pusher",
+    "Reference",
+    "RegistryHost",
+    "Resolver",
+    "RetryPolicy",
+    "Transport",
+    "configure_hosts",
+    "login",
+    "logout",
+    "normalize",
+    "parse",
+]

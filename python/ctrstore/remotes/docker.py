@@ -1,0 +1,560 @@
+"""The Docker registry HTTP API v2 (OCI distribution): resolving references, fetching blobs and
+manifests, pushing them. containerd's ``core/remotes/docker``, in Python.
+
+::
+
+    with Resolver() as r:
+        name, desc = r.resolve("redis:alpine")
+        stream, start = r.fetcher(name).fetch(desc)
+        r.pusher("localhost:5000/redis:alpine").push(desc, data)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from ctrstore.content import Descriptor
+from ctrstore.errdefs import (
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from ctrstore.images import mediatypes as mt
+from ctrstore.remotes.auth import Authorizer, CredentialsFunc, DockerConfig, repository_scope
+from ctrstore.remotes.hosts import RegistryHost, configure_hosts
+from ctrstore.remotes.reference import Reference, parse
+from ctrstore.remotes.transport import Body, Response, RetryPolicy, TLSError, Transport
+
+__all__ = ["MAX_MANIFEST_SIZE", "Fetcher", "Pusher", "Resolver"]
+
+#: containerd's limit for a manifest read while resolving.
+MAX_MANIFEST_SIZE = 4 * 1048 * 1048
+MANIFEST_ACCEPT = ", ".join(mt.MANIFEST_ACCEPT)
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _is_manifest_type(media_type: str) -> bool:
+    return (
+        media_type in mt.MANIFESTS
+        or media_type in mt.INDEXES
+        or media_type
+        in (
+            mt.DOCKER_SCHEMA1,
+            mt.DOCKER_SCHEMA1_PLAIN,
+        )
+    )
+
+
+def sniff_manifest(body: bytes) -> str | None:
+    """The media type of a manifest or index from its JSON, when the server did not say."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    declared = doc.get("mediaType")
+    if isinstance(declared, str) and _is_manifest_type(declared):
+        return declared
+    if doc.get("schemaVersion") == 1 and "fsLayers" in doc:
+        return mt.DOCKER_SCHEMA1 if "signatures" in doc else mt.DOCKER_SCHEMA1_PLAIN
+    if "manifests" in doc:
+        return mt.OCI_INDEX
+    if "config" in doc and "layers" in doc:
+        cfg = doc.get("config")
+        if isinstance(cfg, dict) and cfg.get("mediaType") == mt.DOCKER_CONFIG:
+            return mt.DOCKER_MANIFEST
+        return mt.OCI_MANIFEST
+    return None
+
+
+def _error(resp: Response, what: str) -> CtrstoreError:
+    """The errdefs error for a failed reply (the body is read for the registry's message)."""
+    detail = resp.error_detail()
+    status = resp.status
+    if status == 404:
+        return NotFound(f"{what}: not found ({detail})")
+    if status == 401:
+        return Unauthenticated(f"{what}: {detail}")
+    if status == 403:
+        return PermissionDenied(f"{what}: access denied ({detail})")
+    if status in (400, 405, 411, 413, 414, 415, 416, 422):
+        return InvalidArgument(f"{what}: the registry rejected the request ({detail})")
+    return Unavailable(f"{what}: {detail}")
+
+
+class _Session:
+    """Requests to one repository's hosts, with authentication and HTTP fallback."""
+
+    def __init__(self, resolver: Resolver, ref: Reference) -> None:
+        self.resolver = resolver
+        self.ref = ref
+        self.repo = ref.path
+        self.hosts = resolver.hosts(ref.domain)
+        self.transport = resolver.transport
+        self.authorizer = resolver.authorizer
+
+    def hosts_with(self, capability: str) -> list[RegistryHost]:
+        return [h for h in self.hosts if h.can(capability)]
+
+    def url(self, host: RegistryHost, rel: str, query: dict[str, str] | None = None) -> str:
+        q = dict(query or {})
+        if host.is_mirror:
+            q["ns"] = host.registry
+        url = f"{host.base_url}/{self.repo}/{rel}"
+        return url + ("?" + urlencode(q) if q else "")
+
+    def do(
+        self,
+        host: RegistryHost,
+        method: str,
+        target: str,
+        *,
+        scopes: Sequence[str],
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        retry: bool = True,
+    ) -> Response:
+        """``target`` is a path below ``/v2/<repo>/`` or an absolute URL (upload locations)."""
+        hdrs = {**host.headers, **self.resolver.headers, **(headers or {})}
+        tries = 3
+        for i in range(tries):
+            if target.startswith(("http://", "https://")):
+                url = target
+            elif target.startswith("/"):
+                url = urljoin(f"{host.scheme}://{host.host}", target)
+            else:
+                url = self.url(host, target, query)
+            auth = self.authorizer.header(host.host, scopes)
+            send = dict(hdrs)
+            if auth:
+                send["Authorization"] = auth
+            try:
+                resp = self.transport.request(
+                    method,
+                    url,
+                    headers=send,
+                    body=body,
+                    ssl_context=host.ssl_context() if url.startswith("https:") else None,
+                    connect_timeout=host.dial_timeout,
+                    trusted=_same_host(host.host),
+                    retry=retry,
+                )
+            except TLSError:
+                if not host.http_fallback or not url.startswith("https:"):
+                    raise
+                # A local registry speaking plain HTTP: containerd's HTTP fallback.
+                with host._lock:
+                    host.scheme, host.http_fallback = "http", False
+                if target.startswith("https://"):
+                    target = "http://" + target[len("https://") :]
+                continue
+            if resp.status != 401:
+                return resp
+            final = i == tries - 1 or (auth is not None and i >= 1)
+            try:
+                self.authorizer.challenged(host.host, resp, scopes, auth, final)
+            finally:
+                resp.close()
+        raise Unauthenticated(f"{self.ref.domain}: authentication failed")  # pragma: no cover
+
+
+class Resolver:
+    """Resolves references and makes fetchers and pushers, sharing connections, host
+    configuration and tokens. Thread-safe; close it when done."""
+
+    def __init__(
+        self,
+        *,
+        hosts_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        plain_http: bool = False,
+        credentials: CredentialsFunc | None = None,
+        docker_config: DockerConfig | str | os.PathLike[str] | None = None,
+        headers: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        transport: Transport | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        self.hosts_dir = hosts_dir
+        self.plain_http = plain_http
+        self.headers = dict(headers or {})
+        self._own_transport = transport is None
+        self.transport = transport or Transport(retry=retry or RetryPolicy(), timeout=timeout)
+        if authorizer is None:
+            if credentials is None:
+                cfg = (
+                    docker_config if isinstance(docker_config, DockerConfig) else DockerConfig(docker_config)
+                )
+                credentials = cfg.credentials
+            authorizer = Authorizer(self.transport, credentials)
+        self.authorizer = authorizer
+        self._hosts: dict[str, list[RegistryHost]] = {}
+
+    def close(self) -> None:
+        if self._own_transport:
+            self.transport.close()
+
+    def __enter__(self) -> Resolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def hosts(self, registry: str) -> list[RegistryHost]:
+        """The configured endpoints of a registry (read once per resolver)."""
+        hs = self._hosts.get(registry)
+        if hs is None:
+            hs = configure_hosts(registry, hosts_dir=self.hosts_dir, plain_http=self.plain_http)
+            self._hosts[registry] = hs
+        return hs
+
+    def _session(self, ref: str | Reference) -> _Session:
+        return _Session(self, parse(ref) if isinstance(ref, str) else ref)
+
+    def resolve(self, ref: str | Reference) -> tuple[str, Descriptor]:
+        """``(normalised name, descriptor of the root manifest or index)``. NotFound if no
+        host has it."""
+        s = self._session(ref)
+        r = s.ref
+        scopes = [repository_scope(s.repo)]
+        if r.digest:
+            hosts, paths = s.hosts_with("pull"), [f"manifests/{r.digest}", f"blobs/{r.digest}"]
+        else:
+            hosts, paths = s.hosts_with("resolve"), [f"manifests/{r.tag}"]
+        if not hosts:
+            raise FailedPrecondition(
+                f"{r}: no host of {r.domain} may resolve (check hosts.toml capabilities)"
+            )
+        misses: list[str] = []
+        first_err: CtrstoreError | None = None
+        for host in hosts:
+            for path in paths:
+                try:
+                    desc = self._resolve_at(s, host, path, scopes)
+                except (Unavailable, InvalidArgument, FailedPrecondition) as e:
+                    # As containerd: remember the first failure, try the next path and host.
+                    first_err = first_err or e
+                    continue
+                if desc is not None:
+                    return str(r), desc
+                misses.append(host.host)
+        if first_err is not None:
+            raise first_err
+        where = ", ".join(dict.fromkeys(misses))
+        raise NotFound(f"{r}: not found (asked {where})")
+
+    def _resolve_at(self, s: _Session, host: RegistryHost, path: str, scopes: list[str]) -> Descriptor | None:
+        r = s.ref
+        is_manifest_path = path.startswith("manifests/")
+        headers = {"Accept": MANIFEST_ACCEPT}
+        what = f"{r}: {host.host}"
+        resp = s.do(host, "HEAD", path, scopes=scopes, headers=headers)
+        if resp.status == 200:
+            media = resp.media_type
+            dgst = resp.header("Docker-Content-Digest")
+            size = resp.content_length
+            resp.drain()
+            if dgst and size is not None and (_is_manifest_type(media) or not is_manifest_path):
+                if r.digest and dgst != r.digest:
+                    raise FailedPrecondition(f"{what}: the registry answered for {dgst}, not {r.digest}")
+                return Descriptor(media or mt.OCTET_STREAM, dgst, size)
+            # No digest, no length or an odd content type: read the manifest itself.
+            resp = s.do(host, "GET", path, scopes=scopes, headers=headers)
+        elif resp.status in (400, 405, 501):  # HEAD not supported
+            resp.drain()
+            resp = s.do(host, "GET", path, scopes=scopes, headers=headers)
+        with resp:
+            if resp.status == 404:
+                resp.drain()
+                return None
+            if resp.status != 200:
+                raise _error(resp, what)
+            body = resp.read(MAX_MANIFEST_SIZE)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if r.digest and digest != r.digest:
+            if r.digest.startswith("sha256:"):
+                raise FailedPrecondition(
+                    f"{what}: the registry sent content with digest {digest}, not {r.digest}"
+                )
+            digest = r.digest  # only sha256 is hashed here; trust the address
+        media = resp.media_type
+        if is_manifest_path and not _is_manifest_type(media):
+            sniffed = sniff_manifest(body)
+            if sniffed is None:
+                raise FailedPrecondition(
+                    f"{what}: the registry sent {media or 'no content type'!r}, "
+                    "which is not a manifest or index"
+                )
+            media = sniffed
+        return Descriptor(media or mt.OCTET_STREAM, digest, len(body))
+
+    def fetcher(self, ref: str | Reference) -> Fetcher:
+        return Fetcher(self._session(ref))
+
+    def pusher(self, ref: str | Reference) -> Pusher:
+        return Pusher(self._session(ref))
+
+
+class Fetcher:
+    """Downloads the blobs of one repository (``ctrstore.images.pull.Fetcher``)."""
+
+    def __init__(self, session: _Session) -> None:
+        self._s = session
+
+    @property
+    def ref(self) -> Reference:
+        return self._s.ref
+
+    def fetch(self, desc: Descriptor, offset: int = 0) -> tuple[IO[bytes], int]:
+        """The blob's bytes from ``offset`` on if the server could resume there, and the
+        offset the stream really starts at: ``offset``, or 0 when the server sent everything
+        (the caller then starts over). Close the stream when done."""
+        if offset < 0:
+            raise InvalidArgument(f"{desc.digest}: negative offset {offset}")
+        s = self._s
+        errors: list[str] = []
+        for url in desc.urls:
+            try:
+                return self._fetch_url(url, desc, offset)
+            except (NotFound, Unavailable, PermissionDenied, InvalidArgument) as e:
+                errors.append(str(e))
+        hosts = s.hosts_with("pull")
+        if not hosts:
+            raise FailedPrecondition(
+                f"{s.ref}: no host of {s.ref.domain} may pull (check hosts.toml capabilities)"
+            )
+        kind = "manifests" if desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES else "blobs"
+        scopes = [repository_scope(s.repo)]
+        for host in hosts:
+            what = f"{s.ref.name}@{desc.digest}: {host.host}"
+            headers = {"Accept": f"{desc.media_type}, */*" if desc.media_type else "*/*"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            resp = s.do(host, "GET", f"{kind}/{desc.digest}", scopes=scopes, headers=headers)
+            if resp.status == 404:
+                resp.drain()
+                errors.append(f"{host.host}: not found")
+                continue
+            if resp.status == 416 and offset:
+                resp.drain()
+                return self.fetch(desc, 0)
+            got = self._accept(resp, what, offset)
+            if got is None:
+                return self.fetch(desc, 0)
+            return got
+        raise NotFound(f"{s.ref.name}@{desc.digest}: blob not found ({'; '.join(errors)})")
+
+    def _accept(self, resp: Response, what: str, offset: int) -> tuple[IO[bytes], int] | None:
+        if resp.status == 200:
+            return resp.stream(), 0
+        if resp.status == 206:
+            m = _CONTENT_RANGE_RE.fullmatch((resp.header("Content-Range") or "").strip())
+            if m and int(m.group(1)) == offset:
+                return resp.stream(), offset
+            resp.close()
+            return None  # a range we did not ask for: start over without one
+        with resp:
+            raise _error(resp, what)
+
+    def _fetch_url(self, url: str, desc: Descriptor, offset: int) -> tuple[IO[bytes], int]:
+        headers = {"Accept": f"{desc.media_type}, */*"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        resp = self._s.transport.request("GET", url, headers=headers)
+        if resp.status == 416 and offset:
+            resp.drain()
+            return self._fetch_url(url, desc, 0)
+        got = self._accept(resp, f"{desc.digest}: {url}", offset)
+        return got if got is not None else self._fetch_url(url, desc, 0)
+
+
+class Pusher:
+    """Uploads blobs and manifests to one repository (the first host with ``push``)."""
+
+    def __init__(
+        self,
+        session: _Session,
+        *,
+        chunked_threshold: int = 64 << 20,
+        chunk_size: int = 16 << 20,
+    ) -> None:
+        self._s = session
+        hosts = session.hosts_with("push")
+        if not hosts:
+            raise FailedPrecondition(
+                f"{session.ref}: no host of {session.ref.domain} may push (check hosts.toml capabilities)"
+            )
+        self.host = hosts[0]
+        self.chunked_threshold = chunked_threshold
+        self.chunk_size = chunk_size
+
+    @property
+    def ref(self) -> Reference:
+        return self._s.ref
+
+    def _scopes(self, extra: Iterable[str] = ()) -> list[str]:
+        return [repository_scope(self._s.repo, push=True), *extra]
+
+    def exists(self, desc: Descriptor) -> bool:
+        """Whether the repository has the blob or manifest already."""
+        kind = "manifests" if _is_manifest_type(desc.media_type) else "blobs"
+        headers = {"Accept": MANIFEST_ACCEPT} if kind == "manifests" else {}
+        resp = self._s.do(self.host, "HEAD", f"{kind}/{desc.digest}", scopes=self._scopes(), headers=headers)
+        with resp:
+            if resp.status == 200:
+                return True
+            if resp.status == 404:
+                return False
+            raise _error(resp, f"{self.ref.name}@{desc.digest}")
+
+    def push(
+        self,
+        desc: Descriptor,
+        data: bytes | IO[bytes],
+        *,
+        tag: str | None = None,
+        mount_from: Sequence[str] = (),
+    ) -> str:
+        """Upload a blob, or a manifest/index (by ``tag`` if given, else by digest).
+        ``mount_from`` names other repositories of the same registry that may have the blob.
+        Returns ``exists``, ``mounted`` or ``uploaded``."""
+        if _is_manifest_type(desc.media_type):
+            return self.push_manifest(desc, data if isinstance(data, bytes) else data.read(), tag=tag)
+        return self.push_blob(desc, data, mount_from=mount_from)
+
+    def push_manifest(self, desc: Descriptor, data: bytes, *, tag: str | None = None) -> str:
+        what = f"{self.ref.name}@{desc.digest}"
+        if len(data) != desc.size:
+            raise InvalidArgument(f"{what}: {len(data)} bytes given, the descriptor says {desc.size}")
+        if tag is None and self.exists(desc):
+            return "exists"
+        target = tag or desc.digest
+        resp = self._s.do(
+            self.host,
+            "PUT",
+            f"manifests/{target}",
+            scopes=self._scopes(),
+            headers={"Content-Type": desc.media_type},
+            body=data,
+        )
+        with resp:
+            if resp.status not in (200, 201, 202):
+                raise _error(resp, f"{self.ref.name}{'@' if target == desc.digest else ':'}{target}")
+            got = resp.header("Docker-Content-Digest")
+            resp.drain()
+        if got and got != desc.digest:
+            raise FailedPrecondition(f"{what}: the registry stored the manifest as {got}")
+        return "uploaded"
+
+    def push_blob(self, desc: Descriptor, data: bytes | IO[bytes], *, mount_from: Sequence[str] = ()) -> str:
+        s = self._s
+        what = f"{self.ref.name}@{desc.digest}"
+        stream: IO[bytes] = io.BytesIO(data) if isinstance(data, bytes) else data
+        if self.exists(desc):
+            return "exists"
+        location: str | None = None
+        for src in mount_from:
+            if src == s.repo:
+                continue
+            resp = s.do(
+                self.host,
+                "POST",
+                "blobs/uploads/",
+                scopes=self._scopes([f"repository:{src}:pull"]),
+                query={"mount": desc.digest, "from": src},
+            )
+            with resp:
+                if resp.status == 201:
+                    resp.drain()
+                    return "mounted"
+                if resp.status == 202:
+                    location = resp.header("Location")
+                    resp.drain()
+                    break
+                raise _error(resp, f"{what}: mount from {src}")
+        if location is None:
+            resp = s.do(self.host, "POST", "blobs/uploads/", scopes=self._scopes())
+            with resp:
+                if resp.status != 202:
+                    raise _error(resp, f"{what}: start upload")
+                location = resp.header("Location")
+                resp.drain()
+        if not location:
+            raise Unavailable(f"{what}: the registry started an upload without a Location")
+        location = urljoin(f"{self.host.scheme}://{self.host.host}", location)
+        if desc.size > self.chunked_threshold:
+            location = self._patch_chunks(location, stream, desc, what)
+            body: Body = None
+        else:
+            start = stream.tell()
+            have = stream.seek(0, io.SEEK_END) - start
+            stream.seek(start)
+            if have != desc.size:
+                raise InvalidArgument(f"{what}: {have} bytes given, the descriptor says {desc.size}")
+            body = stream
+        resp = s.do(
+            self.host,
+            "PUT",
+            _with_query(location, {"digest": desc.digest}),
+            scopes=self._scopes(),
+            headers={"Content-Type": "application/octet-stream"},
+            body=body,
+        )
+        with resp:
+            if resp.status not in (201, 204):
+                raise _error(resp, f"{what}: finish upload")
+            resp.drain()
+        return "uploaded"
+
+    def _patch_chunks(self, location: str, stream: IO[bytes], desc: Descriptor, what: str) -> str:
+        sent = 0
+        while sent < desc.size:
+            chunk = stream.read(min(self.chunk_size, desc.size - sent))
+            if not chunk:
+                raise InvalidArgument(f"{what}: the data ended after {sent} of {desc.size} bytes")
+            resp = self._s.do(
+                self.host,
+                "PATCH",
+                location,
+                scopes=self._scopes(),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{sent}-{sent + len(chunk) - 1}",
+                },
+                body=chunk,
+                retry=False,
+            )
+            with resp:
+                if resp.status != 202:
+                    raise _error(resp, f"{what}: upload bytes {sent}-{sent + len(chunk) - 1}")
+                nxt = resp.header("Location")
+                resp.drain()
+            sent += len(chunk)
+            if nxt:
+                location = urljoin(location, nxt)
+        return location
+
+
+def _same_host(netloc: str) -> Callable[[str], bool]:
+    def trusted(url: str) -> bool:
+        return urlsplit(url).netloc == netloc
+
+    return trusted
+
+
+def _with_query(url: str, params: dict[str, Any]) -> str:
+    sep = "&" if urlsplit(url).query else "?"
+    return url + sep + urlencode(params)

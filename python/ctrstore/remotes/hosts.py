@@ -1,0 +1,308 @@
+"""Per-registry host configuration in containerd's ``hosts.toml`` format (``docs/hosts.md``).
+
+For a registry ``host[:port]`` the file is ``<hosts dir>/<dir>/hosts.toml`` where ``<dir>`` is
+the first that exists of ``host_port_`` (only with a port), ``host:port`` (or ``host``) and
+``_default``. Example::
+
+    server = "https://registry.example.com"      # default: the registry itself
+
+    [host."https://mirror.example.com"]           # tried first, in file order
+      capabilities = ["pull", "resolve"]
+      ca = "/etc/certs/mirror.pem"                # or a list; relative to this directory
+      client = [["client.cert", "client.key"]]    # or "both.pem", or ["a.pem", "b.pem"]
+      skip_verify = false
+      override_path = false                       # true: the URL path is the API root as is
+      [host."https://mirror.example.com".header]
+        x-custom = "1"
+
+Without a file: ``docker.io`` is served by ``https://registry-1.docker.io/v2``; a loopback
+registry with a port other than 443 is tried over HTTPS without verification, falling back to
+plain HTTP; ``plain_http`` makes the registry's own host plain HTTP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import threading
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ctrstore.errdefs import InvalidArgument
+
+__all__ = [
+    "ALL_CAPABILITIES",
+    "DEFAULT_HOSTS_DIRS",
+    "RegistryHost",
+    "configure_hosts",
+    "hosts_file",
+    "is_localhost",
+]
+
+#: Where hosts.toml directories are looked for, first match wins (``CTRSTORE_HOSTS_DIR``, a
+#: colon-separated list, replaces it).
+DEFAULT_HOSTS_DIRS = (Path("/etc/ctrstore/certs.d"), Path("/etc/containerd/certs.d"))
+ALL_CAPABILITIES = frozenset({"pull", "resolve", "push"})
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_HOST = "registry-1.docker.io"
+
+
+@dataclass
+class RegistryHost:
+    """One endpoint that can serve a registry: the registry itself or a mirror."""
+
+    host: str
+    """``host[:port]`` as it appears in URLs."""
+    scheme: str = "https"
+    path: str = "/v2"
+    """The API root; requests go to ``<scheme>://<host><path>/<repo>/...``."""
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+    ca: list[Path] = field(default_factory=list)
+    client: list[tuple[Path, Path | None]] = field(default_factory=list)
+    skip_verify: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    registry: str = ""
+    """The registry this host serves (the reference's domain)."""
+    http_fallback: bool = False
+    """Try HTTPS without verification, switch to HTTP if the server does not speak TLS."""
+    dial_timeout: float = 30.0
+    _ssl: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path}"
+
+    @property
+    def is_mirror(self) -> bool:
+        """A host other than the registry itself: requests carry ``?ns=<registry>``."""
+        reg = self.registry
+        if reg == DOCKER_HUB:
+            return self.host not in (DOCKER_HUB_HOST, DOCKER_HUB)
+        return bool(reg) and self.host != reg
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings for this host, built once."""
+        with self._lock:
+            if self._ssl is None:
+                self._ssl = self._make_ssl()
+            return self._ssl
+
+    def _make_ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.skip_verify or self.http_fallback:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        for ca in self.ca:
+            try:
+                ctx.load_verify_locations(cafile=str(ca))
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument(f"{self.host}: cannot load CA certificate {ca}: {e}") from None
+        for cert, key in self.client:
+            try:
+                ctx.load_cert_chain(str(cert), str(key) if key else None)
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument(f"{self.host}: cannot load client certificate {cert}: {e}") from None
+        return ctx
+
+
+def is_localhost(host: str) -> bool:
+    """``localhost`` or a loopback address, with or without a port."""
+    name = _hostname(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host[1 : host.index("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _port(host: str) -> str | None:
+    if host.startswith("["):
+        _, _, rest = host.partition("]")
+        return rest[1:] if rest.startswith(":") else None
+    if host.count(":") == 1:
+        return host.rsplit(":", 1)[1]
+    return None
+
+
+def hosts_dirs(dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None) -> list[Path]:
+    if dirs is None:
+        env = os.environ.get("CTRSTORE_HOSTS_DIR")
+        if env:
+            return [Path(p) for p in env.split(":") if p]
+        return list(DEFAULT_HOSTS_DIRS)
+    if isinstance(dirs, (str, os.PathLike)):
+        return [Path(p) for p in os.fspath(dirs).split(":") if p]
+    return [Path(p) for p in dirs]
+
+
+def hosts_file(registry: str, dirs: Iterable[Path]) -> Path | None:
+    """The hosts.toml that configures ``registry``, or None."""
+    names = []
+    port = _port(registry)
+    if port is not None:
+        names.append(f"{_hostname(registry)}_{port}_")
+    names += [registry, "_default"]
+    for d in dirs:
+        for n in names:
+            p = d / n / "hosts.toml"
+            if p.is_file():
+                return p
+    return None
+
+
+def _default_host(registry: str, plain_http: bool) -> RegistryHost:
+    if registry == DOCKER_HUB:
+        return RegistryHost(DOCKER_HUB_HOST, registry=registry)
+    if plain_http:
+        return RegistryHost(registry, scheme="http", registry=registry)
+    port = _port(registry)
+    if is_localhost(registry) and port is not None and port != "443":
+        return RegistryHost(registry, registry=registry, http_fallback=True)
+    return RegistryHost(registry, registry=registry)
+
+
+def _paths(value: Any, base: Path, what: str, where: Path) -> list[Path]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise InvalidArgument(f"{where}: {what} must be a path or a list of paths")
+    return [base / x for x in items]
+
+
+def _clients(value: Any, base: Path, where: Path) -> list[tuple[Path, Path | None]]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [(base / value, None)]
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{where}: client must be a path, a list of paths or of [cert, key] pairs")
+    out: list[tuple[Path, Path | None]] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append((base / item, None))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append((base / item[0], base / item[1]))
+        else:
+            raise InvalidArgument(f"{where}: bad client entry {item!r}")
+    return out
+
+
+def _host_from_table(
+    url: str, table: dict[str, Any], base: Path, where: Path, registry: str, plain_http: bool
+) -> RegistryHost:
+    if "://" not in url:
+        url = ("http://" if plain_http else "https://") + url
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise InvalidArgument(f"{where}: invalid host URL {url!r}")
+    path = u.path.rstrip("/")
+    if not table.get("override_path", False):
+        path += "/v2"
+    caps = table.get("capabilities")
+    if caps is None:
+        capabilities = ALL_CAPABILITIES
+    elif isinstance(caps, list) and all(isinstance(c, str) for c in caps):
+        unknown = set(caps) - ALL_CAPABILITIES
+        if unknown:
+            raise InvalidArgument(f"{where}: unknown capabilities {sorted(unknown)} for {url}")
+        capabilities = frozenset(caps)
+    else:
+        raise InvalidArgument(f"{where}: capabilities must be a list of strings")
+    headers: dict[str, str] = {}
+    for k, v in (table.get("header") or {}).items():
+        headers[str(k)] = ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+    timeout = 30.0
+    dial = table.get("dial_timeout")
+    if dial is not None:
+        timeout = _duration(dial, where)
+    skip = table.get("skip_verify", False)
+    if not isinstance(skip, bool):
+        raise InvalidArgument(f"{where}: skip_verify must be true or false")
+    return RegistryHost(
+        u.netloc,
+        scheme=u.scheme,
+        path=path,
+        capabilities=capabilities,
+        ca=_paths(table.get("ca"), base, "ca", where),
+        client=_clients(table.get("client"), base, where),
+        skip_verify=skip,
+        headers=headers,
+        registry=registry,
+        dial_timeout=timeout,
+    )
+
+
+def _duration(v: Any, where: Path) -> float:
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        for suffix in ("ms", "s", "m", "h"):
+            if v.endswith(suffix):
+                try:
+                    return float(v[: -len(suffix)]) * units[suffix]
+                except ValueError:
+                    break
+    raise InvalidArgument(f'{where}: invalid dial_timeout {v!r} (e.g. "5s")')
+
+
+def configure_hosts(
+    registry: str,
+    *,
+    hosts_dir: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    plain_http: bool = False,
+) -> list[RegistryHost]:
+    """The endpoints to try for ``registry`` (a reference's domain), in order."""
+    path = hosts_file(registry, hosts_dirs(hosts_dir))
+    if path is None:
+        return [_default_host(registry, plain_http)]
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"{path}: {e}") from None
+    except OSError as e:
+        raise InvalidArgument(f"{path}: {e.strerror or e}") from None
+    base = path.parent
+    out: list[RegistryHost] = []
+    hosts = doc.get("host") or {}
+    if not isinstance(hosts, dict):
+        raise InvalidArgument(f'{path}: [host."<url>"] must be tables')
+    for url, table in hosts.items():
+        if not isinstance(table, dict):
+            raise InvalidArgument(f"{path}: host {url!r} must be a table")
+        out.append(_host_from_table(url, table, base, path, registry, plain_http))
+    server = doc.get("server")
+    if server is not None:
+        if not isinstance(server, str):
+            raise InvalidArgument(f"{path}: server must be a URL")
+        top = {k: v for k, v in doc.items() if k not in ("host", "server")}
+        out.append(_host_from_table(server, top, base, path, registry, plain_http))
+    else:
+        default = _default_host(registry, plain_http)
+        # Top-level settings without a server apply to the registry's own endpoint.
+        top = {k: v for k, v in doc.items() if k != "host"}
+        if top:
+            url = f"{default.scheme}://{default.host}"
+            h = _host_from_table(url, top, base, path, registry, plain_http)
+            h.http_fallback = default.http_fallback and "skip_verify" not in top and "ca" not in top
+            out.append(h)
+        else:
+            out.append(default)
+    return out

@@ -1,0 +1,155 @@
+"""A thin wrapper around the OCI runtime's command line (runc, or crun which takes the same
+commands). State lives under ``<state>/runc/<namespace>``, as containerd keeps it under
+``/run/containerd/runc/<namespace>``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ctrstore.errdefs import FailedPrecondition, Internal, NotFound
+
+__all__ = ["Runc", "find_runtime"]
+
+
+def find_runtime(name: str) -> str:
+    """The runtime binary's path; a clear error naming what to install if it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        others = [r for r in ("runc", "crun") if r != name and shutil.which(r)]
+        hint = (
+            f' ({others[0]} is installed: set runtime = "{others[0]}" in config.toml)'
+            if others
+            else (" (install one: apt-get install runc)")
+        )
+        raise FailedPrecondition(f"OCI runtime {name!r} not found on PATH{hint}")
+    return path
+
+
+class Runc:
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def _run(self, *args: str, what: str) -> str:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        r = subprocess.run(self.cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            detail = msg[-1] if msg else f"exit status {r.returncode}"
+            if "does not exist" in detail or "not exist" in detail:
+                raise NotFound(f"{what}: {detail}")
+            raise Internal(f"{what}: {os.path.basename(self.binary)}: {detail}")
+        return r.stdout
+
+    def create(self, cid: str, bundle: Path, pid_file: Path, stdio: IO[bytes]) -> None:
+        """Create the container; its init process inherits ``stdio`` as stdout and stderr
+        (so must runc itself: a pipe would be held open by the container). runc's own error
+        is read back from the end of ``stdio``'s file."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        start = stdio.seek(0, os.SEEK_END)
+        r = subprocess.run(
+            self.cmd("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid),
+            stdin=subprocess.DEVNULL,
+            stdout=stdio,
+            stderr=stdio,
+        )
+        if r.returncode != 0:
+            with open(stdio.name, "rb") as f:
+                f.seek(start)
+                err = f.read().decode(errors="replace").strip().splitlines()
+            raise Internal(f"creating container {cid}: {err[-1] if err else f'exit status {r.returncode}'}")
+
+    def start(self, cid: str) -> None:
+        self._run("start", cid, what=f"starting container {cid}")
+
+    def state(self, cid: str) -> dict[str, Any] | None:
+        """runc's view of the container, or None if it has none (never created, or deleted)."""
+        try:
+            out = self._run("state", cid, what=f"state of container {cid}")
+        except (NotFound, Internal):
+            return None
+        doc: dict[str, Any] = json.loads(out)
+        return doc
+
+    def kill(self, cid: str, signal: str, *, all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), cid, signal]
+        try:
+            self._run(*args, what=f"signalling container {cid}")
+        except Internal as e:
+            if "not running" in str(e) or "container not running" in str(e):
+                raise FailedPrecondition(f"container {cid} is not running") from None
+            raise
+
+    def delete(self, cid: str, *, force: bool = False) -> None:
+        try:
+            self._run("delete", *(["--force"] if force else []), cid, what=f"deleting container {cid}")
+        except NotFound:
+            pass
+
+    def run_foreground(self, cid: str, bundle: Path) -> int:
+        """``runc run``: attached to our stdio (and a pty if the spec asks for one); signals
+        sent to us are forwarded by runc. Returns the container's exit status."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        proc = subprocess.Popen(self.cmd("run", "--bundle", str(bundle), cid))
+        return _wait_forwarding(proc)
+
+    def exec(
+        self,
+        cid: str,
+        args: Sequence[str],
+        *,
+        tty: bool,
+        env: Sequence[str],
+        cwd: str | None,
+        user: str | None,
+        detach: bool = False,
+    ) -> int:
+        flags: list[str] = []
+        if tty:
+            flags.append("--tty")
+        if detach:
+            flags.append("--detach")
+        for e in env:
+            flags += ["--env", e]
+        if cwd:
+            flags += ["--cwd", cwd]
+        if user:
+            flags += ["--user", user]
+        if self.state(cid) is None:
+            raise NotFound(f"container {cid} has no running task")
+        proc = subprocess.Popen(self.cmd("exec", *flags, cid, *args))
+        return _wait_forwarding(proc)
+
+
+def _wait_forwarding(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for a runtime child. SIGTERM and SIGHUP sent to us are passed on to it (runc
+    forwards them into the container); Ctrl-C already reaches it from the terminal, so here it
+    is only ignored."""
+    import signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
