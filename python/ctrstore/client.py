@@ -8,7 +8,7 @@ they must).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +19,8 @@ from ctrstore.config import Config, load
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import NotFound
 from ctrstore.images.platforms import Platform
+from ctrstore.images.pull import PullResult, Status
+from ctrstore.labels import DISTRIBUTION_SOURCE
 from ctrstore.metadata import (
     ContentStore,
     GCResult,
@@ -133,6 +135,69 @@ class Client:
             self._lease = None
             if not keep:
                 self.leases.delete(lease.id)
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: Platform | None = None,
+        all_platforms: bool = False,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+        plain_http: bool = False,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        max_concurrent_downloads: int = 3,
+        progress: Callable[[Status], None] | None = None,
+    ) -> PullResult:
+        """Pull ``ref`` from its registry into the store, unpack it, and name it (the
+        normalised reference, e.g. ``docker.io/library/redis:alpine``)."""
+        from ctrstore.images.pull import Puller
+        from ctrstore.remotes import Resolver, parse
+
+        reference = parse(ref)
+        report = progress or (lambda s: None)
+        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
+            report(Status(str(reference), "resolving"))
+            name, root = resolver.resolve(reference)
+            report(Status(str(reference), "resolved"))
+            puller = Puller(
+                self,
+                resolver.fetcher(reference),
+                source_labels={f"{DISTRIBUTION_SOURCE}{reference.domain}": reference.path},
+                max_concurrent_downloads=max_concurrent_downloads,
+                progress=report,
+            )
+            return puller.pull(
+                name,
+                root,
+                platform=platform,
+                all_platforms=all_platforms,
+                unpack=unpack,
+                snapshotter=snapshotter,
+            )
+
+    def push(
+        self,
+        name: str,
+        ref: str | None = None,
+        *,
+        plain_http: bool = False,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        progress: Callable[[Status], None] | None = None,
+    ) -> list[tuple[str, str]]:
+        """Push image ``name`` to ``ref`` (default: the name itself)."""
+        from ctrstore.images.push import push_image
+        from ctrstore.remotes import Resolver, parse
+
+        reference = parse(ref or name)
+        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
+            return push_image(
+                self,
+                name,
+                resolver.pusher(reference),
+                tag=reference.tag,
+                progress=progress or (lambda s: None),
+            )
 
     def unpack(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None

@@ -69,9 +69,20 @@ def cli(
 
 
 def _register() -> None:
-    from ctrstore.cli import config, containers, content, gc, images, leases, namespaces, plugins, snapshots
+    from ctrstore.cli import (
+        config,
+        containers,
+        content,
+        gc,
+        images,
+        leases,
+        namespaces,
+        plugins,
+        snapshots,
+        transfer,
+    )
 
-    for mod in (config, containers, content, gc, images, leases, namespaces, plugins, snapshots):
+    for mod in (config, containers, content, gc, images, leases, namespaces, plugins, snapshots, transfer):
         mod.register(cli)
 
 

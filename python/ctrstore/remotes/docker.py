@@ -153,11 +153,15 @@ class _Session:
                     retry=retry,
                 )
             except TLSError:
-                if not host.http_fallback or not url.startswith("https:"):
+                if not url.startswith("https:"):
                     raise
-                # A local registry speaking plain HTTP: containerd's HTTP fallback.
+                # A local registry speaking plain HTTP: containerd's HTTP fallback. Another
+                # thread may have switched the host already while this request was in flight.
                 with host._lock:
-                    host.scheme, host.http_fallback = "http", False
+                    if host.http_fallback:
+                        host.scheme, host.http_fallback = "http", False
+                    elif host.scheme != "http":
+                        raise
                 if target.startswith("https://"):
                     target = "http://" + target[len("https://") :]
                 continue

@@ -1,0 +1,81 @@
+"""Transfer progress as nerdctl shows it: one line per blob (``index-sha256:...``,
+``manifest-...``, ``config-...``, ``layer-...``) with its state and a bar, then ``elapsed`` and
+``total`` with the rate. On a terminal the lines redraw in place; otherwise (``plain``) a line
+is printed each time a blob changes state; ``quiet`` prints nothing."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Literal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from ctrstore.cli._common import human_size
+from ctrstore.images.pull import Status
+
+Mode = Literal["auto", "tty", "plain", "quiet"]
+_FINAL = {"done", "exists", "mounted", "unpacked", "resolved"}
+_BAR = 38
+
+
+class ProgressView:
+    def __init__(self, mode: Mode = "auto") -> None:
+        if mode == "auto":
+            mode = "tty" if sys.stdout.isatty() else "plain"
+        self.mode = mode
+        self.lines: dict[str, Status] = {}
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._console = Console(highlight=False)
+        self._live: Live | None = None
+
+    def __call__(self, s: Status) -> None:
+        with self._lock:
+            prev = self.lines.get(s.key)
+            self.lines[s.key] = s
+            if self.mode == "plain" and (prev is None or prev.state != s.state) and s.state != "downloading":
+                print(f"{s.key}: {s.state}", flush=True)
+            elif self.mode == "tty" and self._live is not None:
+                self._live.update(self._render())
+
+    def _bar(self, s: Status) -> str:
+        if s.state in _FINAL:
+            return "+" * _BAR
+        if s.total:
+            n = int(_BAR * min(s.offset, s.total) / s.total)
+            return "+" * n + "-" * (_BAR - n)
+        return "-" * _BAR
+
+    def _render(self) -> Group:
+        width = max((len(k) for k in self.lines), default=0) + 1
+        rows = [Text(f"{k + ':':<{width}} {s.state:<14} |{self._bar(s)}|") for k, s in self.lines.items()]
+        rows.append(Text(self._summary(width)))
+        return Group(*rows)
+
+    def _summary(self, width: int = 0) -> str:
+        elapsed = time.monotonic() - self.started
+        total = sum(s.total for k, s in self.lines.items() if s.state == "done" and "-sha256:" in k)
+        rate = total / elapsed if elapsed > 0 else 0
+        left = f"elapsed: {elapsed:.1f} s"
+        return f"{left:<{width + 16}} total: {human_size(total)} ({human_size(int(rate))}/s)"
+
+    def __enter__(self) -> ProgressView:
+        if self.mode == "tty":
+            self._live = Live(self._render(), console=self._console, refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(exc_type, exc, tb)
+            self._live = None
+        elif self.mode == "plain":
+            print(self._summary(), flush=True)
