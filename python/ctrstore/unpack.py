@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from ctrstore.images import mediatypes as mt
 from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
+from ctrstore.mount import Mount
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -129,68 +130,60 @@ class Unpacker:
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
     ) -> None:
-        first = todo[0]
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack") as pool:
-            futures: list[Future[str | None]] = [
-                pool.submit(
-                    self._apply_only, layer, blob_ready, on_layer, layer.parent if layer is first else ""
-                )
-                for layer in todo
-            ]
-        keys: list[str | None] = []
-        error: BaseException | None = None
-        for f in futures:
-            try:
-                keys.append(f.result())
-            except BaseException as e:
-                keys.append(None)
-                error = error or e
-        if error is not None:
-            for k in keys:
-                if k is not None:
-                    self._discard(k)
-            raise error
+        # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
+        # sequential unpack numbers them), apply on worker threads, commit in order.
+        prepared: list[tuple[Layer, str, list[Mount]]] = []
         try:
-            for layer, key in zip(todo, keys, strict=True):
-                if key is None:
-                    continue  # someone else unpacked it meanwhile
+            for layer in todo:
+                p = self._prepare(layer, layer.parent if layer is todo[0] else "")
+                if p is not None:
+                    prepared.append((layer, *p))
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack") as pool:
+                futures = [
+                    pool.submit(
+                        self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0]
+                    )
+                    for layer, _, mounts in prepared
+                ]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]  # type: ignore[misc]
+            for layer, key, _ in prepared:
                 self._commit(layer, key, parent=layer.parent)
                 on_layer(layer, "unpacked")
         except BaseException:
-            for k in keys:
-                if k is not None:
-                    self._discard(k)
+            for _, key, _ in prepared:
+                self._discard(key)
             raise
 
-    def _apply_only(
-        self,
-        layer: Layer,
-        blob_ready: Callable[[Layer], None],
-        on_layer: Callable[[Layer, str], None],
-        parent: str,
-    ) -> str | None:
-        """Prepare and apply without committing; returns the active key (None if it exists)."""
-        blob_ready(layer)
+    def _prepare(self, layer: Layer, parent: str) -> tuple[str, list[Mount]] | None:
+        """An active snapshot for ``layer``; None if another unpack made the layer meanwhile."""
         key = _key(layer.chain_id)
         try:
-            mounts = self.snapshots.prepare(key, parent, self._labels(layer))
+            return key, self.snapshots.prepare(key, parent, self._labels(layer))
         except AlreadyExists:
             if self._exists(layer.chain_id):
                 return None
             raise
-        try:
-            on_layer(layer, "extracting")
-            path = self.content.path(layer.desc.digest)
-            if parent or mounts[0].type != "bind":
-                stats = apply_to_mounts(mounts, path, tmp_dir=self.tmp_dir)
-            else:
-                # A parentless overlay snapshot: its bind source is the upper dir itself.
-                stats = apply_layer(mounts[0].source, path, whiteouts="overlay")
-            self._verify(layer, stats)
-        except BaseException:
-            self._discard(key)
-            raise
-        return key
+
+    def _apply(
+        self,
+        layer: Layer,
+        mounts: Sequence[Mount],
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        *,
+        parentless: bool,
+    ) -> None:
+        blob_ready(layer)
+        on_layer(layer, "extracting")
+        path = self.content.path(layer.desc.digest)
+        if parentless and mounts[0].type == "bind":
+            # A parentless overlay snapshot: its bind source is the upper dir itself.
+            stats = apply_layer(mounts[0].source, path, whiteouts="overlay")
+        else:
+            stats = apply_to_mounts(mounts, path, tmp_dir=self.tmp_dir)
+        self._verify(layer, stats)
 
     def _one(
         self,
@@ -200,11 +193,13 @@ class Unpacker:
         *,
         parent: str,
     ) -> None:
-        key = self._apply_only(layer, blob_ready, on_layer, parent)
-        if key is None:
+        p = self._prepare(layer, parent)
+        if p is None:
             on_layer(layer, "exists")
             return
+        key, mounts = p
         try:
+            self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
             self._commit(layer, key, parent=None)
         except BaseException:
             self._discard(key)

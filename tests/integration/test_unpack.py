@@ -81,9 +81,15 @@ def test_unpack_and_mount(client: Client, snapshotter: str, compression: str) ->
 
 
 def test_overlay_layers_live_in_numbered_dirs(client: Client) -> None:
-    client.unpack(image(client))
+    result = client.unpack(image(client))
     snaps = client.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
     assert sorted(p.name for p in snaps.iterdir()) == ["1", "2", "3"]
+    # Layers are numbered bottom-up even though they were applied in parallel, so a
+    # container's lowerdir reads 3:2:1 as in the seed.
+    [mount] = client.snapshotter().prepare("c", result.chain_id)
+    lower = next(o for o in mount.options if o.startswith("lowerdir="))
+    assert lower == "lowerdir=" + ":".join(str(snaps / n / "fs") for n in ("3", "2", "1"))
+    client.snapshotter().remove("c")
     assert (snaps / "1" / "fs" / "etc" / "passwd").is_file()
     assert (snaps / "2" / "fs" / "etc" / "hostname").read_bytes() == b"upper\n"
     # overlay whiteouts in the upper layer: a 0:0 char device, and the opaque xattr.
