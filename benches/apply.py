@@ -899,8 +899,9 @@ def render(image: Image, tools: list[Tool], rounds: int, fs_label: str, dropped:
                     f"- {t.compression}, {t.label}: {ratio:.2f}x {anchor.label.split(' =')[0]} "
                     f"({ok} the {target} target)"
                 )
+        label = t.label.replace("|", "\\|")  # a pipe would end the Markdown cell
         lines.append(
-            f"| {t.compression} | {t.label} | {min(t.times):.2f} | {m:.2f} | {max(t.times):.2f} "
+            f"| {t.compression} | {label} | {min(t.times):.2f} | {m:.2f} | {max(t.times):.2f} "
             f"| {statistics.median(t.synced):.2f} | {image.tar_bytes / m / MB:.0f} | {vs} | {goal} "
             f"| {m / med[id(floor)]:.2f} |"
         )
