@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from ctrstore import Client, Unauthenticated
+from ctrstore.images.archive import export_images
+from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.images.pull import Status
 from ctrstore.images.samples import busybox_image
+from ctrstore.mount import temp_mount
+from ctrstore.snapshots.testsuite import check_directory_equal
 from tests.integration.conftest import RegistryServer
+from tests.integration.test_unpack import BASE, TOP, UPPER
 
 pytestmark = pytest.mark.root
 
@@ -107,3 +114,32 @@ def test_cli_pull_shows_progress_lines(tmp_path: Path, registry: RegistryServer)
         check=True,
     ).stdout
     assert ls.split() == [ref]
+
+
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed (apt-get install umoci)")
+def test_pulled_tree_equals_umoci_unpack(client: Client, tmp_path: Path, registry: RegistryServer) -> None:
+    """Whiteouts, opaque dirs, hard links, symlinks, devices and xattrs survive push and pull:
+    the mounted image is exactly what umoci unpacks from the same image."""
+    src = Client(root=tmp_path / "src", state=tmp_path / "src-state")
+    ref = registry.ref("ctrstore/tree:1")
+    layers = [tar_from_entries(BASE), tar_from_entries(UPPER), tar_from_entries(TOP)]
+    build_image(src.content, src.images, ref, layers, ImageSpec())
+    src.push(ref)
+    tar = tmp_path / "layout.tar"
+    with open(tar, "wb") as f:
+        export_images(src.content, [src.images.get(ref)], f)
+    src.close()
+    layout = tmp_path / "layout"
+    with tarfile.open(tar) as tf:
+        tf.extractall(layout, filter="tar")
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:1", str(bundle)], check=True, capture_output=True
+    )
+
+    result = client.pull(ref)
+    assert result.unpacked is not None
+    sn = client.snapshotter()
+    with temp_mount(sn.view("cmp", result.unpacked.chain_id), client.root / "tmpmounts") as ours:
+        check_directory_equal(bundle / "rootfs", ours)
+    sn.remove("cmp")

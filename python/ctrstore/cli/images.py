@@ -14,13 +14,17 @@ from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
 
 
-@click.group("images")
-def images() -> None:
+@click.group("images", invoke_without_command=True)
+@click.pass_context
+def images(ctx: click.Context) -> None:
     """Images: names pointing at manifests or indexes in the content store.
 
     Pull, push, list, inspect, tag, remove, check, mount, import and export. Removing an
-    image leaves its blobs and snapshots to `ctrstore gc`.
+    image leaves its blobs and snapshots to `ctrstore gc`. Without a subcommand, lists
+    images (as `nerdctl images` does).
     """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(ls)
 
 
 def _size(st: State, img: Image) -> str:
@@ -191,5 +195,4 @@ def import_(st: State, archive: str) -> None:
 def register(cli: click.Group) -> None:
     cli.add_command(images)
     cli.add_command(images, "image")
-    cli.add_command(ls, "images-ls")
     cli.add_command(rm, "rmi")

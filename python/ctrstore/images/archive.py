@@ -2,7 +2,8 @@
 
 Export writes an OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) with
 one index entry per image, named by the ``org.opencontainers.image.ref.name`` and
-``io.containerd.image.name`` annotations, as ``ctr images export`` does.
+``io.containerd.image.name`` annotations, plus a ``manifest.json`` so that ``docker load``
+takes the same archive, as ``ctr images export`` does.
 
 Import reads either an OCI layout (names from those annotations) or a ``docker save`` archive
 (``manifest.json`` with ``Config``, ``Layers`` and ``RepoTags``; a Docker schema 2 manifest is
@@ -71,9 +72,31 @@ def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]
         add("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
         add("index.json", json.dumps(index).encode())
+        add("manifest.json", json.dumps(_docker_manifest(content, images)).encode())
         for digest in sorted(blobs):
             add(f"blobs/sha256/{digest.split(':', 1)[1]}", path=content.path(digest))
     return len(blobs)
+
+
+def _docker_manifest(content: ContentStore, images: Sequence[Image]) -> list[dict[str, Any]]:
+    """``docker save``'s manifest.json for the host platform's manifest of each image."""
+    from ctrstore.images import manifest_for
+
+    out = []
+    for img in images:
+        try:
+            _, manifest = manifest_for(content, img.target)
+        except NotFound:
+            continue
+        path = "blobs/sha256/{}".format
+        out.append(
+            {
+                "Config": path(manifest["config"]["digest"].split(":", 1)[1]),
+                "RepoTags": [img.name],
+                "Layers": [path(layer["digest"].split(":", 1)[1]) for layer in manifest.get("layers") or []],
+            }
+        )
+    return out
 
 
 def _members(tf: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
