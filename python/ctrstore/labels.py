@@ -7,7 +7,7 @@ empty string removes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ctrstore.errdefs import InvalidArgument
 
@@ -57,3 +57,27 @@ def apply_update(current: Mapping[str, str], changes: Mapping[str, str]) -> dict
         else:
             merged.pop(k, None)
     return validate(merged)
+
+
+def is_label_path(fieldpath: str) -> bool:
+    return fieldpath == "labels" or fieldpath.startswith("labels.")
+
+
+def update_by_fieldpaths(
+    current: Mapping[str, str], labels: Mapping[str, str], fieldpaths: Sequence[str], what: str
+) -> dict[str, str]:
+    """containerd's label update: no fieldpaths, or ``labels``, replaces them all with
+    ``labels``; ``labels.<key>`` sets (or, with an empty or missing value, removes) one key.
+    Any other fieldpath names a field that cannot change: InvalidArgument naming ``what``."""
+    if not fieldpaths:
+        return validate(labels)
+    new = dict(current)
+    for fp in fieldpaths:
+        if fp == "labels":
+            new = validate(labels)
+        elif fp.startswith("labels."):
+            key = fp[len("labels.") :]
+            new = apply_update(new, {key: labels.get(key, "")})
+        else:
+            raise InvalidArgument(f"cannot update {fp!r} of {what}: only labels")
+    return new

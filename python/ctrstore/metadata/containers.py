@@ -133,17 +133,17 @@ class ContainerStore:
             cur_c = self._get(cur, c.id)
             if cur_c is None:
                 raise NotFound(f"container {c.id!r} not found in namespace {self.namespace!r}")
+            fieldpaths = fieldpaths or ("labels", "spec", "image", "extensions")
             new = cur_c
-            for fp in fieldpaths or ("labels", "spec", "image", "extensions"):
-                if fp == "labels":
-                    new = replace(new, labels=labelutil.validate(c.labels))
-                elif fp.startswith("labels."):
-                    k = fp[len("labels.") :]
-                    new = replace(new, labels=labelutil.apply_update(new.labels, {k: c.labels.get(k, "")}))
-                elif fp in ("spec", "image", "extensions"):
+            for fp in fieldpaths:
+                if fp in ("spec", "image", "extensions"):
                     new = replace(new, **{fp: getattr(c, fp)})
-                else:
-                    raise InvalidArgument(f"cannot update {fp!r} of container {c.id!r}")
+            label_paths = [fp for fp in fieldpaths if fp not in ("spec", "image", "extensions")]
+            if label_paths:
+                labels = labelutil.update_by_fieldpaths(
+                    new.labels, c.labels, label_paths, f"container {c.id!r}"
+                )
+                new = replace(new, labels=labels)
             cur.execute(
                 "UPDATE containers SET image=?, spec=?, extensions=?, labels=?, updated_at=? "
                 "WHERE namespace=? AND id=?",

@@ -124,17 +124,9 @@ class ContentStore:
             row = self._row(cur, digest)
             if row is None:
                 raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
-            current = loads_labels(row[2])
-            if not fieldpaths or "labels" in fieldpaths:
-                new = labelutil.validate(labels)
-            else:
-                changes: dict[str, str] = {}
-                for fp in fieldpaths:
-                    if not fp.startswith("labels."):
-                        raise InvalidArgument(f"cannot update {fp!r} on content {digest}: only labels")
-                    key = fp[len("labels.") :]
-                    changes[key] = labels.get(key, "")
-                new = labelutil.apply_update(current, changes)
+            new = labelutil.update_by_fieldpaths(
+                loads_labels(row[2]), labels, fieldpaths, f"content {digest}"
+            )
             cur.execute(
                 "UPDATE content SET labels=?, updated_at=? WHERE namespace=? AND digest=?",
                 (dumps(new), timestamp(), self.namespace, digest),

@@ -23,14 +23,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ctrstore._sqlite import Database
 from ctrstore._timeutil import format_rfc3339, now
-from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound
 
 __all__ = ["DB", "SCHEMA_VERSION", "validate_identifier"]
 
@@ -153,20 +152,16 @@ class DB:
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._db = Database(self.path, "metadata database", timeout=timeout)
+            self._db.conn.execute("PRAGMA foreign_keys=ON")
+            self._db.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise FailedPrecondition(f"metadata database {self.path} is unusable: {e}") from None
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def _migrate(self) -> None:
         with self.write() as cur:
@@ -193,31 +188,13 @@ class DB:
         with self.read() as cur:
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 
-    @contextmanager
-    def _tx(self, begin: str) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(begin)
-            except sqlite3.OperationalError as e:
-                raise Unavailable(f"metadata database {self.path} is busy: {e}") from None
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
-            finally:
-                cur.close()
-
     def read(self) -> AbstractContextManager[sqlite3.Cursor]:
         """A read transaction (a consistent snapshot)."""
-        return self._tx("BEGIN DEFERRED")
+        return self._db.transaction(False)
 
     def write(self) -> AbstractContextManager[sqlite3.Cursor]:
         """A write transaction, taken at once so that writers queue instead of deadlocking."""
-        return self._tx("BEGIN IMMEDIATE")
+        return self._db.transaction(True)
 
     # -- namespaces, the one object every other table hangs off ----------------------------
     @staticmethod

@@ -131,23 +131,17 @@ class ImageStore:
             cur_img = self._get(cur, image.name)
             if cur_img is None:
                 raise NotFound(f"image {image.name!r} not found in namespace {self.namespace!r}")
+            fieldpaths = list(fieldpaths) or ["target", "labels"]
             new = cur_img
-            if not fieldpaths:
+            if "target" in fieldpaths:
                 _validate(image)
-                new = replace(cur_img, target=image.target, labels=labelutil.validate(image.labels))
-            for fp in fieldpaths:
-                if fp == "target":
-                    _validate(image)
-                    new = replace(new, target=image.target)
-                elif fp == "labels":
-                    new = replace(new, labels=labelutil.validate(image.labels))
-                elif fp.startswith("labels."):
-                    key = fp[len("labels.") :]
-                    new = replace(
-                        new, labels=labelutil.apply_update(new.labels, {key: image.labels.get(key, "")})
-                    )
-                else:
-                    raise InvalidArgument(f"cannot update {fp!r} on image {image.name!r}")
+                new = replace(new, target=image.target)
+            label_paths = [fp for fp in fieldpaths if fp != "target"]
+            if label_paths:
+                labels = labelutil.update_by_fieldpaths(
+                    new.labels, image.labels, label_paths, f"image {image.name!r}"
+                )
+                new = replace(new, labels=labels)
             t = new.target
             cur.execute(
                 "UPDATE images SET target_media_type=?, target_digest=?, target_size=?, "

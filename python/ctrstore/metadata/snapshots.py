@@ -176,20 +176,9 @@ class SnapshotStore:
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         with self.db.write() as cur:
             row = self._need(cur, info.name)
-            current = loads_labels(row[2])
-            new: dict[str, str] = {}
-            if not fieldpaths:
-                new = labelutil.validate(info.labels)
-            else:
-                new = dict(current)
-                for fp in fieldpaths:
-                    if fp == "labels":
-                        new = labelutil.validate(info.labels)
-                    elif fp.startswith("labels."):
-                        k = fp[len("labels.") :]
-                        new = labelutil.apply_update(new, {k: info.labels.get(k, "")})
-                    else:
-                        raise InvalidArgument(f"cannot update {fp!r} of snapshot {info.name!r}: only labels")
+            new = labelutil.update_by_fieldpaths(
+                loads_labels(row[2]), info.labels, fieldpaths, f"snapshot {info.name!r}"
+            )
             cur.execute(
                 "UPDATE snapshots SET labels=?, updated_at=? WHERE namespace=? AND snapshotter=? AND key=?",
                 (dumps(new), timestamp(), self.namespace, self.name, info.name),

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ctrstore import filters
 from ctrstore import labels as labelutil
+from ctrstore._sqlite import Database
 from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.snapshots import Info, Kind, Usage
 
 __all__ = ["MetaStore", "Snapshot"]
@@ -68,11 +68,9 @@ def _info(row: sqlite3.Row) -> Info:
 class MetaStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._db = Database(path, "snapshot metadata")
+            self._db.conn.row_factory = sqlite3.Row
             with self.transaction(True) as cur:
                 for stmt in _SCHEMA.split(";"):
                     cur.execute(stmt)
@@ -80,25 +78,10 @@ class MetaStore:
             raise FailedPrecondition(f"snapshot metadata {path} is unusable: {e}") from None
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
-    @contextmanager
-    def transaction(self, writable: bool) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE" if writable else "BEGIN DEFERRED")
-            except sqlite3.OperationalError as e:
-                raise Unavailable(f"snapshot metadata {self.path} is busy: {e}") from None
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
-            finally:
-                cur.close()
+    def transaction(self, writable: bool) -> AbstractContextManager[sqlite3.Cursor]:
+        return self._db.transaction(writable)
 
     # -- queries (call inside a transaction) -----------------------------------------------
     @staticmethod
@@ -115,6 +98,16 @@ class MetaStore:
     def get_snapshot(self, cur: sqlite3.Cursor, key: str) -> Snapshot:
         row = self._row(cur, key)
         return Snapshot(str(row["id"]), Kind(row["kind"]), self._parent_ids(cur, row["parent"]))
+
+    def _committed_parent(self, cur: sqlite3.Cursor, parent: str, child: str) -> sqlite3.Row:
+        """The row of ``parent``, which must exist and be committed to have ``child``."""
+        try:
+            prow = self._row(cur, parent)
+        except NotFound:
+            raise NotFound(f"parent snapshot {parent!r} of {child!r} does not exist") from None
+        if prow["kind"] != Kind.COMMITTED:
+            raise InvalidArgument(f"parent {parent!r} of {child!r} is not committed")
+        return prow
 
     def _parent_ids(self, cur: sqlite3.Cursor, parent: str) -> tuple[str, ...]:
         ids: list[str] = []
@@ -150,12 +143,7 @@ class MetaStore:
             raise AlreadyExists(f"snapshot {key!r} already exists")
         parent_ids: tuple[str, ...] = ()
         if parent:
-            try:
-                prow = self._row(cur, parent)
-            except NotFound:
-                raise NotFound(f"parent snapshot {parent!r} of {key!r} does not exist") from None
-            if prow["kind"] != Kind.COMMITTED:
-                raise InvalidArgument(f"parent {parent!r} of {key!r} is not committed")
+            prow = self._committed_parent(cur, parent, key)
             parent_ids = (str(prow["id"]), *self._parent_ids(cur, prow["parent"]))
         new_id = cur.execute("INSERT INTO sequence DEFAULT VALUES").lastrowid
         ts = format_rfc3339(now())
@@ -168,19 +156,9 @@ class MetaStore:
 
     def update(self, cur: sqlite3.Cursor, info: Info, fieldpaths: Sequence[str]) -> Info:
         row = self._row(cur, info.name)
-        current = json.loads(row["labels"])
-        if not fieldpaths:
-            new = labelutil.validate(info.labels)
-        else:
-            new = dict(current)
-            for fp in fieldpaths:
-                if fp == "labels":
-                    new = labelutil.validate(info.labels)
-                elif fp.startswith("labels."):
-                    k = fp[len("labels.") :]
-                    new = labelutil.apply_update(new, {k: info.labels.get(k, "")})
-                else:
-                    raise InvalidArgument(f"cannot update {fp!r} of snapshot {info.name!r}: only labels")
+        new = labelutil.update_by_fieldpaths(
+            json.loads(row["labels"]), info.labels, fieldpaths, f"snapshot {info.name!r}"
+        )
         cur.execute(
             "UPDATE snapshots SET labels=?, updated_at=? WHERE key=?",
             (json.dumps(new), format_rfc3339(now()), info.name),
@@ -222,12 +200,7 @@ class MetaStore:
                     f"snapshot {key!r} has parent {row['parent']!r}; it cannot be committed onto {parent!r}"
                 )
             if parent:
-                try:
-                    prow = self._row(cur, parent)
-                except NotFound:
-                    raise NotFound(f"parent snapshot {parent!r} of {name!r} does not exist") from None
-                if prow["kind"] != Kind.COMMITTED:
-                    raise InvalidArgument(f"parent {parent!r} of {name!r} is not committed")
+                self._committed_parent(cur, parent, name)
             new_parent = parent
         ts = format_rfc3339(now())
         cur.execute(
