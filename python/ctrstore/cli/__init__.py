@@ -52,16 +52,21 @@ def cli(
 ) -> None:
     """ctrstore: containerd's image and container storage, with no daemon.
 
-    Content lives in ROOT/io.containerd.content.v1.content (blobs/sha256/<hex>), references
-    in ROOT/io.containerd.metadata.v1.sqlite/meta.db. Every command opens the store itself;
-    several ctrstore processes can use one root at once.
+    Blobs live in ROOT/io.containerd.content.v1.content, references in
+    ROOT/io.containerd.metadata.v1.sqlite/meta.db, unpacked layers in
+    ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots/N, running containers under
+    STATE/io.containerd.runtime.v2.task. Every command opens the store itself; several
+    ctrstore processes can use one root at once.
 
     \b
     Start here:
-      ctrstore plugin ls                   what is available on this machine
-      echo hi | ctrstore content ingest r1  store a blob from stdin
-      ctrstore content ls                  list blobs in the namespace
-      ctrstore gc --dry-run                what garbage collection would remove
+      ctrstore pull 127.0.0.1:5000/app:1       fetch, verify and unpack an image
+      ctrstore run -d --name web IMAGE CMD...  run a container in the background
+      ctrstore exec web sh                     run a command in it
+      ctrstore ps -a; ctrstore rm -f web       list and remove containers
+      ctrstore snapshots tree                  the unpacked layers
+      ctrstore gc --dry-run                    what garbage collection would remove
+      ctrstore plugin ls                       what works on this machine
     """
     st = State(config_path, root, state, namespace)
     ctx.obj = st

@@ -52,6 +52,13 @@ BUSYBOX_APPLETS = (
     "tr",
     "sort",
     "top",
+    "tty",
+    "pwd",
+    "readlink",
+    "dirname",
+    "basename",
+    "seq",
+    "tee",
 )
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ctrstore.errdefs import FailedPrecondition, Internal, NotFound
+from ctrstore.errdefs import CtrstoreError, FailedPrecondition, Internal, NotFound
 
-__all__ = ["Runc", "find_runtime"]
+__all__ = ["Runc", "find_runtime", "runtime_error"]
 
 
 def find_runtime(name: str) -> str:
@@ -50,23 +50,47 @@ class Runc:
             raise Internal(f"{what}: {os.path.basename(self.binary)}: {detail}")
         return r.stdout
 
-    def create(self, cid: str, bundle: Path, pid_file: Path, stdio: IO[bytes]) -> None:
+    def create(
+        self,
+        cid: str,
+        bundle: Path,
+        pid_file: Path,
+        stdio: IO[bytes],
+        *,
+        console_socket: Path | None = None,
+    ) -> None:
         """Create the container; its init process inherits ``stdio`` as stdout and stderr
-        (so must runc itself: a pipe would be held open by the container). runc's own error
-        is read back from the end of ``stdio``'s file."""
+        (so must runc itself: a pipe would be held open by the container). runc logs to
+        ``<bundle>/log.json`` (as under containerd), so its own errors stay out of the
+        container's log; the error is read back from there. With ``console_socket`` (a
+        terminal), runc sends the pty master over that unix socket instead."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        start = stdio.seek(0, os.SEEK_END)
+        log_json = bundle / "log.json"
+        start = log_json.stat().st_size if log_json.exists() else 0
+        extra = ["--console-socket", str(console_socket)] if console_socket else []
         r = subprocess.run(
-            self.cmd("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid),
+            [
+                self.binary,
+                "--root",
+                str(self.root),
+                "--log",
+                str(log_json),
+                "--log-format",
+                "json",
+                "create",
+                "--bundle",
+                str(bundle),
+                "--pid-file",
+                str(pid_file),
+                *extra,
+                cid,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=stdio,
             stderr=stdio,
         )
         if r.returncode != 0:
-            with open(stdio.name, "rb") as f:
-                f.seek(start)
-                err = f.read().decode(errors="replace").strip().splitlines()
-            raise Internal(f"creating container {cid}: {err[-1] if err else f'exit status {r.returncode}'}")
+            raise runtime_error("create", _last_error(log_json, start) or f"exit status {r.returncode}")
 
     def start(self, cid: str) -> None:
         self._run("start", cid, what=f"starting container {cid}")
@@ -111,8 +135,10 @@ class Runc:
         env: Sequence[str],
         cwd: str | None,
         user: str | None,
+        additional_gids: Sequence[int] = (),
         detach: bool = False,
     ) -> int:
+        """``runc exec``; ``user`` is ``uid[:gid]`` (numbers: resolve names first)."""
         flags: list[str] = []
         if tty:
             flags.append("--tty")
@@ -124,10 +150,41 @@ class Runc:
             flags += ["--cwd", cwd]
         if user:
             flags += ["--user", user]
+        for g in additional_gids:
+            flags += ["--additional-gids", str(g)]
         if self.state(cid) is None:
             raise NotFound(f"container {cid} has no running task")
         proc = subprocess.Popen(self.cmd("exec", *flags, cid, *args))
         return _wait_forwarding(proc)
+
+
+def runtime_error(op: str, detail: str) -> CtrstoreError:
+    """An OCI runtime failure, as containerd reports it (kind "unknown"): ``OCI runtime
+    create failed: unable to start container process: exec: "/nope": ...``."""
+    detail = detail.removeprefix(f"runc {op} failed: ").removeprefix(f"crun {op} failed: ")
+    return CtrstoreError(f"OCI runtime {op} failed: {detail}")
+
+
+def _last_error(log_json: Path, offset: int) -> str:
+    """The last error runc logged (JSON lines, ``{"level": "error", "msg": ...}``) after
+    ``offset``."""
+    try:
+        with open(log_json, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    found = ""
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if line.strip():
+                found = line.strip()
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            found = str(entry.get("msg", ""))
+    return found
 
 
 def _wait_forwarding(proc: subprocess.Popen[bytes]) -> int:

@@ -5,19 +5,29 @@ makes itself the child subreaper, creates and starts the container with the OCI 
 container's stdout and stderr go to ``<bundle>/log``), tells its starter over a pipe whether
 that worked, then waits for the container's init process and records how it ended in
 ``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``.
+
+With a terminal (``process.terminal`` in the spec, ``run -d -t``) runc hands the pty master
+to the shim over a unix socket (``--console-socket``); the shim keeps it open for the
+container's life and copies what the container writes to ``<bundle>/log``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from ctrstore._timeutil import format_rfc3339, now
+from ctrstore.errdefs import CtrstoreError
 from ctrstore.runtime.runc import Runc
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -35,6 +45,41 @@ def write_exit(bundle: Path, status: int) -> None:
     tmp.rename(bundle / "exit.json")
 
 
+def _wants_terminal(bundle: Path) -> bool:
+    try:
+        spec = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(spec.get("process", {}).get("terminal"))
+
+
+def _receive_master(listener: socket.socket) -> int:
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    with conn:
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    if not fds:
+        raise OSError("the runtime sent no terminal over the console socket")
+    return fds[0]
+
+
+def _copy_terminal(master: int, log_path: Path) -> threading.Thread:
+    def copy() -> None:
+        with open(log_path, "ab", buffering=0) as log:
+            while True:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:  # EIO: every slave end is closed, the container is gone
+                    break
+                if not data:
+                    break
+                log.write(data)
+
+    t = threading.Thread(target=copy, daemon=True)
+    t.start()
+    return t
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctrstore-shim")
     p.add_argument("--runtime", required=True)
@@ -48,12 +93,29 @@ def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
     runc = Runc(a.runtime, Path(a.runtime_root))
+    master: int | None = None
+    copier: threading.Thread | None = None
     try:
         _subreaper()
         (bundle / "shim.pid").write_text(str(os.getpid()))
         (bundle / "exit.json").unlink(missing_ok=True)
-        with open(bundle / "log", "ab", buffering=0) as log:
-            runc.create(a.id, bundle, bundle / "init.pid", log)
+        (bundle / "init.pid").unlink(missing_ok=True)
+        if _wants_terminal(bundle):
+            # A short path: a unix socket's path must fit in 108 bytes, bundles may not.
+            sock_dir = Path(tempfile.mkdtemp(prefix="ctrstore-console-"))
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                    listener.bind(str(sock_dir / "sock"))
+                    listener.listen(1)
+                    with open(bundle / "log", "ab", buffering=0) as log:
+                        runc.create(a.id, bundle, bundle / "init.pid", log, console_socket=sock_dir / "sock")
+                    master = _receive_master(listener)
+            finally:
+                shutil.rmtree(sock_dir, ignore_errors=True)
+            copier = _copy_terminal(master, bundle / "log")
+        else:
+            with open(bundle / "log", "ab", buffering=0) as log:
+                runc.create(a.id, bundle, bundle / "init.pid", log)
         try:
             runc.start(a.id)
         except BaseException:
@@ -61,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         init_pid = int((bundle / "init.pid").read_text())
     except BaseException as e:
-        ready.write(f"error: {e}\n")
+        with contextlib.suppress(Exception):
+            runc.delete(a.id, force=True)
+        kind = e.kind if isinstance(e, CtrstoreError) else "internal"
+        ready.write(f"error {kind}\t{e}\n")
         ready.close()
         (bundle / "shim.pid").unlink(missing_ok=True)
         return 1
@@ -79,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             status = os.waitstatus_to_exitcode(wstatus)
             status = 128 - status if status < 0 else status
             break
+    if copier is not None:
+        copier.join(2)  # the rest of what the container wrote to its terminal
     write_exit(bundle, status)
     (bundle / "shim.pid").unlink(missing_ok=True)
     return 0
