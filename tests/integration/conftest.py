@@ -267,6 +267,8 @@ class TokenServer:
     cert: Path
     """The self-signed certificate of the signing key: the registry's ``rootcertbundle``."""
     kid: str
+    allow_post: bool = True
+    """False: answer POSTs 405, as token servers without OAuth2 support do (GET only)."""
     requests: list[TokenRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -408,6 +410,9 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
             grant_type=one("grant_type"),
             client_id=one("client_id"),
         )
+        if not self.server.tokens.allow_post:
+            self._reply(405, {"error": "method not allowed"}, req)
+            return
         if req.grant_type != "password":
             self._reply(400, {"error": "unsupported_grant_type"}, req)
             return

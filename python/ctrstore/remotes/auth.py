@@ -447,6 +447,12 @@ class Authorizer:
                 f"{host}: the registry refused the credentials of user {creds.username!r} "
                 f"from {creds.source or 'the credential store'} ({detail})"
             )
+        who = creds.username or "<identity token>"
+        if ch.error == "invalid_token":
+            raise Unauthenticated(
+                f"{host}: the registry rejected the token issued for {who!r} "
+                f"({ch.params.get('error_description') or ch.error}; {detail})"
+            )
         raise PermissionDenied(
             f"{host}: {creds.username or '<identity token>'!r} is not allowed {what}, "
             f"or the repository does not exist ({detail})"
