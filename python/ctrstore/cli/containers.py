@@ -8,13 +8,91 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from datetime import datetime
 
 import click
 
-from ctrstore.cli._common import State, ago, pass_state, table
+from ctrstore.cli._common import State, pass_state, table
+from ctrstore.errdefs import InvalidArgument, NotFound
+from ctrstore.runtime.containers import ContainerManager
 from ctrstore.runtime.spec import NetMode, SpecOptions, parse_mount, parse_volume
 
 _NETS = {"host": "host", "none": "none", "private": "private", "bridge": "private"}
+NAME_LABEL = "nerdctl/name"
+"""The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
+
+
+def _new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
+    """``--name NAME`` is also the container's id (containerd ids and names follow the same
+    rules); without it, a random 64-hex id and nerdctl's ``<image base name>-<id[:5]>``."""
+    if name:
+        return name, name
+    cid = secrets.token_hex(32)
+    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0] or "container"
+    return cid, f"{base}-{cid[:5]}"
+
+
+def _resolve(mgr: ContainerManager, ref: str) -> str:
+    """A container id from what a user types: the id, the name, or a unique id prefix."""
+    try:
+        return mgr.store.get(ref).id
+    except NotFound:
+        pass
+    all_ = mgr.store.list()
+    named = [c.id for c in all_ if c.labels.get(NAME_LABEL) == ref]
+    if len(named) == 1:
+        return named[0]
+    prefixed = [c.id for c in all_ if c.id.startswith(ref)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise InvalidArgument(f"{len(prefixed)} containers match {ref!r}: give more of the id")
+    raise NotFound(f"no such container: {ref}")
+
+
+def _human_duration(seconds: float) -> str:
+    """Docker's ``units.HumanDuration`` (``Less than a second``, ``About a minute``, ...)."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = round(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def _since(t: datetime | str | None) -> str:
+    from ctrstore._timeutil import now, parse_rfc3339
+
+    if t is None:
+        return ""
+    when = parse_rfc3339(t) if isinstance(t, str) else t
+    return _human_duration(max((now() - when).total_seconds(), 0)) + " ago"
+
+
+def _command(args: list[str]) -> str:
+    """nerdctl's COMMAND column: the args joined, cut to 20 characters with an ellipsis, quoted."""
+    cmd = " ".join(args)
+    if len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return json.dumps(cmd, ensure_ascii=False)
 
 
 def _expand_env(items: tuple[str, ...]) -> list[str]:
@@ -41,7 +119,7 @@ def _options(
     hostname: str | None,
 ) -> SpecOptions:
     if net not in _NETS:
-        raise click.BadParameter(f"{net!r}: use host or none", param_hint="--net")
+        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
     mode: NetMode = "host" if _NETS[net] == "host" else ("none" if net == "none" else "private")
     return SpecOptions(
         args=list(args),
@@ -71,7 +149,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
                 default="private",
                 show_default=True,
                 metavar="MODE",
-                help="host (the host's network) or none (a private namespace with loopback only).",
+                help="bridge or private (a new namespace, loopback only for now), host, or none.",
             ),
             click.option(
                 "--volume",
@@ -135,12 +213,12 @@ def run(
     """
     client = st.client()
     mgr = client.containers
-    cid = name or secrets.token_hex(32)
+    cid, cname = _new_id_and_name(name, image)
     opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
-    mgr.create(cid, image, opts, snapshotter=snapshotter)
+    mgr.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
     if detach:
         try:
-            mgr.start(cid)
+            mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None)
         except BaseException:
             mgr.delete(cid, force=True)
             raise
@@ -152,6 +230,16 @@ def run(
         if remove:
             mgr.delete(cid, force=True)
     sys.exit(status)
+
+
+def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
+    """The command the shim runs when a ``run -d --rm`` container exits."""
+    client = st.client()
+    argv = [sys.executable, "-m", "ctrstore"]
+    if client.config.source:
+        argv += ["--config", client.config.source]
+    argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", namespace]
+    return [*argv, "rm", "--force", cid]
 
 
 @click.command("create", context_settings={"allow_interspersed_args": False})
@@ -177,9 +265,9 @@ def create(
     command: tuple[str, ...],
 ) -> None:
     """Create a container from IMAGE without starting it; prints its id."""
-    cid = name or secrets.token_hex(32)
+    cid, cname = _new_id_and_name(name, image)
     opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
-    st.client().containers.create(cid, image, opts, snapshotter=snapshotter)
+    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
     click.echo(cid)
 
 
@@ -190,11 +278,12 @@ def create(
 def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
     """Start created (or stopped) containers."""
     mgr = st.client().containers
-    for cid in ids:
+    for ref in ids:
+        cid = _resolve(mgr, ref)
         if attach:
             sys.exit(mgr.run_attached(cid))
         mgr.start(cid)
-        click.echo(cid)
+        click.echo(ref)
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
@@ -219,8 +308,15 @@ def exec_(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND in a running container; exits with its status."""
-    status = st.client().containers.exec(
-        container, list(command), tty=tty, env=_expand_env(env), cwd=workdir, user=user, detach=detach
+    mgr = st.client().containers
+    status = mgr.exec(
+        _resolve(mgr, container),
+        list(command),
+        tty=tty,
+        env=_expand_env(env),
+        cwd=workdir,
+        user=user,
+        detach=detach,
     )
     sys.exit(status)
 
@@ -228,29 +324,35 @@ def exec_(
 @click.command("ps")
 @click.option("--all", "-a", "show_all", is_flag=True, help="Show stopped containers too.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not cut ids and commands short.")
 @pass_state
-def ps(st: State, show_all: bool, quiet: bool) -> None:
-    """List containers (running ones unless -a)."""
+def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
+    """List containers (running ones unless -a), newest first, as nerdctl ps does."""
     mgr = st.client().containers
     rows = []
-    for c in mgr.store.list():
+    containers = mgr.store.list()
+    containers.sort(key=lambda c: (c.created_at is not None, c.created_at), reverse=True)
+    for c in containers:
         s = mgr.status(c.id)
         if not show_all and s.status not in ("running", "paused"):
             continue
+        cid = c.id if no_trunc else c.id[:12]
         if quiet:
             click.echo(c.id)
             continue
-        args = " ".join(c.spec.get("process", {}).get("args", []))
-        if s.status == "stopped" and s.exit_status is not None:
-            status = f"Exited ({s.exit_status})"
+        args = [str(a) for a in c.spec.get("process", {}).get("args", [])]
+        if s.status == "stopped":
+            code = "?" if s.exit_status is None else s.exit_status
+            status = f"Exited ({code}) {_since(s.exited_at)}".rstrip()
+        elif s.status == "running":
+            status = "Up"
         else:
-            status = {"running": "Up", "created": "Created", "paused": "Paused"}.get(
-                s.status, s.status.capitalize()
-            )
-        created = ago(c.created_at) if c.created_at else "-"
-        rows.append([c.id[:12], c.image, json.dumps(args[:40]), created, status])
+            status = s.status.capitalize()
+        command = json.dumps(" ".join(args), ensure_ascii=False) if no_trunc else _command(args)
+        created = _since(c.created_at) or "-"
+        rows.append([cid, c.image, command, created, status, "", c.labels.get(NAME_LABEL, c.id)])
     if not quiet:
-        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
 
 
 @click.command("logs")
@@ -260,7 +362,8 @@ def ps(st: State, show_all: bool, quiet: bool) -> None:
 def logs(st: State, follow: bool, container: str) -> None:
     """Print what a detached container wrote to stdout and stderr."""
     out = sys.stdout.buffer
-    for chunk in st.client().containers.logs(container, follow=follow):
+    mgr = st.client().containers
+    for chunk in mgr.logs(_resolve(mgr, container), follow=follow):
         out.write(chunk)
         out.flush()
 
@@ -272,9 +375,9 @@ def logs(st: State, follow: bool, container: str) -> None:
 def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
     """Stop containers: SIGTERM, then SIGKILL after --time seconds."""
     mgr = st.client().containers
-    for cid in ids:
-        mgr.stop(cid, timeout)
-        click.echo(cid)
+    for ref in ids:
+        mgr.stop(_resolve(mgr, ref), timeout)
+        click.echo(ref)
 
 
 @click.command("kill")
@@ -284,9 +387,12 @@ def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
 def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
     """Send a signal to containers' processes."""
     mgr = st.client().containers
-    for cid in ids:
-        mgr.kill(cid, sig if sig.upper().startswith("SIG") or sig.isdigit() else f"SIG{sig.upper()}")
-        click.echo(cid)
+    name = sig.upper()
+    if not (name.startswith("SIG") or name.isdigit()):
+        name = f"SIG{name}"
+    for ref in ids:
+        mgr.kill(_resolve(mgr, ref), name)
+        click.echo(ref)
 
 
 @click.command("rm")
@@ -296,9 +402,9 @@ def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
 def rm(st: State, force: bool, ids: tuple[str, ...]) -> None:
     """Remove containers: their mount, bundle, snapshot and record."""
     mgr = st.client().containers
-    for cid in ids:
-        mgr.delete(cid, force=force)
-        click.echo(cid)
+    for ref in ids:
+        mgr.delete(_resolve(mgr, ref), force=force)
+        click.echo(ref)
 
 
 @click.command("inspect")
@@ -308,12 +414,14 @@ def inspect(st: State, ids: tuple[str, ...]) -> None:
     """Show containers' records and task status as JSON."""
     mgr = st.client().containers
     out = []
-    for cid in ids:
+    for ref in ids:
+        cid = _resolve(mgr, ref)
         c = mgr.store.get(cid)
         s = mgr.status(cid)
         out.append(
             {
                 "ID": c.id,
+                "Name": c.labels.get(NAME_LABEL, c.id),
                 "Image": c.image,
                 "Snapshotter": c.snapshotter,
                 "SnapshotKey": c.snapshot_key,
@@ -339,8 +447,8 @@ def inspect(st: State, ids: tuple[str, ...]) -> None:
 def wait(st: State, ids: tuple[str, ...]) -> None:
     """Wait for containers to stop; print their exit statuses."""
     mgr = st.client().containers
-    for cid in ids:
-        click.echo(mgr.wait(cid))
+    for ref in ids:
+        click.echo(mgr.wait(_resolve(mgr, ref)))
 
 
 @click.command("commit")
@@ -352,8 +460,12 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
     """Make IMAGE from a container: its image's layers plus one with the container's changes."""
     from ctrstore.runtime.commit import commit_container
 
+    client = st.client()
     img = commit_container(
-        st.client(), container, image, compression="zstd" if compression == "zstd" else "gzip"
+        client,
+        _resolve(client.containers, container),
+        image,
+        compression="zstd" if compression == "zstd" else "gzip",
     )
     click.echo(img.target.digest)
 

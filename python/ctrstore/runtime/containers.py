@@ -9,8 +9,9 @@ container's snapshot) and generates the OCI spec. Starting it runs the OCI runti
 container writes lands in its snapshot's ``fs``.
 
 Every step is undone if a later one fails: no mount, snapshot, bundle or record is left
-behind. After a reboot or a killed shim, the container shows as stopped and ``delete`` still
-cleans up.
+behind. After a reboot or a killed shim, the container shows as stopped (exit status 255)
+and ``delete`` still cleans up; ``start`` mounts the rootfs again (and makes the bundle again
+from the record if /run was emptied).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,9 @@ _RECORDERS = ("shim.pid", "attach.pid")
 @dataclass(frozen=True)
 class TaskStatus:
     status: str
-    """created, running, paused, stopped, or unknown (no task: never started, or lost)."""
+    """created (never started, or its start failed), running, paused, stopped, or unknown
+    (no bundle: /run was emptied by a reboot). A task whose shim died without recording an
+    exit status (killed, or a reboot) is stopped with 255, as containerd reports it."""
     pid: int = 0
     exit_status: int | None = None
     exited_at: str | None = None
@@ -110,7 +113,10 @@ class ContainerManager:
         sn = client.snapshotter(sn_name)
         with ExitStack() as undo:
             try:
-                mounts = (sn.view if opts.read_only else sn.prepare)(cid, unpacked.chain_id)
+                # Writable even for a read-only rootfs (nerdctl's --read-only; the spec's
+                # root.readonly has runc remount it read-only once the mount points for
+                # -v and the default mounts are made, which a view could not hold).
+                mounts = sn.prepare(cid, unpacked.chain_id)
             except AlreadyExists:
                 raise AlreadyExists(
                     f"container {cid}: a {sn_name} snapshot {cid!r} exists already (left over? "
@@ -181,10 +187,13 @@ class ContainerManager:
         return rootfs
 
     # -- tasks -----------------------------------------------------------------------------
-    def start(self, cid: str) -> TaskStatus:
+    def start(self, cid: str, *, on_exit: Sequence[str] | None = None) -> TaskStatus:
         """Start the container's process detached, under a shim; returns once it runs. If
         the runtime cannot start it (no such command, ...), the error is raised and the
-        container is left as it was: created, and removable."""
+        container is left as it was: created, and removable.
+
+        ``on_exit``: a command the shim runs once the process has exited and its status is
+        recorded (``run -d --rm`` removes the container so)."""
         c = self.store.get(cid)
         st = self.status(cid)
         if st.status in ("running", "paused"):
@@ -198,7 +207,7 @@ class ContainerManager:
         r, w = os.pipe()
         try:
             with open(os.devnull, "rb") as devnull, open(bundle / "shim.log", "ab") as shim_log:
-                subprocess.Popen(
+                launcher = subprocess.Popen(
                     [
                         sys.executable,
                         "-m",
@@ -213,6 +222,7 @@ class ContainerManager:
                         cid,
                         "--ready-fd",
                         str(w),
+                        *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
                     ],
                     stdin=devnull,
                     stdout=shim_log,
@@ -225,6 +235,7 @@ class ContainerManager:
             os.close(w)
         with os.fdopen(r) as ready:
             answer = ready.read().strip()
+        launcher.wait()  # the shim forked itself away; this reaps the process we started
         if answer != "ok":
             if not answer.startswith("error "):
                 tail = _tail(bundle / "shim.log")
@@ -270,16 +281,18 @@ class ContainerManager:
 
     def status(self, cid: str) -> TaskStatus:
         bundle = self.bundle(cid)
-        ex = _read_exit(bundle)
         state = self.runc().state(cid) if shutil.which(self.client.config.runtime) else None
         if state is not None:
             s = str(state.get("status", "unknown"))
             pid = int(state.get("pid", 0))
             if s != "stopped" and not (s == "running" and not _alive(pid)):
                 return TaskStatus(s, pid)
+        # The recorder writes exit.json, then removes its pid file: look at them in the
+        # other order, so that a recorder seen gone has left its exit.json to be read.
+        recorder = self._recorder_alive(cid)
+        ex = _read_exit(bundle)
         if ex is not None:
             return TaskStatus("stopped", 0, ex[0], ex[1])
-        recorder = self._recorder_alive(cid)
         if recorder:
             # Still starting the task, or about to record how it ended.
             return TaskStatus("stopped" if state is not None else "created")
@@ -293,6 +306,11 @@ class ContainerManager:
                 ex = _read_exit(bundle)
             return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None)
         return TaskStatus("created" if bundle.is_dir() else "unknown")
+
+    def _task_active(self, cid: str) -> bool:
+        """Running, or paused, or being started: more output may come."""
+        st = self.status(cid).status
+        return st in ("running", "paused") or (st == "created" and bool(self._recorder_alive(cid)))
 
     def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
         self.store.get(cid)
@@ -368,7 +386,7 @@ class ContainerManager:
                 if chunk:
                     yield chunk
                     continue
-                if not follow or self.status(cid).status not in ("running", "paused", "created"):
+                if not follow or not self._task_active(cid):
                     rest = f.read()
                     if rest:
                         yield rest

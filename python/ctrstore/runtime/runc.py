@@ -61,10 +61,11 @@ class Runc:
     ) -> None:
         """Create the container; its init process inherits ``stdio`` as stdout and stderr
         (so must runc itself: a pipe would be held open by the container). runc logs to
-        ``<bundle>/log.json`` (as under containerd), so its own errors stay out of the
-        container's log; the error is read back from there. With ``console_socket`` (a
-        terminal), runc sends the pty master over that unix socket instead."""
+        ``<bundle>/log.json`` (as under containerd) and the error is read back from there;
+        on failure ``stdio`` is cut back to where it was, dropping runc's copy of it. With
+        ``console_socket`` (a terminal), runc sends the pty master over that unix socket."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        log_start = stdio.seek(0, os.SEEK_END)
         log_json = bundle / "log.json"
         start = log_json.stat().st_size if log_json.exists() else 0
         extra = ["--console-socket", str(console_socket)] if console_socket else []
@@ -90,6 +91,8 @@ class Runc:
             stderr=stdio,
         )
         if r.returncode != 0:
+            # The process never ran: what was written is runc's error (also on its stderr).
+            os.ftruncate(stdio.fileno(), log_start)
             raise runtime_error("create", _last_error(log_json, start) or f"exit status {r.returncode}")
 
     def start(self, cid: str) -> None:

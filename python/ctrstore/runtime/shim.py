@@ -21,10 +21,12 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import IO
 
 from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.errdefs import CtrstoreError
@@ -80,6 +82,14 @@ def _copy_terminal(master: int, log_path: Path) -> threading.Thread:
     return t
 
 
+def _tell(ready: IO[str], answer: str) -> None:
+    with contextlib.suppress(OSError):
+        ready.write(answer)
+        ready.flush()
+    with contextlib.suppress(OSError):
+        ready.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctrstore-shim")
     p.add_argument("--runtime", required=True)
@@ -87,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", required=True)
     p.add_argument("--id", required=True)
     p.add_argument("--ready-fd", type=int, required=True)
+    p.add_argument("--on-exit", help="JSON list: a command to run after the exit is recorded")
     a = p.parse_args(argv)
+    # Daemonize: our starter reaps the parent at once, the shim is nobody's child to wait for
+    # (it is reparented to init, or to the nearest subreaper).
+    if os.fork() > 0:
+        os._exit(0)
     bundle = Path(a.bundle)
     ready = os.fdopen(a.ready_fd, "w")
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
@@ -126,12 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             runc.delete(a.id, force=True)
         kind = e.kind if isinstance(e, CtrstoreError) else "internal"
-        ready.write(f"error {kind}\t{e}\n")
-        ready.close()
+        _tell(ready, f"error {kind}\t{e}\n")
         (bundle / "shim.pid").unlink(missing_ok=True)
         return 1
-    ready.write("ok\n")
-    ready.close()
+    _tell(ready, "ok\n")  # (if our starter is gone, the container still runs: keep watching it)
     status = 255
     while True:
         try:
@@ -148,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         copier.join(2)  # the rest of what the container wrote to its terminal
     write_exit(bundle, status)
     (bundle / "shim.pid").unlink(missing_ok=True)
+    if a.on_exit:
+        # e.g. ``ctrstore rm`` for ``run -d --rm``; its output goes to our log (shim.log).
+        subprocess.run(json.loads(a.on_exit), stdin=subprocess.DEVNULL, check=False)
     return 0
 
 
