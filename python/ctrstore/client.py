@@ -65,7 +65,6 @@ class Client:
     ) -> None:
         import ctrstore.plugins.builtins as builtins
 
-        builtins.load_external()
         if isinstance(config, Config):
             cfg = config
             if root is not None:
@@ -77,6 +76,8 @@ class Client:
                 config, root=None if root is None else str(root), state=None if state is None else str(state)
             )
         self.config = cfg
+        if cfg.external_plugins:
+            builtins.load_external()
         self.namespace = validate_identifier(
             "namespace", namespace or os.environ.get("CTRSTORE_NAMESPACE") or DEFAULT_NAMESPACE
         )

@@ -41,6 +41,8 @@ class Config:
     """The snapshotter unpack, run and ``snapshots`` commands use unless told otherwise."""
     runtime: str = DEFAULT_RUNTIME
     """The OCI runtime binary that runs containers (runc or crun), looked up on PATH."""
+    external_plugins: bool = False
+    """Load plugins advertised by installed packages under the ``ctrstore.plugins`` entry points."""
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
     """The file this config was read from, if any (not written back)."""
@@ -55,6 +57,7 @@ class Config:
             "disabled_plugins": list(self.disabled_plugins),
             "snapshotter": self.snapshotter,
             "runtime": self.runtime,
+            "external_plugins": self.external_plugins,
         }
         tables: dict[str, dict[str, Any]] = {}
         for r in reg if reg is not None else registry:
@@ -69,7 +72,16 @@ class Config:
         return tomli_w.dumps(doc)
 
 
-_TOP_KEYS = {"version", "root", "state", "disabled_plugins", "snapshotter", "runtime", "plugins"}
+_TOP_KEYS = {
+    "version",
+    "root",
+    "state",
+    "disabled_plugins",
+    "snapshotter",
+    "runtime",
+    "external_plugins",
+    "plugins",
+}
 
 
 def parse(text: str, source: str = "<string>") -> Config:
@@ -90,6 +102,10 @@ def parse(text: str, source: str = "<string>") -> Config:
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"config {source}: {key} must be a non-empty string")
             setattr(cfg, key, value)
+    external = raw.get("external_plugins", False)
+    if not isinstance(external, bool):
+        raise InvalidArgument(f"config {source}: external_plugins must be true or false")
+    cfg.external_plugins = external
     disabled = raw.get("disabled_plugins", [])
     if not isinstance(disabled, list) or not all(isinstance(x, str) for x in disabled):
         raise InvalidArgument(f"config {source}: disabled_plugins must be a list of plugin names")

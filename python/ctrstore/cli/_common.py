@@ -6,19 +6,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from ctrstore.client import Client
 from ctrstore.config import Config, load
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 @dataclass
@@ -79,6 +75,15 @@ def labels_text(labels: dict[str, str]) -> str:
 
 def progress(enabled: bool | None = None) -> Progress:
     """A transfer progress bar on stderr; shown only when stderr is a terminal."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     show = sys.stderr.isatty() if enabled is None else enabled
     return Progress(
         TextColumn("{task.description}"),

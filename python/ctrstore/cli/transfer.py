@@ -5,12 +5,15 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from ctrstore.cli._common import State, pass_state
-from ctrstore.cli._progress import Mode, ProgressView
 from ctrstore.images.platforms import Platform
+
+if TYPE_CHECKING:
+    from ctrstore.cli._progress import ProgressView
 
 _registry_options = [
     click.option(
@@ -30,8 +33,10 @@ def _with_registry_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
-def _mode(quiet: bool, plain: bool) -> Mode:
-    return "quiet" if quiet else ("plain" if plain else "auto")
+def _view(quiet: bool, plain: bool) -> ProgressView:
+    from ctrstore.cli._progress import ProgressView
+
+    return ProgressView("quiet" if quiet else ("plain" if plain else "auto"))
 
 
 @click.command("pull")
@@ -64,7 +69,7 @@ def pull(
     pull of the same image fetches nothing.
     """
     client = st.client()
-    with ProgressView(_mode(quiet, plain)) as view:
+    with _view(quiet, plain) as view:
         result = client.pull(
             ref,
             platform=Platform.parse(platform) if platform else None,
@@ -93,7 +98,7 @@ def push(
     st: State, plain_http: bool, hosts_dir: str | None, quiet: bool, plain: bool, name: str, ref: str | None
 ) -> None:
     """Push image NAME to its registry (or to REF): blobs first, then manifests, then the tag."""
-    with ProgressView(_mode(quiet, plain)) as view:
+    with _view(quiet, plain) as view:
         st.client().push(name, ref, plain_http=plain_http, hosts_dir=hosts_dir, progress=view)
 
 

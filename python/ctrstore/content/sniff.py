@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 
-import magic
-
 
 def describe(path: str | os.PathLike[str]) -> tuple[str, str]:
     """``(mime type, description)`` of a file, e.g. ``("application/gzip", "gzip compressed data, ...")``."""
+    import magic  # loads libmagic: only when asked
+
     p = os.fspath(path)
     return magic.from_file(p, mime=True), magic.from_file(p)
