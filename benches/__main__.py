@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benches import apply, sha256
+from benches import apply, sha256, suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="bench", required=True)
     sha256.add_parser(sub)
     apply.add_parser(sub)
+    suite.add_parser(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
