@@ -19,7 +19,6 @@ from ctrstore.config import Config, load
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import NotFound
 from ctrstore.images.platforms import Platform
-from ctrstore.images.pull import PullResult, Status
 from ctrstore.labels import DISTRIBUTION_SOURCE
 from ctrstore.metadata import (
     ContentStore,
@@ -33,10 +32,11 @@ from ctrstore.metadata import (
 )
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.plugin import METADATA, PluginSet
-from ctrstore.unpack import UnpackResult
 
 if TYPE_CHECKING:
+    from ctrstore.images.pull import PullResult, Status
     from ctrstore.runtime.containers import ContainerManager
+    from ctrstore.unpack import UnpackResult
 
 __all__ = ["DEFAULT_NAMESPACE", "Client"]
 
@@ -152,7 +152,7 @@ class Client:
     ) -> PullResult:
         """Pull ``ref`` from its registry into the store, unpack it, and name it (the
         normalised reference, e.g. ``docker.io/library/redis:alpine``)."""
-        from ctrstore.images.pull import Puller
+        from ctrstore.images.pull import Puller, Status
         from ctrstore.remotes import Resolver, parse
 
         reference = parse(ref)

@@ -6,6 +6,7 @@ Each noun has its own module (``content.py``, ``namespaces.py``, ...), as contai
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -17,7 +18,20 @@ from ctrstore.errdefs import CtrstoreError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        cmd = getattr(importlib.import_module(where[0]), where[1])
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.option(
     "--config",
     "-c",
@@ -73,25 +87,44 @@ def cli(
     ctx.call_on_close(st.close)
 
 
-def _register() -> None:
-    from ctrstore.cli import (
-        config,
-        containers,
-        content,
-        gc,
-        images,
-        leases,
-        namespaces,
-        plugins,
-        snapshots,
-        transfer,
-    )
-
-    for mod in (config, containers, content, gc, images, leases, namespaces, plugins, snapshots, transfer):
-        mod.register(cli)
+def _lazy(module: str, attr: str) -> tuple[str, str]:
+    return (f"ctrstore.cli.{module}", attr)
 
 
-_register()
+# Command name -> where it is defined. Modules are imported only for the command that runs,
+# which keeps start-up short (``--help`` imports them all, to show each one's summary).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "commit": _lazy("containers", "commit"),
+    "config": _lazy("config", "config"),
+    "containers": _lazy("containers", "containers"),
+    "content": _lazy("content", "content"),
+    "create": _lazy("containers", "create"),
+    "exec": _lazy("containers", "exec_"),
+    "gc": _lazy("gc", "gc"),
+    "image": _lazy("images", "images"),
+    "images": _lazy("images", "images"),
+    "inspect": _lazy("containers", "inspect"),
+    "kill": _lazy("containers", "kill"),
+    "leases": _lazy("leases", "leases"),
+    "login": _lazy("transfer", "login"),
+    "logout": _lazy("transfer", "logout"),
+    "logs": _lazy("containers", "logs"),
+    "namespaces": _lazy("namespaces", "namespaces"),
+    "ns": _lazy("namespaces", "namespaces"),
+    "plugin": _lazy("plugins", "plugin"),
+    "plugins": _lazy("plugins", "plugin"),
+    "ps": _lazy("containers", "ps"),
+    "pull": _lazy("transfer", "pull"),
+    "push": _lazy("transfer", "push"),
+    "rm": _lazy("containers", "rm"),
+    "rmi": _lazy("images", "rm"),
+    "run": _lazy("containers", "run"),
+    "snapshot": _lazy("snapshots", "snapshots"),
+    "snapshots": _lazy("snapshots", "snapshots"),
+    "start": _lazy("containers", "start"),
+    "stop": _lazy("containers", "stop"),
+    "wait": _lazy("containers", "wait"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,14 +9,14 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import Literal
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, Literal
 
 from ctrstore.cli._common import human_size
 from ctrstore.images.pull import Status
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.live import Live
 
 Mode = Literal["auto", "tty", "plain", "quiet"]
 _FINAL = {"done", "exists", "mounted", "unpacked", "resolved"}
@@ -31,7 +31,6 @@ class ProgressView:
         self.lines: dict[str, Status] = {}
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._console = Console(highlight=False)
         self._live: Live | None = None
 
     def __call__(self, s: Status) -> None:
@@ -52,6 +51,9 @@ class ProgressView:
         return "-" * _BAR
 
     def _render(self) -> Group:
+        from rich.console import Group
+        from rich.text import Text
+
         width = max((len(k) for k in self.lines), default=0) + 1
         rows = [Text(f"{k + ':':<{width}} {s.state:<14} |{self._bar(s)}|") for k, s in self.lines.items()]
         rows.append(Text(self._summary(width)))
@@ -66,7 +68,13 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self.mode == "tty":
-            self._live = Live(self._render(), console=self._console, refresh_per_second=8, transient=False)
+            # rich is loaded only for the live display: plain and quiet runs start faster.
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(
+                self._render(), console=Console(highlight=False), refresh_per_second=8, transient=False
+            )
             self._live.__enter__()
         return self
 

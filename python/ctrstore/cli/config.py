@@ -25,7 +25,3 @@ def default() -> None:
 def dump(st: State) -> None:
     """Print the effective config: file, environment and flags merged over the defaults."""
     click.echo(st.config().to_toml(), nl=False)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(config)

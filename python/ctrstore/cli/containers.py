@@ -225,10 +225,13 @@ def run(
         click.echo(cid)
         return
     try:
-        status = mgr.run_attached(cid)
-    finally:
+        status = mgr.run_attached(cid, fresh=True)
+    except BaseException:
         if remove:
             mgr.delete(cid, force=True)
+        raise
+    if remove:  # `runc run` deleted its task when the process exited
+        mgr.delete(cid, force=True, task_gone=True)
     sys.exit(status)
 
 
@@ -470,11 +473,7 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
     click.echo(img.target.digest)
 
 
-def register(cli: click.Group) -> None:
-    for cmd in (run, create, start, exec_, ps, logs, stop, kill, rm, inspect, wait, commit):
-        cli.add_command(cmd)
-    containers = click.Group("containers", help="Containers (the same commands as at the top level).")
-    for cmd in (create, ps, rm, inspect):
-        containers.add_command(cmd)
-    containers.add_command(ps, "ls")
-    cli.add_command(containers)
+containers = click.Group("containers", help="Containers (the same commands as at the top level).")
+for _cmd in (create, ps, rm, inspect):
+    containers.add_command(_cmd)
+containers.add_command(ps, "ls")

@@ -179,7 +179,3 @@ def label(st: State, digest: str, labels: tuple[str, ...]) -> None:
     store = st.client().content
     i = store.set_labels(digest, parse_assignments(labels)) if labels else store.info(digest)
     click.echo(labels_text(i.labels))
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(content)

@@ -31,7 +31,3 @@ def gc(st: State, dry_run: bool) -> None:
             click.echo(f"{verb} snapshot {sn}/{k}")
     if result.empty:
         click.echo("nothing to remove")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(gc)

@@ -192,7 +192,11 @@ def import_(st: State, archive: str) -> None:
             click.echo(f"{img.name}  {img.target.digest}")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(images)
-    cli.add_command(images, "image")
-    cli.add_command(rm, "rmi")
+def _add_transfer_commands() -> None:
+    from ctrstore.cli.transfer import pull, push
+
+    images.add_command(pull)
+    images.add_command(push)
+
+
+_add_transfer_commands()

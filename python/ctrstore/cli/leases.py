@@ -67,7 +67,3 @@ def rm(st: State, ids: tuple[str, ...]) -> None:
 def resources(st: State, lease_id: str) -> None:
     """List what a lease holds."""
     table(["TYPE", "ID"], [[r.type, r.id] for r in st.client().leases.resources(lease_id)])
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(leases)

@@ -57,8 +57,3 @@ def rm(st: State, names: tuple[str, ...]) -> None:
     for name in names:
         store.delete(name)
         click.echo(name)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(namespaces)
-    cli.add_command(namespaces, "ns")

@@ -27,8 +27,3 @@ def ls(st: State, detailed: bool) -> None:
         rows.append(row)
     headers = ["TYPE", "ID", "PLATFORMS", "STATUS"]
     table([*headers, "ROOT"] if detailed else headers, rows)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(plugin)
-    cli.add_command(plugin, "plugins")

@@ -184,8 +184,3 @@ def apply(st: State, key: str, layer: str) -> None:
         f"({stats.compression}, {human_size(stats.compressed_bytes)})",
         err=True,
     )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(snapshots)
-    cli.add_command(snapshots, "snapshot")

@@ -135,12 +135,3 @@ def logout(server: str) -> None:
 
     do_logout(server)
     click.echo(f"Removed login credentials for {server}")
-
-
-def register(cli: click.Group) -> None:
-    for cmd in (pull, push, login, logout):
-        cli.add_command(cmd)
-    images = cli.commands["images"]
-    assert isinstance(images, click.Group)
-    images.add_command(pull)
-    images.add_command(push)
