@@ -9,6 +9,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -186,25 +187,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def run(
-    st: State,
-    detach: bool,
-    remove: bool,
-    name: str | None,
-    env: tuple[str, ...],
-    workdir: str | None,
-    user: str | None,
-    net: str,
-    volumes: tuple[str, ...],
-    mounts: tuple[str, ...],
-    tty: bool,
-    interactive: bool,
-    read_only: bool,
-    hostname: str | None,
-    snapshotter: str | None,
-    image: str,
-    command: tuple[str, ...],
-) -> None:
+def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
     """Run COMMAND in a new container from IMAGE (pulled or imported before).
 
     The container's root file system is an overlay of the image's layers with a new writable
@@ -213,9 +196,7 @@ def run(
     """
     client = st.client()
     mgr = client.containers
-    cid, cname = _new_id_and_name(name, image)
-    opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
-    mgr.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
+    cid = _create(st, **create_args)
     if detach:
         try:
             mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None)
@@ -250,8 +231,14 @@ def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def create(
+def create(st: State, /, **create_args: Any) -> None:
+    """Create a container from IMAGE without starting it; prints its id."""
+    click.echo(_create(st, **create_args))
+
+
+def _create(
     st: State,
+    *,
     name: str | None,
     env: tuple[str, ...],
     workdir: str | None,
@@ -266,12 +253,13 @@ def create(
     snapshotter: str | None,
     image: str,
     command: tuple[str, ...],
-) -> None:
-    """Create a container from IMAGE without starting it; prints its id."""
+) -> str:
+    """What ``run`` and ``create`` share: the options of _container_options, made into a
+    container; returns its id."""
     cid, cname = _new_id_and_name(name, image)
     opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
     st.client().containers.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
-    click.echo(cid)
+    return cid
 
 
 @click.command("start")
