@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from benches.sha256 import by_hashlib
 from ctrstore.archive import ApplyStats, apply_layer
 
 RESULTS = Path(__file__).parent / "results"
@@ -358,16 +359,6 @@ def build_image(spec: ImageSpec, directory: Path) -> Image:
     manifest.write_text(json.dumps(doc))
     print(f"built in {time.perf_counter() - t0:.1f} s", flush=True)
     return Image(layers, deleted, opaque, modified, gz_name)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(1 << 20)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return "sha256:" + h.hexdigest()
 
 
 def read_all(path: Path) -> None:
@@ -764,7 +755,7 @@ def run(args: argparse.Namespace) -> int:
             cache.mkdir(parents=True, exist_ok=True)
             image = build_image(FULL, cache / f"apply-{FULL.name}-v{IMAGE_VERSION}")
         for layer in image.layers:  # hashes the plain tars and warms the page cache
-            layer.diff_id = sha256_of(layer.tar)
+            layer.diff_id = by_hashlib(layer.tar)
             read_all(layer.gz)
             read_all(layer.zst)
         print(image_stats(image), flush=True)

@@ -13,12 +13,13 @@ from ctrstore import Client
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="needs root (mounts, chown, device nodes); run the suite as root")
+    """Tests marked ``root`` need mounts, chown and device nodes: skipped unless we are root."""
+    needs_root = pytest.mark.skipif(
+        os.geteuid() != 0, reason="needs root (mounts, chown, device nodes); run the suite as root"
+    )
     for item in items:
         if "root" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(needs_root)
 
 
 @pytest.fixture

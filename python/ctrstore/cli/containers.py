@@ -107,34 +107,6 @@ def _expand_env(items: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _options(
-    args: tuple[str, ...],
-    env: tuple[str, ...],
-    workdir: str | None,
-    user: str | None,
-    net: str,
-    volumes: tuple[str, ...],
-    mounts: tuple[str, ...],
-    tty: bool,
-    read_only: bool,
-    hostname: str | None,
-) -> SpecOptions:
-    if net not in _NETS:
-        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
-    mode: NetMode = "host" if _NETS[net] == "host" else ("none" if net == "none" else "private")
-    return SpecOptions(
-        args=list(args),
-        env=_expand_env(env),
-        cwd=workdir,
-        user=user,
-        hostname=hostname,
-        tty=tty,
-        read_only=read_only,
-        net=mode,
-        mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
-    )
-
-
 def _container_options(f: Callable[..., None]) -> Callable[..., None]:
     for opt in reversed(
         [
@@ -256,8 +228,21 @@ def _create(
 ) -> str:
     """What ``run`` and ``create`` share: the options of _container_options, made into a
     container; returns its id."""
+    if net not in _NETS:
+        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
+    mode: NetMode = "host" if _NETS[net] == "host" else ("none" if net == "none" else "private")
+    opts = SpecOptions(
+        args=list(command),
+        env=_expand_env(env),
+        cwd=workdir,
+        user=user,
+        hostname=hostname,
+        tty=tty,
+        read_only=read_only,
+        net=mode,
+        mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
+    )
     cid, cname = _new_id_and_name(name, image)
-    opts = _options(command, env, workdir, user, net, volumes, mounts, tty, read_only, hostname)
     st.client().containers.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
     return cid
 
