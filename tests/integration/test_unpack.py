@@ -118,16 +118,16 @@ def test_diff_id_mismatch_commits_nothing(client: Client) -> None:
 
     from ctrstore.content import Descriptor
     from ctrstore.images import manifest_for, read_json
-    from ctrstore.images.build import _json, _store
+    from ctrstore.images.build import canonical_json, store_blob
     from ctrstore.images.mediatypes import OCI_CONFIG, OCI_MANIFEST
     from ctrstore.metadata.images import Image
 
     _, manifest = manifest_for(client.content, client.images.get(name).target)
     cfg = read_json(client.content, Descriptor.from_json(manifest["config"]))
     cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
-    bad_cfg = _store(client.content, _json(cfg), OCI_CONFIG)
+    bad_cfg = store_blob(client.content, canonical_json(cfg), OCI_CONFIG)
     manifest["config"] = bad_cfg.to_json()
-    bad_manifest = _store(client.content, json.dumps(manifest).encode(), OCI_MANIFEST)
+    bad_manifest = store_blob(client.content, json.dumps(manifest).encode(), OCI_MANIFEST)
     client.images.create(Image("bad:1", bad_manifest))
     with pytest.raises(FailedPrecondition, match=r"diff_ids\[1\]"):
         client.unpack("bad:1")

@@ -28,7 +28,16 @@ from ctrstore.images.platforms import Platform, host
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.images import Image, ImageStore
 
-__all__ = ["Entry", "ImageSpec", "build_image", "compress", "tar_from_dir", "tar_from_entries"]
+__all__ = [
+    "Entry",
+    "ImageSpec",
+    "build_image",
+    "canonical_json",
+    "compress",
+    "store_blob",
+    "tar_from_dir",
+    "tar_from_entries",
+]
 
 Compression = Literal["gzip", "zstd", "none"]
 EPOCH = 0
@@ -157,9 +166,11 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _store(
+def store_blob(
     content: ContentStore, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
 ) -> Descriptor:
+    """Store ``data`` (verified, under containerd's ref for its type) and label it; a blob the
+    namespace already holds only gets the labels. Returns its descriptor."""
     d = _digest(data)
     ref = f"{mt.ref_prefix(media_type)}-{d}"
     try:
@@ -171,7 +182,8 @@ def _store(
     return Descriptor(media_type, d, len(data))
 
 
-def _json(doc: Mapping[str, Any]) -> bytes:
+def canonical_json(doc: Mapping[str, Any]) -> bytes:
+    """Compact JSON with sorted keys, so the same document always has the same digest."""
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -197,7 +209,7 @@ def build_image(
         blob, media_type = compress(tar, compression, oci=oci)
         diff_id = _digest(tar)
         diff_ids.append(diff_id)
-        layer_descs.append(_store(content, blob, media_type, {"containerd.io/uncompressed": diff_id}))
+        layer_descs.append(store_blob(content, blob, media_type, {"containerd.io/uncompressed": diff_id}))
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,
@@ -219,7 +231,7 @@ def build_image(
     }
     if spec.platform.variant:
         cfg["variant"] = spec.platform.variant
-    config = _store(content, _json(cfg), mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG)
+    config = store_blob(content, canonical_json(cfg), mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG)
     manifest_doc = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST,
@@ -227,9 +239,9 @@ def build_image(
         "layers": [d.to_json() for d in layer_descs],
     }
     m_type = mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST
-    manifest = _store(
+    manifest = store_blob(
         content,
-        _json(manifest_doc),
+        canonical_json(manifest_doc),
         m_type,
         gc_child_labels(Descriptor(m_type, "", 0), [config, *layer_descs]),
     )
@@ -241,8 +253,8 @@ def build_image(
         m_entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, platform=plat)
         i_type = mt.OCI_INDEX if oci else mt.DOCKER_MANIFEST_LIST
         index_doc = {"schemaVersion": 2, "mediaType": i_type, "manifests": [m_entry.to_json()]}
-        target = _store(
-            content, _json(index_doc), i_type, gc_child_labels(Descriptor(i_type, "", 0), [m_entry])
+        target = store_blob(
+            content, canonical_json(index_doc), i_type, gc_child_labels(Descriptor(i_type, "", 0), [m_entry])
         )
     image = Image(name, target)
     if images is None:

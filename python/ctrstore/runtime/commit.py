@@ -21,7 +21,7 @@ from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists
 from ctrstore.images import gc_child_labels, manifest_for, read_json
 from ctrstore.images import mediatypes as mt
-from ctrstore.images.build import _json, _store, compress
+from ctrstore.images.build import canonical_json, compress, store_blob
 from ctrstore.metadata.images import Image
 from ctrstore.mount import temp_mount
 
@@ -169,14 +169,14 @@ def commit_container(
         diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
         oci = mdesc.media_type == mt.OCI_MANIFEST
         blob, layer_type = compress(tar, compression, oci=oci)
-        layer = _store(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
+        layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
         config["rootfs"]["diff_ids"].append(diff_id)
         config.setdefault("history", []).append({"created_by": f"ctrstore commit {cid}"})
-        new_config = _store(content, _json(config), config_desc.media_type)
+        new_config = store_blob(content, canonical_json(config), config_desc.media_type)
         layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
         manifest = {**manifest, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
-        new_manifest = _store(
-            content, _json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
+        new_manifest = store_blob(
+            content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
         )
         image = Image(name, new_manifest)
         try:
