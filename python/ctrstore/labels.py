@@ -64,11 +64,17 @@ def is_label_path(fieldpath: str) -> bool:
 
 
 def update_by_fieldpaths(
-    current: Mapping[str, str], labels: Mapping[str, str], fieldpaths: Sequence[str], what: str
+    current: Mapping[str, str],
+    labels: Mapping[str, str],
+    fieldpaths: Sequence[str],
+    what: str,
+    *,
+    others: str = "",
 ) -> dict[str, str]:
     """containerd's label update: no fieldpaths, or ``labels``, replaces them all with
     ``labels``; ``labels.<key>`` sets (or, with an empty or missing value, removes) one key.
-    Any other fieldpath names a field that cannot change: InvalidArgument naming ``what``."""
+    Any other fieldpath names a field that cannot change: InvalidArgument naming ``what`` (and,
+    in ``others``, the fields besides labels that the caller handles itself)."""
     if not fieldpaths:
         return validate(labels)
     new = dict(current)
@@ -79,5 +85,6 @@ def update_by_fieldpaths(
             key = fp[len("labels.") :]
             new = apply_update(new, {key: labels.get(key, "")})
         else:
-            raise InvalidArgument(f"cannot update {fp!r} of {what}: only labels")
+            allowed = f"{others} and labels" if others else "labels"
+            raise InvalidArgument(f"cannot update {fp!r} of {what}: only {allowed}")
     return new

@@ -141,7 +141,7 @@ class ContainerStore:
             label_paths = [fp for fp in fieldpaths if fp not in ("spec", "image", "extensions")]
             if label_paths:
                 labels = labelutil.update_by_fieldpaths(
-                    new.labels, c.labels, label_paths, f"container {c.id!r}"
+                    new.labels, c.labels, label_paths, f"container {c.id!r}", others="spec, image, extensions"
                 )
                 new = replace(new, labels=labels)
             cur.execute(

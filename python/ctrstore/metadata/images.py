@@ -139,7 +139,7 @@ class ImageStore:
             label_paths = [fp for fp in fieldpaths if fp != "target"]
             if label_paths:
                 labels = labelutil.update_by_fieldpaths(
-                    new.labels, image.labels, label_paths, f"image {image.name!r}"
+                    new.labels, image.labels, label_paths, f"image {image.name!r}", others="target"
                 )
                 new = replace(new, labels=labels)
             t = new.target
