@@ -32,6 +32,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "class_of_kind",
     "from_oserror",
 ]
 
@@ -105,3 +106,11 @@ def from_oserror(err: OSError, what: str) -> CtrstoreError:
     cls = _ERRNO_KINDS.get(err.errno or 0, Internal)
     detail = err.strerror or str(err)
     return cls(f"{what}: {detail}")
+
+
+def class_of_kind(kind: str) -> type[CtrstoreError]:
+    """The class whose ``kind`` is ``kind`` (e.g. an error kind written to a file by another
+    ctrstore process); Internal for a kind this version does not know."""
+    kinds: list[type[CtrstoreError]] = [CtrstoreError, *CtrstoreError.__subclasses__()]
+    classes = {cls.kind: cls for cls in kinds}
+    return classes.get(kind, Internal)

@@ -33,7 +33,11 @@ def test_from_oserror_maps_errno() -> None:
 
 
 def test_every_kind_is_exported_and_distinct() -> None:
-    kinds = [getattr(errdefs, n) for n in errdefs.__all__ if n not in ("CtrstoreError", "from_oserror")]
+    kinds = [
+        getattr(errdefs, n)
+        for n in errdefs.__all__
+        if n not in ("CtrstoreError", "class_of_kind", "from_oserror")
+    ]
     assert len({k.kind for k in kinds}) == len(kinds)
     for k in kinds:
         assert issubclass(k, errdefs.CtrstoreError)
@@ -46,3 +50,9 @@ def test_all_is_complete() -> None:
     assert not missing, f"public names missing from __all__: {missing}"
     for name in ctrstore.__all__:
         assert hasattr(ctrstore, name), name
+
+
+def test_class_of_kind() -> None:
+    assert errdefs.class_of_kind("not found") is errdefs.NotFound
+    assert errdefs.class_of_kind("unknown") is errdefs.CtrstoreError
+    assert errdefs.class_of_kind("no such kind") is errdefs.Internal

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import (
     AlreadyExists,
-    CtrstoreError,
     FailedPrecondition,
     Internal,
     InvalidArgument,
     NotFound,
     Unavailable,
+    class_of_kind,
 )
 from ctrstore.images import manifest_for, read_json
 from ctrstore.metadata.containers import Container
@@ -241,7 +241,7 @@ class ContainerManager:
                 tail = _tail(bundle / "shim.log")
                 raise Internal(f"starting container {cid}: the shim died{': ' + tail if tail else ''}")
             kind, _, message = answer.removeprefix("error ").partition("\t")
-            raise _error_class(kind)(f"starting container {cid}: {message}")
+            raise class_of_kind(kind)(f"starting container {cid}: {message}")
         return self.status(cid)
 
     def run_attached(self, cid: str, *, fresh: bool = False) -> int:
@@ -423,16 +423,6 @@ class ContainerManager:
             except NotFound:
                 pass
         self.store.delete(cid)
-
-
-def _error_class(kind: str) -> type[CtrstoreError]:
-    classes: dict[str, type[CtrstoreError]] = {CtrstoreError.kind: CtrstoreError}
-    todo = list(CtrstoreError.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        classes.setdefault(cls.kind, cls)
-        todo.extend(cls.__subclasses__())
-    return classes.get(kind, Internal)
 
 
 def _tail(path: Path) -> str:
