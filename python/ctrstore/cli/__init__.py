@@ -7,13 +7,15 @@ Each noun has its own module (``content.py``, ``namespaces.py``, ...), as contai
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
 import click
 
 from ctrstore import __version__
 from ctrstore.cli._common import State
-from ctrstore.errdefs import CtrstoreError
+from ctrstore.cli._errors import DEBUG_ENV, debug_enabled, describe
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -59,10 +61,20 @@ class LazyGroup(click.Group):
     envvar="CTRSTORE_NAMESPACE",
     help='Namespace to work in (default "default"). Env: CTRSTORE_NAMESPACE.',
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the Python traceback of a failure (Env: CTRSTORE_DEBUG=1).",
+)
 @click.version_option(__version__, "--version", "-v", prog_name="ctrstore")
 @click.pass_context
 def cli(
-    ctx: click.Context, config_path: str | None, root: str | None, state: str | None, namespace: str | None
+    ctx: click.Context,
+    config_path: str | None,
+    root: str | None,
+    state: str | None,
+    namespace: str | None,
+    debug: bool,
 ) -> None:
     """ctrstore: containerd's image and container storage, with no daemon.
 
@@ -82,6 +94,8 @@ def cli(
       ctrstore gc --dry-run                    what garbage collection would remove
       ctrstore plugin ls                       what works on this machine
     """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     st = State(config_path, root, state, namespace)
     ctx.obj = st
     ctx.call_on_close(st.close)
@@ -128,14 +142,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: errdefs errors become one line on stderr and exit status 1."""
+    """Console entry point: a failure is one line on stderr and exit status 1 (with
+    ``--debug`` or ``CTRSTORE_DEBUG=1``, the traceback too)."""
     try:
         cli.main(args=argv, prog_name="ctrstore", standalone_mode=False)
-    except CtrstoreError as e:
-        click.echo(f"ctrstore: {e.kind}: {e}", err=True)
-        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("ctrstore: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("ctrstore: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
@@ -144,3 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(141)
+    except Exception as e:
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f"ctrstore: {describe(e)}", err=True)
+        sys.exit(1)
