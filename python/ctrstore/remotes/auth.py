@@ -7,12 +7,21 @@ challenge and caches bearer tokens per host and scope set until they expire. Tok
 fetched as containerd does: with a secret (password or identity token) first a POST of an
 OAuth2 form to the realm, falling back to a GET ``realm?service=..&scope=..`` with Basic
 credentials; anonymously a plain GET.
+
+Where credentials go (see README.md, "Registries and credentials"): a challenge belongs to the
+host that sent it, and the credentials looked up for that host answer it. A token realm may be
+on another host (Docker Hub's is ``auth.docker.io``), but a password or identity token goes in
+clear text (an ``http://`` realm) only to the registry's own host name when the registry itself
+is spoken to over HTTP, or to a loopback realm of a loopback registry (:func:`may_send_secret`).
+Redirects of requests that carry credentials are followed only to the same host, never from
+https down to http.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -34,13 +43,22 @@ from ctrstore.errdefs import (
     Unauthenticated,
     Unavailable,
 )
-from ctrstore.remotes.transport import Response, Transport
+from ctrstore.remotes.hosts import is_localhost
+from ctrstore.remotes.transport import (
+    Response,
+    Transport,
+    check_url,
+    clean,
+    loads_json,
+    same_origin,
+)
 
 __all__ = [
     "Authorizer",
     "Challenge",
     "Credentials",
     "DockerConfig",
+    "may_send_secret",
     "merge_scopes",
     "parse_www_authenticate",
     "repository_scope",
@@ -49,6 +67,11 @@ __all__ = [
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 CLIENT_ID = "ctrstore"
 DEFAULT_TOKEN_TTL = 60.0
+#: Longer lifetimes a token server states are cut to this (a resolver lives for one command).
+MAX_TOKEN_TTL = 24 * 3600.0
+#: A token longer than this, or with characters other than visible ASCII, is refused: it
+#: goes into an ``Authorization`` header as it is.
+MAX_TOKEN_LENGTH = 1 << 16
 #: Tokens are renewed this many seconds before they expire.
 TOKEN_MARGIN = 5.0
 
@@ -158,7 +181,10 @@ def auth_key(host: str) -> str:
 
 def _key_host(key: str) -> str:
     if "://" in key:
-        return urlsplit(key).netloc
+        try:
+            return urlsplit(key).netloc
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            return key
     return key.split("/", 1)[0]
 
 
@@ -175,21 +201,58 @@ class DockerConfig:
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, Any]:
+        """The file's JSON object ({} if there is none). The fields ctrstore reads are
+        type-checked here: InvalidArgument naming the file and the field otherwise (and
+        ``store``/``erase`` then leave the file alone)."""
         try:
-            text = self.path.read_text()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        except OSError as e:
+        except PermissionError as e:
             raise PermissionDenied(f"{self.path}: {e.strerror or e}") from None
+        except OSError as e:
+            raise InvalidArgument(f"{self.path}: cannot read: {e.strerror or e}") from None
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as e:
+            raise InvalidArgument(f"{self.path}: not UTF-8 (byte {e.start})") from None
         if not text.strip():
             return {}
         try:
-            doc = json.loads(text)
+            doc = loads_json(text)
         except ValueError as e:
             raise InvalidArgument(f"{self.path}: not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise InvalidArgument(f"{self.path}: not a JSON object")
+        self._check(doc)
         return doc
+
+    def _check(self, doc: dict[str, Any]) -> None:
+        def bad(field: str, want: str) -> InvalidArgument:
+            return InvalidArgument(f"{self.path}: {field} must be {want}")
+
+        auths = doc.get("auths")
+        if auths is not None:
+            if not isinstance(auths, dict):
+                raise bad("auths", "an object of registry entries")
+            for key, entry in auths.items():
+                if entry is None:
+                    continue
+                if not isinstance(entry, dict):
+                    raise bad(f"auths[{key!r}]", "an object")
+                for f in ("auth", "identitytoken", "username", "password", "registrytoken"):
+                    if entry.get(f) is not None and not isinstance(entry[f], str):
+                        raise bad(f"auths[{key!r}].{f}", "a string")
+        helpers = doc.get("credHelpers")
+        if helpers is not None:
+            if not isinstance(helpers, dict):
+                raise bad("credHelpers", "an object of registry: helper name")
+            for key, name in helpers.items():
+                if not isinstance(name, str) or not _HELPER_RE.fullmatch(name):
+                    raise bad(f"credHelpers[{key!r}]", "a helper name (letters, digits, '.', '_', '-')")
+        store = doc.get("credsStore")
+        if store is not None and store != "" and not (isinstance(store, str) and _HELPER_RE.fullmatch(store)):
+            raise bad("credsStore", "a helper name (letters, digits, '.', '_', '-')")
 
     def save(self, doc: dict[str, Any]) -> None:
         """Write atomically, mode 0600."""
@@ -209,6 +272,7 @@ class DockerConfig:
             raise
 
     def _helper(self, doc: dict[str, Any], host: str) -> str | None:
+        """The credential helper for ``host`` (names checked by ``load``)."""
         helpers = doc.get("credHelpers") or {}
         if isinstance(helpers, dict):
             for k in (host, auth_key(host)):
@@ -264,12 +328,12 @@ class DockerConfig:
                         {"ServerURL": key, "Username": creds.username or "<token>", "Secret": creds.secret}
                     ),
                 )
-                auths = doc.setdefault("auths", {})
+                auths = doc["auths"] = doc.get("auths") or {}
                 if key not in auths:  # docker records the registry with an empty entry
                     auths[key] = {}
                     self.save(doc)
                 return
-            auths = doc.setdefault("auths", {})
+            auths = doc["auths"] = doc.get("auths") or {}
             if creds.is_identity_token:
                 auths[key] = {"identitytoken": creds.secret}
             else:
@@ -299,17 +363,22 @@ class DockerConfig:
             return found
 
 
+_HELPER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _helper_run(helper: str, action: str, stdin: str) -> str:
     prog = f"docker-credential-{helper}"
     exe = shutil.which(prog)
     if exe is None:
         raise NotFound(f"credential helper {prog} not found in PATH")
     try:
-        p = subprocess.run([exe, action], input=stdin, capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [exe, action], input=stdin, capture_output=True, text=True, errors="replace", timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Unavailable(f"{prog} {action}: {e}") from None
     if p.returncode != 0:
-        msg = p.stdout.strip() or p.stderr.strip() or f"exit status {p.returncode}"
+        msg = clean(p.stdout.strip() or p.stderr.strip() or f"exit status {p.returncode}")
         if "credentials not found" in msg.lower():
             raise NotFound(f"{prog}: {msg}")
         raise Unavailable(f"{prog} {action}: {msg}")
@@ -322,10 +391,14 @@ def _helper_get(helper: str, server: str) -> Credentials | None:
     except NotFound:
         return None
     try:
-        doc = json.loads(out)
+        doc = loads_json(out)
     except ValueError:
         raise Unavailable(f"docker-credential-{helper} get: output is not JSON") from None
-    user, secret = str(doc.get("Username", "")), str(doc.get("Secret", ""))
+    if not isinstance(doc, dict):
+        raise Unavailable(f"docker-credential-{helper} get: output is not a JSON object")
+    user, secret = doc.get("Username") or "", doc.get("Secret") or ""
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise Unavailable(f"docker-credential-{helper} get: Username and Secret must be strings")
     if not secret and not user:
         return None
     src = f"docker-credential-{helper}"
@@ -362,6 +435,8 @@ class Authorizer:
         self.credentials = credentials
         self._lock = threading.Lock()
         self._challenges: dict[str, Challenge] = {}
+        self._schemes: dict[str, str] = {}
+        """The scheme each challenge came over (``http``: the registry is spoken to in clear)."""
         self._tokens: dict[tuple[str, tuple[str, ...]], _Token] = {}
         self._creds: dict[str, Credentials | None] = {}
         self._fetch_locks: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
@@ -404,7 +479,9 @@ class Authorizer:
                 tok = self._tokens.get(key)
                 if tok and tok.expires > time.monotonic():
                     return f"Bearer {tok.value}"
-            value, ttl = fetch_token(self.transport, ch, merged, creds, host)
+            with self._lock:
+                scheme = self._schemes.get(host, "https")
+            value, ttl = fetch_token(self.transport, ch, merged, creds, host, registry_scheme=scheme)
             with self._lock:
                 self._tokens[key] = _Token(value, time.monotonic() + max(ttl - TOKEN_MARGIN, 1.0))
         return f"Bearer {value}"
@@ -415,7 +492,18 @@ class Authorizer:
         """Handle a 401 to a request sent with Authorization ``sent``: remember the
         challenge (and forget a refused token) so the next ``header`` answers it. With
         ``final``, or when answering cannot help, raise Unauthenticated (no or refused
-        credentials) or PermissionDenied (credentials accepted, access refused)."""
+        credentials) or PermissionDenied (credentials accepted, access refused).
+
+        A challenge belongs to the host that sent it: a 401 from anywhere but ``host``
+        (after a redirect to a storage host, or from https down to http) is not filed under
+        ``host`` and not answered with its credentials: Unauthenticated."""
+        u = urlsplit(resp.url)
+        if u.netloc != host:
+            resp.drain()
+            raise Unauthenticated(
+                f"{host}: redirected to {clean(u.netloc, 100)}, which asks for authentication; "
+                f"ctrstore does not send credentials or tokens for {host} to another host"
+            )
         chs = parse_www_authenticate(resp.headers.get_all("WWW-Authenticate") or [])
         detail = resp.error_detail()
         ch = next((c for c in chs if c.scheme == "bearer"), None) or next(
@@ -428,6 +516,7 @@ class Authorizer:
         what = ", ".join(wanted) or "access"
         with self._lock:
             self._challenges[host] = ch
+            self._schemes[host] = u.scheme
             if sent is not None:
                 self._tokens.pop((host, wanted), None)
         if ch.scheme == "basic" and not (creds and creds.username):
@@ -451,12 +540,28 @@ class Authorizer:
         if ch.error == "invalid_token":
             raise Unauthenticated(
                 f"{host}: the registry rejected the token issued for {who!r} "
-                f"({ch.params.get('error_description') or ch.error}; {detail})"
+                f"({clean(ch.params.get('error_description') or ch.error)}; {detail})"
             )
         raise PermissionDenied(
             f"{host}: {creds.username or '<identity token>'!r} is not allowed {what}, "
             f"or the repository does not exist ({detail})"
         )
+
+
+def may_send_secret(url: str, host: str, host_scheme: str) -> bool:
+    """Whether the password or identity token of registry ``host`` (spoken to over
+    ``host_scheme``) may be sent to ``url``, a token realm: over https always (realms on other
+    hosts are normal: Docker Hub's is ``auth.docker.io``); over plain http only to the
+    registry's own host name when the registry is itself spoken to over http (its clear-text
+    traffic is the user's choice), or to loopback when the registry is on loopback too."""
+    u = urlsplit(url)
+    if u.scheme == "https":
+        return True
+    if u.scheme != "http" or not u.hostname:
+        return False
+    if is_localhost(u.netloc) and is_localhost(host):
+        return True
+    return host_scheme == "http" and u.hostname == (urlsplit(f"//{host}").hostname or "")
 
 
 def fetch_token(
@@ -465,12 +570,22 @@ def fetch_token(
     scopes: tuple[str, ...],
     creds: Credentials | None,
     host: str,
+    *,
+    registry_scheme: str = "https",
 ) -> tuple[str, float]:
-    """A bearer token for ``scopes``: ``(token, seconds valid)``."""
+    """A bearer token for ``scopes``: ``(token, seconds valid)``. ``registry_scheme`` is
+    how the registry that sent ``ch`` is spoken to (see :func:`may_send_secret`)."""
     realm = ch.realm
-    u = urlsplit(realm)
-    if u.scheme not in ("http", "https") or not u.netloc:
-        raise Unauthenticated(f"{host}: bearer challenge with an invalid realm {realm!r}")
+    try:
+        u = check_url(realm, f"{host}: bearer challenge realm")
+    except InvalidArgument as e:
+        raise Unauthenticated(str(e)) from None
+    if creds and creds.secret and not may_send_secret(realm, host, registry_scheme):
+        raise Unauthenticated(
+            f"{host}: the registry's token server {clean(realm, 120)} is plain HTTP on another host; "
+            f"ctrstore does not send the credentials of {host} ({creds.source or 'credential store'}) "
+            "there in clear text (the token server must use https)"
+        )
     if creds and creds.secret:
         form: dict[str, str] = {"client_id": CLIENT_ID}
         if scopes:
@@ -486,6 +601,7 @@ def fetch_token(
             realm,
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             body=urlencode(form).encode(),
+            confidential_body=True,
         )
         with resp:
             if resp.status == 200:
@@ -502,7 +618,9 @@ def fetch_token(
     headers = {}
     if creds and creds.username:
         headers["Authorization"] = creds.basic()
-    resp = transport.request("GET", url, headers=headers)
+    # The Basic credentials go to the realm's own host only (same_origin: no redirect to
+    # another host or down to http takes them along).
+    resp = transport.request("GET", url, headers=headers, trusted=same_origin(url))
     with resp:
         if resp.status == 200:
             return _token_from(resp, realm)
@@ -510,23 +628,39 @@ def fetch_token(
 
 
 def _token_from(resp: Response, realm: str) -> tuple[str, float]:
+    """The token and its lifetime from a token server's JSON reply, checked: the token is a
+    string of visible ASCII (it goes into a header as is), the lifetime a finite number."""
+    where = f"token server {clean(realm, 120)}"
     try:
-        doc = json.loads(resp.read(1 << 20))
-    except (ValueError, CtrstoreError):
-        raise Unavailable(f"token server {realm}: reply is not JSON") from None
-    tok = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+        doc = loads_json(resp.read(1 << 20))
+    except ValueError:
+        raise Unavailable(f"{where}: reply is not JSON") from None
+    except CtrstoreError as e:
+        raise Unavailable(f"{where}: {e}") from None
+    if not isinstance(doc, dict):
+        raise Unavailable(f"{where}: reply is not a JSON object")
+    tok = doc.get("token") or doc.get("access_token")
     if not tok:
-        raise Unavailable(f"token server {realm}: reply has no token")
+        raise Unavailable(f"{where}: reply has no token")
+    if not isinstance(tok, str) or len(tok) > MAX_TOKEN_LENGTH or not _TOKEN_VALUE_RE.fullmatch(tok):
+        raise Unavailable(
+            f"{where}: the token is not a string of at most {MAX_TOKEN_LENGTH} visible ASCII characters"
+        )
     ttl = doc.get("expires_in")
-    try:
-        seconds = float(ttl) if ttl else DEFAULT_TOKEN_TTL
-    except (TypeError, ValueError):
-        seconds = DEFAULT_TOKEN_TTL
-    return str(tok), max(seconds, 1.0)
+    seconds = DEFAULT_TOKEN_TTL
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and ttl > 0:
+        seconds = float(ttl)
+    if not math.isfinite(seconds):
+        seconds = MAX_TOKEN_TTL
+    return tok, min(max(seconds, 1.0), MAX_TOKEN_TTL)
+
+
+_TOKEN_VALUE_RE = re.compile(r"[\x21-\x7e]+")
 
 
 def _token_error(resp: Response, realm: str, creds: Credentials | None, host: str) -> CtrstoreError:
     detail = resp.error_detail()
+    realm = clean(realm, 120)
     if resp.status in (401, 403):
         if creds:
             who = creds.username or "<identity token>"
@@ -553,8 +687,11 @@ def login(
     them in the Docker config (or its credential helper). Returns the key they are stored
     under. Raises Unauthenticated if the registry refuses them."""
     from ctrstore.remotes.hosts import configure_hosts
+    from ctrstore.remotes.reference import _DOMAIN_RE
     from ctrstore.remotes.transport import TLSError
 
+    if not isinstance(host, str) or not _DOMAIN_RE.fullmatch(host):
+        raise InvalidArgument(f"login: invalid registry host {clean(host, 100)!r} (want host[:port])")
     if not password:
         raise InvalidArgument("login: empty password")
     config = config or DockerConfig()
@@ -578,6 +715,11 @@ def login(
                     raise
                 h.scheme, h.http_fallback = "http", False
         with resp:
+            if resp.status == 401 and urlsplit(resp.url).netloc != h.host:
+                raise Unauthenticated(
+                    f"{host}: GET /v2/ was redirected to {clean(urlsplit(resp.url).netloc, 100)}, which asks "
+                    f"for authentication; ctrstore does not send the credentials of {host} to another host"
+                )
             if resp.status == 401:
                 chs = parse_www_authenticate(resp.headers.get_all("WWW-Authenticate") or [])
                 ch = next((c for c in chs if c.scheme == "bearer"), None) or next(
@@ -587,7 +729,7 @@ def login(
                 if ch is None:
                     raise Unauthenticated(f"{host}: the registry asks for an unsupported authentication")
                 if ch.scheme == "bearer":
-                    fetch_token(t, ch, (), creds, host)
+                    fetch_token(t, ch, (), creds, h.host, registry_scheme=urlsplit(resp.url).scheme)
                 else:
                     hdrs = {**h.headers, "Authorization": creds.basic()}
                     with t.request("GET", h.base_url + "/", headers=hdrs, ssl_context=h.ssl_context()) as r2:

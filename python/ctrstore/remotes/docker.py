@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -34,14 +33,34 @@ from ctrstore.images import mediatypes as mt
 from ctrstore.remotes.auth import Authorizer, CredentialsFunc, DockerConfig, repository_scope
 from ctrstore.remotes.hosts import RegistryHost, configure_hosts
 from ctrstore.remotes.reference import Reference, parse
-from ctrstore.remotes.transport import Body, Response, RetryPolicy, TLSError, Transport
+from ctrstore.remotes.transport import (
+    Body,
+    Response,
+    RetryPolicy,
+    TLSError,
+    Transport,
+    check_url,
+    clean,
+    loads_json,
+)
 
 __all__ = ["MAX_MANIFEST_SIZE", "Fetcher", "Pusher", "Resolver"]
 
-#: containerd's limit for a manifest read while resolving.
+#: containerd's limit for a manifest or index (``remotes/docker``'s ``MaxManifestSize``,
+#: 4 * 1048 * 1048 as written there): a larger one is refused, whether a HEAD announces its
+#: size or a GET sends it.
 MAX_MANIFEST_SIZE = 4 * 1048 * 1048
 MANIFEST_ACCEPT = ", ".join(mt.MANIFEST_ACCEPT)
-_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}")
+
+
+def _check_digest(value: str, what: str) -> str:
+    """A digest a registry sent (``Docker-Content-Digest``) or a descriptor names; it goes
+    into URLs, so anything but ``algorithm:hex`` is InvalidArgument."""
+    if not _DIGEST_RE.fullmatch(value):
+        raise InvalidArgument(f"{what}: invalid digest {clean(value, 140)!r} (want sha256:<64 hex>)")
+    return value
 
 
 def _is_manifest_type(media_type: str) -> bool:
@@ -59,7 +78,7 @@ def _is_manifest_type(media_type: str) -> bool:
 def sniff_manifest(body: bytes) -> str | None:
     """The media type of a manifest or index from its JSON, when the server did not say."""
     try:
-        doc = json.loads(body)
+        doc = loads_json(body)
     except ValueError:
         return None
     if not isinstance(doc, dict):
@@ -149,7 +168,7 @@ class _Session:
                     body=body,
                     ssl_context=host.ssl_context() if url.startswith("https:") else None,
                     connect_timeout=host.dial_timeout,
-                    trusted=_same_host(host.host),
+                    trusted=_same_host(host),
                     retry=retry,
                 )
             except TLSError:
@@ -167,6 +186,16 @@ class _Session:
                 continue
             if resp.status != 401:
                 return resp
+            if not _same_host(host)(resp.url):
+                # A challenge belongs to the host that sent it: a redirect target (storage,
+                # or this host over plain http) is not answered with this host's credentials.
+                u = urlsplit(resp.url)
+                resp.close()
+                raise Unauthenticated(
+                    f"{self.ref.domain}: {method} was redirected to {u.scheme}://{clean(u.netloc, 100)}, "
+                    f"which asks for authentication; ctrstore sends the credentials of {host.host} "
+                    "only to it (never to another host, nor down from https to http)"
+                )
             final = i == tries - 1 or (auth is not None and i >= 1)
             try:
                 self.authorizer.challenged(host.host, resp, scopes, auth, final)
@@ -269,8 +298,17 @@ class Resolver:
         if resp.status == 200:
             media = resp.media_type
             dgst = resp.header("Docker-Content-Digest")
-            size = resp.content_length
-            resp.drain()
+            try:
+                size = resp.content_length
+                if dgst is not None:
+                    _check_digest(dgst, f"{what}: Docker-Content-Digest")
+            finally:
+                resp.drain()
+            if size is not None and size > MAX_MANIFEST_SIZE:
+                raise InvalidArgument(
+                    f"{what}: the registry announces a manifest of {size} bytes; "
+                    f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
+                )
             if dgst and size is not None and (_is_manifest_type(media) or not is_manifest_path):
                 if r.digest and dgst != r.digest:
                     raise FailedPrecondition(f"{what}: the registry answered for {dgst}, not {r.digest}")
@@ -286,6 +324,12 @@ class Resolver:
                 return None
             if resp.status != 200:
                 raise _error(resp, what)
+            size = resp.content_length
+            if size is not None and size > MAX_MANIFEST_SIZE:
+                raise InvalidArgument(
+                    f"{what}: the registry sends a manifest of {size} bytes; "
+                    f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
+                )
             body = resp.read(MAX_MANIFEST_SIZE)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if r.digest and digest != r.digest:
@@ -329,6 +373,13 @@ class Fetcher:
         if offset < 0:
             raise InvalidArgument(f"{desc.digest}: negative offset {offset}")
         s = self._s
+        _check_digest(desc.digest, f"{s.ref.name}: descriptor")
+        is_manifest = desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES
+        if is_manifest and desc.size > MAX_MANIFEST_SIZE:
+            raise InvalidArgument(
+                f"{s.ref.name}@{desc.digest}: a manifest of {desc.size} bytes; "
+                f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
+            )
         errors: list[str] = []
         for url in desc.urls:
             try:
@@ -340,7 +391,7 @@ class Fetcher:
             raise FailedPrecondition(
                 f"{s.ref}: no host of {s.ref.domain} may pull (check hosts.toml capabilities)"
             )
-        kind = "manifests" if desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES else "blobs"
+        kind = "manifests" if is_manifest else "blobs"
         scopes = [repository_scope(s.repo)]
         for host in hosts:
             what = f"{s.ref.name}@{desc.digest}: {host.host}"
@@ -354,24 +405,49 @@ class Fetcher:
                 continue
             if resp.status == 416 and offset:
                 resp.drain()
-                return self.fetch(desc, 0)
-            got = self._accept(resp, what, offset)
+                return self.fetch(desc, 0)  # offset 0: no second restart
+            got = self._accept(resp, what, offset, desc.size)
             if got is None:
                 return self.fetch(desc, 0)
             return got
         raise NotFound(f"{s.ref.name}@{desc.digest}: blob not found ({'; '.join(errors)})")
 
-    def _accept(self, resp: Response, what: str, offset: int) -> tuple[IO[bytes], int] | None:
-        if resp.status == 200:
-            return resp.stream(), 0
-        if resp.status == 206:
-            m = _CONTENT_RANGE_RE.fullmatch((resp.header("Content-Range") or "").strip())
-            if m and int(m.group(1)) == offset:
-                return resp.stream(), offset
+    def _accept(self, resp: Response, what: str, offset: int, size: int) -> tuple[IO[bytes], int] | None:
+        """The stream of a 200 or 206 reply and where it starts; None to start over from 0
+        (only when ``offset`` > 0, so a restart never restarts again). The sizes the server
+        states (Content-Length, Content-Range) must be this blob's."""
+        if resp.status not in (200, 206):
+            with resp:
+                raise _error(resp, what)
+        try:
+            length = resp.content_length
+            start = 0
+            if resp.status == 206:
+                raw = resp.header("Content-Range") or ""
+                m = _CONTENT_RANGE_RE.fullmatch(raw.strip())
+                if not m:
+                    raise InvalidArgument(f"{what}: invalid Content-Range {clean(raw, 80)!r}")
+                first, last, total = int(m.group(1)), int(m.group(2)), m.group(3)
+                if first != offset and offset > 0:
+                    resp.close()
+                    return None  # a range we did not ask for: start over without one
+                if (
+                    first != offset
+                    or last < first
+                    or (total != "*" and (int(total) != size or last != size - 1))
+                ):
+                    raise InvalidArgument(
+                        f"{what}: Content-Range {clean(raw, 80)!r} is not bytes {offset}-{size - 1}/{size}"
+                    )
+                start = offset
+            if length is not None and length != size - start:
+                raise InvalidArgument(
+                    f"{what}: the registry announces {length} bytes from offset {start} of a blob of {size}"
+                )
+        except BaseException:
             resp.close()
-            return None  # a range we did not ask for: start over without one
-        with resp:
-            raise _error(resp, what)
+            raise
+        return resp.stream(), start
 
     def _fetch_url(self, url: str, desc: Descriptor, offset: int) -> tuple[IO[bytes], int]:
         headers = {"Accept": f"{desc.media_type}, */*"}
@@ -381,7 +457,7 @@ class Fetcher:
         if resp.status == 416 and offset:
             resp.drain()
             return self._fetch_url(url, desc, 0)
-        got = self._accept(resp, f"{desc.digest}: {url}", offset)
+        got = self._accept(resp, f"{desc.digest}: {clean(url, 120)}", offset, desc.size)
         return got if got is not None else self._fetch_url(url, desc, 0)
 
 
@@ -460,7 +536,7 @@ class Pusher:
             got = resp.header("Docker-Content-Digest")
             resp.drain()
         if got and got != desc.digest:
-            raise FailedPrecondition(f"{what}: the registry stored the manifest as {got}")
+            raise FailedPrecondition(f"{what}: the registry stored the manifest as {clean(got, 140)!r}")
         return "uploaded"
 
     def push_blob(self, desc: Descriptor, data: bytes | IO[bytes], *, mount_from: Sequence[str] = ()) -> str:
@@ -498,7 +574,7 @@ class Pusher:
                 resp.drain()
         if not location:
             raise Unavailable(f"{what}: the registry started an upload without a Location")
-        location = urljoin(f"{self.host.scheme}://{self.host.host}", location)
+        location = _location(f"{self.host.scheme}://{self.host.host}", location, f"{what}: upload")
         if desc.size > self.chunked_threshold:
             location = self._patch_chunks(location, stream, desc, what)
             body: Body = None
@@ -548,15 +624,30 @@ class Pusher:
                 resp.drain()
             sent += len(chunk)
             if nxt:
-                location = urljoin(location, nxt)
+                location = _location(location, nxt, f"{what}: upload")
         return location
 
 
-def _same_host(netloc: str) -> Callable[[str], bool]:
+def _same_host(host: RegistryHost) -> Callable[[str], bool]:
+    """Which URLs get ``host``'s headers and credentials: its own host and port, and not
+    over http when ``host`` is spoken to over https."""
+
     def trusted(url: str) -> bool:
-        return urlsplit(url).netloc == netloc
+        u = urlsplit(url)
+        return u.netloc == host.host and (u.scheme == "https" or host.scheme == "http")
 
     return trusted
+
+
+def _location(base: str, location: str, what: str) -> str:
+    """An upload ``Location`` the registry sent, resolved against ``base`` and checked
+    (InvalidArgument for one that is not an http(s) URL ctrstore could send)."""
+    try:
+        url = urljoin(base, location)
+    except ValueError:
+        url = location
+    check_url(url, f"{what}: Location")
+    return url
 
 
 def _with_query(url: str, params: dict[str, Any]) -> str:

@@ -18,12 +18,17 @@ the first that exists of ``host_port_`` (only with a port), ``host:port`` (or ``
 Without a file: ``docker.io`` is served by ``https://registry-1.docker.io/v2``; a loopback
 registry with a port other than 443 is tried over HTTPS without verification, falling back to
 plain HTTP; ``plain_http`` makes the registry's own host plain HTTP.
+
+Every value is type-checked where it is read: a wrong type, a header with CR/LF, a duration
+that is not one, a file that is not UTF-8 TOML is InvalidArgument naming the file and the field.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import ssl
 import threading
 import tomllib
@@ -31,9 +36,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from ctrstore.errdefs import InvalidArgument
+from ctrstore.errdefs import InvalidArgument, PermissionDenied
+from ctrstore.remotes.transport import check_header, check_url
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -50,6 +55,8 @@ DEFAULT_HOSTS_DIRS = (Path("/etc/ctrstore/certs.d"), Path("/etc/containerd/certs
 ALL_CAPABILITIES = frozenset({"pull", "resolve", "push"})
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_HOST = "registry-1.docker.io"
+#: dial_timeout is at most this many seconds (larger values overflow socket timeouts).
+MAX_DIAL_TIMEOUT = 24 * 3600.0
 
 
 @dataclass
@@ -104,14 +111,24 @@ class RegistryHost:
         for ca in self.ca:
             try:
                 ctx.load_verify_locations(cafile=str(ca))
-            except (OSError, ssl.SSLError) as e:
-                raise InvalidArgument(f"{self.host}: cannot load CA certificate {ca}: {e}") from None
+            except (OSError, ssl.SSLError, ValueError) as e:
+                raise _cert_error(f"{self.host}: cannot load CA certificate {ca}", e) from None
         for cert, key in self.client:
             try:
                 ctx.load_cert_chain(str(cert), str(key) if key else None)
-            except (OSError, ssl.SSLError) as e:
-                raise InvalidArgument(f"{self.host}: cannot load client certificate {cert}: {e}") from None
+            except (OSError, ssl.SSLError, ValueError) as e:
+                raise _cert_error(f"{self.host}: cannot load client certificate {cert}", e) from None
         return ctx
+
+
+def _cert_error(what: str, e: Exception) -> InvalidArgument | PermissionDenied:
+    if isinstance(e, PermissionError):
+        return PermissionDenied(f"{what}: {e.strerror or e}")
+    if isinstance(e, ssl.SSLError):
+        return InvalidArgument(f"{what}: {e.reason or e}")
+    if isinstance(e, OSError):
+        return InvalidArgument(f"{what}: {e.strerror or e}")
+    return InvalidArgument(f"{what}: {e}")
 
 
 def is_localhost(host: str) -> bool:
@@ -161,8 +178,13 @@ def hosts_file(registry: str, dirs: Iterable[Path]) -> Path | None:
     for d in dirs:
         for n in names:
             p = d / n / "hosts.toml"
-            if p.is_file():
-                return p
+            try:
+                if p.is_file():
+                    return p
+            except PermissionError as e:
+                raise PermissionDenied(f"{p}: {e.strerror or e}") from None
+            except (OSError, ValueError):
+                continue
     return None
 
 
@@ -181,7 +203,7 @@ def _paths(value: Any, base: Path, what: str, where: Path) -> list[Path]:
     if value is None:
         return []
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+    if not isinstance(items, list) or not all(isinstance(x, str) and x and "\0" not in x for x in items):
         raise InvalidArgument(f"{where}: {what} must be a path or a list of paths")
     return [base / x for x in items]
 
@@ -194,13 +216,17 @@ def _clients(value: Any, base: Path, where: Path) -> list[tuple[Path, Path | Non
     if not isinstance(value, list):
         raise InvalidArgument(f"{where}: client must be a path, a list of paths or of [cert, key] pairs")
     out: list[tuple[Path, Path | None]] = []
+
+    def path(x: object) -> bool:
+        return isinstance(x, str) and bool(x) and "\0" not in x
+
     for item in value:
-        if isinstance(item, str):
+        if isinstance(item, str) and path(item):
             out.append((base / item, None))
-        elif isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+        elif isinstance(item, list) and len(item) == 2 and all(path(x) for x in item):
             out.append((base / item[0], base / item[1]))
         else:
-            raise InvalidArgument(f"{where}: bad client entry {item!r}")
+            raise InvalidArgument(f"{where}: bad client entry {str(item)[:100]!r}")
     return out
 
 
@@ -209,11 +235,12 @@ def _host_from_table(
 ) -> RegistryHost:
     if "://" not in url:
         url = ("http://" if plain_http else "https://") + url
-    u = urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.netloc:
-        raise InvalidArgument(f"{where}: invalid host URL {url!r}")
+    u = check_url(url, f"{where}: host")
     path = u.path.rstrip("/")
-    if not table.get("override_path", False):
+    override = table.get("override_path", False)
+    if not isinstance(override, bool):
+        raise InvalidArgument(f"{where}: override_path of {url} must be true or false")
+    if not override:
         path += "/v2"
     caps = table.get("capabilities")
     if caps is None:
@@ -226,15 +253,27 @@ def _host_from_table(
     else:
         raise InvalidArgument(f"{where}: capabilities must be a list of strings")
     headers: dict[str, str] = {}
-    for k, v in (table.get("header") or {}).items():
-        headers[str(k)] = ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+    table_headers = table.get("header")
+    if table_headers is None:
+        table_headers = {}
+    if not isinstance(table_headers, dict):
+        raise InvalidArgument(f"{where}: header of {url} must be a table of name = value")
+    for k, v in table_headers.items():
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            value = ", ".join(v)
+        elif isinstance(v, str):
+            value = v
+        else:
+            raise InvalidArgument(f"{where}: header {k!r} of {url} must be a string or a list of strings")
+        check_header(k, value, f"{where}: {url}")
+        headers[k] = value
     timeout = 30.0
     dial = table.get("dial_timeout")
     if dial is not None:
         timeout = _duration(dial, where)
     skip = table.get("skip_verify", False)
     if not isinstance(skip, bool):
-        raise InvalidArgument(f"{where}: skip_verify must be true or false")
+        raise InvalidArgument(f"{where}: skip_verify of {url} must be true or false")
     return RegistryHost(
         u.netloc,
         scheme=u.scheme,
@@ -249,18 +288,32 @@ def _host_from_table(
     )
 
 
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART_RE = re.compile(r"([0-9]{1,12}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})(ns|us|µs|ms|s|m|h)")
+
+
 def _duration(v: Any, where: Path) -> float:
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-        for suffix in ("ms", "s", "m", "h"):
-            if v.endswith(suffix):
-                try:
-                    return float(v[: -len(suffix)]) * units[suffix]
-                except ValueError:
-                    break
-    raise InvalidArgument(f'{where}: invalid dial_timeout {v!r} (e.g. "5s")')
+    """A Go duration (``"5s"``, ``"1m30s"``, ``"500ms"``) or a number of seconds, more than 0
+    and at most MAX_DIAL_TIMEOUT."""
+    secs: float | None = None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        secs = float(v)
+    elif isinstance(v, str) and len(v) <= 64:
+        pos, total = 0, 0.0
+        while pos < len(v):
+            m = _DURATION_PART_RE.match(v, pos)
+            if not m:
+                break
+            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if v and pos == len(v):
+            secs = total
+    if secs is None or not math.isfinite(secs) or not 0 < secs <= MAX_DIAL_TIMEOUT:
+        raise InvalidArgument(
+            f'{where}: invalid dial_timeout {str(v)[:64]!r} (a duration such as "5s" or "1m30s", '
+            f"more than 0 and at most {MAX_DIAL_TIMEOUT:.0f}s)"
+        )
+    return secs
 
 
 def configure_hosts(
@@ -274,11 +327,19 @@ def configure_hosts(
     if path is None:
         return [_default_host(registry, plain_http)]
     try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidArgument(f"{path}: {e}") from None
+        raw = path.read_bytes()
+    except PermissionError as e:
+        raise PermissionDenied(f"{path}: {e.strerror or e}") from None
     except OSError as e:
         raise InvalidArgument(f"{path}: {e.strerror or e}") from None
+    try:
+        doc = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"{path}: not UTF-8 (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"{path}: {e}") from None
+    except RecursionError:
+        raise InvalidArgument(f"{path}: arrays or tables nested too deeply") from None
     base = path.parent
     out: list[RegistryHost] = []
     hosts = doc.get("host") or {}
@@ -286,7 +347,7 @@ def configure_hosts(
         raise InvalidArgument(f'{path}: [host."<url>"] must be tables')
     for url, table in hosts.items():
         if not isinstance(table, dict):
-            raise InvalidArgument(f"{path}: host {url!r} must be a table")
+            raise InvalidArgument(f"{path}: host {url[:100]!r} must be a table")
         out.append(_host_from_table(url, table, base, path, registry, plain_http))
     server = doc.get("server")
     if server is not None:
