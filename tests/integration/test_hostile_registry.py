@@ -379,10 +379,17 @@ def test_manifest_too_large_announced_by_head(reg: HostileServer, tmp_path: Path
     assert f"a manifest of {len(big)} bytes" in one_line_error(r, "invalid argument")
     assert reg.requests(f"/v2/app/manifests/{sha(big)}") == []  # never downloaded
     nothing_committed(tmp_path, sha(big))
-    # A descriptor naming such a manifest is refused before any request.
-    with resolver() as res, pytest.raises(InvalidArgument, match="accepts at most"):
-        res.fetcher(f"{reg.host}/app:1").fetch(Descriptor(mt.OCI_MANIFEST, sha(big), len(big)))
-    assert reg.requests(f"/v2/app/manifests/{sha(big)}") == []
+    # A descriptor naming such a manifest, or an absurd size, or a digest that is not one, is
+    # refused before any request.
+    with resolver() as res:
+        f = res.fetcher(f"{reg.host}/app:1")
+        with pytest.raises(InvalidArgument, match="accepts at most"):
+            f.fetch(Descriptor(mt.OCI_MANIFEST, sha(big), len(big)))
+        with pytest.raises(InvalidArgument, match="invalid size"):
+            f.fetch(Descriptor(mt.OCI_LAYER, sha(big), 1 << 64))
+        with pytest.raises(InvalidArgument, match="invalid digest"):
+            f.fetch(Descriptor(mt.OCI_LAYER, "sha256:../../../v2/other/blobs/x", 10))
+    assert len(reg.requests()) == 2  # the HEADs of the two resolves above
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from ctrstore.remotes.auth import Authorizer, CredentialsFunc, DockerConfig, rep
 from ctrstore.remotes.hosts import RegistryHost, configure_hosts
 from ctrstore.remotes.reference import Reference, parse
 from ctrstore.remotes.transport import (
+    MAX_SIZE,
     Body,
     Response,
     RetryPolicy,
@@ -374,6 +375,8 @@ class Fetcher:
             raise InvalidArgument(f"{desc.digest}: negative offset {offset}")
         s = self._s
         _check_digest(desc.digest, f"{s.ref.name}: descriptor")
+        if not 0 <= desc.size <= MAX_SIZE:
+            raise InvalidArgument(f"{s.ref.name}@{desc.digest}: invalid size {desc.size} in the descriptor")
         is_manifest = desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES
         if is_manifest and desc.size > MAX_MANIFEST_SIZE:
             raise InvalidArgument(
