@@ -47,7 +47,7 @@ pub fn ingest_dir(root: &Path, reference: &str) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |e| Error::io(e, path.display())
+    move |e| Error::io(e, path.display()).with_path(path)
 }
 
 /// Write a small file atomically: `<name>.tmp` with O_SYNC, then rename.
@@ -280,7 +280,8 @@ impl IngestWriter {
             let off = self.offset();
             let _ = self.data.set_len(off);
             let _ = self.data.seek(SeekFrom::Start(off));
-            return Err(Error::io(e, format!("writing ingest {:?}", self.reference)));
+            return Err(Error::io(e, format!("writing ingest {:?}", self.reference))
+                .with_path(self.dir.join("data")));
         }
         self.hasher.update(buf);
         Ok(())
