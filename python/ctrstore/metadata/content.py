@@ -31,7 +31,9 @@ from ctrstore.metadata.leases import add_resource
 __all__ = ["INGEST_EXPIRY", "ContentStore", "Writer"]
 
 INGEST_EXPIRY = timedelta(hours=24)
-"""An ingest outside a lease is kept from gc for this long after it was opened."""
+"""An ingest is kept from gc for this long after it was last opened, inside a lease or not, so
+that a killed download stays resumable after its lease's owner is gone (the metadata plugin's
+``ingest_expiry_seconds`` changes it)."""
 
 CHUNK = 4 << 20
 
@@ -54,15 +56,24 @@ class ContentStore:
         *,
         lease: str | None = None,
         policy: SharingPolicy = "shared",
+        ingest_expiry: timedelta = INGEST_EXPIRY,
     ) -> None:
         self.db = db
         self.backend = backend
         self.namespace = namespace
         self.lease = lease
         self.policy = policy
+        self.ingest_expiry = ingest_expiry
 
     def with_lease(self, lease: str | None) -> ContentStore:
-        return ContentStore(self.db, self.backend, self.namespace, lease=lease, policy=self.policy)
+        return ContentStore(
+            self.db,
+            self.backend,
+            self.namespace,
+            lease=lease,
+            policy=self.policy,
+            ingest_expiry=self.ingest_expiry,
+        )
 
     # -- reading -------------------------------------------------------------------------
     def _row(self, cur: sqlite3.Cursor, digest: str) -> tuple[str, int, str, str, str] | None:
@@ -172,8 +183,10 @@ class ContentStore:
     ) -> Writer:
         """Open (or resume) the ingest ``ref``.
 
-        AlreadyExists if this namespace already holds ``expected``. Unavailable if another
-        writer holds ``ref`` and it is not released within ``wait`` seconds.
+        AlreadyExists if this namespace already holds ``expected`` (the blob then becomes one
+        of the lease's resources all the same: the error is raised after the transaction that
+        records that, never inside it). Unavailable if another writer holds ``ref`` and it is
+        not released within ``wait`` seconds.
         """
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
@@ -181,23 +194,40 @@ class ContentStore:
             expected = _core.parse_digest(expected)
         if total is not None and total < 0:
             raise InvalidArgument(f"ingest {ref!r}: size must not be negative")
+        exists = shared = False
         with self.db.write() as cur:
             DB.ensure_namespace(cur, self.namespace)
             if expected is not None:
                 if self._row(cur, expected) is not None:
+                    exists = True
+                elif self._shareable(cur, expected, total):
+                    shared = True
+                if exists or shared:
+                    # The lease holds the blob from now on, so no gc removes it before commit.
                     add_resource(cur, self.namespace, self.lease, "content", expected)
-                    raise AlreadyExists(f"content {expected} already exists in namespace {self.namespace!r}")
-                if self._shareable(cur, expected, total):
-                    return Writer(self, ref, None, expected, self.backend.info(expected).size)
-            expires = None if self.lease else format_rfc3339(now() + INGEST_EXPIRY)
-            cur.execute(
-                "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) "
-                "VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
-                "expires_at=excluded.expires_at",
-                (self.namespace, ref, self._backend_ref(ref), expected, expires),
-            )
-            add_resource(cur, self.namespace, self.lease, "ingests", ref)
+            if not (exists or shared):
+                self._record_ingest(cur, ref, expected)
+        if exists:
+            # Raised here, after the commit: inside the transaction it would roll back the
+            # lease's hold on the blob, and a gc beside us could then remove it.
+            raise AlreadyExists(f"content {expected} already exists in namespace {self.namespace!r}")
+        if shared:
+            assert expected is not None
+            return Writer(self, ref, None, expected, self.backend.info(expected).size)
+        return self._open_backend(ref, total, expected, wait)
+
+    def _record_ingest(self, cur: sqlite3.Cursor, ref: str, expected: str | None) -> None:
+        expires = format_rfc3339(now() + self.ingest_expiry)
+        cur.execute(
+            "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
+            "expires_at=excluded.expires_at",
+            (self.namespace, ref, self._backend_ref(ref), expected, expires),
+        )
+        add_resource(cur, self.namespace, self.lease, "ingests", ref)
+
+    def _open_backend(self, ref: str, total: int | None, expected: str | None, wait: float) -> Writer:
         deadline = time.monotonic() + wait
         delay = 0.016
         while True:
@@ -206,9 +236,10 @@ class ContentStore:
                 break
             except AlreadyExists:
                 # Another namespace or process committed it meanwhile: share it.
+                assert expected is not None
                 with self.db.write() as cur:
                     cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
-                assert expected is not None
+                    add_resource(cur, self.namespace, self.lease, "content", expected)
                 return Writer(self, ref, None, expected, self.backend.info(expected).size)
             except Unavailable:
                 if time.monotonic() + delay > deadline:
@@ -424,6 +455,7 @@ class Writer:
         labels = labelutil.validate(labels or {})
         if expected is not None:
             expected = _core.parse_digest(expected)
+        exists = False
         with store.db.write() as cur:
             if self._w is None:
                 digest = self._expected
@@ -450,8 +482,11 @@ class Writer:
             self.committed = digest
             if store._row(cur, digest) is not None:
                 add_resource(cur, store.namespace, store.lease, "content", digest)
-                raise AlreadyExists(f"content {digest} already exists in namespace {store.namespace!r}")
-            store._record(cur, digest, stored, labels)
+                exists = True
+            else:
+                store._record(cur, digest, stored, labels)
+        if exists:  # after the commit, which keeps the lease's hold (see ContentStore.writer)
+            raise AlreadyExists(f"content {digest} already exists in namespace {store.namespace!r}")
         return digest
 
     def close(self) -> None:

@@ -154,14 +154,35 @@ class DB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = Database(self.path, "metadata database", timeout=timeout)
-            self._db.conn.execute("PRAGMA foreign_keys=ON")
-            self._db.conn.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise FailedPrecondition(f"metadata database {self.path} is unusable: {e}") from None
 
     def close(self) -> None:
         self._db.close()
+
+    @staticmethod
+    def initialised(path: str | Path) -> bool:
+        """Whether ``path`` is a meta.db that was set up (has a schema), read without creating
+        or changing it. A missing file, an empty one, or one without a schema is not."""
+        p = Path(path)
+        try:
+            if p.stat().st_size == 0:
+                return False
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell: let opening it report what is wrong
+        try:
+            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+            try:
+                return int(conn.execute("PRAGMA user_version").fetchone()[0]) > 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return True  # corrupt or unreadable: opening it reports that
 
     def _migrate(self) -> None:
         with self.write() as cur:
