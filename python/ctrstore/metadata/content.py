@@ -322,29 +322,53 @@ class ContentStore:
         wait: float = 10.0,
     ) -> str:
         """Write a whole blob from ``source`` (bytes or a binary file), resuming a partial
-        ingest of the same ref. Existing content counts as success. Returns the digest."""
+        ingest of the same ref. Existing content counts as success. Returns the digest.
+
+        If a resumed ingest then fails verification, the bytes it already had were wrong: it is
+        started over — at once when ``source`` can seek back to its start, else on the next
+        call (the FailedPrecondition says so) — so that a retry with the right data succeeds."""
         if isinstance(source, bytes):
             source = io.BytesIO(source)
             size = len(source.getbuffer()) if size is None else size
-        try:
-            w = self.writer(ref, total=size, expected=expected, wait=wait)
-        except AlreadyExists:
-            assert expected is not None
-            if labels:
-                self.set_labels(expected, labels)
-            return expected
-        with w:
-            if progress:
-                progress(w.offset)
-            if not w.complete and not (size and w.offset == size):
-                if w.offset:
-                    _skip(source, w.offset)
-                self._copy(w, source, progress)
+        for attempt in range(2):
             try:
-                return w.commit(size or 0, expected, labels)
+                w = self.writer(ref, total=size, expected=expected, wait=wait)
             except AlreadyExists:
-                assert w.committed is not None
-                return w.committed
+                assert expected is not None
+                if labels:
+                    self.set_labels(expected, labels)
+                return expected
+            with w:
+                resumed = w.offset if not w.complete else 0
+                if attempt and not w.complete:
+                    w.truncate(0)
+                    resumed = 0
+                if progress:
+                    progress(w.offset)
+                if not w.complete and not (size and w.offset == size):
+                    if w.offset:
+                        _skip(source, w.offset)
+                    self._copy(w, source, progress)
+                try:
+                    return w.commit(size or 0, expected, labels)
+                except AlreadyExists:
+                    assert w.committed is not None
+                    return w.committed
+                except FailedPrecondition as e:
+                    if not resumed or expected is None:
+                        raise
+                    if not _rewind(source):
+                        self._restart(ref)
+                        raise FailedPrecondition(
+                            f"{e}; the {resumed} bytes ingest {ref!r} had before were wrong, so it "
+                            "starts over: run it again"
+                        ) from e
+        raise AssertionError("unreachable")
+
+    def _restart(self, ref: str) -> None:
+        w = self.writer(ref)
+        with w:
+            w.truncate(0)
 
     @staticmethod
     def _copy(w: Writer, source: IO[bytes], progress: Callable[[int], None] | None) -> None:
@@ -367,6 +391,17 @@ def _fileno(f: IO[bytes]) -> int | None:
     if isinstance(f, io.FileIO):
         return f.fileno()
     return None
+
+
+def _rewind(source: IO[bytes]) -> bool:
+    """Seek ``source`` back to its start, if it can."""
+    try:
+        if source.seekable():
+            source.seek(0)
+            return True
+    except (OSError, AttributeError):
+        pass
+    return False
 
 
 def _skip(source: IO[bytes], offset: int) -> None:
