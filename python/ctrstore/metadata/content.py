@@ -24,7 +24,15 @@ from ctrstore import labels as labelutil
 from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
 from ctrstore.content import Info, Status
 from ctrstore.content.local import LocalStore
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
 from ctrstore.metadata.leases import add_resource
 
@@ -469,12 +477,29 @@ class Writer:
         return self._w
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        return self._live().write(data)
+        w = self._live()
+        try:
+            return w.write(data)
+        except ResourceExhausted:
+            self._give_back(w)
+            raise
 
     def write_from_fd(self, fd: int, limit: int | None = None) -> int:
         if self._w is None:
             return 0
-        return self._w.write_from_fd(fd, limit)
+        try:
+            return self._w.write_from_fd(fd, limit)
+        except ResourceExhausted:
+            self._give_back(self._w)
+            raise
+
+    def _give_back(self, w: _core.IngestWriter) -> None:
+        """Out of disk space: drop the bytes written so far. Kept, they would hold the space
+        that gc and the next try need; on a full disk the download cannot finish anyway."""
+        try:
+            w.truncate(0)
+        except CtrstoreError:
+            pass
 
     def truncate(self, size: int) -> None:
         self._live().truncate(size)
