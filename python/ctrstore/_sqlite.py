@@ -8,11 +8,18 @@ full disk is ``ResourceExhausted`` (with ``errno`` ENOSPC, so the CLI reports th
 read-only file or file system ``PermissionDenied``, a busy database ``Unavailable``, a corrupt
 one ``FailedPrecondition`` (pointing at ``ctrstore check``). A failed transaction is rolled
 back: nothing of it is kept.
+
+A database on a completely full file system cannot even be opened (SQLite must create its
+``-wal`` and ``-shm`` files), and then not even gc could run to free space. So each database
+keeps a reserve: ``<name>.reserve``, a 1 MiB file allocated next to it whenever there is room.
+When opening fails for lack of space, the reserve is given up and the open tried again; gc
+gives it up too when its own transaction finds the disk full (``release_reserve``).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -30,7 +37,52 @@ from ctrstore.errdefs import (
     Unknown,
 )
 
-__all__ = ["Corrupt", "Database", "map_error"]
+__all__ = ["RESERVE_BYTES", "Corrupt", "Database", "disk_full", "map_error", "release_reserve"]
+
+RESERVE_BYTES = 1 << 20
+
+
+def _reserve(path: Path) -> Path:
+    return path.with_name(path.name + ".reserve")
+
+
+def _ensure_reserve(path: Path) -> None:
+    """Allocate the reserve next to the database if it is missing and there is room."""
+    reserve = _reserve(path)
+    if reserve.exists():
+        return
+    tmp = reserve.with_name(reserve.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+        os.rename(tmp, reserve)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def release_reserve(path: Path) -> bool:
+    """Give up the database's reserve; True if there was one."""
+    try:
+        os.unlink(_reserve(path))
+    except OSError:
+        return False
+    return True
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (almost) no room left (used to tell a
+    full disk behind SQLite's "disk I/O error")."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 class Corrupt(FailedPrecondition):
@@ -50,7 +102,7 @@ def map_error(e: sqlite3.Error, what: str, path: Path, doing: str) -> CtrstoreEr
     text = str(e)
     where = f"{what} {path}"
     exc: CtrstoreError
-    if primary == _FULL or "disk is full" in text:
+    if primary == _FULL or "disk is full" in text or (primary == _IOERR and disk_full(path)):
         exc = ResourceExhausted(f"{doing} {where}: database or disk is full")
         exc.errno = errno.ENOSPC
         exc.filename = str(path)
@@ -65,9 +117,7 @@ def map_error(e: sqlite3.Error, what: str, path: Path, doing: str) -> CtrstoreEr
             "`ctrstore check --repair` rebuilds what it can"
         )
     elif primary == _CANTOPEN:
-        exc = NotFound(f"{doing} {where}: {text}") if not path.parent.exists() else Unknown(
-            f"{doing} {where}: {text}"
-        )
+        exc = _cannot_open(path, f"{doing} {where}: {text}")
         exc.filename = str(path)
     elif primary == _NOMEM:
         exc = ResourceExhausted(f"{doing} {where}: out of memory")
@@ -80,6 +130,25 @@ def map_error(e: sqlite3.Error, what: str, path: Path, doing: str) -> CtrstoreEr
     return exc
 
 
+def _cannot_open(path: Path, message: str) -> CtrstoreError:
+    """Why SQLite could not open (or create the journal files of) a database."""
+    d = path.parent
+    if not d.exists():
+        return NotFound(f"{message} (directory {d} does not exist)")
+    try:
+        if os.statvfs(d).f_flag & os.ST_RDONLY:
+            exc: CtrstoreError = PermissionDenied(f"{message}: {d} is on a read-only file system")
+            exc.errno = errno.EROFS
+            return exc
+    except OSError:
+        pass
+    if not os.access(d, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+        exc = PermissionDenied(f"{message}: permission denied")
+        exc.errno = errno.EACCES
+        return exc
+    return Unknown(message)
+
+
 class Database:
     """One SQLite file; ``what`` names it in errors (e.g. "metadata database")."""
 
@@ -88,12 +157,25 @@ class Database:
         self.what = what
         self._lock = threading.RLock()
         try:
-            self.conn = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn = self._open(timeout)
         except sqlite3.Error as e:
-            raise map_error(e, what, path, "opening") from e
+            exc = map_error(e, what, path, "opening")
+            if not (isinstance(exc, ResourceExhausted) and release_reserve(path)):
+                raise exc from e
+            try:
+                self.conn = self._open(timeout)  # with the reserve's room
+            except sqlite3.Error as e2:
+                raise map_error(e2, what, path, "opening") from e2
+        _ensure_reserve(path)
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def close(self) -> None:
         self.conn.close()

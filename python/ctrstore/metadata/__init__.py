@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from ctrstore.content.local import LocalStore
-from ctrstore.errdefs import NotFound
+from ctrstore.errdefs import NotFound, ResourceExhausted
 from ctrstore.metadata.containers import Container, ContainerStore
 from ctrstore.metadata.content import INGEST_EXPIRY, ContentStore, SharingPolicy
 from ctrstore.metadata.db import DB
@@ -86,4 +86,11 @@ class Metadata:
         self.db.close()
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
-        return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)
+        """Collect garbage; on a disk too full for gc's own transaction, give up the
+        database's reserve (see ``ctrstore._sqlite``) and try once more."""
+        try:
+            return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)
+        except ResourceExhausted:
+            if not self.db.release_reserve():
+                raise
+            return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)

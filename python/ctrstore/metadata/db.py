@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ctrstore._sqlite import Database
+from ctrstore._sqlite import Database, release_reserve
 from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound
 
@@ -162,6 +162,10 @@ class DB:
 
     def close(self) -> None:
         self._db.close()
+
+    def release_reserve(self) -> bool:
+        """Give up the space kept beside meta.db for a full disk (see ``ctrstore._sqlite``)."""
+        return release_reserve(self.path)
 
     @staticmethod
     def initialised(path: str | Path) -> bool:
