@@ -88,6 +88,7 @@ def disk_full(path: Path) -> bool:
 class Corrupt(FailedPrecondition):
     """The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
 
+
 # Primary result codes (https://www.sqlite.org/rescode.html).
 _PERM, _BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
     3, 5, 6, 7, 8, 10, 11, 13, 14, 26,

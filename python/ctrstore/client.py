@@ -321,7 +321,9 @@ class Client:
                 db.close()
             pre.add("database", problem, "rebuilt: " + "; ".join(done), True)
             self.close()
-            self.plugins = PluginSet(self.root, self.state, self.config.plugins, set(self.config.disabled_plugins))
+            self.plugins = PluginSet(
+                self.root, self.state, self.config.plugins, set(self.config.disabled_plugins)
+            )
             md = self.metadata
         report = check(
             md.db,

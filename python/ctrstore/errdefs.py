@@ -44,8 +44,6 @@ __all__ = [
     "from_oserror",
 ]
 
-import errno
-
 
 class CtrstoreError(Exception):
     """Base of every ctrstore error. ``kind`` is the short errdefs name; ``errno`` and

@@ -48,7 +48,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["truncate", "-s", "24M", str(img)], check=True, timeout=30)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True, capture_output=True, timeout=60)
     mnt.mkdir()
-    r = subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["mount", "-o", "loop", str(img), str(mnt)], capture_output=True, text=True, timeout=60
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot loop-mount an ext4 here: {r.stderr.strip()}")
     try:
@@ -104,11 +106,10 @@ def test_completely_full_disk_still_opens_and_gc_works(small_fs: Path) -> None:
             timeout=120,
         )
         os.sync()
-    with pytest.raises(OSError, match="No space left"):
-        with open(small_fs / "probe", "wb") as f:
-            f.write(b"x" * (64 << 10))
-            f.flush()
-            os.fsync(f.fileno())
+    with pytest.raises(OSError, match="No space left"), open(small_fs / "probe", "wb") as f:
+        f.write(b"x" * (64 << 10))
+        f.flush()
+        os.fsync(f.fileno())
     # Opening needs room for SQLite's -wal/-shm: the reserves give it, and gc runs.
     r = run(small_fs, "gc")
     assert r.returncode == 0, r.stderr

@@ -8,14 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from ctrstore import AlreadyExists, Client, FailedPrecondition
+from ctrstore import AlreadyExists, Client
 from ctrstore.metadata.leases import OWNER_LABEL, owner_gone, process_owner
+from ctrstore.snapshots._base import DirectorySnapshotter
 
 SNAP_REF = "containerd.io/snapshot.ref"
 
@@ -25,7 +25,9 @@ def blobs(client: Client) -> set[str]:
     return {f"sha256:{p.name}" for p in base.iterdir()}
 
 
-def cli(tmp_path: Path, *args: str, ok: bool = True, root: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    tmp_path: Path, *args: str, ok: bool = True, root: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
     env |= {
         "CTRSTORE_ROOT": str(root or tmp_path / "root"),
@@ -140,7 +142,9 @@ with c.lease():
 
 def test_a_killed_owners_lease_is_freed_by_gc(client: Client) -> None:
     with subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(client.root), str(client.state)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLDER, str(client.root), str(client.state)],
+        stdout=subprocess.PIPE,
+        text=True,
     ) as p:
         _check_holder(client, p)
 
@@ -193,6 +197,7 @@ def test_gc_repairs_a_record_without_its_backend_snapshot(client: Client) -> Non
     """Crash points between meta.db and the snapshotter's metadata.db, built directly."""
     sn = client.snapshotter("native")
     backend = sn.backend
+    assert isinstance(backend, DirectorySnapshotter)
     sn.prepare("gone", "", {"containerd.io/gc.root": "x"})
     # (a) the backend snapshot was removed, meta.db's removal never committed.
     backend.remove(sn.backend_key("gone"))
@@ -228,6 +233,7 @@ def test_a_stale_directory_at_the_next_id_does_not_break_prepare(client: Client)
     sn = client.snapshotter("native")
     sn.prepare("a", "")
     backend = sn.backend
+    assert isinstance(backend, DirectorySnapshotter)
     with backend.ms.transaction(False) as cur:
         top = max(int(i) for i in backend.ms.id_map(cur))
     stale = backend.root / "snapshots" / str(top + 1)
@@ -260,6 +266,7 @@ def test_remove_commits_before_the_directory_goes(client: Client) -> None:
     sn = client.snapshotter("native")
     sn.prepare("k", "")
     backend = sn.backend
+    assert isinstance(backend, DirectorySnapshotter)
     bkey = sn.backend_key("k")
     with backend.ms.transaction(False) as cur:
         id_ = {k: i for i, k in backend.ms.id_map(cur).items()}[bkey]

@@ -2,25 +2,22 @@
 store left inconsistent. ``ctrstore check [--verify] [--repair]`` is a thin layer over
 ``Client.check_store``, which calls ``check`` here.
 
-What is reconciled, and what ``repair`` does about it:
+What is reconciled (area: inconsistency -> what ``repair`` does):
 
-========================  =========================================================  ==========================================
-area                      inconsistency                                              repair
-========================  =========================================================  ==========================================
-content                   a record whose blob file is gone                           drop the record (a pull fetches it again)
-content                   a blob whose size (or, with ``verify``, digest) is wrong   remove the blob and its records
-content                   a blob no record, ingest or lease names                    remove it (what gc would do)
-ingests                   a record whose ingest directory is gone                    drop the record
-ingests                   an ingest directory no record names (and no writer holds)  remove it
-snapshots                 a snapshotter record whose directory is gone               remove it and the snapshots on top of it
-snapshots                 a snapshot directory no snapshotter record names           remove it
-snapshots                 a meta.db record whose backend snapshot is gone            drop the record
-snapshots                 a backend snapshot no meta.db record names                 remove it (what gc would do)
-leases                    a lease whose owner process is gone                        delete the lease (what gc would do)
-containers                a rootfs mounted under ``state`` for no container record   unmount it, remove the bundle
-database                  meta.db missing or empty while blobs/snapshots exist       rebuild records (below)
-database                  meta.db corrupt                                            move it aside, rebuild records (below)
-========================  =========================================================  ==========================================
+- content: a record whose blob file is gone -> drop the record (a pull fetches it again)
+- content: a blob whose size (or, with ``verify``, digest) is wrong -> remove blob and records
+- content: a blob no record, ingest or lease names -> remove it (what gc would do)
+- ingests: a record whose ingest directory is gone -> drop the record
+- ingests: an ingest directory no record names (and no writer holds) -> remove it
+- snapshots: a snapshotter record whose directory is gone -> remove it and what sits on it
+- snapshots: a snapshot directory no snapshotter record names -> remove it
+- snapshots: a meta.db record whose backend snapshot is gone -> drop the record
+- snapshots: a backend snapshot no meta.db record names -> remove it (what gc would do)
+- leases: a lease whose owner process is gone -> delete it (what gc would do)
+- containers: a bundle under ``state`` (rootfs mounted or not) for no container record, older
+  than a minute -> unmount the rootfs, remove the bundle
+- database: meta.db missing or empty while blobs or snapshots exist -> rebuild (below)
+- database: meta.db corrupt -> move it aside (``meta.db.corrupt-<time>``), rebuild (below)
 
 Rebuilding a lost meta.db (``rebuild``) recovers what the files themselves say: every blob
 becomes a content record in the ``default`` namespace, every ingest directory an ingest record,
@@ -410,4 +407,3 @@ def lost_or_corrupt(exc: BaseException | None) -> bool:
     from ctrstore._sqlite import Corrupt
 
     return isinstance(exc, StoreLost | Corrupt)
-

@@ -224,9 +224,7 @@ _SWEEP = {
 }
 
 
-def repair_snapshot_records(
-    cur: sqlite3.Cursor, snapshotters: Mapping[str, Any], dry_run: bool
-) -> list[str]:
+def repair_snapshot_records(cur: sqlite3.Cursor, snapshotters: Mapping[str, Any], dry_run: bool) -> list[str]:
     """Make each snapshotter's own bookkeeping whole (``repair()``: records without a directory,
     directories without a record), then delete meta.db snapshot records whose backend snapshot
     is gone (a crash between the two databases' commits). Call inside a meta.db write
@@ -285,7 +283,9 @@ def collect(
                     cur.execute(sql, (ns, key))
         if dry_run:
             # What is kept is exactly what was marked.
-            expected = {(ns, r): d for ns, r, d in cur.execute("SELECT namespace, ref, expected FROM ingests")}
+            expected = {
+                (ns, r): d for ns, r, d in cur.execute("SELECT namespace, ref, expected FROM ingests")
+            }
             keep_digests = {key for kind, _, key in marked if kind == "content"}
             keep_digests |= {d for (ns, r), d in expected.items() if d and ("ingest", ns, r) in marked}
             keep_refs = {f"{ns}/{key}" for kind, ns, key in marked if kind == "ingest"}
@@ -312,9 +312,7 @@ def _sweep_files(
     if marked is None:
         keep_digests |= {d for (d,) in cur.execute("SELECT digest FROM content")}
         keep_digests |= {d for (d,) in cur.execute("SELECT expected FROM ingests WHERE expected IS NOT NULL")}
-        keep_digests |= {
-            d for (d,) in cur.execute("SELECT id FROM lease_resources WHERE type='content'")
-        }
+        keep_digests |= {d for (d,) in cur.execute("SELECT id FROM lease_resources WHERE type='content'")}
         keep_refs |= {f"{ns}/{r}" for ns, r in cur.execute("SELECT namespace, ref FROM ingests")}
     _sweep_blobs(content, keep_digests, result, dry_run)
     _sweep_ingests(content, keep_refs, result, dry_run)
@@ -324,6 +322,7 @@ def _sweep_files(
         ).fetchall()
         keep = {bk for ns, k, bk in rows if marked is None or ("snapshot", ns, f"{name}/{k}") in marked}
         result.snapshots[name] = cleaner.gc_cleanup(keep, dry_run)
+
 
 def _sweep_blobs(content: LocalStore, keep: Iterable[str], result: GCResult, dry_run: bool) -> None:
     keep = set(keep)

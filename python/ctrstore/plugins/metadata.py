@@ -39,7 +39,7 @@ def _init(ic: InitContext) -> Metadata:
     return Metadata(
         db,
         content,
-        snapshotters,  # type: ignore[arg-type]
+        snapshotters,
         policy=policy,  # type: ignore[arg-type]
         ingest_expiry=timedelta(seconds=cfg.ingest_expiry_seconds),
     )

@@ -180,7 +180,9 @@ class DirectorySnapshotter:
                     done.append(f"snapshot {key!r} had no directory (or sits on one that had none): removed")
                     if not dry_run:
                         cur.execute("DELETE FROM snapshots WHERE key=?", (key,))
-        done += [f"directory snapshots/{d} belonged to no snapshot: removed" for d in self._stray_dirs(dry_run)]
+        done += [
+            f"directory snapshots/{d} belonged to no snapshot: removed" for d in self._stray_dirs(dry_run)
+        ]
         return done
 
     def gc_cleanup(self, keep: set[str], dry_run: bool) -> list[str]:

@@ -563,7 +563,8 @@ mod tests {
         let mut w = IngestWriter::open(t.path(), "p", Some(4), None).unwrap();
         w.write(b"ab").unwrap();
         w.close().unwrap();
-        let w = IngestWriter::open(t.path(), "p", Some(4), Some(Digest::of_bytes(b"abcd"))).unwrap();
+        let w =
+            IngestWriter::open(t.path(), "p", Some(4), Some(Digest::of_bytes(b"abcd"))).unwrap();
         assert_eq!(w.offset(), 2);
     }
 
