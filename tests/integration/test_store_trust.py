@@ -313,3 +313,23 @@ def _pipe_ingest(client: Client, ref: str, d: str, data: bytes) -> subprocess.Co
     )
     out, err = p.communicate(data, timeout=60)
     return subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
+
+
+def test_a_gc_that_fails_leaves_no_record_without_its_file(client: Client) -> None:
+    """gc removes files only after committing the records that named them: when it fails
+    half-way (here a snapshotter that refuses its cleanup), no record names a removed blob."""
+    from ctrstore.errdefs import Unavailable
+    from ctrstore.metadata.gc import collect
+
+    class Refusing:
+        def gc_cleanup(self, keep: set[str], dry_run: bool) -> list[str]:
+            raise Unavailable("snapshotter is busy")
+
+    d = client.content.ingest("x", b"garbage, to be collected")
+    md = client.metadata
+    with pytest.raises(Unavailable):
+        collect(md.db, md.content_backend, {"refusing": Refusing()})
+    for info in client.content.walk():
+        assert client.content.backend.exists(info.digest), f"record {info.digest} without its blob"
+    assert client.check_store().ok
+    assert d not in blobs(client)
