@@ -24,9 +24,11 @@ def check(st: State, verify: bool, repair: bool) -> None:
       leases                    with their owner processes (a killed pull's lease)
       meta.db itself            integrity; missing or empty while the store holds data
 
-    Without --repair nothing changes. With --repair, each problem is fixed where it can be
-    (a lost or corrupt meta.db is rebuilt from the files: see `ctrstore check --help` in
-    docs/architecture.md). Exits 1 while anything is wrong.
+    Without --repair nothing changes. With --repair, each problem is fixed where it can be,
+    and each line says what was done. A lost or corrupt meta.db is rebuilt from the files:
+    blobs, ingests and snapshots get records again, labelled ctrstore.io/recovered and kept
+    from gc (containerd.io/gc.root) until you remove that label; image names and containers
+    cannot be recovered. Exits 1 while anything is wrong.
     """
     report = st.client().check_store(verify=verify, repair=repair)
     for f in report.findings:

@@ -173,12 +173,17 @@ class DB:
         or changing it. A missing file, an empty one, or one without a schema is not."""
         p = Path(path)
         try:
-            if p.stat().st_size == 0:
-                return False
+            with open(p, "rb") as f:
+                header = f.read(100)
         except FileNotFoundError:
             return False
         except OSError:
             return True  # cannot tell: let opening it report what is wrong
+        if not header:
+            return False
+        if header.startswith(b"SQLite format 3\x00") and len(header) == 100 and header[60:64] != bytes(4):
+            return True  # user_version (bytes 60-63 of the header) is set: no need to open it
+        # The schema may still be only in the WAL (a process killed before its checkpoint).
         try:
             conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
             try:
