@@ -159,7 +159,9 @@ class ContentStore:
         return self.update(digest, changes, [f"labels.{k}" for k in changes])
 
     def delete(self, digest: str) -> None:
-        """Drop this namespace's record; the bytes go too once no namespace holds them."""
+        """Drop this namespace's record; the bytes go too once nothing names them. The record's
+        removal is committed first; the file goes in a second transaction that checks again
+        that no record, ingest or lease names it (so a failed commit never loses the bytes)."""
         digest = _core.parse_digest(digest)
         with self.db.write() as cur:
             n = cur.execute(
@@ -167,9 +169,11 @@ class ContentStore:
             ).rowcount
             if n == 0:
                 raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
+        with self.db.write() as cur:
             still = cur.execute(
-                "SELECT 1 FROM content WHERE digest=? UNION SELECT 1 FROM ingests WHERE expected=?",
-                (digest, digest),
+                "SELECT 1 FROM content WHERE digest=? UNION SELECT 1 FROM ingests WHERE expected=? "
+                "UNION SELECT 1 FROM lease_resources WHERE type='content' AND id=?",
+                (digest, digest, digest),
             ).fetchone()
             if still is None:
                 try:
@@ -308,15 +312,15 @@ class ContentStore:
         return out
 
     def abort(self, ref: str) -> None:
+        """Drop the ingest: its record first (committed), then its directory. Unavailable if a
+        writer holds it (the record is gone then; the directory goes at a later gc)."""
         with self.db.write() as cur:
             n = cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)).rowcount
-            try:
-                self.backend.abort(self._backend_ref(ref))
-            except NotFound:
-                if n == 0:
-                    raise NotFound(
-                        f"no active ingest for ref {ref!r} in namespace {self.namespace!r}"
-                    ) from None
+        try:
+            self.backend.abort(self._backend_ref(ref))
+        except NotFound:
+            if n == 0:
+                raise NotFound(f"no active ingest for ref {ref!r} in namespace {self.namespace!r}") from None
 
     def ingest(
         self,
