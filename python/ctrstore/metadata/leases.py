@@ -53,12 +53,15 @@ def _pidns(pid: int | str = "self") -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks after boot), None if there is none."""
+    """The start time of process ``pid`` (clock ticks after boot), None if there is none, ""
+    if it cannot be told (``/proc`` hides other users' processes)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
+    except OSError:
+        return ""
     # The command name (field 2) is in parentheses and may hold spaces and parentheses itself.
     fields = stat.rsplit(")", 1)[-1].split()
     return fields[19] if len(fields) > 19 else None
@@ -86,6 +89,8 @@ def owner_gone(labels: Mapping[str, str]) -> bool:
     except ValueError:
         return False  # unreadable: keep the lease, as an unreadable expiry is kept
     start = _start_time(pid)
+    if start == "":
+        return False  # hidden from us: keep the lease
     return start is None or start != fields.get("start")
 
 
