@@ -330,8 +330,8 @@ def _check_snapshots(
     cur: sqlite3.Cursor, snapshotters: Mapping[str, Any], report: CheckReport, repair: bool
 ) -> None:
     for line in repair_snapshot_records(cur, snapshotters, dry_run=not repair):
-        problem, _, action = line.rpartition(": ")
-        report.add("snapshots", problem, action or "remove", repair)
+        problem = line.rpartition(": ")[0] or line
+        report.add("snapshots", problem, "remove it (and what sits on it)", repair)
     for name, sn in snapshotters.items():
         walk = getattr(sn, "walk", None)
         if not callable(walk):
