@@ -23,9 +23,11 @@ from ctrstore.errdefs import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    Unknown,
 )
 from ctrstore.metadata import ContentStore, GCResult, Image, ImageStore, Lease, LeaseManager, Namespace
 from ctrstore.plugin import Registration, SkipPlugin, register
@@ -53,11 +55,13 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "Registration",
+    "ResourceExhausted",
     "SkipPlugin",
     "Status",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "Unknown",
     "__version__",
     "register",
     "sha256_bytes",

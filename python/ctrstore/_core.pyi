@@ -19,6 +19,8 @@ __all__ = [
     "__version__",
     "abort_ingest",
     "blob_path",
+    "errno_kind",
+    "errno_kinds",
     "ingest_dir",
     "ingest_in_use",
     "mount",
@@ -94,6 +96,13 @@ class IngestWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+def errno_kind(errno: int) -> str:
+    """The errdefs kind (``"not found"``, ``"resource exhausted"``, ...) of an OS error number,
+    from the one table in the Rust core; ``"unknown"`` for an errno it does not list."""
+
+def errno_kinds() -> list[tuple[int, str]]:
+    """The whole errno table, as ``(errno, kind)`` pairs."""
 
 def abort_ingest(root: str | os.PathLike[str], reference: str) -> None: ...
 def ingest_in_use(path: str | os.PathLike[str]) -> bool: ...

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ctrstore.config import Config, load
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import NotFound
+from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.images.platforms import Platform
 from ctrstore.labels import DISTRIBUTION_SOURCE
 from ctrstore.metadata import (
@@ -31,10 +31,12 @@ from ctrstore.metadata import (
     SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
+from ctrstore.metadata.leases import OWNER_LABEL, process_owner
 from ctrstore.plugin import METADATA, PluginSet
 
 if TYPE_CHECKING:
     from ctrstore.images.pull import PullResult, Status
+    from ctrstore.metadata.check import CheckReport
     from ctrstore.runtime.containers import ContainerManager
     from ctrstore.unpack import UnpackResult
 
@@ -124,18 +126,30 @@ class Client:
     @contextmanager
     def lease(self, *, expire: timedelta = DEFAULT_LEASE_EXPIRY, keep: bool = False) -> Iterator[Lease]:
         """Hold a lease for the block: everything written through this client is kept from gc
-        until the block ends (and the lease is deleted, unless ``keep``)."""
+        until the block ends (and the lease is deleted, unless ``keep``).
+
+        Unless ``keep``, the lease belongs to this process (``ctrstore.io/lease.owner``): if the
+        process dies before the block ends, the next gc treats the lease as expired. Partial
+        downloads stay resumable meanwhile, as ingests have their own expiry."""
         if self._lease is not None:
             yield self.leases.list(f"id=={self._lease}")[0]
             return
-        lease = self.leases.create(expire=expire)
+        labels = {} if keep else {OWNER_LABEL: process_owner()}
+        lease = self.leases.create(expire=expire, labels=labels)
         self._lease = lease.id
         try:
             yield lease
-        finally:
+        except BaseException:
             self._lease = None
             if not keep:
-                self.leases.delete(lease.id)
+                try:
+                    self.leases.delete(lease.id)
+                except CtrstoreError:
+                    pass  # e.g. a full disk: the first error is the one to report; gc frees it
+            raise
+        self._lease = None
+        if not keep:
+            self.leases.delete(lease.id)
 
     def pull(
         self,
@@ -268,6 +282,60 @@ class Client:
         key = str(Path(target).resolve())
         unmount(key)
         self.snapshotter(snapshotter).remove(key)
+
+    def check_store(self, *, verify: bool = False, repair: bool = False) -> CheckReport:
+        """The store's fsck (see ``ctrstore.metadata.check``): reconcile blobs, ingests,
+        snapshots, leases and mounted bundles with the records; ``verify`` hashes every blob
+        again; ``repair`` fixes what it can. A meta.db that is lost (missing or empty while the
+        store holds data) or corrupt is reported, and with ``repair`` moved aside (if corrupt)
+        and rebuilt from the files, after which the whole check runs."""
+        from ctrstore.content.local import LocalStore
+        from ctrstore.metadata import DB
+        from ctrstore.metadata.check import CheckReport, check, lost_or_corrupt, move_aside, rebuild
+        from ctrstore.plugin import CONTENT, SNAPSHOT
+
+        pre = CheckReport()
+        try:
+            md = self.metadata
+        except CtrstoreError:
+            plugin = next((p for p in self.plugins if p.registration.type == METADATA), None)
+            if plugin is None or not lost_or_corrupt(plugin.exc):
+                raise
+            problem = str(plugin.exc)
+            if not repair:
+                pre.add("database", problem, "rebuild the records from the files (--repair)")
+                return pre
+            path = self.root / plugin.uri / "meta.db"
+            from ctrstore._sqlite import Corrupt
+
+            if isinstance(plugin.exc, Corrupt):
+                problem += f" (moved aside to {move_aside(path).name})"
+            content = self.plugins.get_single(CONTENT, LocalStore)
+            snapshotters = {
+                n: s for n, s in self.plugins.get_by_type(SNAPSHOT).items() if hasattr(s, "gc_cleanup")
+            }
+            db = DB(path)
+            try:
+                done = rebuild(db, content, snapshotters)
+            finally:
+                db.close()
+            pre.add("database", problem, "rebuilt: " + "; ".join(done), True)
+            self.close()
+            self.plugins = PluginSet(
+                self.root, self.state, self.config.plugins, set(self.config.disabled_plugins)
+            )
+            md = self.metadata
+        report = check(
+            md.db,
+            md.content_backend,
+            md.snapshotters,
+            root=self.root,
+            state=self.state,
+            verify=verify,
+            repair=repair,
+        )
+        report.findings[:0] = pre.findings
+        return report
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
         """Remove everything no root references (see ``ctrstore.metadata.gc``)."""

@@ -142,6 +142,8 @@ class Plugin:
     error: str | None = None
     platforms: list[str] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
+    exc: BaseException | None = None
+    """The exception that failed the plugin (or the plugin it required)."""
 
     @property
     def uri(self) -> str:
@@ -167,6 +169,22 @@ def decode_config(default: object | None, table: dict[str, Any] | None, uri: str
                 f'config [plugins."{uri}"]: {key} must be {want.__name__}, got {type(value).__name__}'
             )
     return dataclasses.replace(default, **table)  # type: ignore[type-var]
+
+
+def _same_kind(exc: BaseException, message: str) -> Exception:
+    from ctrstore.errdefs import CtrstoreError, from_oserror
+
+    if isinstance(exc, CtrstoreError):
+        out: CtrstoreError = type(exc)(message)
+        out.errno, out.filename = exc.errno, exc.filename
+    elif isinstance(exc, OSError) and exc.errno:
+        out = type(from_oserror(exc, ""))(message)
+        out.errno = exc.errno
+        out.filename = exc.filename if isinstance(exc.filename, str) else None
+    else:
+        out = FailedPrecondition(message)
+    out.__cause__ = exc
+    return out
 
 
 class PluginSet:
@@ -195,7 +213,7 @@ class PluginSet:
         for dep_type in r.requires:
             for p in self._plugins.values():
                 if (dep_type == "*" or p.registration.type == dep_type) and p.status == "error":
-                    return Plugin(r, "error", error=f"required plugin {p.uri} failed: {p.error}")
+                    return Plugin(r, "error", error=f"required plugin {p.uri} failed: {p.error}", exc=p.exc)
         try:
             cfg = decode_config(r.config, table, r.uri)
             ic = InitContext(r, self.root / r.uri, self.state / r.uri, cfg, self)
@@ -203,7 +221,7 @@ class PluginSet:
         except SkipPlugin as e:
             return Plugin(r, "skip", error=str(e) or "skipped")
         except Exception as e:
-            return Plugin(r, "error", error=f"{type(e).__name__}: {e}" if not str(e) else str(e))
+            return Plugin(r, "error", error=f"{type(e).__name__}: {e}" if not str(e) else str(e), exc=e)
         return Plugin(r, "ok", instance, platforms=ic.platforms, exports=ic.exports)
 
     def __iter__(self) -> Iterator[Plugin]:
@@ -242,5 +260,11 @@ class PluginSet:
             raise NotFound(f"no plugin of type {type_}")
         if not ok:
             why = "; ".join(f"{p.uri}: {p.error}" for p in found)
-            raise FailedPrecondition(f"no working plugin of type {type_} ({why})")
+            message = f"no working plugin of type {type_} ({why})"
+            failed = [p for p in found if p.status == "error"]
+            if len(failed) == 1 and failed[0].exc is not None:
+                # One plugin failed: raise its error's own class (a full disk, a read-only root,
+                # a corrupt database), so the caller sees what went wrong, not just "no plugin".
+                raise _same_kind(failed[0].exc, message)
+            raise FailedPrecondition(message)
         raise FailedPrecondition(f"several plugins of type {type_}; name one")

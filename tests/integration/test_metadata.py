@@ -102,7 +102,7 @@ def test_newer_schema_is_refused(client: Client) -> None:
 def test_corrupt_db_is_a_clear_error(tmp_path: Path) -> None:
     p = tmp_path / "meta.db"
     p.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(FailedPrecondition, match="unusable"):
+    with pytest.raises(FailedPrecondition, match="is corrupt"):
         DB(p)
 
 

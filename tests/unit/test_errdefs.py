@@ -29,7 +29,41 @@ def test_from_oserror_maps_errno() -> None:
     e = errdefs.from_oserror(OSError(errno.ENOENT, "No such file"), "/x")
     assert isinstance(e, errdefs.NotFound)
     assert str(e) == "/x: No such file"
-    assert isinstance(errdefs.from_oserror(OSError(errno.EIO, "io"), "/y"), errdefs.Internal)
+    assert isinstance(errdefs.from_oserror(OSError(errno.EIO, "io"), "/y"), errdefs.Unknown)
+    full = errdefs.from_oserror(OSError(errno.ENOSPC, "No space left on device", "/z"), "writing /z")
+    assert isinstance(full, errdefs.ResourceExhausted)
+    assert full.errno == errno.ENOSPC and full.filename == "/z"
+    assert isinstance(full.__cause__, OSError)
+
+
+def test_one_errno_table_for_both_languages(tmp_path: Path) -> None:
+    """The table lives in Rust; Python's from_oserror reads it, and errors raised by the Rust
+    core for real OS failures land in the same class, with errno and the OSError as cause."""
+    table = dict(_core.errno_kinds())
+    # The entries the two old tables disagreed on, and the new resource-exhausted kind.
+    assert table[errno.ENOTEMPTY] == "failed precondition"
+    assert table[errno.EBUSY] == "unavailable"
+    assert table[errno.EROFS] == "permission denied"
+    assert table[errno.ENAMETOOLONG] == "invalid argument"
+    assert table[errno.ENOSPC] == table[errno.EDQUOT] == "resource exhausted"
+    assert _core.errno_kind(errno.EIO) == "unknown"
+    for n, kind in table.items():
+        assert errdefs.from_oserror(OSError(n, "x"), "y").kind == kind, errno.errorcode[n]
+    # Real failures in Rust: ENOTDIR, ENAMETOOLONG and ENOENT under the content root.
+    (tmp_path / "file").write_bytes(b"")
+    cases = [
+        (tmp_path / "file", errno.ENOTDIR),  # root is a file: mkdir root/ingest fails
+        (tmp_path / ("n" * 300), errno.ENAMETOOLONG),
+    ]
+    for root, n in cases:
+        with pytest.raises(errdefs.CtrstoreError) as ei:
+            _core.IngestWriter(root, "ref")
+        assert ei.value.kind == table[n], (ei.value, errno.errorcode[n])
+        assert ei.value.errno == n
+        assert isinstance(ei.value.__cause__, OSError) and ei.value.__cause__.errno == n
+        with pytest.raises(OSError) as oe:
+            (root / "ingest").mkdir(parents=True)
+        assert type(errdefs.from_oserror(oe.value, "x")) is type(ei.value)
 
 
 def test_every_kind_is_exported_and_distinct() -> None:
@@ -54,5 +88,6 @@ def test_all_is_complete() -> None:
 
 def test_class_of_kind() -> None:
     assert errdefs.class_of_kind("not found") is errdefs.NotFound
-    assert errdefs.class_of_kind("unknown") is errdefs.CtrstoreError
-    assert errdefs.class_of_kind("no such kind") is errdefs.Internal
+    assert errdefs.class_of_kind("unknown") is errdefs.Unknown
+    assert errdefs.class_of_kind("resource exhausted") is errdefs.ResourceExhausted
+    assert errdefs.class_of_kind("no such kind") is errdefs.Unknown

@@ -108,6 +108,7 @@ def _lazy(module: str, attr: str) -> tuple[str, str]:
 # Command name -> where it is defined. Modules are imported only for the command that runs,
 # which keeps start-up short (``--help`` imports them all, to show each one's summary).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "check": _lazy("check", "check"),
     "commit": _lazy("containers", "commit"),
     "config": _lazy("config", "config"),
     "containers": _lazy("containers", "containers"),

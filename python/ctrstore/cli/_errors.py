@@ -48,6 +48,9 @@ def _where(exc: BaseException) -> str:
 def describe(exc: BaseException) -> str:
     """The one line (without the ``ctrstore:`` prefix) that reports ``exc``."""
     if isinstance(exc, CtrstoreError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = exc.filename or str(exc)
+            return f"no space left on device while writing {what}: {free_space(exc.filename or what)}"
         return f"{exc.kind}: {exc}"
     if isinstance(exc, OSError):
         what = exc.filename if isinstance(exc.filename, str) else _where(exc)

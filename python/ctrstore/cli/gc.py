@@ -13,12 +13,16 @@ from ctrstore.cli._common import State, pass_state
 def gc(st: State, dry_run: bool) -> None:
     """Remove what nothing references: blobs, ingests, records and snapshots.
 
-    Kept: images, leases that have not expired, containers, anything labelled
-    containerd.io/gc.root, and everything those reference through containerd.io/gc.ref.*
-    labels. There is no daemon to do this in the background; run it after removals.
+    Kept: images, leases that have not expired (and whose owner process, for the leases a
+    pull or unpack takes, is alive), containers, anything labelled containerd.io/gc.root, and
+    everything those reference through containerd.io/gc.ref.* labels. There is no daemon to do
+    this in the background; run it after removals. gc also repairs what a crash between the
+    metadata database and a snapshotter's own database left (`ctrstore check` checks more).
     """
     result = st.client().gc(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
+    for line in result.repaired:
+        click.echo(f"{'would repair' if dry_run else 'repaired'}: {line}")
     for kind, items in sorted(result.records.items()):
         for item in items:
             click.echo(f"{verb} {kind} record {item}")

@@ -73,7 +73,7 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFound(f"content {digest} not found") from None
         except OSError as e:
-            raise from_oserror(e, str(p)) from None
+            raise from_oserror(e, str(p)) from e
 
     # -- ingests -------------------------------------------------------------------------
     def writer(self, ref: str, total: int | None = None, expected: str | None = None) -> _core.IngestWriter:

@@ -7,11 +7,12 @@ the shared content store, and factories for the per-namespace stores.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from ctrstore.content.local import LocalStore
-from ctrstore.errdefs import NotFound
+from ctrstore.errdefs import NotFound, ResourceExhausted
 from ctrstore.metadata.containers import Container, ContainerStore
-from ctrstore.metadata.content import ContentStore, SharingPolicy
+from ctrstore.metadata.content import INGEST_EXPIRY, ContentStore, SharingPolicy
 from ctrstore.metadata.db import DB
 from ctrstore.metadata.gc import GCResult, SnapshotCleaner, collect
 from ctrstore.metadata.images import Image, ImageStore
@@ -44,15 +45,24 @@ class Metadata:
         snapshotters: Mapping[str, SnapshotCleaner] | None = None,
         *,
         policy: SharingPolicy = "shared",
+        ingest_expiry: timedelta = INGEST_EXPIRY,
     ) -> None:
         self.db = db
         self.content_backend = content
         self.snapshotters = dict(snapshotters or {})
         self.policy = policy
+        self.ingest_expiry = ingest_expiry
         self.namespaces = NamespaceStore(db)
 
     def content(self, namespace: str, *, lease: str | None = None) -> ContentStore:
-        return ContentStore(self.db, self.content_backend, namespace, lease=lease, policy=self.policy)
+        return ContentStore(
+            self.db,
+            self.content_backend,
+            namespace,
+            lease=lease,
+            policy=self.policy,
+            ingest_expiry=self.ingest_expiry,
+        )
 
     def images(self, namespace: str, *, lease: str | None = None) -> ImageStore:
         return ImageStore(self.db, namespace, lease=lease)
@@ -76,4 +86,11 @@ class Metadata:
         self.db.close()
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
-        return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)
+        """Collect garbage; on a disk too full for gc's own transaction, give up the
+        database's reserve (see ``ctrstore._sqlite``) and try once more."""
+        try:
+            return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)
+        except ResourceExhausted:
+            if not self.db.release_reserve():
+                raise
+            return collect(self.db, self.content_backend, self.snapshotters, dry_run=dry_run)

@@ -24,14 +24,24 @@ from ctrstore import labels as labelutil
 from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
 from ctrstore.content import Info, Status
 from ctrstore.content.local import LocalStore
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
 from ctrstore.metadata.leases import add_resource
 
 __all__ = ["INGEST_EXPIRY", "ContentStore", "Writer"]
 
 INGEST_EXPIRY = timedelta(hours=24)
-"""An ingest outside a lease is kept from gc for this long after it was opened."""
+"""An ingest is kept from gc for this long after it was last opened, inside a lease or not, so
+that a killed download stays resumable after its lease's owner is gone (the metadata plugin's
+``ingest_expiry_seconds`` changes it)."""
 
 CHUNK = 4 << 20
 
@@ -54,15 +64,24 @@ class ContentStore:
         *,
         lease: str | None = None,
         policy: SharingPolicy = "shared",
+        ingest_expiry: timedelta = INGEST_EXPIRY,
     ) -> None:
         self.db = db
         self.backend = backend
         self.namespace = namespace
         self.lease = lease
         self.policy = policy
+        self.ingest_expiry = ingest_expiry
 
     def with_lease(self, lease: str | None) -> ContentStore:
-        return ContentStore(self.db, self.backend, self.namespace, lease=lease, policy=self.policy)
+        return ContentStore(
+            self.db,
+            self.backend,
+            self.namespace,
+            lease=lease,
+            policy=self.policy,
+            ingest_expiry=self.ingest_expiry,
+        )
 
     # -- reading -------------------------------------------------------------------------
     def _row(self, cur: sqlite3.Cursor, digest: str) -> tuple[str, int, str, str, str] | None:
@@ -140,7 +159,9 @@ class ContentStore:
         return self.update(digest, changes, [f"labels.{k}" for k in changes])
 
     def delete(self, digest: str) -> None:
-        """Drop this namespace's record; the bytes go too once no namespace holds them."""
+        """Drop this namespace's record; the bytes go too once nothing names them. The record's
+        removal is committed first; the file goes in a second transaction that checks again
+        that no record, ingest or lease names it (so a failed commit never loses the bytes)."""
         digest = _core.parse_digest(digest)
         with self.db.write() as cur:
             n = cur.execute(
@@ -148,9 +169,11 @@ class ContentStore:
             ).rowcount
             if n == 0:
                 raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
+        with self.db.write() as cur:
             still = cur.execute(
-                "SELECT 1 FROM content WHERE digest=? UNION SELECT 1 FROM ingests WHERE expected=?",
-                (digest, digest),
+                "SELECT 1 FROM content WHERE digest=? UNION SELECT 1 FROM ingests WHERE expected=? "
+                "UNION SELECT 1 FROM lease_resources WHERE type='content' AND id=?",
+                (digest, digest, digest),
             ).fetchone()
             if still is None:
                 try:
@@ -172,8 +195,10 @@ class ContentStore:
     ) -> Writer:
         """Open (or resume) the ingest ``ref``.
 
-        AlreadyExists if this namespace already holds ``expected``. Unavailable if another
-        writer holds ``ref`` and it is not released within ``wait`` seconds.
+        AlreadyExists if this namespace already holds ``expected`` (the blob then becomes one
+        of the lease's resources all the same: the error is raised after the transaction that
+        records that, never inside it). Unavailable if another writer holds ``ref`` and it is
+        not released within ``wait`` seconds.
         """
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
@@ -181,23 +206,40 @@ class ContentStore:
             expected = _core.parse_digest(expected)
         if total is not None and total < 0:
             raise InvalidArgument(f"ingest {ref!r}: size must not be negative")
+        exists = shared = False
         with self.db.write() as cur:
             DB.ensure_namespace(cur, self.namespace)
             if expected is not None:
                 if self._row(cur, expected) is not None:
+                    exists = True
+                elif self._shareable(cur, expected, total):
+                    shared = True
+                if exists or shared:
+                    # The lease holds the blob from now on, so no gc removes it before commit.
                     add_resource(cur, self.namespace, self.lease, "content", expected)
-                    raise AlreadyExists(f"content {expected} already exists in namespace {self.namespace!r}")
-                if self._shareable(cur, expected, total):
-                    return Writer(self, ref, None, expected, self.backend.info(expected).size)
-            expires = None if self.lease else format_rfc3339(now() + INGEST_EXPIRY)
-            cur.execute(
-                "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) "
-                "VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
-                "expires_at=excluded.expires_at",
-                (self.namespace, ref, self._backend_ref(ref), expected, expires),
-            )
-            add_resource(cur, self.namespace, self.lease, "ingests", ref)
+            if not (exists or shared):
+                self._record_ingest(cur, ref, expected)
+        if exists:
+            # Raised here, after the commit: inside the transaction it would roll back the
+            # lease's hold on the blob, and a gc beside us could then remove it.
+            raise AlreadyExists(f"content {expected} already exists in namespace {self.namespace!r}")
+        if shared:
+            assert expected is not None
+            return Writer(self, ref, None, expected, self.backend.info(expected).size)
+        return self._open_backend(ref, total, expected, wait)
+
+    def _record_ingest(self, cur: sqlite3.Cursor, ref: str, expected: str | None) -> None:
+        expires = format_rfc3339(now() + self.ingest_expiry)
+        cur.execute(
+            "INSERT INTO ingests(namespace, ref, backend_ref, expected, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(namespace, ref) DO UPDATE SET expected=excluded.expected, "
+            "expires_at=excluded.expires_at",
+            (self.namespace, ref, self._backend_ref(ref), expected, expires),
+        )
+        add_resource(cur, self.namespace, self.lease, "ingests", ref)
+
+    def _open_backend(self, ref: str, total: int | None, expected: str | None, wait: float) -> Writer:
         deadline = time.monotonic() + wait
         delay = 0.016
         while True:
@@ -206,9 +248,10 @@ class ContentStore:
                 break
             except AlreadyExists:
                 # Another namespace or process committed it meanwhile: share it.
+                assert expected is not None
                 with self.db.write() as cur:
                     cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
-                assert expected is not None
+                    add_resource(cur, self.namespace, self.lease, "content", expected)
                 return Writer(self, ref, None, expected, self.backend.info(expected).size)
             except Unavailable:
                 if time.monotonic() + delay > deadline:
@@ -269,15 +312,15 @@ class ContentStore:
         return out
 
     def abort(self, ref: str) -> None:
+        """Drop the ingest: its record first (committed), then its directory. Unavailable if a
+        writer holds it (the record is gone then; the directory goes at a later gc)."""
         with self.db.write() as cur:
             n = cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref)).rowcount
-            try:
-                self.backend.abort(self._backend_ref(ref))
-            except NotFound:
-                if n == 0:
-                    raise NotFound(
-                        f"no active ingest for ref {ref!r} in namespace {self.namespace!r}"
-                    ) from None
+        try:
+            self.backend.abort(self._backend_ref(ref))
+        except NotFound:
+            if n == 0:
+                raise NotFound(f"no active ingest for ref {ref!r} in namespace {self.namespace!r}") from None
 
     def ingest(
         self,
@@ -291,29 +334,53 @@ class ContentStore:
         wait: float = 10.0,
     ) -> str:
         """Write a whole blob from ``source`` (bytes or a binary file), resuming a partial
-        ingest of the same ref. Existing content counts as success. Returns the digest."""
+        ingest of the same ref. Existing content counts as success. Returns the digest.
+
+        If a resumed ingest then fails verification, the bytes it already had were wrong: it is
+        started over — at once when ``source`` can seek back to its start, else on the next
+        call (the FailedPrecondition says so) — so that a retry with the right data succeeds."""
         if isinstance(source, bytes):
             source = io.BytesIO(source)
             size = len(source.getbuffer()) if size is None else size
-        try:
-            w = self.writer(ref, total=size, expected=expected, wait=wait)
-        except AlreadyExists:
-            assert expected is not None
-            if labels:
-                self.set_labels(expected, labels)
-            return expected
-        with w:
-            if progress:
-                progress(w.offset)
-            if not w.complete and not (size and w.offset == size):
-                if w.offset:
-                    _skip(source, w.offset)
-                self._copy(w, source, progress)
+        for attempt in range(2):
             try:
-                return w.commit(size or 0, expected, labels)
+                w = self.writer(ref, total=size, expected=expected, wait=wait)
             except AlreadyExists:
-                assert w.committed is not None
-                return w.committed
+                assert expected is not None
+                if labels:
+                    self.set_labels(expected, labels)
+                return expected
+            with w:
+                resumed = w.offset if not w.complete else 0
+                if attempt and not w.complete:
+                    w.truncate(0)
+                    resumed = 0
+                if progress:
+                    progress(w.offset)
+                if not w.complete and not (size and w.offset == size):
+                    if w.offset:
+                        _skip(source, w.offset)
+                    self._copy(w, source, progress)
+                try:
+                    return w.commit(size or 0, expected, labels)
+                except AlreadyExists:
+                    assert w.committed is not None
+                    return w.committed
+                except FailedPrecondition as e:
+                    if not resumed or expected is None:
+                        raise
+                    if not _rewind(source):
+                        self._restart(ref)
+                        raise FailedPrecondition(
+                            f"{e}; the {resumed} bytes ingest {ref!r} had before were wrong, so it "
+                            "starts over: run it again"
+                        ) from e
+        raise AssertionError("unreachable")
+
+    def _restart(self, ref: str) -> None:
+        w = self.writer(ref)
+        with w:
+            w.truncate(0)
 
     @staticmethod
     def _copy(w: Writer, source: IO[bytes], progress: Callable[[int], None] | None) -> None:
@@ -336,6 +403,17 @@ def _fileno(f: IO[bytes]) -> int | None:
     if isinstance(f, io.FileIO):
         return f.fileno()
     return None
+
+
+def _rewind(source: IO[bytes]) -> bool:
+    """Seek ``source`` back to its start, if it can."""
+    try:
+        if source.seekable():
+            source.seek(0)
+            return True
+    except (OSError, AttributeError):
+        pass
+    return False
 
 
 def _skip(source: IO[bytes], offset: int) -> None:
@@ -403,12 +481,29 @@ class Writer:
         return self._w
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        return self._live().write(data)
+        w = self._live()
+        try:
+            return w.write(data)
+        except ResourceExhausted:
+            self._give_back(w)
+            raise
 
     def write_from_fd(self, fd: int, limit: int | None = None) -> int:
         if self._w is None:
             return 0
-        return self._w.write_from_fd(fd, limit)
+        try:
+            return self._w.write_from_fd(fd, limit)
+        except ResourceExhausted:
+            self._give_back(self._w)
+            raise
+
+    def _give_back(self, w: _core.IngestWriter) -> None:
+        """Out of disk space: drop the bytes written so far. Kept, they would hold the space
+        that gc and the next try need; on a full disk the download cannot finish anyway."""
+        try:
+            w.truncate(0)
+        except CtrstoreError:
+            pass
 
     def truncate(self, size: int) -> None:
         self._live().truncate(size)
@@ -424,6 +519,7 @@ class Writer:
         labels = labelutil.validate(labels or {})
         if expected is not None:
             expected = _core.parse_digest(expected)
+        exists = False
         with store.db.write() as cur:
             if self._w is None:
                 digest = self._expected
@@ -450,8 +546,11 @@ class Writer:
             self.committed = digest
             if store._row(cur, digest) is not None:
                 add_resource(cur, store.namespace, store.lease, "content", digest)
-                raise AlreadyExists(f"content {digest} already exists in namespace {store.namespace!r}")
-            store._record(cur, digest, stored, labels)
+                exists = True
+            else:
+                store._record(cur, digest, stored, labels)
+        if exists:  # after the commit, which keeps the lease's hold (see ContentStore.writer)
+            raise AlreadyExists(f"content {digest} already exists in namespace {store.namespace!r}")
         return digest
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ctrstore._sqlite import Database
+from ctrstore._sqlite import Database, release_reserve
 from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound
 
@@ -154,14 +154,44 @@ class DB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = Database(self.path, "metadata database", timeout=timeout)
-            self._db.conn.execute("PRAGMA foreign_keys=ON")
-            self._db.conn.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise FailedPrecondition(f"metadata database {self.path} is unusable: {e}") from None
 
     def close(self) -> None:
         self._db.close()
+
+    def release_reserve(self) -> bool:
+        """Give up the space kept beside meta.db for a full disk (see ``ctrstore._sqlite``)."""
+        return release_reserve(self.path)
+
+    @staticmethod
+    def initialised(path: str | Path) -> bool:
+        """Whether ``path`` is a meta.db that was set up (has a schema), read without creating
+        or changing it. A missing file, an empty one, or one without a schema is not."""
+        p = Path(path)
+        try:
+            with open(p, "rb") as f:
+                header = f.read(100)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell: let opening it report what is wrong
+        if not header:
+            return False
+        if header.startswith(b"SQLite format 3\x00") and len(header) == 100 and header[60:64] != bytes(4):
+            return True  # user_version (bytes 60-63 of the header) is set: no need to open it
+        # The schema may still be only in the WAL (a process killed before its checkpoint).
+        try:
+            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+            try:
+                return int(conn.execute("PRAGMA user_version").fetchone()[0]) > 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return True  # corrupt or unreadable: opening it reports that
 
     def _migrate(self) -> None:
         with self.write() as cur:

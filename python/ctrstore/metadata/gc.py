@@ -1,6 +1,7 @@
 """Garbage collection, in the shape containerd uses: mark from roots, sweep the rest.
 
-Roots (in every namespace): leases that have not expired, with everything they hold; images
+Roots (in every namespace): leases that have not expired and whose owner process (see
+``ctrstore.metadata.leases``) is alive, with everything they hold; images
 without ``containerd.io/gc.expire`` or not yet expired; containers; content and snapshots
 labelled ``containerd.io/gc.root``; ingests whose expiry is in the future.
 
@@ -14,10 +15,16 @@ an ingest to its expected blob; and from any object, its reference labels:
 the labelled one. Objects reached only through a lease labelled ``containerd.io/gc.flat`` are
 kept without following their labels.
 
-Sweep: unmarked records are deleted in one write transaction; inside the same transaction the
-shared stores are cleaned: blobs no namespace records (and no live ingest expects), backend
-ingests no record points at (unless a writer holds them), and backend snapshots no record
-points at (through each snapshotter's ``gc_cleanup``).
+Sweep, in two write transactions. The first repairs what a crash between meta.db and a
+snapshotter's metadata.db can leave (records whose backend snapshot is gone; a snapshotter's
+records without a directory), marks, and deletes the unmarked records; it commits before any
+file goes. The second — which changes no record, so it cannot fail at COMMIT and roll anything
+back — holds writers off while the files go: blobs no namespace records (and no live ingest
+expects, no live lease holds), backend ingests no record points at (unless a writer holds
+them), and backend snapshots no record points at (through each snapshotter's ``gc_cleanup``).
+So a file is removed only after the metadata that stopped referencing it is committed, and a
+gc that fails (a full disk) has removed nothing a record still names. A file already missing is
+not an error.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ctrstore import _core
 from ctrstore import labels as labelutil
 from ctrstore._timeutil import now, parse_rfc3339
 from ctrstore.content.local import LocalStore
 from ctrstore.metadata.db import DB, loads_labels
+from ctrstore.metadata.leases import owner_gone
 
 __all__ = ["GCResult", "SnapshotCleaner", "collect"]
 
@@ -57,10 +65,18 @@ class GCResult:
     blobs: list[str] = field(default_factory=list)
     ingests: list[str] = field(default_factory=list)
     snapshots: dict[str, list[str]] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)
+    """What a crash had left inconsistent and this gc repaired (or, dry, would repair)."""
 
     @property
     def empty(self) -> bool:
-        return not (any(self.records.values()) or self.blobs or self.ingests or any(self.snapshots.values()))
+        return not (
+            any(self.records.values())
+            or self.blobs
+            or self.ingests
+            or any(self.snapshots.values())
+            or self.repaired
+        )
 
 
 _REF = {
@@ -183,7 +199,7 @@ def _build(cur: sqlite3.Cursor, at: datetime) -> _Graph:
         node = ("lease", ns, lid)
         g.add(node)
         leases[(ns, lid)] = node
-        if not _expired(labels, at):
+        if not _expired(labels, at) and not owner_gone(labels):
             g.roots.append((node, labelutil.GC_FLAT in labels))
     kinds = {"content": "content", "ingests": "ingest", "images": "image"}
     for ns, lid, typ, rid in cur.execute("SELECT namespace, lease_id, type, id FROM lease_resources"):
@@ -208,6 +224,35 @@ _SWEEP = {
 }
 
 
+def repair_snapshot_records(cur: sqlite3.Cursor, snapshotters: Mapping[str, Any], dry_run: bool) -> list[str]:
+    """Make each snapshotter's own bookkeeping whole (``repair()``: records without a directory,
+    directories without a record), then delete meta.db snapshot records whose backend snapshot
+    is gone (a crash between the two databases' commits). Call inside a meta.db write
+    transaction: every change to a backend snapshot happens inside one, so none is under way."""
+    out: list[str] = []
+    for name, sn in snapshotters.items():
+        repair = getattr(sn, "repair", None)
+        if callable(repair):
+            out += [f"{name}: {x}" for x in repair(dry_run)]
+        walk = getattr(sn, "walk", None)
+        if not callable(walk):
+            continue
+        present = {i.name for i in walk()}
+        rows = cur.execute(
+            "SELECT namespace, key, backend_key FROM snapshots WHERE snapshotter=? ORDER BY namespace, key",
+            (name,),
+        ).fetchall()
+        for ns, key, bkey in rows:
+            if bkey in present:
+                continue
+            out.append(f"{name}: snapshot record {ns}/{key} had no backend snapshot {bkey!r}: removed")
+            if not dry_run:
+                cur.execute(
+                    "DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, name, key)
+                )
+    return out
+
+
 def collect(
     db: DB,
     content: LocalStore,
@@ -217,7 +262,9 @@ def collect(
 ) -> GCResult:
     """Run one full collection (or, with ``dry_run``, report what it would remove)."""
     result = GCResult(dry_run=dry_run)
+    snapshotters = snapshotters or {}
     with db.write() as cur:
+        result.repaired = repair_snapshot_records(cur, snapshotters, dry_run)
         g = _build(cur, now())
         marked = g.mark()
         for node in sorted(g.nodes - marked):
@@ -234,20 +281,47 @@ def collect(
                 result.records[word].append(f"{ns}/{key}")
                 if not dry_run:
                     cur.execute(sql, (ns, key))
-        # Everything kept is exactly what was marked, in dry runs and real ones alike.
-        expected = {(ns, r): d for ns, r, d in cur.execute("SELECT namespace, ref, expected FROM ingests")}
-        keep_digests = {key for kind, _, key in marked if kind == "content"}
-        keep_digests |= {d for (ns, r), d in expected.items() if d and ("ingest", ns, r) in marked}
-        keep_refs = {f"{ns}/{key}" for kind, ns, key in marked if kind == "ingest"}
-        _sweep_blobs(content, keep_digests, result, dry_run)
-        _sweep_ingests(content, keep_refs, result, dry_run)
-        for name, cleaner in (snapshotters or {}).items():
-            rows = cur.execute(
-                "SELECT namespace, key, backend_key FROM snapshots WHERE snapshotter=?", (name,)
-            ).fetchall()
-            keep = {bk for ns, k, bk in rows if ("snapshot", ns, f"{name}/{k}") in marked}
-            result.snapshots[name] = cleaner.gc_cleanup(keep, dry_run)
+        if dry_run:
+            # What is kept is exactly what was marked.
+            expected = {
+                (ns, r): d for ns, r, d in cur.execute("SELECT namespace, ref, expected FROM ingests")
+            }
+            keep_digests = {key for kind, _, key in marked if kind == "content"}
+            keep_digests |= {d for (ns, r), d in expected.items() if d and ("ingest", ns, r) in marked}
+            keep_refs = {f"{ns}/{key}" for kind, ns, key in marked if kind == "ingest"}
+            _sweep_files(cur, content, snapshotters, result, True, keep_digests, keep_refs, marked)
+            return result
+    # The records are committed; now the files they named, with writers held off.
+    with db.write() as cur:
+        _sweep_files(cur, content, snapshotters, result, False, set(), set(), None)
     return result
+
+
+def _sweep_files(
+    cur: sqlite3.Cursor,
+    content: LocalStore,
+    snapshotters: Mapping[str, SnapshotCleaner],
+    result: GCResult,
+    dry_run: bool,
+    keep_digests: set[str],
+    keep_refs: set[str],
+    marked: set[Node] | None,
+) -> None:
+    """Remove what no record names. Real runs keep everything the committed records name —
+    what was marked, and whatever a writer recorded since."""
+    if marked is None:
+        keep_digests |= {d for (d,) in cur.execute("SELECT digest FROM content")}
+        keep_digests |= {d for (d,) in cur.execute("SELECT expected FROM ingests WHERE expected IS NOT NULL")}
+        keep_digests |= {d for (d,) in cur.execute("SELECT id FROM lease_resources WHERE type='content'")}
+        keep_refs |= {f"{ns}/{r}" for ns, r in cur.execute("SELECT namespace, ref FROM ingests")}
+    _sweep_blobs(content, keep_digests, result, dry_run)
+    _sweep_ingests(content, keep_refs, result, dry_run)
+    for name, cleaner in snapshotters.items():
+        rows = cur.execute(
+            "SELECT namespace, key, backend_key FROM snapshots WHERE snapshotter=?", (name,)
+        ).fetchall()
+        keep = {bk for ns, k, bk in rows if marked is None or ("snapshot", ns, f"{name}/{k}") in marked}
+        result.snapshots[name] = cleaner.gc_cleanup(keep, dry_run)
 
 
 def _sweep_blobs(content: LocalStore, keep: Iterable[str], result: GCResult, dry_run: bool) -> None:

@@ -114,12 +114,19 @@ class SnapshotStore:
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
         lb = labelutil.validate(labels or {})
+        ref = lb.get(SNAPSHOT_REF_LABEL)
+        exists = False
         with self.db.write() as cur:
             DB.ensure_namespace(cur, self.namespace)
-            ref = lb.get(SNAPSHOT_REF_LABEL)
             if ref and self._row(cur, ref) is not None:
                 add_resource(cur, self.namespace, self.lease, f"snapshots/{self.name}", ref)
-                raise AlreadyExists(f"snapshot {ref!r} already exists in namespace {self.namespace!r}")
+                exists = True
+        if exists:
+            # After the commit: raised inside the transaction, the error would roll back the
+            # lease's hold on ``ref`` and let a gc beside us remove it.
+            raise AlreadyExists(f"snapshot {ref!r} already exists in namespace {self.namespace!r}")
+        with self.db.write() as cur:
+            DB.ensure_namespace(cur, self.namespace)
             if self._row(cur, key) is not None:
                 raise AlreadyExists(f"snapshot {key!r} already exists in namespace {self.namespace!r}")
             bparent = ""
@@ -147,6 +154,15 @@ class SnapshotStore:
         self, name: str, key: str, labels: Mapping[str, str] | None = None, *, parent: str | None = None
     ) -> None:
         lb = labelutil.validate(labels or {})
+        res = f"snapshots/{self.name}"
+        exists = False
+        with self.db.write() as cur:
+            self._need(cur, key)
+            if self._row(cur, name) is not None:
+                add_resource(cur, self.namespace, self.lease, res, name)
+                exists = True
+        if exists:  # after the commit that keeps the lease's hold on ``name``
+            raise AlreadyExists(f"snapshot {name!r} already exists in namespace {self.namespace!r}")
         with self.db.write() as cur:
             bkey, cur_parent = self._need(cur, key)[:2]
             if self._row(cur, name) is not None:
@@ -165,7 +181,6 @@ class SnapshotStore:
                 "WHERE namespace=? AND snapshotter=? AND key=?",
                 (name, bname, cur_parent, dumps(lb), ts, ts, self.namespace, self.name, key),
             )
-            res = f"snapshots/{self.name}"
             cur.execute(
                 "UPDATE lease_resources SET id=? WHERE namespace=? AND type=? AND id=?",
                 (name, self.namespace, res, key),
@@ -186,6 +201,8 @@ class SnapshotStore:
         return self.stat(info.name)
 
     def remove(self, key: str) -> None:
+        """Drop the record, commit, then remove the backend snapshot: a crash in between leaves
+        an unreferenced backend snapshot, which gc removes, never a record without one."""
         with self.db.write() as cur:
             bkey = self._need(cur, key)[0]
             child = cur.execute(
@@ -201,11 +218,11 @@ class SnapshotStore:
             shared = cur.execute(
                 "SELECT 1 FROM snapshots WHERE snapshotter=? AND backend_key=?", (self.name, bkey)
             ).fetchone()
-            if shared is None:
-                try:
-                    self.backend.remove(bkey)
-                except (NotFound, FailedPrecondition):
-                    pass  # gone already, or a parent still in use elsewhere: gc will see to it
+        if shared is None:
+            try:
+                self.backend.remove(bkey)
+            except (NotFound, FailedPrecondition):
+                pass  # gone already, or a parent still in use elsewhere: gc will see to it
 
     def close(self) -> None:
         """The backend belongs to its plugin; nothing to close here."""

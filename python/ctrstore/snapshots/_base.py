@@ -1,6 +1,9 @@
 """What every directory-backed snapshotter shares: a MetaStore, ``snapshots/<id>`` directories
-built as ``new-*`` and renamed into place inside the recording transaction, removal through an
-``rm-<id>`` rename, and cleanup of anything that is not a live id.
+built as ``new-*`` and renamed into place inside the recording transaction (and removed again if
+that transaction fails to commit), removal of the record first and of the directory after its
+commit (through an ``rm-<id>`` rename; a directory already gone is fine), and ``repair``/
+``cleanup`` of what a crash between two steps leaves: directories that are not a live id,
+records whose directory is gone.
 
 A driver says only how a snapshot's directory is filled (``_populate``), where its tree is
 (``_tree``), how it is mounted (``_mounts``) and, if it needs to, how a directory is deleted.
@@ -96,13 +99,22 @@ class DirectorySnapshotter:
 
     def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
         tmp = self._dir(f"new-{secrets.token_hex(6)}")
+        placed: Path | None = None
         try:
             with self.ms.transaction(True) as cur:
                 s = self.ms.create(cur, kind, key, parent, labels)
                 self._populate(tmp, s)
-                os.rename(tmp, self._dir(s.id))
+                target = self._dir(s.id)
+                if os.path.lexists(target):
+                    # Left by a crash after a rename whose record never committed (ids of
+                    # rolled-back records are handed out again): no record owns it.
+                    self._delete_dir(target)
+                os.rename(tmp, target)
+                placed = target
         except BaseException:
             self._delete_dir(tmp)
+            if placed is not None:
+                self._delete_dir(placed)  # the record did not commit: no snapshot has this dir
             raise
         return self._mounts(s)
 
@@ -121,23 +133,57 @@ class DirectorySnapshotter:
         """Hook for drivers that freeze a snapshot's directory on commit."""
 
     def remove(self, key: str) -> None:
+        """Commit the record's removal, then remove the directory: a failed commit changes
+        nothing, and a crash after it leaves a directory no record names, which ``cleanup``
+        removes. A directory that is already gone is fine."""
         with self.ms.transaction(True) as cur:
             id_, _ = self.ms.remove(cur, key)
-            # Rename first: a crash then leaves an "rm-" dir for cleanup, never a half tree at <id>.
-            doomed = self._dir(f"rm-{id_}")
+        # Renamed first, so that a half-removed tree is never at <id> (ids can be handed out again).
+        doomed = self._dir(f"rm-{id_}")
+        try:
             os.rename(self._dir(id_), doomed)
+        except FileNotFoundError:
+            return
         self._delete_dir(doomed)
 
     def cleanup(self) -> list[str]:
         """Remove directories that belong to no snapshot (crash leftovers, removed ids)."""
+        return self._stray_dirs(False)
+
+    def _stray_dirs(self, dry_run: bool) -> list[str]:
         with self.ms.transaction(False) as cur:
             live = set(self.ms.id_map(cur))
         removed = []
         for d in sorted((self.root / "snapshots").iterdir()):
             if d.name not in live:
-                self._delete_dir(d)
+                if not dry_run:
+                    self._delete_dir(d)
                 removed.append(d.name)
         return removed
+
+    def missing_dirs(self) -> list[tuple[str, str]]:
+        """``(id, key)`` of the snapshots whose directory is gone."""
+        with self.ms.transaction(False) as cur:
+            ids = self.ms.id_map(cur)
+        return sorted((i, k) for i, k in ids.items() if not self._dir(i).is_dir())
+
+    def repair(self, dry_run: bool = False) -> list[str]:
+        """Make records and directories agree after a crash: a record whose directory is gone is
+        removed, with every snapshot on top of it (their trees are incomplete without it); a
+        directory no record names is removed. Returns what was (or, dry, would be) done."""
+        done: list[str] = []
+        missing = self.missing_dirs()
+        if missing:
+            with self.ms.transaction(True) as cur:
+                doomed = self.ms.descendants(cur, [k for _, k in missing])
+                for key in doomed:
+                    done.append(f"snapshot {key!r} had no directory (or sits on one that had none): removed")
+                    if not dry_run:
+                        cur.execute("DELETE FROM snapshots WHERE key=?", (key,))
+        done += [
+            f"directory snapshots/{d} belonged to no snapshot: removed" for d in self._stray_dirs(dry_run)
+        ]
+        return done
 
     def gc_cleanup(self, keep: set[str], dry_run: bool) -> list[str]:
         return remove_unreferenced(self, keep, dry_run)

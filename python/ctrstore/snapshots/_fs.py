@@ -57,4 +57,4 @@ def remove_tree(path: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError as e:
-        raise from_oserror(e, f"removing {path}") from None
+        raise from_oserror(e, f"removing {path}") from e

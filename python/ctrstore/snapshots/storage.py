@@ -127,6 +127,26 @@ class MetaStore:
                 out.append(info)
         return out
 
+    def descendants(self, cur: sqlite3.Cursor, keys: Sequence[str]) -> list[str]:
+        """``keys`` and every snapshot on top of them, children first."""
+        children: dict[str, list[str]] = {}
+        for r in cur.execute("SELECT key, parent FROM snapshots"):
+            children.setdefault(r["parent"], []).append(r["key"])
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(k: str) -> None:
+            if k in seen:
+                return
+            seen.add(k)
+            for c in children.get(k, ()):
+                visit(c)
+            order.append(k)
+
+        for k in keys:
+            visit(k)
+        return order
+
     def id_map(self, cur: sqlite3.Cursor) -> dict[str, str]:
         """id -> key of every snapshot."""
         return {str(r["id"]): r["key"] for r in cur.execute("SELECT id, key FROM snapshots")}

@@ -47,7 +47,7 @@ pub fn ingest_dir(root: &Path, reference: &str) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |e| Error::io(e, path.display())
+    move |e| Error::io(e, path.display()).with_path(path)
 }
 
 /// Write a small file atomically: `<name>.tmp` with O_SYNC, then rename.
@@ -218,7 +218,7 @@ impl IngestWriter {
         let saved = fs::read(dir.join("hashstate"))
             .ok()
             .and_then(|b| Sha256::import(&b));
-        let hasher = match saved {
+        let mut hasher = match saved {
             Some(h) if h.len() == size => h,
             _ => {
                 let mut h = Sha256::new();
@@ -236,6 +236,17 @@ impl IngestWriter {
         };
         // The saved state describes the file as of the last close; once we write, it is stale.
         let _ = fs::remove_file(dir.join("hashstate"));
+        // A resumed ingest that is already complete but cannot verify (or is longer than it
+        // may be) would fail every commit, whatever the caller writes: start it over.
+        let wrong = match (total, &expected) {
+            (Some(t), _) if hasher.len() > t => true,
+            (Some(t), Some(want)) if hasher.len() == t => hasher.finish() != *want,
+            _ => false,
+        };
+        if wrong {
+            data.set_len(0).map_err(io_err(&data_path))?;
+            hasher = Sha256::new();
+        }
         data.seek(SeekFrom::Start(hasher.len()))
             .map_err(io_err(&data_path))?;
         Ok(IngestWriter {
@@ -280,7 +291,8 @@ impl IngestWriter {
             let off = self.offset();
             let _ = self.data.set_len(off);
             let _ = self.data.seek(SeekFrom::Start(off));
-            return Err(Error::io(e, format!("writing ingest {:?}", self.reference)));
+            return Err(Error::io(e, format!("writing ingest {:?}", self.reference))
+                .with_path(self.dir.join("data")));
         }
         self.hasher.update(buf);
         Ok(())
@@ -529,6 +541,31 @@ mod tests {
             abort(t.path(), "r").unwrap_err().kind(),
             ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn complete_but_wrong_ingest_starts_over() {
+        let t = store();
+        let good = b"the right bytes";
+        let d = Digest::of_bytes(good);
+        let mut w = IngestWriter::open(t.path(), "r", Some(15), Some(d.clone())).unwrap();
+        w.write(b"the wrong bytes").unwrap();
+        assert_eq!(
+            w.commit(0, None).unwrap_err().kind(),
+            ErrorKind::FailedPrecondition
+        );
+        // Resumed with the same total and digest: the stored bytes can never verify.
+        let mut w = IngestWriter::open(t.path(), "r", Some(15), Some(d.clone())).unwrap();
+        assert_eq!(w.offset(), 0);
+        w.write(good).unwrap();
+        assert_eq!(w.commit(0, None).unwrap(), d);
+        // A partial ingest (shorter than the total) is resumed as before.
+        let mut w = IngestWriter::open(t.path(), "p", Some(4), None).unwrap();
+        w.write(b"ab").unwrap();
+        w.close().unwrap();
+        let w =
+            IngestWriter::open(t.path(), "p", Some(4), Some(Digest::of_bytes(b"abcd"))).unwrap();
+        assert_eq!(w.offset(), 2);
     }
 
     #[test]

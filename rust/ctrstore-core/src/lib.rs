@@ -14,4 +14,4 @@ pub mod mount;
 pub mod timefmt;
 
 pub use digest::Digest;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{kind_of_errno, Error, ErrorKind, Result, ERRNO_KINDS};

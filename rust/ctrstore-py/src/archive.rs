@@ -51,6 +51,16 @@ fn options(
     })
 }
 
+/// An OS error while applying happened under `target` unless it names another file: say so
+/// (a full disk is then reported with the free space where the layer was going).
+fn onto(e: ctrstore_core::Error, target: &std::path::Path) -> ctrstore_core::Error {
+    if e.path().is_none() && e.raw_os_error().is_some() {
+        e.with_path(target)
+    } else {
+        e
+    }
+}
+
 /// Apply the layer read from file descriptor `fd` (left open) onto `target`, without the GIL.
 #[pyfunction]
 #[pyo3(signature = (target, fd, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
@@ -69,6 +79,7 @@ pub fn apply_layer_fd(
         let f = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
         apply_layer(&target, &*f, &opts)
     })
+    .map_err(|e| onto(e, &target))
     .map(stats)
     .py()
 }
@@ -90,6 +101,7 @@ pub fn apply_layer_path(
         let f = File::open(&path).map_err(|e| ctrstore_core::Error::io(e, path.display()))?;
         apply_layer(&target, f, &opts)
     })
+    .map_err(|e| onto(e, &target))
     .map(stats)
     .py()
 }

@@ -19,6 +19,8 @@ mod _core {
     #[pymodule_export]
     use super::digest::{parse_digest, sha256_bytes, sha256_file, Digester};
     #[pymodule_export]
+    use super::errors::{errno_kind, errno_kinds};
+    #[pymodule_export]
     use super::mount::{mount, mountinfo, unmount, unmount_all, MountInfo};
 
     use pyo3::prelude::*;
