@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
+from ctrstore.cli._run_flags import parse_volume
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
@@ -37,9 +38,9 @@ from ctrstore.errdefs import (
 )
 from ctrstore.images.samples import busybox_image
 from ctrstore.mount import mountinfo, unmount
+from ctrstore.oci import SpecOptions
 from ctrstore.runtime.commit import commit_container
 from ctrstore.runtime.containers import ContainerManager
-from ctrstore.runtime.spec import SpecOptions, parse_volume
 from tests.integration.test_cli import run as cli
 
 pytestmark = [
