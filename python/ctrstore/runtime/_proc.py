@@ -29,7 +29,8 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):
+        # Gone meanwhile: no /proc entry, or (ESRCH) reaped between the open and the read.
         return False
 
 

@@ -24,6 +24,7 @@ writes ``exit.json`` and then removes its pid file. A recorder that is gone with
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,20 +111,37 @@ class Bundle:
         self.rootfs.mkdir(mode=0o711, exist_ok=True)
         return self.rootfs
 
+    @property
+    def tombstone(self) -> Path:
+        """Where :meth:`remove` moves the bundle before removing it."""
+        return self.path.with_name(f".{self.path.name}.removing")
+
     def remove(self) -> None:
         """Unmount the rootfs (and anything below it), then remove the bundle and work dirs.
 
-        A racing writer (``ps`` recording a lost task's exit while ``rm`` runs) can add a file
-        while the tree is being removed, which leaves the dir behind; so it is removed again
-        until it is gone (a few rounds at most)."""
+        Other processes may write into a bundle while it is removed: ``ps`` records a lost
+        task's exit status (``exit.json``) as ``rm`` removes it. So the bundle is first
+        renamed out of the way (``.<id>.removing``; from then on a write by path finds
+        nothing), then removed until it is gone: a write that was already under way when it
+        was renamed lands in the renamed dir, and the next round removes it. A tombstone left
+        by an interrupted ``remove`` is removed by the next one."""
         from ctrstore.mount import unmount
 
         if self.rootfs.exists():
             unmount(self.rootfs)
-        for d in (self.path, self.work):
-            for _ in range(5):
+        tomb = self.tombstone
+        for _ in range(3):
+            try:
+                self.path.rename(tomb)
+                break
+            except FileNotFoundError:
+                break  # no bundle (or another remove has it)
+            except OSError:
+                shutil.rmtree(tomb, ignore_errors=True)  # an interrupted remove's leftover
+        for d in (tomb, self.path, self.work):  # (self.path: if it could not be renamed)
+            for _ in range(10):
                 shutil.rmtree(d, ignore_errors=True)
-                if not d.exists():
+                if not os.path.lexists(d):
                     break
 
     # -- the spec ------------------------------------------------------------------------------
