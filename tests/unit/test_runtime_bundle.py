@@ -1,6 +1,6 @@
-"""A task's bundle (``ctrstore.runtime.bundle``) and the process checks behind a task's state
-(``ctrstore.runtime._proc``), without a container: what other processes may do to them at
-the same time."""
+"""A task's bundle (``ctrstore.runtime.bundle``), the process checks behind a task's state
+(``ctrstore.runtime._proc``) and the shim's answer to its starter, without a container: what
+other processes may do to a bundle at the same time, and which error class comes back."""
 
 from __future__ import annotations
 
@@ -11,8 +11,21 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+import pytest
+
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from ctrstore.runtime._proc import alive
 from ctrstore.runtime.bundle import Bundle
+from ctrstore.runtime.shim import error_answer
+from ctrstore.runtime.tasks import shim_error
 
 
 def make_bundle(tmp_path: Path, cid: str = "c1") -> Bundle:
@@ -99,3 +112,33 @@ def test_alive_while_the_process_is_reaped() -> None:
         done.set()
         t.join(10)
     assert failures == []
+
+
+# -- the shim's answer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [NotFound, AlreadyExists, InvalidArgument, FailedPrecondition, Unavailable, Internal, CtrstoreError],
+)
+def test_shim_errors_keep_their_kind(tmp_path: Path, cls: type[CtrstoreError]) -> None:
+    """What the shim answers for a failure is JSON with the errdefs kind; its starter raises
+    the same class again, with the message."""
+    answer = json.dumps(error_answer(cls("OCI runtime create failed: boom")))
+    err = shim_error("c1", answer, make_bundle(tmp_path))
+    assert type(err) is cls
+    assert str(err) == "starting container c1: OCI runtime create failed: boom"
+
+
+def test_shim_answers(tmp_path: Path) -> None:
+    b = make_bundle(tmp_path)
+    assert shim_error("c1", '{"ok": true}\n', b) is None
+    # Not an errdefs error (a bug in the shim): internal.
+    err = shim_error("c1", json.dumps(error_answer(OSError("disk on fire"))), b)
+    assert isinstance(err, Internal) and str(err) == "starting container c1: disk on fire"
+    # A shim that died before answering: internal, with the last line of its log.
+    b.shim_log.write_text("Traceback ...\nModuleNotFoundError: No module named 'x'\n")
+    for answer in ("", "garbage", "[]", '{"error": 3}'):
+        err = shim_error("c1", answer, b)
+        assert isinstance(err, Internal)
+        assert str(err) == "starting container c1: the shim died: ModuleNotFoundError: No module named 'x'"
