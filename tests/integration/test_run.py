@@ -750,7 +750,7 @@ def test_runc_errors_are_classified(rt: Client) -> None:
     mgr.start(cid)
     bundle = mgr.bundle(cid)
     with (bundle / "log").open("ab") as log, pytest.raises(AlreadyExists, match="already exists"):
-        runc.create(cid, bundle, bundle / "other.pid", log)
+        runc.create(cid, bundle, bundle / "other.pid", log, log_json=bundle / "log.json")
     with pytest.raises(CtrstoreError, match="already running") as e:
         runc.start(cid)
     assert type(e.value) is Internal  # no errdefs kind of its own in runc

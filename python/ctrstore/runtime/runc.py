@@ -87,16 +87,17 @@ class Runc:
         pid_file: Path,
         stdio: IO[bytes],
         *,
+        log_json: Path,
         console_socket: Path | None = None,
     ) -> None:
         """Create the container; its init process inherits ``stdio`` as stdout and stderr
         (so must runc itself: a pipe would be held open by the container). runc logs to
-        ``<bundle>/log.json`` (as under containerd) and the error is read back from there;
-        on failure ``stdio`` is cut back to where it was, dropping runc's copy of it. With
-        ``console_socket`` (a terminal), runc sends the pty master over that unix socket."""
+        ``log_json`` (the bundle's ``log.json``, as under containerd) and the error is read
+        back from there; on failure ``stdio`` is cut back to where it was, dropping runc's
+        copy of it. With ``console_socket`` (a terminal), runc sends the pty master over that
+        unix socket."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         log_start = stdio.seek(0, os.SEEK_END)
-        log_json = bundle / "log.json"
         start = log_json.stat().st_size if log_json.exists() else 0
         extra = ["--console-socket", str(console_socket)] if console_socket else []
         r = subprocess.run(

@@ -124,14 +124,21 @@ def main(argv: list[str] | None = None) -> int:
                     listener.bind(str(sock_dir / "sock"))
                     listener.listen(1)
                     with open(bundle.log, "ab", buffering=0) as log:
-                        runc.create(a.id, bundle.path, bundle.init_pid, log, console_socket=sock_dir / "sock")
+                        runc.create(
+                            a.id,
+                            bundle.path,
+                            bundle.init_pid,
+                            log,
+                            log_json=bundle.log_json,
+                            console_socket=sock_dir / "sock",
+                        )
                     master = _receive_master(listener)
             finally:
                 shutil.rmtree(sock_dir, ignore_errors=True)
             copier = _copy_terminal(master, bundle.log)
         else:
             with open(bundle.log, "ab", buffering=0) as log:
-                runc.create(a.id, bundle.path, bundle.init_pid, log)
+                runc.create(a.id, bundle.path, bundle.init_pid, log, log_json=bundle.log_json)
         try:
             runc.start(a.id)
         except BaseException:
