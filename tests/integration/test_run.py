@@ -38,6 +38,7 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images.samples import busybox_image
+from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
 from ctrstore.runtime.commit import commit_container
@@ -811,3 +812,25 @@ def test_names_and_prefixes(rt: Client) -> None:
     for c in (a, b):
         mgr.delete(c.id)
         assert_gone(rt, c.id)
+
+
+def test_commit_keeps_its_blobs_from_gc(rt: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """commit writes its layer, config and manifest under a lease: a gc that runs before the
+    image names them (another process's ``ctrstore gc``) removes none of them."""
+
+    create = ImageStore.create
+
+    def gc_first(self: ImageStore, image: Image) -> Image:
+        rt.gc()
+        return create(self, image)
+
+    mgr = rt.containers
+    cid = new_id()
+    mgr.create(cid, IMAGE, SpecOptions(args=["sh", "-c", "echo new > /root/new.txt"]))
+    assert mgr.run_attached(cid) == 0
+    monkeypatch.setattr(ImageStore, "create", gc_first)
+    commit_container(rt, cid, "localhost/gc:1")
+    monkeypatch.undo()
+    check = rt.check("localhost/gc:1")
+    assert check.complete, check.missing
+    mgr.delete(cid)

@@ -76,7 +76,7 @@ def _copy_terminal(master: int, log_path: Path) -> threading.Thread:
 
 def _tell(ready: IO[str], answer: Mapping[str, object]) -> None:
     """Answer our starter: one JSON line, ``{"ok": true}`` or ``{"error": {"kind": <errdefs
-    kind>, "message": ...}}`` (read back by ``ctrstore.runtime.tasks.read_shim_answer``)."""
+    kind>, "message": ...}}`` (read back by ``ctrstore.runtime.tasks.shim_error``)."""
     with contextlib.suppress(OSError):
         ready.write(json.dumps(answer) + "\n")
         ready.flush()
