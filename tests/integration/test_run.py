@@ -6,8 +6,9 @@ image's layer snapshots' ``fs`` dirs newest first, upperdir = the container snap
 ``exec`` a write to ``/root/hello``, find the file in that ``fs`` on the host, delete the
 container and then the image, and check that nothing is left. The others cover what ``run``
 users rely on: exit statuses, env/workdir/user, read-only rootfs, bind mounts, networking,
-logs, stop/kill/wait, commit, failures that must leave nothing behind, and a killed shim or a
-reboot.
+logs, stop/kill/wait, commit, failures that must leave nothing behind, a killed shim or a
+reboot, runc's errors, the runtime plugin, and names. (Several processes at once:
+``test_run_concurrent.py``.)
 
 Every container is removed by the ``rt`` fixture's teardown, even when a test fails.
 """
@@ -41,8 +42,9 @@ from ctrstore.images.samples import busybox_image
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
+from ctrstore.plugins.snapshots import host_platform
 from ctrstore.runtime.commit import commit_container
-from ctrstore.runtime.containers import ContainerManager
+from ctrstore.runtime.containers import NAME_LABEL, ContainerManager, new_id_and_name
 from tests.integration.test_cli import run as cli
 
 pytestmark = [
@@ -772,8 +774,6 @@ def test_runtime_plugin(rt: Client, tmp_path: Path) -> None:
     p = rt.plugins.get(TASKS)
     assert (p.registration.type, p.registration.id, p.status) == ("io.containerd.runtime.v2", "task", "ok")
     assert rt.tasks.manager.state == rt.state / TASKS and rt.tasks.manager.root == rt.root / TASKS
-    from ctrstore.plugins.snapshots import host_platform
-
     lines = cli(tmp_path, "plugin", "ls").stdout.splitlines()
     assert ["io.containerd.runtime.v2", "task", host_platform(), "ok"] in [ln.split() for ln in lines]
     cfg = tmp_path / "config.toml"
@@ -794,8 +794,6 @@ def test_runtime_plugin(rt: Client, tmp_path: Path) -> None:
 def test_names_and_prefixes(rt: Client) -> None:
     """A container is found by its id, its nerdctl name, or a unique prefix of its id."""
     mgr = rt.containers
-    from ctrstore.runtime.containers import NAME_LABEL, new_id_and_name
-
     a_id, a_name = new_id_and_name(None, "localhost/busybox:latest")
     assert len(a_id) == 64 and a_name == f"busybox-{a_id[:5]}"
     assert new_id_and_name("web", IMAGE) == ("web", "web")
