@@ -32,12 +32,13 @@ from ctrstore.metadata import (
 )
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.metadata.leases import OWNER_LABEL, process_owner
-from ctrstore.plugin import METADATA, PluginSet
+from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
     from ctrstore.images.pull import PullResult, Status
     from ctrstore.metadata.check import CheckReport
     from ctrstore.runtime.containers import ContainerManager
+    from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
 
 __all__ = ["DEFAULT_NAMESPACE", "Client"]
@@ -110,11 +111,27 @@ class Client:
         return self.metadata.snapshotter(name or self.config.snapshotter, self.namespace, lease=self._lease)
 
     @property
+    def tasks(self) -> Tasks:
+        """The tasks of this namespace, run by the runtime plugin (``io.containerd.runtime.v2``
+        ``task``, see ``ctrstore.runtime.tasks``); the runtime binary is the config's
+        ``runtime``, read at each use."""
+        from ctrstore.runtime.manager import TaskManager
+
+        return self.plugins.get_single(RUNTIME, TaskManager).tasks(self.namespace, self.config)
+
+    @property
     def containers(self) -> ContainerManager:
         """Containers and their tasks in this namespace (see ``ctrstore.runtime.containers``)."""
         from ctrstore.runtime.containers import ContainerManager
 
-        return ContainerManager(self)
+        return ContainerManager(
+            store=self.metadata.containers(self.namespace),
+            images=self.images,
+            content=self.content,
+            snapshotter=self.snapshotter,
+            unpack=lambda name, snapshotter: self.unpack(name, snapshotter=snapshotter),
+            tasks=self.tasks,
+        )
 
     @property
     def leases(self) -> LeaseManager:

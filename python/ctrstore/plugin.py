@@ -23,6 +23,7 @@ __all__ = [
     "CONTENT",
     "GC",
     "METADATA",
+    "RUNTIME",
     "SNAPSHOT",
     "InitContext",
     "Plugin",
@@ -39,6 +40,7 @@ CONTENT = "io.containerd.content.v1"
 METADATA = "io.containerd.metadata.v1"
 SNAPSHOT = "io.containerd.snapshotter.v1"
 GC = "io.containerd.gc.v1"
+RUNTIME = "io.containerd.runtime.v2"
 
 T = TypeVar("T")
 

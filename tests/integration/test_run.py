@@ -6,8 +6,9 @@ image's layer snapshots' ``fs`` dirs newest first, upperdir = the container snap
 ``exec`` a write to ``/root/hello``, find the file in that ``fs`` on the host, delete the
 container and then the image, and check that nothing is left. The others cover what ``run``
 users rely on: exit statuses, env/workdir/user, read-only rootfs, bind mounts, networking,
-logs, stop/kill/wait, commit, failures that must leave nothing behind, and a killed shim or a
-reboot.
+logs, stop/kill/wait, commit, failures that must leave nothing behind, a killed shim or a
+reboot, runc's errors, the runtime plugin, and names. (Several processes at once:
+``test_run_concurrent.py``.)
 
 Every container is removed by the ``rt`` fixture's teardown, even when a test fails.
 """
@@ -27,19 +28,23 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
+from ctrstore.cli._run_flags import parse_volume
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
 from ctrstore.images.samples import busybox_image
+from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
+from ctrstore.oci import SpecOptions
+from ctrstore.plugins.snapshots import host_platform
 from ctrstore.runtime.commit import commit_container
-from ctrstore.runtime.containers import ContainerManager
-from ctrstore.runtime.spec import SpecOptions, parse_volume
+from ctrstore.runtime.containers import NAME_LABEL, ContainerManager, new_id_and_name
 from tests.integration.test_cli import run as cli
 
 pytestmark = [
@@ -726,3 +731,104 @@ def test_shim_survives_its_starter(rt: Client, tmp_path: Path) -> None:
     shim = int((mgr.bundle(cid) / "shim.pid").read_text())
     assert os.getsid(shim) != os.getsid(0)
     assert Path(f"/proc/{shim}/cwd").resolve() == Path("/")
+
+
+# ---------------------------------------------------------------------------------------------
+# runc's errors, the runtime plugin, names
+
+
+def test_runc_errors_are_classified(rt: Client) -> None:
+    """runc's errors come from its JSON log (``--log-format json``) and map to errdefs
+    classes by runc's own error values, not by scraping its stderr."""
+    runc = rt.containers.runc()
+    assert runc.state("nosuch") is None
+    runc.delete("nosuch")  # nothing to delete is fine
+    with pytest.raises(NotFound, match=r"^signalling container nosuch: runc: container does not exist$"):
+        runc.kill("nosuch", "SIGKILL")
+    with pytest.raises(InvalidArgument, match="invalid container ID format"):
+        runc.kill("../x", "SIGKILL")
+    mgr = rt.containers
+    cid = new_id()
+    mgr.create(cid, IMAGE, SpecOptions(args=["sleep", "1000"]))
+    mgr.start(cid)
+    bundle = mgr.bundle(cid)
+    with (bundle / "log").open("ab") as log, pytest.raises(AlreadyExists, match="already exists"):
+        runc.create(cid, bundle, bundle / "other.pid", log, log_json=bundle / "log.json")
+    with pytest.raises(CtrstoreError, match="already running") as e:
+        runc.start(cid)
+    assert type(e.value) is Internal  # no errdefs kind of its own in runc
+    mgr.kill(cid, "SIGKILL")
+    assert mgr.wait(cid, 10) == 137
+    with pytest.raises(FailedPrecondition, match=f"^container {cid} is not running$"):
+        runc.kill(cid, "SIGKILL")
+    mgr.delete(cid)
+    assert_gone(rt, cid)
+    # No log file is left in runc's state dir (each call's log is an unlinked file).
+    assert os.listdir(rt.state / "runc" / "default") == []
+
+
+def test_runtime_plugin(rt: Client, tmp_path: Path) -> None:
+    """The task manager is the plugin io.containerd.runtime.v2.task: bundles under its state
+    dir, work dirs under its root dir, as containerd lays them out; disabled, containers
+    cannot run (and say why)."""
+    p = rt.plugins.get(TASKS)
+    assert (p.registration.type, p.registration.id, p.status) == ("io.containerd.runtime.v2", "task", "ok")
+    assert rt.tasks.manager.state == rt.state / TASKS and rt.tasks.manager.root == rt.root / TASKS
+    lines = cli(tmp_path, "plugin", "ls").stdout.splitlines()
+    assert ["io.containerd.runtime.v2", "task", host_platform(), "ok"] in [ln.split() for ln in lines]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'root = "{rt.root}"\nstate = "{rt.state}"\ndisabled_plugins = ["io.containerd.runtime.v2.task"]\n'
+    )
+    off = Client(config=cfg)
+    try:
+        with pytest.raises(
+            FailedPrecondition, match=r"io\.containerd\.runtime\.v2\.task: disabled in config"
+        ):
+            off.containers.create(new_id(), IMAGE, SpecOptions(args=["true"]))
+    finally:
+        off.close()
+    assert [c.id for c in rt.containers.store.list()] == []
+
+
+def test_names_and_prefixes(rt: Client) -> None:
+    """A container is found by its id, its nerdctl name, or a unique prefix of its id."""
+    mgr = rt.containers
+    a_id, a_name = new_id_and_name(None, "localhost/busybox:latest")
+    assert len(a_id) == 64 and a_name == f"busybox-{a_id[:5]}"
+    assert new_id_and_name("web", IMAGE) == ("web", "web")
+    a = mgr.create(a_id, IMAGE, SpecOptions(args=["true"]), name=a_name)
+    assert a.labels[NAME_LABEL] == a_name and mgr.name_of(a) == a_name
+    b = mgr.create(a_id[:6] + "x", IMAGE, SpecOptions(args=["true"]))
+    assert mgr.name_of(b) == b.id  # no name: the id
+    assert mgr.resolve(a_id) == mgr.resolve(a_name) == mgr.resolve(a_id[:7]) == a_id
+    assert mgr.resolve(b.id) == b.id
+    with pytest.raises(InvalidArgument, match=f"2 containers match '{a_id[:6]}'"):
+        mgr.resolve(a_id[:6])
+    with pytest.raises(NotFound, match="no such container: nosuch"):
+        mgr.resolve("nosuch")
+    for c in (a, b):
+        mgr.delete(c.id)
+        assert_gone(rt, c.id)
+
+
+def test_commit_keeps_its_blobs_from_gc(rt: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """commit writes its layer, config and manifest under a lease: a gc that runs before the
+    image names them (another process's ``ctrstore gc``) removes none of them."""
+
+    create = ImageStore.create
+
+    def gc_first(self: ImageStore, image: Image) -> Image:
+        rt.gc()
+        return create(self, image)
+
+    mgr = rt.containers
+    cid = new_id()
+    mgr.create(cid, IMAGE, SpecOptions(args=["sh", "-c", "echo new > /root/new.txt"]))
+    assert mgr.run_attached(cid) == 0
+    monkeypatch.setattr(ImageStore, "create", gc_first)
+    commit_container(rt, cid, "localhost/gc:1")
+    monkeypatch.undo()
+    check = rt.check("localhost/gc:1")
+    assert check.complete, check.missing
+    mgr.delete(cid)

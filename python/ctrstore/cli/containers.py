@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -14,41 +12,9 @@ from typing import Any
 import click
 
 from ctrstore.cli._common import State, pass_state, table
-from ctrstore.errdefs import InvalidArgument, NotFound
-from ctrstore.runtime.containers import ContainerManager
-from ctrstore.runtime.spec import NetMode, SpecOptions, parse_mount, parse_volume
-
-_NETS = {"host": "host", "none": "none", "private": "private", "bridge": "private"}
-NAME_LABEL = "nerdctl/name"
-"""The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
-
-
-def _new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
-    """``--name NAME`` is also the container's id (containerd ids and names follow the same
-    rules); without it, a random 64-hex id and nerdctl's ``<image base name>-<id[:5]>``."""
-    if name:
-        return name, name
-    cid = secrets.token_hex(32)
-    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0] or "container"
-    return cid, f"{base}-{cid[:5]}"
-
-
-def _resolve(mgr: ContainerManager, ref: str) -> str:
-    """A container id from what a user types: the id, the name, or a unique id prefix."""
-    try:
-        return mgr.store.get(ref).id
-    except NotFound:
-        pass
-    all_ = mgr.store.list()
-    named = [c.id for c in all_ if c.labels.get(NAME_LABEL) == ref]
-    if len(named) == 1:
-        return named[0]
-    prefixed = [c.id for c in all_ if c.id.startswith(ref)]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    if len(prefixed) > 1:
-        raise InvalidArgument(f"{len(prefixed)} containers match {ref!r}: give more of the id")
-    raise NotFound(f"no such container: {ref}")
+from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
+from ctrstore.oci.spec import SpecOptions
+from ctrstore.runtime.containers import new_id_and_name
 
 
 def _human_duration(seconds: float) -> str:
@@ -94,17 +60,6 @@ def _command(args: list[str]) -> str:
     if len(cmd) > 20:
         cmd = cmd[:19] + "…"
     return json.dumps(cmd, ensure_ascii=False)
-
-
-def _expand_env(items: tuple[str, ...]) -> list[str]:
-    """``-e KEY`` takes KEY from our environment (as docker does); ``-e KEY=V`` sets it."""
-    out = []
-    for e in items:
-        if "=" in e:
-            out.append(e)
-        elif e in os.environ:
-            out.append(f"{e}={os.environ[e]}")
-    return out
 
 
 def _container_options(f: Callable[..., None]) -> Callable[..., None]:
@@ -228,12 +183,10 @@ def _create(
 ) -> str:
     """What ``run`` and ``create`` share: the options of _container_options, made into a
     container; returns its id."""
-    if net not in _NETS:
-        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
-    mode: NetMode = "host" if _NETS[net] == "host" else ("none" if net == "none" else "private")
+    mode = net_mode(net)
     opts = SpecOptions(
         args=list(command),
-        env=_expand_env(env),
+        env=expand_env(env),
         cwd=workdir,
         user=user,
         hostname=hostname,
@@ -242,8 +195,8 @@ def _create(
         net=mode,
         mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
     )
-    cid, cname = _new_id_and_name(name, image)
-    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, labels={NAME_LABEL: cname})
+    cid, cname = new_id_and_name(name, image)
+    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname)
     return cid
 
 
@@ -255,7 +208,7 @@ def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
     """Start created (or stopped) containers."""
     mgr = st.client().containers
     for ref in ids:
-        cid = _resolve(mgr, ref)
+        cid = mgr.resolve(ref)
         if attach:
             sys.exit(mgr.run_attached(cid))
         mgr.start(cid)
@@ -286,10 +239,10 @@ def exec_(
     """Run COMMAND in a running container; exits with its status."""
     mgr = st.client().containers
     status = mgr.exec(
-        _resolve(mgr, container),
+        mgr.resolve(container),
         list(command),
         tty=tty,
-        env=_expand_env(env),
+        env=expand_env(env),
         cwd=workdir,
         user=user,
         detach=detach,
@@ -326,7 +279,7 @@ def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
             status = s.status.capitalize()
         command = json.dumps(" ".join(args), ensure_ascii=False) if no_trunc else _command(args)
         created = _since(c.created_at) or "-"
-        rows.append([cid, c.image, command, created, status, "", c.labels.get(NAME_LABEL, c.id)])
+        rows.append([cid, c.image, command, created, status, "", mgr.name_of(c)])
     if not quiet:
         table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
 
@@ -339,7 +292,7 @@ def logs(st: State, follow: bool, container: str) -> None:
     """Print what a detached container wrote to stdout and stderr."""
     out = sys.stdout.buffer
     mgr = st.client().containers
-    for chunk in mgr.logs(_resolve(mgr, container), follow=follow):
+    for chunk in mgr.logs(mgr.resolve(container), follow=follow):
         out.write(chunk)
         out.flush()
 
@@ -352,7 +305,7 @@ def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
     """Stop containers: SIGTERM, then SIGKILL after --time seconds."""
     mgr = st.client().containers
     for ref in ids:
-        mgr.stop(_resolve(mgr, ref), timeout)
+        mgr.stop(mgr.resolve(ref), timeout)
         click.echo(ref)
 
 
@@ -367,7 +320,7 @@ def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
     if not (name.startswith("SIG") or name.isdigit()):
         name = f"SIG{name}"
     for ref in ids:
-        mgr.kill(_resolve(mgr, ref), name)
+        mgr.kill(mgr.resolve(ref), name)
         click.echo(ref)
 
 
@@ -379,7 +332,7 @@ def rm(st: State, force: bool, ids: tuple[str, ...]) -> None:
     """Remove containers: their mount, bundle, snapshot and record."""
     mgr = st.client().containers
     for ref in ids:
-        mgr.delete(_resolve(mgr, ref), force=force)
+        mgr.delete(mgr.resolve(ref), force=force)
         click.echo(ref)
 
 
@@ -391,13 +344,13 @@ def inspect(st: State, ids: tuple[str, ...]) -> None:
     mgr = st.client().containers
     out = []
     for ref in ids:
-        cid = _resolve(mgr, ref)
+        cid = mgr.resolve(ref)
         c = mgr.store.get(cid)
         s = mgr.status(cid)
         out.append(
             {
                 "ID": c.id,
-                "Name": c.labels.get(NAME_LABEL, c.id),
+                "Name": mgr.name_of(c),
                 "Image": c.image,
                 "Snapshotter": c.snapshotter,
                 "SnapshotKey": c.snapshot_key,
@@ -424,7 +377,7 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
     """Wait for containers to stop; print their exit statuses."""
     mgr = st.client().containers
     for ref in ids:
-        click.echo(mgr.wait(_resolve(mgr, ref)))
+        click.echo(mgr.wait(mgr.resolve(ref)))
 
 
 @click.command("commit")
@@ -439,7 +392,7 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
     client = st.client()
     img = commit_container(
         client,
-        _resolve(client.containers, container),
+        client.containers.resolve(container),
         image,
         compression="zstd" if compression == "zstd" else "gzip",
     )

@@ -1,2 +1,13 @@
-"""Running containers: the OCI runtime spec (``config.json``) generated from an image config
-(:mod:`ctrstore.runtime.spec`); bundles and runc tasks build on it."""
+"""Running containers, with no daemon: the runtime plugin (``io.containerd.runtime.v2.task``).
+
+- :mod:`~ctrstore.runtime.bundle`: a task's bundle, every path and file of it;
+- :mod:`~ctrstore.runtime.manager`: the plugin's instance, the task manager (where bundles
+  and runc's state live);
+- :mod:`~ctrstore.runtime.tasks`: a namespace's tasks (start under a shim, run attached,
+  status, kill, wait, exec, logs, delete);
+- :mod:`~ctrstore.runtime.containers`: container records with their snapshot and bundle, names;
+- :mod:`~ctrstore.runtime.runc`, :mod:`~ctrstore.runtime.shim`: the OCI runtime and the
+  per-container process that keeps a detached task;
+- :mod:`~ctrstore.runtime.commit`: a container's changes as a new image.
+
+The spec itself (``config.json``) is made by :mod:`ctrstore.oci`."""

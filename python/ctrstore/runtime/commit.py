@@ -27,8 +27,10 @@ from ctrstore.mount import temp_mount
 
 if TYPE_CHECKING:
     from ctrstore.client import Client
+    from ctrstore.metadata import ContentStore, ImageStore, SnapshotStore
+    from ctrstore.metadata.containers import Container
 
-__all__ = ["commit_container", "diff_overlay_upper", "diff_trees"]
+__all__ = ["commit", "commit_container", "diff_overlay_upper", "diff_trees"]
 
 _KEEP_XATTRS = ("user.", "security.capability")
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -142,8 +144,37 @@ def diff_trees(lower: Path, upper: Path) -> bytes:
 def commit_container(
     client: Client, cid: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"
 ) -> Image:
+    """``ctrstore commit``: :func:`commit` with the client's stores, under a lease, so that gc
+    keeps the new blobs until the image names them."""
     c = client.containers.store.get(cid)
     sn = client.snapshotter(c.snapshotter)
+    with client.lease():
+        return commit(
+            c,
+            name,
+            snapshotter=sn,
+            content=client.content,  # (taken inside the lease: it writes under it)
+            images=client.images,
+            tmp_dir=client.root / "tmpmounts",
+            compression=compression,
+        )
+
+
+def commit(
+    c: Container,
+    name: str,
+    *,
+    snapshotter: SnapshotStore,
+    content: ContentStore,
+    images: ImageStore,
+    tmp_dir: Path,
+    compression: Literal["gzip", "zstd"] = "gzip",
+) -> Image:
+    """Image ``name``: container ``c``'s image plus one layer with the changes in its
+    snapshot (read from ``snapshotter``; other snapshotters than overlay compare trees
+    through temporary mounts under ``tmp_dir``), written to ``content`` and named in
+    ``images``."""
+    sn = snapshotter
     mounts = sn.mounts(c.snapshot_key)
     from ctrstore.diff import overlay_upper
 
@@ -152,34 +183,32 @@ def commit_container(
         tar = diff_overlay_upper(Path(direct[0]))
     else:
         info = sn.stat(c.snapshot_key)
-        tmp = client.root / "tmpmounts"
-        tmp.mkdir(parents=True, exist_ok=True)
-        view = f"commit-{cid}-{os.getpid()}"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        view = f"commit-{c.id}-{os.getpid()}"
         try:
-            with temp_mount(sn.view(view, info.parent), tmp) as lower, temp_mount(mounts, tmp) as upper:
+            parent = sn.view(view, info.parent)
+            with temp_mount(parent, tmp_dir) as lower, temp_mount(mounts, tmp_dir) as upper:
                 tar = diff_trees(lower, upper)
         finally:
             sn.remove(view)
-    base = client.images.get(c.image)
-    content = client.content
-    with client.lease():
-        mdesc, manifest = manifest_for(content, base.target)
-        config_desc = Descriptor.from_json(manifest["config"])
-        config = read_json(content, config_desc)
-        diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
-        oci = mdesc.media_type == mt.OCI_MANIFEST
-        blob, layer_type = compress(tar, compression, oci=oci)
-        layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
-        config["rootfs"]["diff_ids"].append(diff_id)
-        config.setdefault("history", []).append({"created_by": f"ctrstore commit {cid}"})
-        new_config = store_blob(content, canonical_json(config), config_desc.media_type)
-        layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
-        manifest = {**manifest, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
-        new_manifest = store_blob(
-            content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
-        )
-        image = Image(name, new_manifest)
-        try:
-            return client.images.create(image)
-        except AlreadyExists:
-            return client.images.update(image, ["target"])
+    base = images.get(c.image)
+    mdesc, manifest = manifest_for(content, base.target)
+    config_desc = Descriptor.from_json(manifest["config"])
+    config = read_json(content, config_desc)
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    oci = mdesc.media_type == mt.OCI_MANIFEST
+    blob, layer_type = compress(tar, compression, oci=oci)
+    layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
+    config["rootfs"]["diff_ids"].append(diff_id)
+    config.setdefault("history", []).append({"created_by": f"ctrstore commit {c.id}"})
+    new_config = store_blob(content, canonical_json(config), config_desc.media_type)
+    layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
+    manifest = {**manifest, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
+    new_manifest = store_blob(
+        content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
+    )
+    image = Image(name, new_manifest)
+    try:
+        return images.create(image)
+    except AlreadyExists:
+        return images.update(image, ["target"])

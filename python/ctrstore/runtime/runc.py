@@ -8,13 +8,21 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ctrstore.errdefs import CtrstoreError, FailedPrecondition, Internal, NotFound
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+)
 
-__all__ = ["Runc", "find_runtime", "runtime_error"]
+__all__ = ["Runc", "find_runtime", "runc_error", "runtime_error"]
 
 
 def find_runtime(name: str) -> str:
@@ -40,15 +48,37 @@ class Runc:
         return [self.binary, "--root", str(self.root), *args]
 
     def _run(self, *args: str, what: str) -> str:
+        """Run a short runc command; its stdout. On failure the error is the one runc logged
+        (``--log-format json``) into a file of this call's own (an unlinked temporary file,
+        handed over as ``/proc/self/fd/N``), so calls running at once never read each
+        other's lines, and it is classified by runc's own error values (:func:`runc_error`)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        r = subprocess.run(self.cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
-            detail = msg[-1] if msg else f"exit status {r.returncode}"
-            if "does not exist" in detail or "not exist" in detail:
-                raise NotFound(f"{what}: {detail}")
-            raise Internal(f"{what}: {os.path.basename(self.binary)}: {detail}")
-        return r.stdout
+        with tempfile.TemporaryFile(dir=self.root) as log:
+            fd = log.fileno()
+            r = subprocess.run(
+                [
+                    self.binary,
+                    "--root",
+                    str(self.root),
+                    "--log",
+                    f"/proc/self/fd/{fd}",
+                    "--log-format",
+                    "json",
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(fd,),
+            )
+            if r.returncode == 0:
+                return r.stdout
+            log.seek(0)
+            logged = _last_error_in(log.read().decode(errors="replace").splitlines())
+        if not logged:  # a runtime that logs elsewhere (or died first): its stderr
+            lines = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            logged = lines[-1] if lines else f"exit status {r.returncode}"
+        raise runc_error(f"{what}: {os.path.basename(self.binary)}", logged)
 
     def create(
         self,
@@ -57,16 +87,17 @@ class Runc:
         pid_file: Path,
         stdio: IO[bytes],
         *,
+        log_json: Path,
         console_socket: Path | None = None,
     ) -> None:
         """Create the container; its init process inherits ``stdio`` as stdout and stderr
         (so must runc itself: a pipe would be held open by the container). runc logs to
-        ``<bundle>/log.json`` (as under containerd) and the error is read back from there;
-        on failure ``stdio`` is cut back to where it was, dropping runc's copy of it. With
-        ``console_socket`` (a terminal), runc sends the pty master over that unix socket."""
+        ``log_json`` (the bundle's ``log.json``, as under containerd) and the error is read
+        back from there; on failure ``stdio`` is cut back to where it was, dropping runc's
+        copy of it. With ``console_socket`` (a terminal), runc sends the pty master over that
+        unix socket."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         log_start = stdio.seek(0, os.SEEK_END)
-        log_json = bundle / "log.json"
         start = log_json.stat().st_size if log_json.exists() else 0
         extra = ["--console-socket", str(console_socket)] if console_socket else []
         r = subprocess.run(
@@ -93,30 +124,38 @@ class Runc:
         if r.returncode != 0:
             # The process never ran: what was written is runc's error (also on its stderr).
             os.ftruncate(stdio.fileno(), log_start)
-            raise runtime_error("create", _last_error(log_json, start) or f"exit status {r.returncode}")
+            logged = _last_error(log_json, start) or f"exit status {r.returncode}"
+            cls = _class_of(logged)
+            raise (
+                runtime_error("create", logged)
+                if cls is None
+                else cls(f"OCI runtime create failed: {logged}")
+            )
 
     def start(self, cid: str) -> None:
         self._run("start", cid, what=f"starting container {cid}")
 
     def state(self, cid: str) -> dict[str, Any] | None:
-        """runc's view of the container, or None if it has none (never created, or deleted)."""
+        """runc's view of the container, or None if it has none (never created, deleted, or
+        its state unreadable)."""
         try:
             out = self._run("state", cid, what=f"state of container {cid}")
-        except (NotFound, Internal):
+        except CtrstoreError:
             return None
         doc: dict[str, Any] = json.loads(out)
         return doc
 
     def kill(self, cid: str, signal: str, *, all_processes: bool = False) -> None:
+        """Signal the container's init (all its processes with ``all_processes``);
+        FailedPrecondition if it is not running."""
         args = ["kill", *(["--all"] if all_processes else []), cid, signal]
         try:
             self._run(*args, what=f"signalling container {cid}")
-        except Internal as e:
-            if "not running" in str(e) or "container not running" in str(e):
-                raise FailedPrecondition(f"container {cid} is not running") from None
-            raise
+        except FailedPrecondition:
+            raise FailedPrecondition(f"container {cid} is not running") from None
 
     def delete(self, cid: str, *, force: bool = False) -> None:
+        """Delete the container's runtime state; nothing to do if there is none."""
         try:
             self._run("delete", *(["--force"] if force else []), cid, what=f"deleting container {cid}")
         except NotFound:
@@ -161,6 +200,33 @@ class Runc:
         return _wait_forwarding(proc)
 
 
+# runc's error values (libcontainer/error.go): the message of an error runc logs ends with one
+# of these when it is one of them.
+_RUNC_ERRORS: tuple[tuple[str, type[CtrstoreError]], ...] = (
+    ("container does not exist", NotFound),
+    ("container with given ID already exists", AlreadyExists),
+    ("invalid container ID format", InvalidArgument),
+    ("container not running", FailedPrecondition),
+    ("container still running", FailedPrecondition),
+    ("container paused", FailedPrecondition),
+    ("container not paused", FailedPrecondition),
+)
+
+
+def _class_of(message: str) -> type[CtrstoreError] | None:
+    for text, cls in _RUNC_ERRORS:
+        if message == text or message.endswith(": " + text):
+            return cls
+    return None
+
+
+def runc_error(what: str, message: str) -> CtrstoreError:
+    """The errdefs error for a message runc logged: NotFound for "container does not exist",
+    AlreadyExists, InvalidArgument or FailedPrecondition for runc's other error values, and
+    Internal for anything else."""
+    return (_class_of(message) or Internal)(f"{what}: {message}")
+
+
 def runtime_error(op: str, detail: str) -> CtrstoreError:
     """An OCI runtime failure, as containerd reports it (kind "unknown"): ``OCI runtime
     create failed: unable to start container process: exec: "/nope": ...``."""
@@ -168,15 +234,9 @@ def runtime_error(op: str, detail: str) -> CtrstoreError:
     return CtrstoreError(f"OCI runtime {op} failed: {detail}")
 
 
-def _last_error(log_json: Path, offset: int) -> str:
-    """The last error runc logged (JSON lines, ``{"level": "error", "msg": ...}``) after
-    ``offset``."""
-    try:
-        with open(log_json, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode(errors="replace").splitlines()
-    except FileNotFoundError:
-        return ""
+def _last_error_in(lines: list[str]) -> str:
+    """The last error in runc's JSON log lines (``{"level": "error", "msg": ...}``); a line
+    that is not JSON counts as an error message of its own."""
     found = ""
     for line in lines:
         try:
@@ -188,6 +248,17 @@ def _last_error(log_json: Path, offset: int) -> str:
         if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
             found = str(entry.get("msg", ""))
     return found
+
+
+def _last_error(log_json: Path, offset: int) -> str:
+    """The last error runc logged into ``log_json`` after ``offset``."""
+    try:
+        with open(log_json, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return _last_error_in(lines)
 
 
 def _wait_forwarding(proc: subprocess.Popen[bytes]) -> int:

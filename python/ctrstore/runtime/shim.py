@@ -4,7 +4,12 @@
 makes itself the child subreaper, creates and starts the container with the OCI runtime (the
 container's stdout and stderr go to ``<bundle>/log``), tells its starter over a pipe whether
 that worked, then waits for the container's init process and records how it ended in
-``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``.
+``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``. (Every file of
+the bundle is named in :mod:`ctrstore.runtime.bundle`.)
+
+What it tells its starter is one JSON line: ``{"ok": true}``, or ``{"error": {"kind": ...,
+"message": ...}}`` with the errdefs kind of the failure, which the starter raises as that
+class (``errdefs.class_of_kind``).
 
 With a terminal (``process.terminal`` in the spec, ``run -d -t``) runc hands the pty master
 to the shim over a unix socket (``--console-socket``); the shim keeps it open for the
@@ -25,11 +30,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.errdefs import CtrstoreError
+from ctrstore.runtime.bundle import Bundle
 from ctrstore.runtime.runc import Runc
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -39,20 +45,6 @@ def _subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def write_exit(bundle: Path, status: int) -> None:
-    tmp = bundle / "exit.json.tmp"
-    tmp.write_text(json.dumps({"status": status, "exited_at": format_rfc3339(now())}))
-    tmp.rename(bundle / "exit.json")
-
-
-def _wants_terminal(bundle: Path) -> bool:
-    try:
-        spec = json.loads((bundle / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(spec.get("process", {}).get("terminal"))
 
 
 def _receive_master(listener: socket.socket) -> int:
@@ -82,12 +74,21 @@ def _copy_terminal(master: int, log_path: Path) -> threading.Thread:
     return t
 
 
-def _tell(ready: IO[str], answer: str) -> None:
+def _tell(ready: IO[str], answer: Mapping[str, object]) -> None:
+    """Answer our starter: one JSON line, ``{"ok": true}`` or ``{"error": {"kind": <errdefs
+    kind>, "message": ...}}`` (read back by ``ctrstore.runtime.tasks.shim_error``)."""
     with contextlib.suppress(OSError):
-        ready.write(answer)
+        ready.write(json.dumps(answer) + "\n")
         ready.flush()
     with contextlib.suppress(OSError):
         ready.close()
+
+
+def error_answer(e: BaseException) -> dict[str, object]:
+    """The answer for a failure: its errdefs kind ("internal" for anything unexpected) and
+    message."""
+    kind = e.kind if isinstance(e, CtrstoreError) else "internal"
+    return {"error": {"kind": kind, "message": str(e) or type(e).__name__}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     # (it is reparented to init, or to the nearest subreaper).
     if os.fork() > 0:
         os._exit(0)
-    bundle = Path(a.bundle)
+    bundle = Bundle(Path(a.bundle))
     ready = os.fdopen(a.ready_fd, "w")
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
@@ -112,39 +113,45 @@ def main(argv: list[str] | None = None) -> int:
     copier: threading.Thread | None = None
     try:
         _subreaper()
-        (bundle / "shim.pid").write_text(str(os.getpid()))
-        (bundle / "exit.json").unlink(missing_ok=True)
-        (bundle / "init.pid").unlink(missing_ok=True)
-        if _wants_terminal(bundle):
+        bundle.shim_pid.write_text(str(os.getpid()))
+        bundle.exit_json.unlink(missing_ok=True)
+        bundle.init_pid.unlink(missing_ok=True)
+        if bundle.wants_terminal():
             # A short path: a unix socket's path must fit in 108 bytes, bundles may not.
             sock_dir = Path(tempfile.mkdtemp(prefix="ctrstore-console-"))
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
                     listener.bind(str(sock_dir / "sock"))
                     listener.listen(1)
-                    with open(bundle / "log", "ab", buffering=0) as log:
-                        runc.create(a.id, bundle, bundle / "init.pid", log, console_socket=sock_dir / "sock")
+                    with open(bundle.log, "ab", buffering=0) as log:
+                        runc.create(
+                            a.id,
+                            bundle.path,
+                            bundle.init_pid,
+                            log,
+                            log_json=bundle.log_json,
+                            console_socket=sock_dir / "sock",
+                        )
                     master = _receive_master(listener)
             finally:
                 shutil.rmtree(sock_dir, ignore_errors=True)
-            copier = _copy_terminal(master, bundle / "log")
+            copier = _copy_terminal(master, bundle.log)
         else:
-            with open(bundle / "log", "ab", buffering=0) as log:
-                runc.create(a.id, bundle, bundle / "init.pid", log)
+            with open(bundle.log, "ab", buffering=0) as log:
+                runc.create(a.id, bundle.path, bundle.init_pid, log, log_json=bundle.log_json)
         try:
             runc.start(a.id)
         except BaseException:
             runc.delete(a.id, force=True)
             raise
-        init_pid = int((bundle / "init.pid").read_text())
+        init_pid = int(bundle.init_pid.read_text())
     except BaseException as e:
         with contextlib.suppress(Exception):
             runc.delete(a.id, force=True)
-        kind = e.kind if isinstance(e, CtrstoreError) else "internal"
-        _tell(ready, f"error {kind}\t{e}\n")
-        (bundle / "shim.pid").unlink(missing_ok=True)
+        _tell(ready, error_answer(e))
+        bundle.shim_pid.unlink(missing_ok=True)
         return 1
-    _tell(ready, "ok\n")  # (if our starter is gone, the container still runs: keep watching it)
+    _tell(ready, {"ok": True})  # (if our starter is gone, the container still runs: keep watching it)
     status = 255
     while True:
         try:
@@ -159,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             break
     if copier is not None:
         copier.join(2)  # the rest of what the container wrote to its terminal
-    write_exit(bundle, status)
-    (bundle / "shim.pid").unlink(missing_ok=True)
+    bundle.write_exit(status)
+    bundle.shim_pid.unlink(missing_ok=True)
     if a.on_exit:
         # e.g. ``ctrstore rm`` for ``run -d --rm``; its output goes to our log (shim.log).
         subprocess.run(json.loads(a.on_exit), stdin=subprocess.DEVNULL, check=False)

@@ -1,0 +1,183 @@
+"""What ``run`` and ``create`` flags mean, as nerdctl parses them: ``-v``, ``--mount``, ``-e``
+and ``--net``, turned into :class:`ctrstore.oci.SpecOptions` parts. Only the command line has
+this grammar; the Python API takes :class:`ctrstore.oci.SpecMount` values directly."""
+
+from __future__ import annotations
+
+__all__ = ["NETS", "expand_env", "net_mode", "parse_mount", "parse_volume"]
+
+import os
+import posixpath
+import re
+
+import click
+
+from ctrstore.errdefs import InvalidArgument, NotFound, Unimplemented, from_oserror
+from ctrstore.oci.spec import NetMode, SpecMount
+
+_PROPAGATIONS = frozenset({"private", "rprivate", "shared", "rshared", "slave", "rslave"})
+# Docker's volume-name rule: a -v source matching it is a named volume, not a path.
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def _clean_destination(dest: str, spec: str) -> str:
+    if not dest:
+        raise InvalidArgument(f"mount {spec!r}: no target (container path) given")
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"mount {spec!r}: the target {dest!r} must be an absolute path")
+    clean = posixpath.normpath(dest)
+    if clean.startswith("//"):
+        clean = "/" + clean.lstrip("/")
+    if clean == "/":
+        raise InvalidArgument(f"mount {spec!r}: the target must not be '/'")
+    return clean
+
+
+def _host_source(source: str, spec: str) -> str:
+    if not source:
+        raise InvalidArgument(f"mount {spec!r}: no source (host path) given")
+    path = os.path.abspath(source)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise NotFound(f"mount {spec!r}: the host path {path} does not exist") from None
+    except OSError as e:
+        raise from_oserror(e, f"mount {spec!r}: host path {path}") from None
+    return path
+
+
+def _bind_options(readonly: bool, propagation: str, recursive: bool = True) -> tuple[str, ...]:
+    return ("rbind" if recursive else "bind", "ro" if readonly else "rw", propagation)
+
+
+def parse_volume(spec: str) -> SpecMount:
+    """Parse ``-v HOST:CONTAINER[:OPTS]``: a bind mount of a host path.
+
+    ``OPTS`` is a comma-separated list of ``ro``/``rw``, ``bind``/``rbind`` and one propagation
+    mode (default ``rprivate``). The result's options are ``[rbind, rw|ro, <propagation>]``.
+    A relative host path is made absolute; one that does not exist is NotFound. Named and
+    anonymous volumes are Unimplemented.
+    """
+    parts = spec.lstrip(":").split(":")
+    if len(parts) == 1:
+        raise Unimplemented(
+            f"volume {spec!r}: anonymous volumes are not supported; use -v HOST_PATH:CONTAINER_PATH"
+        )
+    if len(parts) > 3:
+        raise InvalidArgument(f"volume {spec!r}: expected HOST_PATH:CONTAINER_PATH[:OPTIONS]")
+    source, dest = parts[0], parts[1]
+    if source and not source.startswith((".", "/")) and _VOLUME_NAME.match(source):
+        raise Unimplemented(
+            f"volume {spec!r}: named volumes are not supported; give a path (./{source} for a relative one)"
+        )
+    readonly: bool | None = None
+    propagation: str | None = None
+    recursive: bool | None = None
+    for opt in parts[2].split(",") if len(parts) == 3 else []:
+        if opt in ("ro", "rw"):
+            if readonly is not None:
+                raise InvalidArgument(f"volume {spec!r}: duplicated read/write option {opt!r}")
+            readonly = opt == "ro"
+        elif opt in _PROPAGATIONS:
+            if propagation is not None:
+                raise InvalidArgument(f"volume {spec!r}: duplicated propagation option {opt!r}")
+            propagation = opt
+        elif opt in ("bind", "rbind"):
+            if recursive is not None:
+                raise InvalidArgument(f"volume {spec!r}: duplicated bind/rbind option {opt!r}")
+            recursive = opt == "rbind"
+        elif opt:
+            raise InvalidArgument(
+                f"volume {spec!r}: unknown option {opt!r} "
+                "(supported: ro, rw, bind, rbind, [r]private, [r]shared, [r]slave)"
+            )
+    dest = _clean_destination(dest, spec)
+    return SpecMount(
+        dest,
+        _host_source(source, spec),
+        "bind",
+        _bind_options(bool(readonly), propagation or "rprivate", recursive is not False),
+    )
+
+
+def _parse_bool(key: str, value: str, spec: str) -> bool:
+    v = value.lower()
+    if v in ("1", "t", "true"):
+        return True
+    if v in ("0", "f", "false"):
+        return False
+    raise InvalidArgument(f"mount {spec!r}: invalid value for {key}: {value!r}")
+
+
+def parse_mount(spec: str) -> SpecMount:
+    """Parse ``--mount type=bind,source=HOST,target=CONTAINER[,readonly][,...]``.
+
+    Keys: ``type`` (must be ``bind``), ``source``/``src``, ``target``/``dst``/``destination``,
+    ``readonly``/``ro`` (bare or ``=true|false``), ``bind-propagation`` (default ``rprivate``)
+    and ``bind-nonrecursive``. Anything else is InvalidArgument; a missing host path NotFound.
+    """
+    typ: str | None = None
+    source = dest = ""
+    readonly = False
+    propagation = "rprivate"
+    recursive = True
+    for fld in spec.split(","):
+        key, sep, value = fld.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            if key in ("readonly", "ro"):
+                readonly = True
+                continue
+            if key == "bind-nonrecursive":
+                recursive = False
+                continue
+            raise InvalidArgument(f"mount {spec!r}: invalid field {fld!r}: must be a key=value pair")
+        if key == "type":
+            if value != "bind":
+                raise InvalidArgument(f"mount {spec!r}: type {value!r} is not supported; only type=bind is")
+            typ = value
+        elif key in ("source", "src"):
+            source = value
+        elif key in ("target", "dst", "destination"):
+            dest = value
+        elif key in ("readonly", "ro"):
+            readonly = _parse_bool(key, value, spec)
+        elif key == "bind-propagation":
+            if value not in _PROPAGATIONS:
+                raise InvalidArgument(f"mount {spec!r}: invalid bind-propagation {value!r}")
+            propagation = value
+        elif key == "bind-nonrecursive":
+            recursive = not _parse_bool(key, value, spec)
+        else:
+            raise InvalidArgument(f"mount {spec!r}: unknown key {key!r}")
+    if typ is None:
+        raise InvalidArgument(f"mount {spec!r}: type=bind is required (no other type is supported)")
+    dest = _clean_destination(dest, spec)
+    options = _bind_options(readonly, propagation, recursive)
+    return SpecMount(dest, _host_source(source, spec), "bind", options)
+
+
+# --------------------------------------------------------------------------------------------
+# -e, --net
+
+
+NETS: dict[str, NetMode] = {"host": "host", "none": "none", "private": "private", "bridge": "private"}
+"""``--net`` values: nerdctl's ``bridge`` is a new namespace here (loopback only, for now)."""
+
+
+def net_mode(net: str) -> NetMode:
+    """The spec's network mode for ``--net NET``; a usage error for anything else."""
+    if net not in NETS:
+        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
+    return NETS[net]
+
+
+def expand_env(items: tuple[str, ...] | list[str]) -> list[str]:
+    """``-e KEY`` takes KEY from our environment (as docker does); ``-e KEY=V`` sets it."""
+    out = []
+    for e in items:
+        if "=" in e:
+            out.append(e)
+        elif e in os.environ:
+            out.append(f"{e}={os.environ[e]}")
+    return out

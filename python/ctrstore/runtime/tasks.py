@@ -1,0 +1,358 @@
+"""Tasks, with no daemon: the runtime plugin ``io.containerd.runtime.v2.task``.
+
+A task is a container's running process. The plugin's instance,
+:class:`ctrstore.runtime.manager.TaskManager`, knows where bundles and runc's state live;
+:class:`Tasks` is one namespace's view of it: it starts a task detached under a shim
+(``ctrstore.runtime.shim``) or attached with ``runc run``, and kills, waits for, stops, execs
+into, reads the log of and deletes it. It needs no container record: the caller hands over
+the spec and, for a rootfs that is not mounted (after a reboot), the snapshot's mounts.
+
+How a task's state is read, with no daemon to ask: runc's state first (``created``,
+``running``, ``paused``); then ``exit.json`` (how it ended); then whether its recorder (the
+shim, or the attached ``run``) is alive. A recorder that died without recording an exit (a
+killed shim, a reboot) leaves the task stopped with 255, as containerd reports a dead shim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ctrstore.errdefs import (
+    CtrstoreError,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    Unavailable,
+    class_of_kind,
+)
+from ctrstore.runtime._proc import alive
+from ctrstore.runtime.bundle import Bundle
+from ctrstore.runtime.runc import Runc, find_runtime
+
+if TYPE_CHECKING:
+    from ctrstore.mount import Mount
+    from ctrstore.runtime.manager import TaskManager
+
+__all__ = ["LOST_EXIT_STATUS", "RuntimeConfig", "TaskStatus", "Tasks", "remove_cgroups", "shim_error"]
+
+LOST_EXIT_STATUS = 255
+"""The exit status of a task whose shim died without recording one (containerd's too)."""
+
+Mounts = Callable[[], "Sequence[Mount]"]
+"""Gives the container snapshot's mounts (asked only when the rootfs must be mounted again)."""
+
+
+class RuntimeConfig(Protocol):
+    """What the tasks read from the configuration, at each use (so a changed ``runtime``
+    counts at once, and a runtime removed after create is reported when starting)."""
+
+    runtime: str
+    """The OCI runtime binary's name or path (``runc``, ``crun``)."""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    status: str
+    """created (never started, or its start failed), running, paused, stopped, or unknown
+    (no bundle: /run was emptied by a reboot). A task whose shim died without recording an
+    exit status (killed, or a reboot) is stopped with 255, as containerd reports it."""
+    pid: int = 0
+    exit_status: int | None = None
+    exited_at: str | None = None
+
+
+class Tasks:
+    """The tasks of one namespace."""
+
+    def __init__(self, manager: TaskManager, namespace: str, config: RuntimeConfig) -> None:
+        self.manager = manager
+        self.namespace = namespace
+        self.config = config
+
+    def bundle(self, cid: str) -> Bundle:
+        return self.manager.bundle(self.namespace, cid)
+
+    def runc(self) -> Runc:
+        """The configured runtime; FailedPrecondition naming what to install if it is missing."""
+        return Runc(find_runtime(self.config.runtime), self.manager.runc_root / self.namespace)
+
+    def runtime_installed(self) -> bool:
+        return shutil.which(self.config.runtime) is not None
+
+    # -- the rootfs ------------------------------------------------------------------------------
+    def ensure_bundle(self, cid: str, spec: Mapping[str, Any], mounts: Mounts) -> Bundle:
+        """The bundle with its rootfs mounted. After a reboot /run is empty, or the rootfs is
+        no longer mounted: the bundle is made again from the spec (as containerd makes it at
+        every task create) and the snapshot mounted again."""
+        from ctrstore.mount import is_mountpoint, mount_all
+
+        bundle = self.bundle(cid)
+        if not bundle.has_spec():
+            bundle.create()
+            bundle.write_spec(spec)
+        if not is_mountpoint(bundle.rootfs):
+            mount_all(mounts(), bundle.rootfs)
+        return bundle
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(
+        self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, on_exit: Sequence[str] | None = None
+    ) -> TaskStatus:
+        """Start the task detached, under a shim; returns once it runs. If the runtime cannot
+        start it (no such command, ...), the shim's error is raised as its errdefs class and
+        the container is left as it was: created, and removable.
+
+        ``on_exit``: a command the shim runs once the process has exited and its status is
+        recorded (``run -d --rm`` removes the container so)."""
+        st = self.status(cid)
+        if st.status in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is already {st.status}")
+        runc = self.runc()
+        bundle = self.ensure_bundle(cid, spec, mounts)
+        runc.delete(cid, force=True)  # a stopped task from an earlier start
+        bundle.clear_recorders()
+        r, w = os.pipe()
+        try:
+            with open(os.devnull, "rb") as devnull, open(bundle.shim_log, "ab") as shim_log:
+                launcher = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ctrstore.runtime.shim",
+                        "--runtime",
+                        runc.binary,
+                        "--runtime-root",
+                        str(runc.root),
+                        "--bundle",
+                        str(bundle.path),
+                        "--id",
+                        cid,
+                        "--ready-fd",
+                        str(w),
+                        *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
+                    ],
+                    stdin=devnull,
+                    stdout=shim_log,
+                    stderr=shim_log,
+                    pass_fds=(w,),
+                    start_new_session=True,
+                    cwd="/",  # never keep the caller's directory (or its mount) busy
+                )
+        finally:
+            os.close(w)
+        with os.fdopen(r) as ready:
+            answer = ready.read()
+        launcher.wait()  # the shim forked itself away; this reaps the process we started
+        error = shim_error(cid, answer, bundle)
+        if error is not None:
+            raise error
+        return self.status(cid)
+
+    def run_attached(self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False) -> int:
+        """Run the task attached to our terminal (``runc run``); returns its exit status.
+        ``fresh``: the bundle was just made, so there is no earlier task to check for or
+        clean away (saves two runtime calls on ``run``)."""
+        runc = self.runc()
+        if fresh:
+            bundle = self.bundle(cid)
+        else:
+            st = self.status(cid)
+            if st.status in ("running", "paused"):
+                raise FailedPrecondition(f"container {cid} is already {st.status}")
+            bundle = self.ensure_bundle(cid, spec, mounts)
+            runc.delete(cid, force=True)
+        bundle.clear_recorders(exit_too=True)
+        bundle.attach_pid.write_text(str(os.getpid()))
+        try:
+            status = runc.run_foreground(cid, bundle.path)
+            bundle.write_exit(status)
+        finally:
+            bundle.attach_pid.unlink(missing_ok=True)
+        return status
+
+    # -- state ---------------------------------------------------------------------------------
+    def status(self, cid: str) -> TaskStatus:
+        bundle = self.bundle(cid)
+        state = self.runc().state(cid) if self.runtime_installed() else None
+        if state is not None:
+            s = str(state.get("status", "unknown"))
+            pid = int(state.get("pid", 0))
+            if s != "stopped" and not (s == "running" and not alive(pid)):
+                return TaskStatus(s, pid)
+        # The recorder writes exit.json, then removes its pid file: look at them in the
+        # other order, so that a recorder seen gone has left its exit.json to be read.
+        recorder = bundle.recorder_alive()
+        ex = bundle.read_exit()
+        if ex is not None:
+            return TaskStatus("stopped", 0, ex[0], ex[1])
+        if recorder:
+            # Still starting the task, or about to record how it ended.
+            return TaskStatus("stopped" if state is not None else "created")
+        if recorder is False or state is not None:
+            # The shim was killed, or the machine rebooted: nobody will record an exit
+            # status. As containerd does for a dead shim, the task ended with 255.
+            if bundle.exists():
+                with contextlib.suppress(OSError):  # (an rm removing the bundle meanwhile)
+                    bundle.write_exit(LOST_EXIT_STATUS)
+                    bundle.clear_recorders()
+                ex = bundle.read_exit()
+            return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None)
+        return TaskStatus("created" if bundle.exists() else "unknown")
+
+    def active(self, cid: str) -> bool:
+        """Running, or paused, or being started: more output may come."""
+        st = self.status(cid).status
+        return st in ("running", "paused") or (st == "created" and bool(self.bundle(cid).recorder_alive()))
+
+    # -- signals and waiting -------------------------------------------------------------------
+    def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
+        if self.status(cid).status not in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        self.runc().kill(cid, signal, all_processes=all_processes)
+
+    def wait(self, cid: str, timeout: float | None = None) -> int:
+        """Block until the task stops; its exit status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            st = self.status(cid)
+            if st.status == "stopped" and st.exit_status is not None:
+                return st.exit_status
+            if st.status in ("created", "unknown") and not self.bundle(cid).recorder_alive():
+                raise FailedPrecondition(f"container {cid} has no running task (status {st.status})")
+            if deadline is not None and time.monotonic() > deadline:
+                raise Unavailable(f"container {cid} still running after {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self, cid: str, timeout: float = 10.0) -> int | None:
+        """SIGTERM to the task's init, then SIGKILL to all its processes after ``timeout``
+        seconds (as nerdctl stop); the exit status if it was running."""
+        if self.status(cid).status not in ("running", "paused"):
+            return None
+        runc = self.runc()
+        with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
+            runc.kill(cid, "SIGTERM")
+        try:
+            return self.wait(cid, timeout)
+        except Unavailable:
+            with contextlib.suppress(FailedPrecondition):
+                runc.kill(cid, "SIGKILL", all_processes=True)
+            return self.wait(cid, 10)
+
+    # -- exec and logs -------------------------------------------------------------------------
+    def exec(
+        self,
+        cid: str,
+        args: list[str],
+        *,
+        tty: bool = False,
+        env: list[str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        detach: bool = False,
+    ) -> int:
+        """Run ``args`` in the running task (``runc exec``); its exit status. ``user`` is a
+        name or id, ``[:group]``, resolved in the container's ``/etc/passwd``."""
+        from ctrstore.oci.user import resolve_user
+
+        if self.status(cid).status != "running":
+            raise FailedPrecondition(f"container {cid} is not running")
+        if cwd is not None and not cwd.startswith("/"):
+            raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        uid_gid: str | None = None
+        gids: tuple[int, ...] = ()
+        if user:
+            u = resolve_user(self.bundle(cid).rootfs, user)
+            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
+        return self.runc().exec(
+            cid, args, tty=tty, env=env or [], cwd=cwd, user=uid_gid, additional_gids=gids, detach=detach
+        )
+
+    def logs(self, cid: str, *, follow: bool = False) -> Iterator[bytes]:
+        """What a detached task wrote; with ``follow``, until it stops."""
+        log = self.bundle(cid).log
+        if not log.exists():
+            return
+        with open(log, "rb") as f:
+            while True:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    yield chunk
+                    continue
+                if not follow or not self.active(cid):
+                    rest = f.read()
+                    if rest:
+                        yield rest
+                    return
+                time.sleep(0.1)
+
+    # -- delete --------------------------------------------------------------------------------
+    def delete(
+        self, cid: str, spec: Mapping[str, Any], *, force: bool = False, task_gone: bool = False
+    ) -> None:
+        """Remove the task (killed first with ``force``), its cgroups, rootfs mount and
+        bundle. Works after a killed shim or a reboot too. ``task_gone``: the caller knows the
+        runtime has no task left (an attached ``runc run`` returned), so it is not asked."""
+        if not task_gone:
+            st = self.status(cid)
+            if st.status in ("running", "paused"):
+                if not force:
+                    raise FailedPrecondition(f"container {cid} is {st.status}; stop it first or use --force")
+                with contextlib.suppress(FailedPrecondition):
+                    self.runc().kill(cid, "SIGKILL", all_processes=True)
+                self.wait(cid, 10)
+            if self.runtime_installed():
+                self.runc().delete(cid, force=True)
+        bundle = self.bundle(cid)
+        deadline = time.monotonic() + 5
+        while bundle.recorder_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        remove_cgroups(spec)
+        bundle.remove()
+
+
+def shim_error(cid: str, answer: str, bundle: Bundle) -> CtrstoreError | None:
+    """The error in the shim's answer (one JSON line, see ``ctrstore.runtime.shim``) as its
+    errdefs class; None if the task started. No answer, or no JSON, is a dead shim: Internal
+    with the last line it logged."""
+    try:
+        doc = json.loads(answer)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        if doc.get("ok") is True:
+            return None
+        err = doc.get("error")
+        if isinstance(err, dict):
+            kind, message = str(err.get("kind", "")), str(err.get("message", ""))
+            return class_of_kind(kind)(f"starting container {cid}: {message}")
+    tail = bundle.shim_log_tail()
+    return Internal(f"starting container {cid}: the shim died{': ' + tail if tail else ''}")
+
+
+def remove_cgroups(spec: Mapping[str, Any]) -> None:
+    """Remove the container's (empty) cgroups, which runc leaves behind when its state is
+    gone (a killed shim and a deleted state dir, a simulated reboot). Only rmdir: a cgroup
+    that still has processes stays."""
+    from ctrstore.mount import mountinfo
+
+    linux = spec.get("linux")
+    path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+    if not isinstance(path, str) or not path.startswith("/") or ":" in path:
+        return
+    for m in mountinfo():
+        if m.fstype not in ("cgroup", "cgroup2"):
+            continue
+        d = Path(f"{m.mount_point}{path}")
+        if d.is_dir():
+            with contextlib.suppress(OSError):
+                d.rmdir()
