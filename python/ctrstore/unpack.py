@@ -8,8 +8,9 @@ the chainID. The layer blob is labelled ``containerd.io/uncompressed=<diffID>`` 
 snapshots images need.
 
 On a snapshotter that can rebase (overlay: an upper dir holds only its layer's own changes),
-layers are applied in parallel, each into a parentless snapshot, and committed onto their
-parents in order afterwards. Elsewhere they are applied one after another.
+layers are applied in parallel, each into a parentless snapshot, and each is committed onto
+its parent as soon as it and every layer below it are done (so a killed unpack keeps the
+layers it finished). Elsewhere they are applied one after another.
 """
 
 from __future__ import annotations
@@ -131,30 +132,36 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
-        # sequential unpack numbers them), apply on worker threads, commit in order.
+        # sequential unpack numbers them) and apply on worker threads. Each layer is committed
+        # onto its parent as soon as it and every layer below it are done, not after the
+        # last one: a pull killed late keeps what it finished, and the next pull applies only
+        # the layers above the highest committed one.
         prepared: list[tuple[Layer, str, list[Mount]]] = []
+        committed = 0
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack")
         try:
             for layer in todo:
                 p = self._prepare(layer, layer.parent if layer is todo[0] else "")
                 if p is not None:
                     prepared.append((layer, *p))
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack") as pool:
-                futures = [
-                    pool.submit(
-                        self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0]
-                    )
-                    for layer, _, mounts in prepared
-                ]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            if errors:
-                raise errors[0]  # type: ignore[misc]
-            for layer, key, _ in prepared:
+            futures = [
+                pool.submit(self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0])
+                for layer, _, mounts in prepared
+            ]
+            for (layer, key, _), f in zip(prepared, futures, strict=True):
+                f.result()
                 self._commit(layer, key, parent=layer.parent)
+                committed += 1
                 on_layer(layer, "unpacked")
         except BaseException:
-            for _, key, _ in prepared:
+            # Let the appliers still running finish (a snapshot being written into cannot be
+            # removed), then drop every snapshot not committed.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for _, key, _ in prepared[committed:]:
                 self._discard(key)
             raise
+        finally:
+            pool.shutdown(wait=True)
 
     def _prepare(self, layer: Layer, parent: str) -> tuple[str, list[Mount]] | None:
         """An active snapshot for ``layer``; None if another unpack made the layer meanwhile."""
