@@ -15,7 +15,10 @@ layers it finished). Elsewhere they are applied one after another.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +29,7 @@ from typing import Any
 from ctrstore.archive import ApplyStats, apply_layer
 from ctrstore.content import Descriptor
 from ctrstore.diff import apply as apply_to_mounts
+from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.images import chain_ids, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
@@ -157,8 +161,8 @@ class Unpacker:
             # Let the appliers still running finish (a snapshot being written into cannot be
             # removed), then drop every snapshot not committed.
             pool.shutdown(wait=True, cancel_futures=True)
-            for _, key, _ in prepared[committed:]:
-                self._discard(key)
+            for _, key, mounts in prepared[committed:]:
+                self._discard_failed(key, mounts)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -209,7 +213,7 @@ class Unpacker:
             self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
             self._commit(layer, key, parent=None)
         except BaseException:
-            self._discard(key)
+            self._discard_failed(key, mounts)
             raise
         on_layer(layer, "unpacked")
 
@@ -240,3 +244,42 @@ class Unpacker:
             self.snapshots.remove(key)
         except NotFound:
             pass
+
+    def _discard_failed(self, key: str, mounts: Sequence[Mount]) -> None:
+        """Remove the active snapshot of a layer that was not committed, after a failure.
+
+        The partial layer's files go first: a full disk may be why the apply failed (a layer
+        that decompresses to more than the disk holds), and removing the snapshot writes to
+        meta.db and the snapshotter's metadata.db, which need room. Nothing raised here may
+        hide the error that brought us here; what cannot be removed is left to gc (the
+        snapshot belongs to the pull's lease)."""
+        upper = _writable_dir(mounts)
+        if upper is not None:
+            _empty_dir(upper)
+        with contextlib.suppress(Exception):
+            self._discard(key)
+
+
+def _writable_dir(mounts: Sequence[Mount]) -> str | None:
+    """The directory an active snapshot's changes are written to, if its mounts name one (an
+    overlay's upper dir, or the directory behind a writable bind mount)."""
+    direct = overlay_upper(mounts)
+    if direct is not None:
+        return direct[0]
+    if len(mounts) == 1 and mounts[0].type == "bind" and "ro" not in mounts[0].options:
+        return mounts[0].source
+    return None
+
+
+def _empty_dir(path: str) -> None:
+    """Remove what ``path`` holds, best effort (the snapshot is removed right after)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for e in entries:
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
