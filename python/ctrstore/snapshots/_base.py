@@ -100,6 +100,11 @@ class DirectorySnapshotter:
             with self.ms.transaction(True) as cur:
                 s = self.ms.create(cur, kind, key, parent, labels)
                 self._populate(tmp, s)
+                if os.path.lexists(self._dir(s.id)):
+                    # A process killed between this rename and the commit left the directory
+                    # of an id its rolled-back transaction gave up; we hold the write lock and
+                    # the id is ours now, so nothing else owns it.
+                    self._delete_dir(self._dir(s.id))
                 os.rename(tmp, self._dir(s.id))
         except BaseException:
             self._delete_dir(tmp)
