@@ -312,13 +312,14 @@ def committed_prefix(client: Client, plan: list[Layer]) -> int:
 
 def assert_tree(client: Client, chain_id: str, reference: Reference, work: Path) -> None:
     """The snapshot ``chain_id`` holds exactly what a clean pull made of it."""
-    sn = client.snapshotter()
     key = f"cmp-{secrets.token_hex(4)}"
-    try:
-        with temp_mount(sn.view(key, chain_id), work) as ours:
-            check_directory_equal(reference.trees[chain_id], ours)
-    finally:
-        sn.remove(key)
+    with client.lease():  # a gc running beside must not take the view
+        sn = client.snapshotter()
+        try:
+            with temp_mount(sn.view(key, chain_id), work) as ours:
+                check_directory_equal(reference.trees[chain_id], ours)
+        finally:
+            sn.remove(key)
 
 
 def assert_image_whole(client: Client, ref: str, reference: Reference, work: Path) -> None:
