@@ -37,6 +37,7 @@ from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
 from ctrstore.mount import Mount
+from ctrstore.snapshots import Kind
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -110,9 +111,12 @@ class Unpacker:
         *,
         blob_ready: Callable[[Layer], None] = lambda layer: None,
         on_layer: Callable[[Layer, str], None] = lambda layer, status: None,
+        on_error: Callable[[], None] = lambda: None,
     ) -> UnpackResult:
         """Unpack ``layers`` (bottom first). ``blob_ready(layer)`` blocks until the layer's blob
-        is in the content store (pulls fetch while earlier layers apply)."""
+        is in the content store (pulls fetch while earlier layers apply). ``on_error()`` is
+        called when a layer fails, before the snapshots not committed are removed: a pull
+        stops its downloads there, so they do not take the room the removal frees."""
         if not layers:
             raise InvalidArgument(f"image config {config.digest}: no layers to unpack")
         todo = self.pending(layers)
@@ -121,10 +125,10 @@ class Unpacker:
             on_layer(layer, "exists")
         if todo:
             if self.snapshots.rebase and len(todo) > 1:
-                self._parallel(todo, blob_ready, on_layer)
+                self._parallel(todo, blob_ready, on_layer, on_error)
             else:
                 for layer in todo:
-                    self._one(layer, blob_ready, on_layer, parent=layer.parent)
+                    self._one(layer, blob_ready, on_layer, on_error, parent=layer.parent)
         top = layers[-1].chain_id
         self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
@@ -134,6 +138,7 @@ class Unpacker:
         todo: Sequence[Layer],
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
+        on_error: Callable[[], None],
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
         # sequential unpack numbers them) and apply on worker threads. Each layer is committed
@@ -141,7 +146,7 @@ class Unpacker:
         # last one: a pull killed late keeps what it finished, and the next pull applies only
         # the layers above the highest committed one.
         prepared: list[tuple[Layer, str, list[Mount]]] = []
-        committed = 0
+        committing = -1  # index in prepared of the layer being (or last) committed
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack")
         try:
             for layer in todo:
@@ -152,17 +157,22 @@ class Unpacker:
                 pool.submit(self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0])
                 for layer, _, mounts in prepared
             ]
-            for (layer, key, _), f in zip(prepared, futures, strict=True):
+            for i, ((layer, key, _), f) in enumerate(zip(prepared, futures, strict=True)):
                 f.result()
+                committing = i
                 self._commit(layer, key, parent=layer.parent)
-                committed += 1
                 on_layer(layer, "unpacked")
         except BaseException:
             # Let the appliers still running finish (a snapshot being written into cannot be
             # removed), then drop every snapshot not committed.
+            on_error()
             pool.shutdown(wait=True, cancel_futures=True)
-            for _, key, mounts in prepared[committed:]:
-                self._discard_failed(key, mounts)
+            # The failed layers' files go first, all of them, so the records have room.
+            failed = prepared[committing + 1 :]
+            for _, key, mounts in failed:
+                self._empty_failed(key, mounts)
+            for _, key, _ in [*failed, *prepared[max(committing, 0) : committing + 1]]:
+                self._discard_uncommitted(key)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -201,6 +211,7 @@ class Unpacker:
         layer: Layer,
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
+        on_error: Callable[[], None],
         *,
         parent: str,
     ) -> None:
@@ -211,9 +222,15 @@ class Unpacker:
         key, mounts = p
         try:
             self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
+        except BaseException:
+            on_error()
+            self._discard_failed(key, mounts)
+            raise
+        try:
             self._commit(layer, key, parent=None)
         except BaseException:
-            self._discard_failed(key, mounts)
+            on_error()
+            self._discard_uncommitted(key)
             raise
         on_layer(layer, "unpacked")
 
@@ -246,16 +263,30 @@ class Unpacker:
             pass
 
     def _discard_failed(self, key: str, mounts: Sequence[Mount]) -> None:
-        """Remove the active snapshot of a layer that was not committed, after a failure.
+        """Remove the active snapshot of a layer whose apply failed or never finished (and
+        whose commit was never tried); see ``_empty_failed``."""
+        self._empty_failed(key, mounts)
+        self._discard_uncommitted(key)
 
-        The partial layer's files go first: a full disk may be why the apply failed (a layer
-        that decompresses to more than the disk holds), and removing the snapshot writes to
-        meta.db and the snapshotter's metadata.db, which need room. Nothing raised here may
-        hide the error that brought us here; what cannot be removed is left to gc (the
-        snapshot belongs to the pull's lease)."""
-        upper = _writable_dir(mounts)
+    def _empty_failed(self, key: str, mounts: Sequence[Mount]) -> None:
+        """Remove the files of a layer whose apply failed or never finished, before its
+        snapshot: a full disk may be why it failed (a layer that decompresses to more than the
+        disk holds), and removing a snapshot writes to meta.db and the snapshotter's
+        metadata.db, which need room. Only an active snapshot (never tried to commit) is
+        touched."""
+        try:
+            is_active = self.snapshots.stat(key).kind == Kind.ACTIVE
+        except Exception:
+            return
+        upper = _writable_dir(mounts) if is_active else None
         if upper is not None:
             _empty_dir(upper)
+
+    def _discard_uncommitted(self, key: str) -> None:
+        """Remove ``key`` if it is still there, after a failure. Its files are not touched
+        first (a commit that failed half-way may have made them a committed layer's), and
+        nothing raised here may hide the error that brought us here: what cannot be removed
+        is left to gc (the snapshot belongs to the pull's lease)."""
         with contextlib.suppress(Exception):
             self._discard(key)
 

@@ -318,6 +318,8 @@ def assert_tree(client: Client, chain_id: str, reference: Reference, work: Path)
         try:
             with temp_mount(sn.view(key, chain_id), work) as ours:
                 check_directory_equal(reference.trees[chain_id], ours)
+        except AssertionError as e:  # its report quotes file contents: keep it readable
+            raise AssertionError(f"layer {chain_id}: {str(e)[:1500]}") from None
         finally:
             sn.remove(key)
 
