@@ -111,12 +111,9 @@ class Unpacker:
         *,
         blob_ready: Callable[[Layer], None] = lambda layer: None,
         on_layer: Callable[[Layer, str], None] = lambda layer, status: None,
-        on_error: Callable[[], None] = lambda: None,
     ) -> UnpackResult:
         """Unpack ``layers`` (bottom first). ``blob_ready(layer)`` blocks until the layer's blob
-        is in the content store (pulls fetch while earlier layers apply). ``on_error()`` is
-        called when a layer fails, before the snapshots not committed are removed: a pull
-        stops its downloads there, so they do not take the room the removal frees."""
+        is in the content store (pulls fetch while earlier layers apply)."""
         if not layers:
             raise InvalidArgument(f"image config {config.digest}: no layers to unpack")
         todo = self.pending(layers)
@@ -125,10 +122,10 @@ class Unpacker:
             on_layer(layer, "exists")
         if todo:
             if self.snapshots.rebase and len(todo) > 1:
-                self._parallel(todo, blob_ready, on_layer, on_error)
+                self._parallel(todo, blob_ready, on_layer)
             else:
                 for layer in todo:
-                    self._one(layer, blob_ready, on_layer, on_error, parent=layer.parent)
+                    self._one(layer, blob_ready, on_layer, parent=layer.parent)
         top = layers[-1].chain_id
         self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
@@ -138,7 +135,6 @@ class Unpacker:
         todo: Sequence[Layer],
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
-        on_error: Callable[[], None],
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
         # sequential unpack numbers them) and apply on worker threads. Each layer is committed
@@ -165,7 +161,6 @@ class Unpacker:
         except BaseException:
             # Let the appliers still running finish (a snapshot being written into cannot be
             # removed), then drop every snapshot not committed.
-            on_error()
             pool.shutdown(wait=True, cancel_futures=True)
             # The failed layers' files go first, all of them, so the records have room.
             failed = prepared[committing + 1 :]
@@ -211,7 +206,6 @@ class Unpacker:
         layer: Layer,
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
-        on_error: Callable[[], None],
         *,
         parent: str,
     ) -> None:
@@ -223,13 +217,11 @@ class Unpacker:
         try:
             self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
         except BaseException:
-            on_error()
             self._discard_failed(key, mounts)
             raise
         try:
             self._commit(layer, key, parent=None)
         except BaseException:
-            on_error()
             self._discard_uncommitted(key)
             raise
         on_layer(layer, "unpacked")

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ctrstore.images import gc_child_labels, parse_children, read_json
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
@@ -89,8 +82,6 @@ class Puller:
         self.progress = progress or (lambda s: None)
         self.fetched: list[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        """Set when the pull fails: downloads still running stop at their next chunk."""
 
     # -- one blob --------------------------------------------------------------------------
     def fetch_blob(self, desc: Descriptor, labels: dict[str, str] | None = None) -> None:
@@ -135,10 +126,6 @@ class Puller:
                 w.truncate(0)
             self.progress(Status(key, "downloading", w.offset, desc.size))
             while w.offset <= desc.size:
-                if self._stop.is_set():
-                    raise Aborted(
-                        f"{key}: download stopped at {w.offset} of {desc.size} bytes: the pull failed"
-                    )
                 chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
                 if not chunk:
                     break
@@ -235,15 +222,6 @@ class Puller:
             if layer.desc.digest not in futures:
                 self.progress(Status(ref_key(layer.desc), "waiting", 0, layer.desc.size))
                 futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
-
-        def stop_downloads() -> None:
-            # A failed pull stops downloading and waits for the downloads to stop before it
-            # cleans up: on a full disk, they would take the room that cleaning up frees.
-            self._stop.set()
-            for f in futures.values():
-                f.cancel()
-            wait(futures.values(), timeout=60)
-
         try:
             result = None
             if unpacker is not None:
@@ -251,13 +229,12 @@ class Puller:
                 def ready(layer: Layer) -> None:
                     futures[layer.desc.digest].result()
 
-                result = unpacker.unpack(
-                    config, plan, blob_ready=ready, on_layer=self._on_layer, on_error=stop_downloads
-                )
+                result = unpacker.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
             for f in futures.values():
                 f.result()
         except BaseException:
-            stop_downloads()
+            for f in futures.values():
+                f.cancel()
             raise
         content.set_labels(mdesc.digest, gc_child_labels(mdesc, [config, *layers]))
         return result
