@@ -392,7 +392,11 @@ def test_repull_fetches_the_layers_gc_took_while_a_container_held_the_snapshots(
         cli(store, "rm", "-f", holder, ok=False)
     cli(store, "rmi", ref)
     cli(store, "gc")
-    assert blob_files(store) == []
+    client = Client(root=store / "root", state=store / "state")
+    try:
+        assert_store_empty(client, store)
+    finally:
+        client.close()
     assert_store_check_clean(store)
 
 
