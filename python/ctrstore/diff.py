@@ -1,9 +1,11 @@
 """Applying a layer to a snapshot's mounts, as containerd's diff applier does.
 
 When the mounts are one overlay with an ``upperdir``, the layer is written straight into the
-upper dir with overlay whiteouts (no mount needed), the lower dirs serving as parents. Any
-other mounts (the bind mount of a first layer, native or btrfs snapshots) are mounted on a
-temporary directory and the layer applied there with plain whiteout handling.
+upper dir with overlay whiteouts (no mount needed), the lower dirs serving as parents. A
+single writable bind mount (a first layer, native or btrfs snapshots) is its source
+directory, so the layer is applied there directly with plain whiteout handling: no mount is
+made, so none can be left behind by a killed process. Anything else is mounted on a temporary
+directory and the layer applied there.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def apply(
     if direct is not None:
         upper, lowers = direct
         return apply_layer(upper, layer, whiteouts="overlay", parents=lowers)
+    if len(mounts) == 1 and mounts[0].type == "bind" and "ro" not in mounts[0].options:
+        return apply_layer(mounts[0].source, layer, whiteouts="delete")
     Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     with temp_mount(mounts, tmp_dir) as root:
         return apply_layer(root, layer, whiteouts="delete")

@@ -8,13 +8,17 @@ the chainID. The layer blob is labelled ``containerd.io/uncompressed=<diffID>`` 
 snapshots images need.
 
 On a snapshotter that can rebase (overlay: an upper dir holds only its layer's own changes),
-layers are applied in parallel, each into a parentless snapshot, and committed onto their
-parents in order afterwards. Elsewhere they are applied one after another.
+layers are applied in parallel, each into a parentless snapshot, and each is committed onto
+its parent as soon as it and every layer below it are done (so a killed unpack keeps the
+layers it finished). Elsewhere they are applied one after another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +29,7 @@ from typing import Any
 from ctrstore.archive import ApplyStats, apply_layer
 from ctrstore.content import Descriptor
 from ctrstore.diff import apply as apply_to_mounts
+from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.images import chain_ids, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
@@ -32,6 +37,7 @@ from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
 from ctrstore.mount import Mount
+from ctrstore.snapshots import Kind
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -131,30 +137,40 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
-        # sequential unpack numbers them), apply on worker threads, commit in order.
+        # sequential unpack numbers them) and apply on worker threads. Each layer is committed
+        # onto its parent as soon as it and every layer below it are done, not after the
+        # last one: a pull killed late keeps what it finished, and the next pull applies only
+        # the layers above the highest committed one.
         prepared: list[tuple[Layer, str, list[Mount]]] = []
+        committing = -1  # index in prepared of the layer being (or last) committed
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack")
         try:
             for layer in todo:
                 p = self._prepare(layer, layer.parent if layer is todo[0] else "")
                 if p is not None:
                     prepared.append((layer, *p))
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack") as pool:
-                futures = [
-                    pool.submit(
-                        self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0]
-                    )
-                    for layer, _, mounts in prepared
-                ]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            if errors:
-                raise errors[0]  # type: ignore[misc]
-            for layer, key, _ in prepared:
+            futures = [
+                pool.submit(self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0])
+                for layer, _, mounts in prepared
+            ]
+            for i, ((layer, key, _), f) in enumerate(zip(prepared, futures, strict=True)):
+                f.result()
+                committing = i
                 self._commit(layer, key, parent=layer.parent)
                 on_layer(layer, "unpacked")
         except BaseException:
-            for _, key, _ in prepared:
-                self._discard(key)
+            # Let the appliers still running finish (a snapshot being written into cannot be
+            # removed), then drop every snapshot not committed.
+            pool.shutdown(wait=True, cancel_futures=True)
+            # The failed layers' files go first, all of them, so the records have room.
+            failed = prepared[committing + 1 :]
+            for _, key, mounts in failed:
+                self._empty_failed(key, mounts)
+            for _, key, _ in [*failed, *prepared[max(committing, 0) : committing + 1]]:
+                self._discard_uncommitted(key)
             raise
+        finally:
+            pool.shutdown(wait=True)
 
     def _prepare(self, layer: Layer, parent: str) -> tuple[str, list[Mount]] | None:
         """An active snapshot for ``layer``; None if another unpack made the layer meanwhile."""
@@ -200,9 +216,13 @@ class Unpacker:
         key, mounts = p
         try:
             self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
+        except BaseException:
+            self._discard_failed(key, mounts)
+            raise
+        try:
             self._commit(layer, key, parent=None)
         except BaseException:
-            self._discard(key)
+            self._discard_uncommitted(key)
             raise
         on_layer(layer, "unpacked")
 
@@ -233,3 +253,56 @@ class Unpacker:
             self.snapshots.remove(key)
         except NotFound:
             pass
+
+    def _discard_failed(self, key: str, mounts: Sequence[Mount]) -> None:
+        """Remove the active snapshot of a layer whose apply failed or never finished (and
+        whose commit was never tried); see ``_empty_failed``."""
+        self._empty_failed(key, mounts)
+        self._discard_uncommitted(key)
+
+    def _empty_failed(self, key: str, mounts: Sequence[Mount]) -> None:
+        """Remove the files of a layer whose apply failed or never finished, before its
+        snapshot: a full disk may be why it failed (a layer that decompresses to more than the
+        disk holds), and removing a snapshot writes to meta.db and the snapshotter's
+        metadata.db, which need room. Only an active snapshot (never tried to commit) is
+        touched."""
+        try:
+            is_active = self.snapshots.stat(key).kind == Kind.ACTIVE
+        except Exception:
+            return
+        upper = _writable_dir(mounts) if is_active else None
+        if upper is not None:
+            _empty_dir(upper)
+
+    def _discard_uncommitted(self, key: str) -> None:
+        """Remove ``key`` if it is still there, after a failure. Its files are not touched
+        first (a commit that failed half-way may have made them a committed layer's), and
+        nothing raised here may hide the error that brought us here: what cannot be removed
+        is left to gc (the snapshot belongs to the pull's lease)."""
+        with contextlib.suppress(Exception):
+            self._discard(key)
+
+
+def _writable_dir(mounts: Sequence[Mount]) -> str | None:
+    """The directory an active snapshot's changes are written to, if its mounts name one (an
+    overlay's upper dir, or the directory behind a writable bind mount)."""
+    direct = overlay_upper(mounts)
+    if direct is not None:
+        return direct[0]
+    if len(mounts) == 1 and mounts[0].type == "bind" and "ro" not in mounts[0].options:
+        return mounts[0].source
+    return None
+
+
+def _empty_dir(path: str) -> None:
+    """Remove what ``path`` holds, best effort (the snapshot is removed right after)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for e in entries:
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)

@@ -4,6 +4,7 @@ leaves, stuck ingests, a lost meta.db, and ``ctrstore check``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -260,6 +261,27 @@ def test_blob_committed_without_its_record(client: Client) -> None:
     w.commit()
     client.gc()
     assert d not in blobs(client)
+
+
+def test_an_ingest_killed_after_its_blob_was_stored_does_not_pin_it(client: Client) -> None:
+    """A writer killed between the blob's rename into blobs/ and meta.db's commit leaves its
+    ingest record (with its own expiry) behind. The next writer of that ref finds the blob and
+    records it; the old ingest record must go then, or it keeps the blob from gc after the
+    image that needed it is removed."""
+    data = b"stored by a writer that was killed before its record"
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    with client.content.writer("layer-x", total=len(data), expected=d) as w:
+        w.write(data)
+    # The killed writer's last step that reached the disk: the backend's rename into blobs/.
+    client.content.backend.writer("default/layer-x", len(data), d).commit(len(data), d)
+    assert [st.ref for st in client.content.list_statuses()] == []
+    with client.metadata.db.read() as cur:
+        assert cur.execute("SELECT ref FROM ingests").fetchall() == [("layer-x",)]
+    assert client.content.ingest("layer-x", data, expected=d) == d
+    client.content.delete(d)
+    client.gc()
+    assert d not in blobs(client)
+    assert client.check_store().ok
 
 
 def test_remove_commits_before_the_directory_goes(client: Client) -> None:

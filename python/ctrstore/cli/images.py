@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Callable
+from typing import IO
 
 import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, table
-from ctrstore.errdefs import AlreadyExists
+from ctrstore.errdefs import AlreadyExists, NotFound
 from ctrstore.images import manifest_for, read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
@@ -167,16 +171,42 @@ def unmount(st: State, target: str) -> None:
 @click.argument("names", nargs=-1, required=True)
 @pass_state
 def export(st: State, out: str, names: tuple[str, ...]) -> None:
-    """Write images as an OCI image layout tar to OUT (- for stdout)."""
+    """Write images as an OCI image layout tar to OUT (- for stdout).
+
+    Every config and layer must be in the content store (see `images check`); an incomplete
+    image fails naming the missing blob. OUT appears only when the archive is whole.
+    """
     from ctrstore.images.archive import export_images
 
     client = st.client()
     imgs = [client.images.get(n) for n in names]
     if out == "-":
         export_images(client.content, imgs, sys.stdout.buffer)
-    else:
-        with open(out, "wb") as f:
-            export_images(client.content, imgs, f)
+        return
+    _write_whole(out, lambda f: export_images(client.content, imgs, f))
+
+
+def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a file through a temporary one beside it, renamed over ``out`` only on success,
+    so a failed export leaves no partial archive (nor a clobbered old one). Devices and pipes
+    (``/dev/null``, ``>(...)``) are written directly."""
+    path = os.path.realpath(out)
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "wb") as f:
+            write(f)
+        return
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise NotFound(f"cannot write {out}: directory {parent} does not exist")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @images.command("import")

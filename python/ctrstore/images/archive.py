@@ -32,23 +32,37 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def _walk(content: ContentStore, desc: Descriptor) -> list[Descriptor]:
+def _walk(content: ContentStore, desc: Descriptor, image: str) -> list[Descriptor]:
+    """``desc`` and everything below it that the archive must carry. Manifests of platforms
+    never pulled are left out (an index lists them all); a missing config or layer is an
+    error, so an incomplete image is never written as if it were whole."""
     out = [desc]
     for child in children(content, desc):
-        try:
-            content.info(child.digest)
-        except NotFound:
-            continue  # e.g. other platforms' manifests that were never pulled
-        out += _walk(content, child)
+        if not content.exists(child.digest):
+            if mt.is_manifest(child.media_type) or mt.is_index(child.media_type):
+                continue
+            raise NotFound(
+                f"cannot export {image}: {mt.ref_prefix(child.media_type)}-{child.digest} is not in the "
+                f"content store of namespace {content.namespace!r} (pull the image again to fetch it)"
+            )
+        out += _walk(content, child, image)
     return out
 
 
 def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]) -> int:
-    """Write an OCI layout tar of ``images`` to ``out``; returns the number of blobs."""
+    """Write an OCI layout tar of ``images`` to ``out``; returns the number of blobs.
+
+    Every blob is looked up before the first byte is written: NotFound (naming the blob) if
+    an image is incomplete."""
     blobs: dict[str, Descriptor] = {}
     manifests = []
     for img in images:
-        for d in _walk(content, img.target):
+        if not content.exists(img.target.digest):
+            raise NotFound(
+                f"cannot export {img.name}: {mt.ref_prefix(img.target.media_type)}-{img.target.digest} "
+                f"is not in the content store of namespace {content.namespace!r}"
+            )
+        for d in _walk(content, img.target, img.name):
             blobs.setdefault(d.digest, d)
         ann = {**img.target.annotations, CONTAINERD_NAME: img.name}
         tag = img.name.rsplit(":", 1)[1] if ":" in img.name.rsplit("/", 1)[-1] else ""

@@ -211,14 +211,17 @@ class Puller:
         plan = plan_layers(manifest, read_json(content, config), ref_key(mdesc))
         sn = client.snapshotter(snapshotter) if unpack else None
         unpacker = Unpacker(content, sn, tmp_dir=client.root / "tmpmounts") if sn is not None else None
-        pending = {layer.desc.digest for layer in (unpacker.pending(plan) if unpacker else plan)}
+        # Every layer blob is fetched, even one whose snapshot exists: the image must be whole
+        # in this namespace's content store (push, export and ``images check`` need the
+        # blobs), and snapshots are shared by chainID with images whose blobs differ (a gzip
+        # and a zstd twin) or whose blobs gc took (an image removed while a container held
+        # its snapshots). A blob already present costs one meta.db transaction, which also
+        # puts it under this pull's lease.
         futures: dict[str, Future[None]] = {}
         for layer in plan:
-            if layer.desc.digest in pending and layer.desc.digest not in futures:
+            if layer.desc.digest not in futures:
                 self.progress(Status(ref_key(layer.desc), "waiting", 0, layer.desc.size))
                 futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
-            elif layer.desc.digest not in pending:
-                self.progress(Status(ref_key(layer.desc), "exists", layer.desc.size, layer.desc.size))
         try:
             result = None
             if unpacker is not None:

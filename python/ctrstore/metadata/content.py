@@ -217,6 +217,13 @@ class ContentStore:
                 if exists or shared:
                     # The lease holds the blob from now on, so no gc removes it before commit.
                     add_resource(cur, self.namespace, self.lease, "content", expected)
+                    # An ingest of this ref left by a writer killed after its blob reached
+                    # blobs/ (but before its record did) is finished: its record would keep
+                    # the blob from gc until it expires. (The directory goes at gc.)
+                    cur.execute(
+                        "DELETE FROM ingests WHERE namespace=? AND ref=? AND expected=?",
+                        (self.namespace, ref, expected),
+                    )
             if not (exists or shared):
                 self._record_ingest(cur, ref, expected)
         if exists:
