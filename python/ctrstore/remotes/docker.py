@@ -457,6 +457,11 @@ class Pusher:
         self.chunk_size = chunk_size
 
     @property
+    def host(self) -> RegistryHost:
+        """The host pushed to."""
+        return self.endpoint.host
+
+    @property
     def ref(self) -> Reference:
         return self._s.ref
 
