@@ -1,6 +1,6 @@
-"""The registry client: references, hosts.toml, auth, and resolve/fetch/push against a real
-registry (docker-registry, see conftest.py) and against a small fault-injecting HTTP server
-for what a real registry never does."""
+"""The registry client: resolve/fetch/push and authentication against a real registry
+(docker-registry, see conftest.py) and against a small fault-injecting HTTP server for what a
+real registry never does. (References, hosts.toml and auth parsing: tests/unit/remotes/.)"""
 
 from __future__ import annotations
 
@@ -34,9 +34,7 @@ from ctrstore.errdefs import (
 )
 from ctrstore.images import mediatypes as mt
 from ctrstore.remotes import Credentials, DockerConfig, Resolver, RetryPolicy, login, logout
-from ctrstore.remotes.auth import merge_scopes, parse_www_authenticate
-from ctrstore.remotes.hosts import configure_hosts
-from ctrstore.remotes.reference import Reference, parse
+from ctrstore.remotes.reference import parse
 from tests.integration.conftest import RegistryServer
 
 FAST = RetryPolicy(attempts=5, backoff=0.001, max_backoff=0.01)
@@ -46,192 +44,7 @@ def sha(b: bytes) -> str:
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
-# -- references ------------------------------------------------------------------------------
 D = "sha256:" + "ab" * 32
-
-NORMALISED = [
-    ("redis", "docker.io/library/redis:latest", "redis:latest"),
-    ("redis:alpine3.13", "docker.io/library/redis:alpine3.13", "redis:alpine3.13"),
-    ("library/redis", "docker.io/library/redis:latest", "redis:latest"),
-    ("docker.io/redis", "docker.io/library/redis:latest", "redis:latest"),
-    ("index.docker.io/library/redis:7", "docker.io/library/redis:7", "redis:7"),
-    ("user/app", "docker.io/user/app:latest", "user/app:latest"),
-    ("localhost/x", "localhost/x:latest", "localhost/x:latest"),
-    ("localhost:5000/x:1", "localhost:5000/x:1", "localhost:5000/x:1"),
-    ("host:5000/repo@" + D, "host:5000/repo@" + D, "host:5000/repo@" + D),
-    ("quay.io/a/b:t@" + D, "quay.io/a/b:t@" + D, "quay.io/a/b:t@" + D),
-    ("redis@" + D, "docker.io/library/redis@" + D, "redis@" + D),
-    ("[::1]:5000/x", "[::1]:5000/x:latest", "[::1]:5000/x:latest"),
-    ("Foo/bar", "Foo/bar:latest", "Foo/bar:latest"),
-    ("a.b/c/d/e_f__g-h--i.j:T_1.x-y", "a.b/c/d/e_f__g-h--i.j:T_1.x-y", "a.b/c/d/e_f__g-h--i.j:T_1.x-y"),
-]
-
-
-@pytest.mark.parametrize(("given", "full", "familiar"), NORMALISED)
-def test_reference_normalisation(given: str, full: str, familiar: str) -> None:
-    ref = parse(given)
-    assert str(ref) == full
-    assert ref.familiar() == familiar
-    assert parse(full) == ref
-
-
-def test_reference_parts() -> None:
-    r = parse("host:5000/team/app:1@" + D)
-    assert r == Reference("host:5000", "team/app", "1", D)
-    assert r.name == "host:5000/team/app"
-    assert r.object == D
-    assert str(r.docker_ref()) == "host:5000/team/app@" + D
-    assert parse("redis", default_tag=False).tag is None
-
-
-BAD = [
-    ("Redis", "must be lowercase"),
-    ("docker.io/Library/redis", "must be lowercase"),
-    ("a b", "white space"),
-    ("", "empty"),
-    ("x:", "invalid tag ''"),
-    (":tag", "no repository name"),
-    ("host.com/", "no repository path"),
-    ("a//b", "empty path component"),
-    ("-x", "invalid repository path component '-x'"),
-    ("x:-1", "invalid tag '-1'"),
-    ("x:" + "a" * 129, "invalid tag"),
-    ("x@sha256:abc", "want 64 lower-case hex"),
-    ("x@md5:" + "a" * 32, "unsupported digest algorithm 'md5'"),
-    ("x@nodigest", "invalid digest"),
-    ("ab" * 32, "64-byte hexadecimal"),
-    ("bad_host.com:x/y", "invalid registry host"),
-    ("a/" + "b" * 300, "longer than 255"),
-]
-
-
-@pytest.mark.parametrize(("given", "message"), BAD)
-def test_reference_errors(given: str, message: str) -> None:
-    with pytest.raises(InvalidArgument, match="invalid reference") as ei:
-        parse(given)
-    assert message in str(ei.value)
-
-
-# -- hosts.toml ------------------------------------------------------------------------------
-def test_hosts_defaults(tmp_path: Path) -> None:
-    (hub,) = configure_hosts("docker.io", hosts_dir=tmp_path)
-    assert hub.base_url == "https://registry-1.docker.io/v2" and not hub.is_mirror
-    (local,) = configure_hosts("localhost:5000", hosts_dir=tmp_path)
-    assert local.scheme == "https" and local.http_fallback
-    (plain,) = configure_hosts("example.com:5000", hosts_dir=tmp_path, plain_http=True)
-    assert plain.base_url == "http://example.com:5000/v2"
-    (other,) = configure_hosts("example.com", hosts_dir=tmp_path)
-    assert other.base_url == "https://example.com/v2" and not other.http_fallback
-
-
-def test_hosts_toml(tmp_path: Path) -> None:
-    d = tmp_path / "example.com_5000_"
-    d.mkdir()
-    (d / "hosts.toml").write_text(
-        """
-server = "https://example.com:5000"
-capabilities = ["pull", "resolve", "push"]
-
-[host."https://mirror-b.test/base"]
-  capabilities = ["pull"]
-  ca = "b.pem"
-  client = [["c.cert", "c.key"]]
-  [host."https://mirror-b.test/base".header]
-    x-one = "1"
-    x-two = ["a", "b"]
-
-[host."http://mirror-a.test/raw"]
-  override_path = true
-  skip_verify = true
-  dial_timeout = "2s"
-"""
-    )
-    hs = configure_hosts("example.com:5000", hosts_dir=tmp_path)
-    assert [h.base_url for h in hs] == [
-        "https://mirror-b.test/base/v2",
-        "http://mirror-a.test/raw",
-        "https://example.com:5000/v2",
-    ]
-    b, a, srv = hs
-    assert b.capabilities == {"pull"} and b.is_mirror
-    assert b.ca == [d / "b.pem"] and b.client == [(d / "c.cert", d / "c.key")]
-    assert b.headers == {"x-one": "1", "x-two": "a, b"}
-    assert a.skip_verify and a.dial_timeout == 2.0 and a.capabilities == {"pull", "push", "resolve"}
-    assert not srv.is_mirror and srv.registry == "example.com:5000"
-
-    # host:port beats _default; _default catches the rest.
-    (tmp_path / "_default").mkdir()
-    (tmp_path / "_default" / "hosts.toml").write_text('server = "https://fallback.test"\n')
-    (h,) = configure_hosts("other.test", hosts_dir=tmp_path)
-    assert h.base_url == "https://fallback.test/v2" and h.is_mirror
-    (tmp_path / "bad.test").mkdir()
-    (tmp_path / "bad.test" / "hosts.toml").write_text('[host."https://x"]\ncapabilities = ["fly"]\n')
-    with pytest.raises(InvalidArgument, match="unknown capabilities"):
-        configure_hosts("bad.test", hosts_dir=tmp_path)
-
-
-# -- auth helpers ----------------------------------------------------------------------------
-def test_www_authenticate() -> None:
-    chs = parse_www_authenticate(
-        [
-            'Bearer realm="https://auth.test/token",service="reg.test",'
-            'scope="repository:a/b:pull,push",error="insufficient_scope"',
-            'Basic realm="r \\"q\\"", Negotiate',
-        ]
-    )
-    assert [c.scheme for c in chs] == ["bearer", "basic", "negotiate"]
-    assert chs[0].realm == "https://auth.test/token" and chs[0].service == "reg.test"
-    assert chs[0].scope == "repository:a/b:pull,push" and chs[0].error == "insufficient_scope"
-    assert chs[1].realm == 'r "q"'
-
-
-def test_scopes() -> None:
-    assert merge_scopes(
-        ["repository:b:pull", "repository:a:push", "repository:a:pull", "repository:b:pull"]
-    ) == (
-        "repository:a:pull,push",
-        "repository:b:pull",
-    )
-
-
-def test_docker_config_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = tmp_path / "config.json"
-    b64 = base64.b64encode(b"bob:pw:with:colons").decode()
-    cfg.write_text(
-        json.dumps(
-            {
-                "auths": {
-                    "https://index.docker.io/v1/": {"auth": b64},
-                    "https://reg.test:5000/": {"username": "u", "password": "p"},
-                    "tok.test": {"identitytoken": "refresh-me"},
-                },
-                "credHelpers": {"helped.test": "fake"},
-            }
-        )
-    )
-    dc = DockerConfig(cfg)
-    hub = dc.credentials("registry-1.docker.io")
-    assert hub is not None and (hub.username, hub.secret) == ("bob", "pw:with:colons")
-    reg = dc.credentials("reg.test:5000")
-    assert reg is not None and (reg.username, reg.secret) == ("u", "p")
-    tok = dc.credentials("tok.test")
-    assert tok is not None and tok.is_identity_token
-    assert dc.credentials("nobody.test") is None
-    # A credential helper is a program reading the server on stdin.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    helper = bindir / "docker-credential-fake"
-    helper.write_text(
-        "#!/bin/sh\nread server\n"
-        'if [ "$1" = get ] && [ "$server" = helped.test ]; then\n'
-        '  echo \'{"ServerURL":"helped.test","Username":"hu","Secret":"hs"}\'; exit 0; fi\n'
-        "echo 'credentials not found in native keychain'; exit 1\n"
-    )
-    helper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    got = dc.credentials("helped.test")
-    assert got is not None and (got.username, got.secret) == ("hu", "hs")
-    assert "secret=<hidden>" in repr(got)
 
 
 # -- a tiny image ----------------------------------------------------------------------------

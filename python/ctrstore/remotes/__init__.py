@@ -1,6 +1,10 @@
 """The registry client: references, hosts.toml, authentication, resolve/fetch/push.
 
-``Resolver`` is the entry point; see ``ctrstore.remotes.docker``."""
+``Resolver`` is the entry point; see ``ctrstore.remotes.docker``. The layers, top down:
+``docker`` (resolver, fetcher, pusher) → ``endpoint`` (one registry host: authentication,
+HTTP fallback, which URLs get its credentials) → ``auth`` (challenges, credentials, tokens,
+the authorizer) → ``transport`` (redirects, retries; a ``RoundTripper`` underneath:
+``ConnectionPool``, ``fallback.HTTPFallback``, ``memory.MemoryTransport``)."""
 
 from __future__ import annotations
 

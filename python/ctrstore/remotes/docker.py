@@ -15,9 +15,10 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
-from urllib.parse import urlencode, urljoin, urlsplit
+import threading
+from collections.abc import Iterable, Sequence
+from typing import IO
+from urllib.parse import urljoin
 
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import (
@@ -30,7 +31,10 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images import mediatypes as mt
-from ctrstore.remotes.auth import Authorizer, CredentialsFunc, DockerConfig, repository_scope
+from ctrstore.remotes.auth.authorizer import Authorizer
+from ctrstore.remotes.auth.challenge import repository_scope
+from ctrstore.remotes.auth.credentials import CredentialsFunc, DockerConfig
+from ctrstore.remotes.endpoint import Endpoint
 from ctrstore.remotes.hosts import RegistryHost, configure_hosts
 from ctrstore.remotes.reference import Reference, parse
 from ctrstore.remotes.transport import (
@@ -38,11 +42,11 @@ from ctrstore.remotes.transport import (
     Body,
     Response,
     RetryPolicy,
-    TLSError,
     Transport,
-    check_url,
     clean,
     loads_json,
+    resolve_url,
+    with_query,
 )
 
 __all__ = ["MAX_MANIFEST_SIZE", "Fetcher", "Pusher", "Resolver"]
@@ -62,6 +66,22 @@ def _check_digest(value: str, what: str) -> str:
     if not _DIGEST_RE.fullmatch(value):
         raise InvalidArgument(f"{what}: invalid digest {clean(value, 140)!r} (want sha256:<64 hex>)")
     return value
+
+
+def _check_manifest_size(size: int | None, what: str) -> None:
+    """InvalidArgument if ``size`` (stated by ``what``) is over MAX_MANIFEST_SIZE."""
+    if size is not None and size > MAX_MANIFEST_SIZE:
+        raise InvalidArgument(
+            f"{what} a manifest of {size} bytes; ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
+        )
+
+
+def _fetch_headers(desc: Descriptor, offset: int) -> dict[str, str]:
+    """The headers of a GET for ``desc``'s bytes from ``offset`` on."""
+    headers = {"Accept": f"{desc.media_type}, */*" if desc.media_type else "*/*"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return headers
 
 
 def _is_manifest_type(media_type: str) -> bool:
@@ -115,29 +135,29 @@ def _error(resp: Response, what: str) -> CtrstoreError:
 
 
 class _Session:
-    """Requests to one repository's hosts, with authentication and HTTP fallback."""
+    """Requests to one repository's hosts, with authentication (and HTTP fallback, through
+    each host's Endpoint)."""
 
     def __init__(self, resolver: Resolver, ref: Reference) -> None:
         self.resolver = resolver
         self.ref = ref
         self.repo = ref.path
-        self.hosts = resolver.hosts(ref.domain)
+        self.endpoints = resolver.endpoints(ref.domain)
         self.transport = resolver.transport
         self.authorizer = resolver.authorizer
 
-    def hosts_with(self, capability: str) -> list[RegistryHost]:
-        return [h for h in self.hosts if h.can(capability)]
+    def hosts_with(self, capability: str) -> list[Endpoint]:
+        return [e for e in self.endpoints if e.host.can(capability)]
 
-    def url(self, host: RegistryHost, rel: str, query: dict[str, str] | None = None) -> str:
+    def url(self, ep: Endpoint, rel: str, query: dict[str, str] | None = None) -> str:
         q = dict(query or {})
-        if host.is_mirror:
-            q["ns"] = host.registry
-        url = f"{host.base_url}/{self.repo}/{rel}"
-        return url + ("?" + urlencode(q) if q else "")
+        if ep.host.is_mirror:
+            q["ns"] = ep.host.registry
+        return with_query(f"{ep.base_url}/{self.repo}/{rel}", q)
 
     def do(
         self,
-        host: RegistryHost,
+        ep: Endpoint,
         method: str,
         target: str,
         *,
@@ -148,61 +168,22 @@ class _Session:
         retry: bool = True,
     ) -> Response:
         """``target`` is a path below ``/v2/<repo>/`` or an absolute URL (upload locations)."""
-        hdrs = {**host.headers, **self.resolver.headers, **(headers or {})}
-        tries = 3
-        for i in range(tries):
-            if target.startswith(("http://", "https://")):
-                url = target
-            elif target.startswith("/"):
-                url = urljoin(f"{host.scheme}://{host.host}", target)
-            else:
-                url = self.url(host, target, query)
-            auth = self.authorizer.header(host.host, scopes)
-            send = dict(hdrs)
-            if auth:
-                send["Authorization"] = auth
-            try:
-                resp = self.transport.request(
-                    method,
-                    url,
-                    headers=send,
-                    body=body,
-                    ssl_context=host.ssl_context() if url.startswith("https:") else None,
-                    connect_timeout=host.dial_timeout,
-                    trusted=_same_host(host),
-                    retry=retry,
-                )
-            except TLSError:
-                if not url.startswith("https:"):
-                    raise
-                # A local registry speaking plain HTTP: containerd's HTTP fallback. Another
-                # thread may have switched the host already while this request was in flight.
-                with host._lock:
-                    if host.http_fallback:
-                        host.scheme, host.http_fallback = "http", False
-                    elif host.scheme != "http":
-                        raise
-                if target.startswith("https://"):
-                    target = "http://" + target[len("https://") :]
-                continue
-            if resp.status != 401:
-                return resp
-            if not _same_host(host)(resp.url):
-                # A challenge belongs to the host that sent it: a redirect target (storage,
-                # or this host over plain http) is not answered with this host's credentials.
-                u = urlsplit(resp.url)
-                resp.close()
-                raise Unauthenticated(
-                    f"{self.ref.domain}: {method} was redirected to {u.scheme}://{clean(u.netloc, 100)}, "
-                    f"which asks for authentication; ctrstore sends the credentials of {host.host} "
-                    "only to it (never to another host, nor down from https to http)"
-                )
-            final = i == tries - 1 or (auth is not None and i >= 1)
-            try:
-                self.authorizer.challenged(host.host, resp, scopes, auth, final)
-            finally:
-                resp.close()
-        raise Unauthenticated(f"{self.ref.domain}: authentication failed")  # pragma: no cover
+        if target.startswith(("http://", "https://")):
+            url = target
+        elif target.startswith("/"):
+            url = urljoin(ep.origin, target)
+        else:
+            url = self.url(ep, target, query)
+        return ep.request(
+            method,
+            url,
+            authorizer=self.authorizer,
+            scopes=scopes,
+            what=self.ref.domain,
+            headers={**ep.host.headers, **self.resolver.headers, **(headers or {})},
+            body=body,
+            retry=retry,
+        )
 
 
 class Resolver:
@@ -235,7 +216,8 @@ class Resolver:
                 credentials = cfg.credentials
             authorizer = Authorizer(self.transport, credentials)
         self.authorizer = authorizer
-        self._hosts: dict[str, list[RegistryHost]] = {}
+        self._endpoints: dict[str, list[Endpoint]] = {}
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         if self._own_transport:
@@ -247,13 +229,20 @@ class Resolver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def endpoints(self, registry: str) -> list[Endpoint]:
+        """The endpoints of a registry, in the order to try them (hosts.toml read once per
+        resolver; each host's fallback state and TLS context shared by all its requests)."""
+        with self._lock:
+            eps = self._endpoints.get(registry)
+        if eps is None:
+            hosts = configure_hosts(registry, hosts_dir=self.hosts_dir, plain_http=self.plain_http)
+            with self._lock:
+                eps = self._endpoints.setdefault(registry, [Endpoint(h, self.transport) for h in hosts])
+        return eps
+
     def hosts(self, registry: str) -> list[RegistryHost]:
-        """The configured endpoints of a registry (read once per resolver)."""
-        hs = self._hosts.get(registry)
-        if hs is None:
-            hs = configure_hosts(registry, hosts_dir=self.hosts_dir, plain_http=self.plain_http)
-            self._hosts[registry] = hs
-        return hs
+        """The configured hosts of a registry (read once per resolver)."""
+        return [e.host for e in self.endpoints(registry)]
 
     def _session(self, ref: str | Reference) -> _Session:
         return _Session(self, parse(ref) if isinstance(ref, str) else ref)
@@ -274,28 +263,28 @@ class Resolver:
             )
         misses: list[str] = []
         first_err: CtrstoreError | None = None
-        for host in hosts:
+        for ep in hosts:
             for path in paths:
                 try:
-                    desc = self._resolve_at(s, host, path, scopes)
+                    desc = self._resolve_at(s, ep, path, scopes)
                 except (Unavailable, InvalidArgument, FailedPrecondition) as e:
                     # As containerd: remember the first failure, try the next path and host.
                     first_err = first_err or e
                     continue
                 if desc is not None:
                     return str(r), desc
-                misses.append(host.host)
+                misses.append(ep.host.host)
         if first_err is not None:
             raise first_err
         where = ", ".join(dict.fromkeys(misses))
         raise NotFound(f"{r}: not found (asked {where})")
 
-    def _resolve_at(self, s: _Session, host: RegistryHost, path: str, scopes: list[str]) -> Descriptor | None:
+    def _resolve_at(self, s: _Session, ep: Endpoint, path: str, scopes: list[str]) -> Descriptor | None:
         r = s.ref
         is_manifest_path = path.startswith("manifests/")
         headers = {"Accept": MANIFEST_ACCEPT}
-        what = f"{r}: {host.host}"
-        resp = s.do(host, "HEAD", path, scopes=scopes, headers=headers)
+        what = f"{r}: {ep.host.host}"
+        resp = s.do(ep, "HEAD", path, scopes=scopes, headers=headers)
         if resp.status == 200:
             media = resp.media_type
             dgst = resp.header("Docker-Content-Digest")
@@ -305,32 +294,23 @@ class Resolver:
                     _check_digest(dgst, f"{what}: Docker-Content-Digest")
             finally:
                 resp.drain()
-            if size is not None and size > MAX_MANIFEST_SIZE:
-                raise InvalidArgument(
-                    f"{what}: the registry announces a manifest of {size} bytes; "
-                    f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
-                )
+            _check_manifest_size(size, f"{what}: the registry announces")
             if dgst and size is not None and (_is_manifest_type(media) or not is_manifest_path):
                 if r.digest and dgst != r.digest:
                     raise FailedPrecondition(f"{what}: the registry answered for {dgst}, not {r.digest}")
                 return Descriptor(media or mt.OCTET_STREAM, dgst, size)
             # No digest, no length or an odd content type: read the manifest itself.
-            resp = s.do(host, "GET", path, scopes=scopes, headers=headers)
+            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers)
         elif resp.status in (400, 405, 501):  # HEAD not supported
             resp.drain()
-            resp = s.do(host, "GET", path, scopes=scopes, headers=headers)
+            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers)
         with resp:
             if resp.status == 404:
                 resp.drain()
                 return None
             if resp.status != 200:
                 raise _error(resp, what)
-            size = resp.content_length
-            if size is not None and size > MAX_MANIFEST_SIZE:
-                raise InvalidArgument(
-                    f"{what}: the registry sends a manifest of {size} bytes; "
-                    f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
-                )
+            _check_manifest_size(resp.content_length, f"{what}: the registry sends")
             body = resp.read(MAX_MANIFEST_SIZE)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if r.digest and digest != r.digest:
@@ -378,11 +358,8 @@ class Fetcher:
         if not 0 <= desc.size <= MAX_SIZE:
             raise InvalidArgument(f"{s.ref.name}@{desc.digest}: invalid size {desc.size} in the descriptor")
         is_manifest = desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES
-        if is_manifest and desc.size > MAX_MANIFEST_SIZE:
-            raise InvalidArgument(
-                f"{s.ref.name}@{desc.digest}: a manifest of {desc.size} bytes; "
-                f"ctrstore (as containerd) accepts at most {MAX_MANIFEST_SIZE}"
-            )
+        if is_manifest:
+            _check_manifest_size(desc.size, f"{s.ref.name}@{desc.digest}:")
         errors: list[str] = []
         for url in desc.urls:
             try:
@@ -396,15 +373,13 @@ class Fetcher:
             )
         kind = "manifests" if is_manifest else "blobs"
         scopes = [repository_scope(s.repo)]
-        for host in hosts:
-            what = f"{s.ref.name}@{desc.digest}: {host.host}"
-            headers = {"Accept": f"{desc.media_type}, */*" if desc.media_type else "*/*"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            resp = s.do(host, "GET", f"{kind}/{desc.digest}", scopes=scopes, headers=headers)
+        for ep in hosts:
+            what = f"{s.ref.name}@{desc.digest}: {ep.host.host}"
+            headers = _fetch_headers(desc, offset)
+            resp = s.do(ep, "GET", f"{kind}/{desc.digest}", scopes=scopes, headers=headers)
             if resp.status == 404:
                 resp.drain()
-                errors.append(f"{host.host}: not found")
+                errors.append(f"{ep.host.host}: not found")
                 continue
             if resp.status == 416 and offset:
                 resp.drain()
@@ -453,10 +428,7 @@ class Fetcher:
         return resp.stream(), start
 
     def _fetch_url(self, url: str, desc: Descriptor, offset: int) -> tuple[IO[bytes], int]:
-        headers = {"Accept": f"{desc.media_type}, */*"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        resp = self._s.transport.request("GET", url, headers=headers)
+        resp = self._s.transport.request("GET", url, headers=_fetch_headers(desc, offset))
         if resp.status == 416 and offset:
             resp.drain()
             return self._fetch_url(url, desc, 0)
@@ -480,9 +452,14 @@ class Pusher:
             raise FailedPrecondition(
                 f"{session.ref}: no host of {session.ref.domain} may push (check hosts.toml capabilities)"
             )
-        self.host = hosts[0]
+        self.endpoint = hosts[0]
         self.chunked_threshold = chunked_threshold
         self.chunk_size = chunk_size
+
+    @property
+    def host(self) -> RegistryHost:
+        """The host pushed to."""
+        return self.endpoint.host
 
     @property
     def ref(self) -> Reference:
@@ -495,7 +472,9 @@ class Pusher:
         """Whether the repository has the blob or manifest already."""
         kind = "manifests" if _is_manifest_type(desc.media_type) else "blobs"
         headers = {"Accept": MANIFEST_ACCEPT} if kind == "manifests" else {}
-        resp = self._s.do(self.host, "HEAD", f"{kind}/{desc.digest}", scopes=self._scopes(), headers=headers)
+        resp = self._s.do(
+            self.endpoint, "HEAD", f"{kind}/{desc.digest}", scopes=self._scopes(), headers=headers
+        )
         with resp:
             if resp.status == 200:
                 return True
@@ -526,7 +505,7 @@ class Pusher:
             return "exists"
         target = tag or desc.digest
         resp = self._s.do(
-            self.host,
+            self.endpoint,
             "PUT",
             f"manifests/{target}",
             scopes=self._scopes(),
@@ -553,7 +532,7 @@ class Pusher:
             if src == s.repo:
                 continue
             resp = s.do(
-                self.host,
+                self.endpoint,
                 "POST",
                 "blobs/uploads/",
                 scopes=self._scopes([f"repository:{src}:pull"]),
@@ -569,7 +548,7 @@ class Pusher:
                     break
                 raise _error(resp, f"{what}: mount from {src}")
         if location is None:
-            resp = s.do(self.host, "POST", "blobs/uploads/", scopes=self._scopes())
+            resp = s.do(self.endpoint, "POST", "blobs/uploads/", scopes=self._scopes())
             with resp:
                 if resp.status != 202:
                     raise _error(resp, f"{what}: start upload")
@@ -577,7 +556,7 @@ class Pusher:
                 resp.drain()
         if not location:
             raise Unavailable(f"{what}: the registry started an upload without a Location")
-        location = _location(f"{self.host.scheme}://{self.host.host}", location, f"{what}: upload")
+        location = resolve_url(self.endpoint.origin, location, f"{what}: upload: Location")
         if desc.size > self.chunked_threshold:
             location = self._patch_chunks(location, stream, desc, what)
             body: Body = None
@@ -589,9 +568,9 @@ class Pusher:
                 raise InvalidArgument(f"{what}: {have} bytes given, the descriptor says {desc.size}")
             body = stream
         resp = s.do(
-            self.host,
+            self.endpoint,
             "PUT",
-            _with_query(location, {"digest": desc.digest}),
+            with_query(location, {"digest": desc.digest}),
             scopes=self._scopes(),
             headers={"Content-Type": "application/octet-stream"},
             body=body,
@@ -609,7 +588,7 @@ class Pusher:
             if not chunk:
                 raise InvalidArgument(f"{what}: the data ended after {sent} of {desc.size} bytes")
             resp = self._s.do(
-                self.host,
+                self.endpoint,
                 "PATCH",
                 location,
                 scopes=self._scopes(),
@@ -627,32 +606,5 @@ class Pusher:
                 resp.drain()
             sent += len(chunk)
             if nxt:
-                location = _location(location, nxt, f"{what}: upload")
+                location = resolve_url(location, nxt, f"{what}: upload: Location")
         return location
-
-
-def _same_host(host: RegistryHost) -> Callable[[str], bool]:
-    """Which URLs get ``host``'s headers and credentials: its own host and port, and not
-    over http when ``host`` is spoken to over https."""
-
-    def trusted(url: str) -> bool:
-        u = urlsplit(url)
-        return u.netloc == host.host and (u.scheme == "https" or host.scheme == "http")
-
-    return trusted
-
-
-def _location(base: str, location: str, what: str) -> str:
-    """An upload ``Location`` the registry sent, resolved against ``base`` and checked
-    (InvalidArgument for one that is not an http(s) URL ctrstore could send)."""
-    try:
-        url = urljoin(base, location)
-    except ValueError:
-        url = location
-    check_url(url, f"{what}: Location")
-    return url
-
-
-def _with_query(url: str, params: dict[str, Any]) -> str:
-    sep = "&" if urlsplit(url).query else "?"
-    return url + sep + urlencode(params)

@@ -30,10 +30,9 @@ import math
 import os
 import re
 import ssl
-import threading
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +58,11 @@ DOCKER_HUB_HOST = "registry-1.docker.io"
 MAX_DIAL_TIMEOUT = 24 * 3600.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegistryHost:
-    """One endpoint that can serve a registry: the registry itself or a mirror."""
+    """One endpoint that can serve a registry: the registry itself or a mirror. A value, as
+    read from hosts.toml: what changes while a registry is spoken to (HTTP fallback, the TLS
+    context built once) is ``remotes.endpoint.Endpoint``'s."""
 
     host: str
     """``host[:port]`` as it appears in URLs."""
@@ -76,10 +77,9 @@ class RegistryHost:
     registry: str = ""
     """The registry this host serves (the reference's domain)."""
     http_fallback: bool = False
-    """Try HTTPS without verification, switch to HTTP if the server does not speak TLS."""
+    """Try HTTPS without verification, switch to HTTP if the server does not speak TLS
+    (``remotes.fallback.HTTPFallback``)."""
     dial_timeout: float = 30.0
-    _ssl: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def base_url(self) -> str:
@@ -97,13 +97,8 @@ class RegistryHost:
         return capability in self.capabilities
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The TLS settings for this host, built once."""
-        with self._lock:
-            if self._ssl is None:
-                self._ssl = self._make_ssl()
-            return self._ssl
-
-    def _make_ssl(self) -> ssl.SSLContext:
+        """The TLS settings for this host, built anew (CA and client certificates are read
+        here: InvalidArgument or PermissionDenied naming the file)."""
         ctx = ssl.create_default_context()
         if self.skip_verify or self.http_fallback:
             ctx.check_hostname = False
@@ -362,8 +357,8 @@ def configure_hosts(
         if top:
             url = f"{default.scheme}://{default.host}"
             h = _host_from_table(url, top, base, path, registry, plain_http)
-            h.http_fallback = default.http_fallback and "skip_verify" not in top and "ca" not in top
-            out.append(h)
+            fallback = default.http_fallback and "skip_verify" not in top and "ca" not in top
+            out.append(replace(h, http_fallback=fallback))
         else:
             out.append(default)
     return out

@@ -1,6 +1,15 @@
-"""HTTP for the registry client: ``http.client`` connections kept alive in a pool (one per
-request in flight, so concurrent downloads each get their own), redirects, retries with
-backoff, and response bodies that notice when the server stops early."""
+"""HTTP for the registry client, in two layers as Go's ``net/http``:
+
+- a :class:`RoundTripper` sends one request and returns its response: no redirects, no
+  retries. :class:`ConnectionPool` does it with ``http.client`` connections kept alive in a
+  pool (one per request in flight, so concurrent downloads each get their own);
+  ``remotes.memory.MemoryTransport`` answers from memory (unit tests, no sockets);
+  ``remotes.fallback.HTTPFallback`` wraps another to retry over plain HTTP.
+- a :class:`Transport` is the client on top: it checks every URL and header, follows
+  redirects (headers only to the same origin), retries connection errors and 408/429/5xx
+  replies with backoff, and hands out :class:`Response` bodies that notice when the server
+  stops early.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +24,24 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import IO, Any, TypeAlias
-from urllib.parse import SplitResult, urljoin, urlsplit
+from typing import IO, Any, Protocol, TypeAlias
+from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
 
+from ctrstore import __version__
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, Unauthenticated, Unavailable
 
 __all__ = [
     "MAX_SIZE",
     "USER_AGENT",
     "Body",
+    "ConnectionPool",
+    "Request",
     "Response",
     "RetryPolicy",
+    "RoundTripper",
     "TLSError",
     "Transport",
     "check_header",
@@ -36,15 +49,12 @@ __all__ = [
     "clean",
     "loads_json",
     "parse_size",
+    "resolve_url",
     "same_origin",
+    "with_query",
 ]
 
-try:
-    from ctrstore import __version__ as _version
-except ImportError:  # pragma: no cover - the extension is always built with the package
-    _version = "0"
-
-USER_AGENT = f"ctrstore/{_version}"
+USER_AGENT = f"ctrstore/{__version__}"
 MAX_REDIRECTS = 10
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -142,6 +152,25 @@ def same_origin(url: str) -> Callable[[str], bool]:
     return trusted
 
 
+def resolve_url(base: str, ref: str, what: str) -> str:
+    """``ref`` (a ``Location`` a server sent) resolved against ``base`` and checked with
+    :func:`check_url` (InvalidArgument naming ``what`` for one ctrstore could not send)."""
+    try:
+        url = urljoin(base, ref)
+    except ValueError:
+        url = ref
+    check_url(url, what)
+    return url
+
+
+def with_query(url: str, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    """``url`` with ``params`` added to its query (after any it has); ``url`` itself without
+    params."""
+    if not params:
+        return url
+    return url + ("&" if urlsplit(url).query else "?") + urlencode(params)
+
+
 class TLSError(Unavailable):
     """The TLS handshake failed (for example: the server speaks plain HTTP)."""
 
@@ -177,20 +206,47 @@ def _retry_after(value: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Request:
+    """One HTTP exchange for a :class:`RoundTripper`: the headers are final (User-Agent and
+    Content-Length included), a file ``body`` is positioned where the body starts."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Body = None
+    ssl_context: ssl.SSLContext | None = None
+    """TLS settings for an https URL (None: the system's defaults)."""
+    connect_timeout: float = 30.0
+
+
+class RoundTripper(Protocol):
+    """Sends one request and returns its response, as Go's ``http.RoundTripper``: no
+    redirects, no retries (:class:`Transport` does those).
+
+    Failures are raised as: ``OSError`` or ``http.client.HTTPException`` for an exchange that
+    failed and may be tried again (connection refused or reset, a broken reply);
+    :class:`TLSError` when the TLS handshake failed (the server may speak plain HTTP:
+    ``HTTPFallback`` acts on it); another ``CtrstoreError`` for a failure not worth retrying
+    (a certificate that is not trusted, a host name that does not resolve)."""
+
+    def round_trip(self, req: Request) -> Response: ...
+
+
 class Response:
     """A reply whose body has not been read yet. Read it (``read``, ``stream``) or ``close``
-    it; a fully read body gives its connection back to the pool."""
+    it; a fully read body gives its connection back (``release(True)``), anything else closes
+    it (``release(False)``)."""
 
     def __init__(
         self,
         raw: http.client.HTTPResponse,
-        conn: http.client.HTTPConnection,
         url: str,
         method: str,
-        release: Callable[[http.client.HTTPConnection, bool], None],
+        release: Callable[[bool], None] | None = None,
     ) -> None:
         self._raw = raw
-        self._conn: http.client.HTTPConnection | None = conn
+        self._open = True
         self._release = release
         self.url = url
         self.method = method
@@ -223,7 +279,7 @@ class Response:
 
     def read_chunk(self, n: int) -> bytes:
         """Up to ``n`` bytes; b"" at the end. Unavailable if the server stops early."""
-        if self._conn is None:
+        if not self._open:
             return b""
         raw = self._raw
         try:
@@ -266,7 +322,7 @@ class Response:
 
     def drain(self, limit: int = 1 << 16) -> None:
         """Read and drop a small body so the connection can be reused; else close it."""
-        if self._conn is None:
+        if not self._open:
             return
         if self._raw.length is not None and self._raw.length > limit:
             self.close()
@@ -277,7 +333,7 @@ class Response:
             self.close()
 
     def close(self) -> None:
-        if self._conn is None:
+        if not self._open:
             return
         raw = self._raw
         if not raw.isclosed() and raw.length == 0 and not raw.chunked:
@@ -285,12 +341,13 @@ class Response:
         self._finish(reuse=raw.isclosed())
 
     def _finish(self, reuse: bool) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        if not self._open:
             return
+        self._open = False
         if not reuse:
             self._raw.close()
-        self._release(conn, reuse)
+        if self._release is not None:
+            self._release(reuse)
 
     def _where(self) -> str:
         u = urlsplit(self.url)
@@ -344,17 +401,16 @@ class _RawStream(io.RawIOBase):
 _PoolKey = tuple[str, str, int]
 
 
-@dataclass
-class Transport:
-    """Sends requests. Safe to share between threads: each request in flight has its own
-    connection, taken from (and given back to) a pool of idle keep-alive connections."""
+class ConnectionPool:
+    """A :class:`RoundTripper` over ``http.client``: idle keep-alive connections pooled by
+    scheme, host and TLS settings. Safe to share between threads: each request in flight has
+    its own connection. ``timeout`` is the read timeout of every connection."""
 
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: float = 60.0
-    user_agent: str = USER_AGENT
-    _idle: dict[_PoolKey, list[http.client.HTTPConnection]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _closed: bool = False
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
         with self._lock:
@@ -364,16 +420,9 @@ class Transport:
             for c in conns:
                 c.close()
 
-    def __enter__(self) -> Transport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- connections -----------------------------------------------------------------------
     def _get(
         self, scheme: str, netloc: str, ctx: ssl.SSLContext | None, connect_timeout: float
-    ) -> tuple[http.client.HTTPConnection, Callable[[http.client.HTTPConnection, bool], None]]:
+    ) -> tuple[http.client.HTTPConnection, Callable[[bool], None]]:
         key = (scheme, netloc, id(ctx) if ctx is not None else 0)
         with self._lock:
             conns = self._idle.get(key)
@@ -387,8 +436,9 @@ class Transport:
                 conn = http.client.HTTPConnection(netloc, timeout=connect_timeout)
             else:
                 raise InvalidArgument(f"unsupported URL scheme {scheme!r}")
+        c = conn
 
-        def release(c: http.client.HTTPConnection, reuse: bool) -> None:
+        def release(reuse: bool) -> None:
             if reuse and c.sock is not None:
                 with self._lock:
                     if not self._closed:
@@ -398,40 +448,84 @@ class Transport:
 
         return conn, release
 
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: Body,
-        ctx: ssl.SSLContext | None,
-        connect_timeout: float,
-    ) -> Response:
-        u = urlsplit(url)
+    def round_trip(self, req: Request) -> Response:
+        """Send ``req`` on a pooled connection (a new one if none is idle). TLS and name
+        resolution failures become errdefs errors here; other connection errors are raised
+        as they are, for :class:`Transport` to retry."""
+        try:
+            return self._send(req)
+        except ssl.SSLCertVerificationError as e:
+            raise Unavailable(
+                f"{req.method} {_netloc(req.url)}: TLS certificate not trusted: "
+                f"{e.verify_message or e}; set 'ca' or 'skip_verify' in hosts.toml"
+            ) from None
+        except ssl.SSLError as e:
+            raise TLSError(f"{req.method} {_netloc(req.url)}: TLS handshake failed: {e}") from None
+        except socket.gaierror as e:
+            raise Unavailable(
+                f"{req.method} {_netloc(req.url)}: cannot resolve host: {_describe(e)}"
+            ) from None
+
+    def _send(self, req: Request) -> Response:
+        u = urlsplit(req.url)
         target = u.path or "/"
         if u.query:
             target += "?" + u.query
-        conn, release = self._get(u.scheme, u.netloc, ctx, connect_timeout)
-        hdrs = {"User-Agent": self.user_agent, **headers}
-        payload: bytes | IO[bytes] | None = body
-        if body is not None and not isinstance(body, bytes):
-            hdrs.setdefault("Content-Length", str(_remaining(body)))
-        elif body is None and method in ("POST", "PUT", "PATCH"):
-            hdrs.setdefault("Content-Length", "0")
+        conn, release = self._get(u.scheme, u.netloc, req.ssl_context, req.connect_timeout)
         try:
             if conn.sock is None:
-                conn.timeout = connect_timeout
+                conn.timeout = req.connect_timeout
                 conn.connect()
             if conn.sock is not None:
                 conn.sock.settimeout(self.timeout)
-            conn.request(method, target, body=payload, headers=hdrs)
+            conn.request(req.method, target, body=req.body, headers=dict(req.headers))
             raw = conn.getresponse()
         except BaseException:
             conn.close()
             raise
-        return Response(raw, conn, url, method, release)
+        return Response(raw, req.url, req.method, release)
 
-    # -- requests --------------------------------------------------------------------------
+
+class Transport:
+    """The HTTP client of the registry code, over a :class:`RoundTripper` (by default a
+    :class:`ConnectionPool` of its own, closed by :meth:`close`). Safe to share between
+    threads.
+
+    ``sleep`` waits between retries (unit tests pass one that records instead)."""
+
+    def __init__(
+        self,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        user_agent: str = USER_AGENT,
+        round_tripper: RoundTripper | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self._pool: ConnectionPool | None = None
+        if round_tripper is None:
+            round_tripper = self._pool = ConnectionPool(timeout)
+        self.round_tripper = round_tripper
+        self.sleep = sleep
+
+    def close(self) -> None:
+        """Close the connection pool this transport made (one it was given is its owner's)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def with_round_tripper(self, round_tripper: RoundTripper) -> Transport:
+        """A transport with the same policies over another round tripper (for example an
+        ``HTTPFallback`` around this one's); closing it closes nothing."""
+        return Transport(self.retry, self.timeout, self.user_agent, round_tripper, self.sleep)
+
     def request(
         self,
         method: str,
@@ -470,26 +564,21 @@ class Transport:
             if cur_body is not None and not isinstance(cur_body, bytes):
                 cur_body.seek(start)
             trusted_now = is_trusted(cur_url)
-            send_headers = headers if trusted_now else {}
-            ctx = ssl_context if trusted_now else None
+            req = Request(
+                cur_method,
+                cur_url,
+                self._headers(cur_method, headers if trusted_now else {}, cur_body),
+                cur_body,
+                ssl_context if trusted_now else None,
+                ct,
+            )
             try:
-                resp = self._send_once(cur_method, cur_url, send_headers, cur_body, ctx, ct)
-            except ssl.SSLCertVerificationError as e:
-                raise Unavailable(
-                    f"{cur_method} {_netloc(cur_url)}: TLS certificate not trusted: "
-                    f"{e.verify_message or e}; set 'ca' or 'skip_verify' in hosts.toml"
-                ) from None
-            except ssl.SSLError as e:
-                raise TLSError(f"{cur_method} {_netloc(cur_url)}: TLS handshake failed: {e}") from None
-            except socket.gaierror as e:
-                raise Unavailable(
-                    f"{cur_method} {_netloc(cur_url)}: cannot resolve host: {_describe(e)}"
-                ) from None
+                resp = self.round_tripper.round_trip(req)
             except (OSError, http.client.HTTPException) as e:
                 last_err = e
                 attempt += 1
                 if attempt < attempts:
-                    time.sleep(self.retry.delay(attempt - 1))
+                    self.sleep(self.retry.delay(attempt - 1))
                 continue
             if follow_redirects and resp.status in REDIRECT_STATUSES:
                 loc = resp.header("Location")
@@ -500,11 +589,7 @@ class Transport:
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise Unavailable(f"{method} {_netloc(url)}: more than {MAX_REDIRECTS} redirects")
-                try:
-                    nxt = urljoin(cur_url, loc)
-                except ValueError:
-                    nxt = loc
-                check_url(nxt, f"{where}: redirect")
+                nxt = resolve_url(cur_url, loc, f"{where}: redirect")
                 if resp.status == 303 or (resp.status in (301, 302) and cur_method == "POST"):
                     cur_method, cur_body = ("HEAD" if cur_method == "HEAD" else "GET"), None
                 elif confidential_body and cur_body is not None and not is_trusted(nxt):
@@ -518,13 +603,25 @@ class Transport:
                 retry_after = resp.header("Retry-After")
                 resp.drain()
                 attempt += 1
-                time.sleep(self.retry.delay(attempt - 1, retry_after))
+                self.sleep(self.retry.delay(attempt - 1, retry_after))
                 continue
             return resp
         u = urlsplit(cur_url)
         raise Unavailable(
             f"{method} {u.scheme}://{u.netloc}{u.path}: {attempts} attempts failed: {_describe(last_err)}"
         )
+
+    def _headers(self, method: str, headers: Mapping[str, str], body: Body) -> dict[str, str]:
+        """What goes on the wire: the User-Agent, the caller's headers, and the body's
+        Content-Length (a file's remaining size; 0 for an empty POST/PUT/PATCH)."""
+        hdrs = {"User-Agent": self.user_agent, **headers}
+        if isinstance(body, bytes):
+            hdrs.setdefault("Content-Length", str(len(body)))
+        elif body is not None:
+            hdrs.setdefault("Content-Length", str(_remaining(body)))
+        elif method in ("POST", "PUT", "PATCH"):
+            hdrs.setdefault("Content-Length", "0")
+        return hdrs
 
 
 def _netloc(url: str) -> str:
