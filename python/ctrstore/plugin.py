@@ -12,12 +12,20 @@ requires a failed plugin fails too.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    from_oserror,
+)
 
 __all__ = [
     "CONTENT",
@@ -142,10 +150,25 @@ class Plugin:
     error: str | None = None
     platforms: list[str] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
+    cause: BaseException | None = field(default=None, repr=False)
+    """What made the plugin (or the plugin it requires) fail, if it failed."""
 
     @property
     def uri(self) -> str:
         return self.registration.uri
+
+    def failure(self) -> CtrstoreError | None:
+        """The error to raise for this failed plugin when its cause says more than "not
+        available": the OS refusing access (a store directory without permission) or an
+        errdefs error keeps its class and names its file. None for other causes."""
+        c = self.cause
+        if isinstance(c, OSError) and c.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            what = c.filename if isinstance(c.filename, str) else self.uri
+            err = from_oserror(c, what)
+            return type(err)(f"{err} (plugin {self.uri} cannot start)")
+        if isinstance(c, CtrstoreError):
+            return type(c)(f"plugin {self.uri} cannot start: {self.error}")
+        return None
 
 
 def decode_config(default: object | None, table: dict[str, Any] | None, uri: str) -> object | None:
@@ -195,7 +218,9 @@ class PluginSet:
         for dep_type in r.requires:
             for p in self._plugins.values():
                 if (dep_type == "*" or p.registration.type == dep_type) and p.status == "error":
-                    return Plugin(r, "error", error=f"required plugin {p.uri} failed: {p.error}")
+                    return Plugin(
+                        r, "error", error=f"required plugin {p.uri} failed: {p.error}", cause=p.cause
+                    )
         try:
             cfg = decode_config(r.config, table, r.uri)
             ic = InitContext(r, self.root / r.uri, self.state / r.uri, cfg, self)
@@ -203,7 +228,7 @@ class PluginSet:
         except SkipPlugin as e:
             return Plugin(r, "skip", error=str(e) or "skipped")
         except Exception as e:
-            return Plugin(r, "error", error=f"{type(e).__name__}: {e}" if not str(e) else str(e))
+            return Plugin(r, "error", error=f"{type(e).__name__}: {e}" if not str(e) else str(e), cause=e)
         return Plugin(r, "ok", instance, platforms=ic.platforms, exports=ic.exports)
 
     def __iter__(self) -> Iterator[Plugin]:
@@ -218,7 +243,7 @@ class PluginSet:
     def instance(self, uri: str, cls: type[T] = object) -> T:  # type: ignore[assignment]
         p = self.get(uri)
         if p.status != "ok":
-            raise FailedPrecondition(f"plugin {uri} is not available ({p.status}: {p.error})")
+            raise p.failure() or FailedPrecondition(f"plugin {uri} is not available ({p.status}: {p.error})")
         if not isinstance(p.instance, cls):
             raise FailedPrecondition(f"plugin {uri} is a {type(p.instance).__name__}, not {cls.__name__}")
         return p.instance
@@ -241,6 +266,9 @@ class PluginSet:
         if not found:
             raise NotFound(f"no plugin of type {type_}")
         if not ok:
+            failure = found[0].failure() if len(found) == 1 else None
+            if failure is not None:
+                raise failure
             why = "; ".join(f"{p.uri}: {p.error}" for p in found)
             raise FailedPrecondition(f"no working plugin of type {type_} ({why})")
         raise FailedPrecondition(f"several plugins of type {type_}; name one")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ctrstore.cli._common import State, human_size, labels_text, pass_state, table
+from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.errdefs import AlreadyExists
 from ctrstore.images import manifest_for, read_json
 from ctrstore.labels import parse_assignments
@@ -47,7 +47,7 @@ def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
     imgs = st.client().images.list(*filters)
     if quiet:
         for i in imgs:
-            click.echo(i.name)
+            click.echo(printable(i.name))
         return
     table(
         ["REF", "TYPE", "DIGEST", "SIZE", "LABELS"],
@@ -188,7 +188,7 @@ def import_(st: State, archive: str) -> None:
 
     client = st.client()
     with client.lease():
-        for img in import_images(client.content, client.images, archive):
+        for img in import_images(client.content, client.images, archive, max_layers=client.config.max_layers):
             click.echo(f"{img.name}  {img.target.digest}")
 
 

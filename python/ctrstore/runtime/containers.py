@@ -39,7 +39,7 @@ from ctrstore.errdefs import (
     Unavailable,
     class_of_kind,
 )
-from ctrstore.images import manifest_for, read_json
+from ctrstore.images import manifest_for, read_config
 from ctrstore.metadata.containers import Container
 from ctrstore.mount import is_mountpoint, mount_all, mountinfo, unmount
 from ctrstore.runtime.runc import Runc, find_runtime
@@ -109,7 +109,7 @@ class ContainerManager:
             pass
         unpacked = client.unpack(image_name, snapshotter=sn_name)
         _, manifest = manifest_for(client.content, image.target)
-        config = read_json(client.content, Descriptor.from_json(manifest["config"]))
+        config = read_config(client.content, Descriptor.from_json(manifest["config"]))
         sn = client.snapshotter(sn_name)
         with ExitStack() as undo:
             try:
