@@ -56,9 +56,10 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     return out
 
 
-MAX_DOCUMENT_SIZE = 4 << 20
-"""The largest manifest, index or image config read into memory (4 MiB, the limit registries
-such as distribution put on manifests); a descriptor claiming more is refused unread."""
+MAX_DOCUMENT_SIZE = 4 * 1048 * 1048
+"""The largest manifest, index or image config read into memory: containerd's manifest limit
+(``4 * 1048 * 1048``, about 4 MiB, as ``ctrstore.remotes.docker.MAX_MANIFEST_SIZE``); a
+descriptor claiming more is refused before anything is fetched or read."""
 
 MAX_INDEX_DEPTH = 8
 """How many indexes deep a manifest may be nested below an image's target."""
@@ -134,12 +135,12 @@ def parse_manifest(
     return config, _descriptors(doc, "layers", what, required=True)
 
 
-def parse_children(desc: Descriptor, doc: dict[str, Any]) -> list[Descriptor]:
+def parse_children(desc: Descriptor, doc: dict[str, Any], what: str | None = None) -> list[Descriptor]:
     """The descriptors a manifest or index points at (config first, then layers)."""
     if mt.is_index(desc.media_type):
-        return parse_index(desc, doc)
+        return parse_index(desc, doc, what)
     if mt.is_manifest(desc.media_type):
-        config, layers = parse_manifest(desc, doc)
+        config, layers = parse_manifest(desc, doc, what)
         return [config, *layers]
     return []
 

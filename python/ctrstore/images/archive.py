@@ -171,7 +171,9 @@ class _Archive:
     absolute or ``..`` member names, duplicate names, devices and fifos, links pointing
     outside the archive or in a loop, too many members, truncated or corrupt data."""
 
-    def __init__(self, tf: tarfile.TarFile, path: str) -> None:
+    def __init__(self, tf: tarfile.TarFile, path: str, file_size: int | None = None) -> None:
+        """``file_size``: the archive's size when it is an uncompressed tar, so that a member
+        claiming more data than the file holds is caught up front."""
         self.tf = tf
         self.path = path
         self.members: dict[str, tarfile.TarInfo] = {}
@@ -191,6 +193,8 @@ class _Archive:
                 self.fail(f"member {m.name!r} is a device or fifo: an image archive holds files and links")
             if name in self.members:
                 self.fail(f"member {name!r} appears more than once")
+            if file_size is not None and m.isfile() and m.offset_data + m.size > file_size:
+                self.fail(f"member {m.name!r}: truncated ({m.size} bytes claimed, the file ends before)")
             self.members[name] = m
 
     def fail(self, message: str) -> NoReturn:
@@ -279,7 +283,8 @@ def import_images(
                 f"archive {shown}: not a tar archive (plain, gzip, bzip2 or xz), or truncated: {detail}"
             ) from None
         with tf:
-            archive = _Archive(tf, shown)
+            plain = tf.fileobj is raw  # an uncompressed tar: its size bounds every member
+            archive = _Archive(tf, shown, os.fstat(raw.fileno()).st_size if plain else None)
             if archive.has("index.json"):
                 todo = _import_oci(content, archive, max_layers)
             elif archive.has("manifest.json"):
@@ -362,7 +367,7 @@ def _import_oci(content: ContentStore, archive: _Archive, max_layers: int) -> li
             data = _Member(archive, archive.regular(name)).read()
             _verified(archive, data, desc, name)
             doc = parse_object(data, f"archive {archive.path}: {what}")
-            kids = parse_children(desc, doc)
+            kids = parse_children(desc, doc, f"archive {archive.path}: {what}")
             if mt.is_manifest(desc.media_type):
                 config = kids[0]
                 check_layer_count(len(kids) - 1, max_layers, f"archive {archive.path}: {what}")
