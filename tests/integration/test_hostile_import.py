@@ -363,3 +363,18 @@ def test_oci_layout_file_checked(tmp_path: Path) -> None:
         "invalid argument",
         "oci-layout: imageLayoutVersion must be a string",
     )
+
+
+def test_member_count_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrstore.images import archive as archive_mod
+
+    monkeypatch.setattr(archive_mod, "MAX_MEMBERS", 4)
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(_valid())  # oci-layout, index.json and 4 blobs
+    client = store_client(tmp_path / "store")
+    try:
+        with pytest.raises(InvalidArgument, match="more than 4 members"):
+            import_images(client.content, client.images, archive)
+        nothing_committed(client)
+    finally:
+        client.close()
