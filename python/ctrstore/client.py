@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctrstore.config import Config, load
+from ctrstore.config import Config, check_dir_option, load
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.images.platforms import Platform
@@ -71,9 +71,9 @@ class Client:
         if isinstance(config, Config):
             cfg = config
             if root is not None:
-                cfg.root = str(root)
+                cfg.root = check_dir_option("root", str(root))
             if state is not None:
-                cfg.state = str(state)
+                cfg.state = check_dir_option("state", str(state))
         else:
             cfg = load(
                 config, root=None if root is None else str(root), state=None if state is None else str(state)
@@ -235,7 +235,7 @@ class Client:
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> UnpackResult:
         """Unpack a stored image into snapshots (layers already unpacked are skipped)."""
-        from ctrstore.images import manifest_for, read_json
+        from ctrstore.images import manifest_for, read_config
         from ctrstore.unpack import Unpacker, plan_layers
 
         image = self.images.get(name)
@@ -243,7 +243,9 @@ class Client:
             content = self.content
             _, manifest = manifest_for(content, image.target, platform)
             config = Descriptor.from_json(manifest["config"])
-            layers = plan_layers(manifest, read_json(content, config), f"image {name}")
+            layers = plan_layers(
+                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+            )
             unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")
             return unpacker.unpack(config, layers)
 
@@ -251,7 +253,7 @@ class Client:
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> ImageCheck:
         """Is every blob of the image present, and is it unpacked?"""
-        from ctrstore.images import manifest_for, read_json
+        from ctrstore.images import manifest_for, read_config
         from ctrstore.unpack import plan_layers
 
         image = self.images.get(name)
@@ -267,10 +269,13 @@ class Client:
                 missing.append(d.digest)
         unpacked = False
         if config.digest not in missing:
-            layers = plan_layers(manifest, read_json(content, config), f"image {name}")
+            layers = plan_layers(
+                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+            )
             try:
-                self.snapshotter(snapshotter).stat(layers[-1].chain_id)
-                unpacked = True
+                if layers:
+                    self.snapshotter(snapshotter).stat(layers[-1].chain_id)
+                    unpacked = True
             except NotFound:
                 pass
         return ImageCheck(name, not missing, missing, unpacked, "")

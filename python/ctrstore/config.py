@@ -29,6 +29,8 @@ DEFAULT_STATE = "/run/ctrstore"
 VERSION = 1
 DEFAULT_SNAPSHOTTER = "overlayfs"
 DEFAULT_RUNTIME = "runc"
+DEFAULT_MAX_LAYERS = 500
+"""The most layers an image may have (pull, import, unpack): overlayfs stacks at most 500."""
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Config:
     """The snapshotter unpack, run and ``snapshots`` commands use unless told otherwise."""
     runtime: str = DEFAULT_RUNTIME
     """The OCI runtime binary that runs containers (runc or crun), looked up on PATH."""
+    max_layers: int = DEFAULT_MAX_LAYERS
+    """The most layers an image may have; pull, import and unpack refuse images with more."""
     external_plugins: bool = False
     """Load plugins advertised by installed packages under the ``ctrstore.plugins`` entry points."""
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -57,6 +61,7 @@ class Config:
             "disabled_plugins": list(self.disabled_plugins),
             "snapshotter": self.snapshotter,
             "runtime": self.runtime,
+            "max_layers": self.max_layers,
             "external_plugins": self.external_plugins,
         }
         tables: dict[str, dict[str, Any]] = {}
@@ -79,6 +84,7 @@ _TOP_KEYS = {
     "disabled_plugins",
     "snapshotter",
     "runtime",
+    "max_layers",
     "external_plugins",
     "plugins",
 }
@@ -102,6 +108,10 @@ def parse(text: str, source: str = "<string>") -> Config:
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"config {source}: {key} must be a non-empty string")
             setattr(cfg, key, value)
+    max_layers = raw.get("max_layers", DEFAULT_MAX_LAYERS)
+    if isinstance(max_layers, bool) or not isinstance(max_layers, int) or not 1 <= max_layers <= 1_000_000:
+        raise InvalidArgument(f"config {source}: max_layers must be an integer from 1 to 1000000")
+    cfg.max_layers = max_layers
     external = raw.get("external_plugins", False)
     if not isinstance(external, bool):
         raise InvalidArgument(f"config {source}: external_plugins must be true or false")
@@ -139,12 +149,21 @@ def load(
         cfg = parse(DEFAULT_CONFIG_PATH.read_text(), str(DEFAULT_CONFIG_PATH))
     else:
         cfg = Config()
-    if env.get("CTRSTORE_ROOT"):
-        cfg.root = env["CTRSTORE_ROOT"]
-    if env.get("CTRSTORE_STATE"):
-        cfg.state = env["CTRSTORE_STATE"]
-    if root:
-        cfg.root = root
-    if state:
-        cfg.state = state
+    # An empty value is an error, not "use the default": a script whose $DIR came out empty
+    # must not silently work on /var/lib/ctrstore (or, as a relative path, the current dir).
+    for value, name, key in (
+        (env.get("CTRSTORE_ROOT"), "CTRSTORE_ROOT", "root"),
+        (env.get("CTRSTORE_STATE"), "CTRSTORE_STATE", "state"),
+        (root, "root (--root)", "root"),
+        (state, "state (--state)", "state"),
+    ):
+        if value is not None:
+            setattr(cfg, key, check_dir_option(name, value))
     return cfg
+
+
+def check_dir_option(name: str, value: str) -> str:
+    """``value`` of a root/state option or variable, which must not be empty or blank."""
+    if not value.strip():
+        raise InvalidArgument(f"{name} is empty: give a directory (or leave it unset for the default)")
+    return value

@@ -12,12 +12,20 @@ requires a failed plugin fails too.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    from_oserror,
+)
 
 __all__ = [
     "CONTENT",
@@ -238,7 +246,7 @@ class PluginSet:
     def instance(self, uri: str, cls: type[T] = object) -> T:  # type: ignore[assignment]
         p = self.get(uri)
         if p.status != "ok":
-            raise FailedPrecondition(f"plugin {uri} is not available ({p.status}: {p.error})")
+            raise p.failure() or FailedPrecondition(f"plugin {uri} is not available ({p.status}: {p.error})")
         if not isinstance(p.instance, cls):
             raise FailedPrecondition(f"plugin {uri} is a {type(p.instance).__name__}, not {cls.__name__}")
         return p.instance

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ctrstore.archive import ApplyStats, apply_layer
+from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor
 from ctrstore.diff import apply as apply_to_mounts
 from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ctrstore.images import chain_ids, rootfs_diff_ids
+from ctrstore.images import chain_ids, check_layer_count, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
+from ctrstore.jsondoc import want_list
 from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
@@ -59,8 +61,15 @@ class UnpackResult:
     skipped: list[Layer]
 
 
-def plan_layers(manifest: dict[str, Any], config: dict[str, Any], what: str) -> list[Layer]:
-    layers = [Descriptor.from_json(x) for x in manifest.get("layers") or []]
+def plan_layers(
+    manifest: dict[str, Any], config: dict[str, Any], what: str, *, max_layers: int = DEFAULT_MAX_LAYERS
+) -> list[Layer]:
+    """The layers to unpack, bottom first, each with its diffID and chainID. The manifest's
+    layers and the config are type-checked; more than ``max_layers`` layers is InvalidArgument
+    (before anything is fetched or applied)."""
+    entries = want_list(manifest, "layers", what) or []
+    check_layer_count(len(entries), max_layers, what)
+    layers = [Descriptor.from_json(x, f"{what}: layers[{i}]") for i, x in enumerate(entries)]
     diff_ids = rootfs_diff_ids(config, what)
     if len(layers) != len(diff_ids):
         raise InvalidArgument(

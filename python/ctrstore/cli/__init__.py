@@ -14,7 +14,7 @@ import traceback
 import click
 
 from ctrstore import __version__
-from ctrstore.cli._common import State
+from ctrstore.cli._common import State, printable
 from ctrstore.cli._errors import DEBUG_ENV, debug_enabled, describe
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -163,5 +163,5 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         if debug_enabled():
             traceback.print_exc()
-        click.echo(f"ctrstore: {describe(e)}", err=True)
+        click.echo(f"ctrstore: {printable(describe(e))}", err=True)
         sys.exit(1)

@@ -41,9 +41,31 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def printable(value: object) -> str:
+    """``str(value)`` safe to print on a terminal: control characters (escape sequences,
+    newlines, bidi overrides, lone surrogates...) from stored data — names, labels, keys,
+    annotations, commands — are shown as Python-style escapes (``\\x1b``, ``\\n``,
+    ``\\u202e``) instead of being sent raw."""
+    s = str(value)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else _escape(c) for c in s)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Print aligned columns, as ``ctr`` does (two spaces between columns)."""
-    data = [[str(c) for c in headers], *([str(c) for c in r] for r in rows)]
+    """Print aligned columns, as ``ctr`` does (two spaces between columns); every cell goes
+    through :func:`printable`."""
+    data = [[printable(c) for c in headers], *([printable(c) for c in r] for r in rows)]
     widths = [max(len(r[i]) for r in data) for i in range(len(headers))]
     for r in data:
         line = "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -70,7 +92,7 @@ def human_size(n: int) -> str:
 
 
 def labels_text(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+    return printable(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-")
 
 
 def progress(enabled: bool | None = None) -> Progress:

@@ -387,8 +387,10 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
 @pass_state
 def commit(st: State, compression: str, container: str, image: str) -> None:
     """Make IMAGE from a container: its image's layers plus one with the container's changes."""
+    from ctrstore.metadata.images import validate_name
     from ctrstore.runtime.commit import commit_container
 
+    validate_name(image)  # a bad name is the error, whatever the container
     client = st.client()
     img = commit_container(
         client,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ctrstore.cli._common import State, pass_state
+from ctrstore.cli._common import State, pass_state, printable
 
 
 @click.command("gc")
@@ -25,13 +25,13 @@ def gc(st: State, dry_run: bool) -> None:
         click.echo(f"{'would repair' if dry_run else 'repaired'}: {line}")
     for kind, items in sorted(result.records.items()):
         for item in items:
-            click.echo(f"{verb} {kind} record {item}")
+            click.echo(printable(f"{verb} {kind} record {item}"))
     for d in result.blobs:
         click.echo(f"{verb} blob {d}")
     for r in result.ingests:
         click.echo(f"{verb} ingest {r}")
     for sn, keys in sorted(result.snapshots.items()):
         for k in keys:
-            click.echo(f"{verb} snapshot {sn}/{k}")
+            click.echo(printable(f"{verb} snapshot {sn}/{k}"))
     if result.empty:
         click.echo("nothing to remove")

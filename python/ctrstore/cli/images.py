@@ -11,7 +11,7 @@ from typing import IO
 
 import click
 
-from ctrstore.cli._common import State, human_size, labels_text, pass_state, table
+from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.errdefs import AlreadyExists, NotFound
 from ctrstore.images import manifest_for, read_json
 from ctrstore.labels import parse_assignments
@@ -51,7 +51,7 @@ def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
     imgs = st.client().images.list(*filters)
     if quiet:
         for i in imgs:
-            click.echo(i.name)
+            click.echo(printable(i.name))
         return
     table(
         ["REF", "TYPE", "DIGEST", "SIZE", "LABELS"],
@@ -218,7 +218,7 @@ def import_(st: State, archive: str) -> None:
 
     client = st.client()
     with client.lease():
-        for img in import_images(client.content, client.images, archive):
+        for img in import_images(client.content, client.images, archive, max_layers=client.config.max_layers):
             click.echo(f"{img.name}  {img.target.digest}")
 
 

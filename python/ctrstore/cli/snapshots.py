@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import click
 
-from ctrstore.cli._common import State, human_size, labels_text, pass_state, table
+from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.snapshots import SnapshotStore
 from ctrstore.mount import mount_command
@@ -55,7 +55,8 @@ def tree(st: State) -> None:
 
     def show(parent: str, depth: int) -> None:
         for i in sorted(children.get(parent, []), key=lambda x: x.name):
-            click.echo(f"{'  ' * depth}\\_ {i.name}" if depth else f" {i.name}")
+            name = printable(i.name)
+            click.echo(f"{'  ' * depth}\\_ {name}" if depth else f" {name}")
             show(i.name, depth + 1)
 
     show("", 0)

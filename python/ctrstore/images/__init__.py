@@ -7,17 +7,45 @@ its layers and their diffIDs, and the chainIDs that name its unpacked snapshots.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from ctrstore import _core
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
+from ctrstore.jsondoc import (
+    describe_type,
+    fail,
+    loads,
+    want_bool,
+    want_int,
+    want_list,
+    want_object,
+    want_str,
+    want_str_list,
+    want_str_map,
+)
 from ctrstore.metadata.content import ContentStore
 
-__all__ = ["chain_ids", "children", "gc_child_labels", "manifest_for", "read_json", "rootfs_diff_ids"]
+__all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "MAX_INDEX_DEPTH",
+    "chain_ids",
+    "check_document_size",
+    "check_layer_count",
+    "children",
+    "gc_child_labels",
+    "manifest_for",
+    "parse_children",
+    "parse_index",
+    "parse_manifest",
+    "read_config",
+    "read_json",
+    "rootfs_diff_ids",
+    "validate_config",
+]
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -28,35 +56,146 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     return out
 
 
-def read_json(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
-    data = content.read_bytes(desc.digest)
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+MAX_DOCUMENT_SIZE = 4 * 1048 * 1048
+"""The largest manifest, index or image config read into memory: containerd's manifest limit
+(``4 * 1048 * 1048``, about 4 MiB, as ``ctrstore.remotes.docker.MAX_MANIFEST_SIZE``); a
+descriptor claiming more is refused before anything is fetched or read."""
+
+MAX_INDEX_DEPTH = 8
+"""How many indexes deep a manifest may be nested below an image's target."""
+
+
+def describe(desc: Descriptor) -> str:
+    """``manifest sha256:...``: what a blob is, for messages."""
+    return f"{mt.ref_prefix(desc.media_type)} {desc.digest}"
+
+
+def check_document_size(desc: Descriptor, what: str | None = None) -> None:
+    """Refuse a JSON document (manifest, index, config) larger than MAX_DOCUMENT_SIZE before
+    it is fetched or read."""
+    if desc.size > MAX_DOCUMENT_SIZE:
         raise InvalidArgument(
-            f"{mt.ref_prefix(desc.media_type)} {desc.digest} is not valid JSON: {e}"
-        ) from None
+            f"{what or describe(desc)}: {desc.size} bytes is more than the {MAX_DOCUMENT_SIZE} "
+            "bytes a manifest, index or config may have"
+        )
+
+
+def read_json(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+    """A stored JSON document (strictly parsed: see ``ctrstore.jsondoc.loads``), which must be
+    an object."""
+    what = describe(desc)
+    check_document_size(desc, what)
+    with content.open(desc.digest) as f:
+        data = f.read(MAX_DOCUMENT_SIZE + 1)
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise InvalidArgument(f"{what}: more than the {MAX_DOCUMENT_SIZE} bytes a JSON document may have")
+    return parse_object(data, what)
+
+
+def parse_object(data: bytes, what: str) -> dict[str, Any]:
+    doc = loads(data, what)
     if not isinstance(doc, dict):
-        raise InvalidArgument(f"{desc.digest} is not a JSON object")
+        fail(what, f"must be a JSON object, not {describe_type(doc)}")
     return doc
 
 
-def parse_children(desc: Descriptor, doc: dict[str, Any]) -> list[Descriptor]:
+def _common_fields(doc: dict[str, Any], what: str) -> None:
+    want_int(doc, "schemaVersion", what, minimum=2, maximum=2)
+    want_str(doc, "mediaType", what)
+    want_str(doc, "artifactType", what)
+    want_str_map(doc, "annotations", what)
+    if doc.get("subject") is not None:
+        Descriptor.from_json(doc["subject"], f"{what}: subject")
+
+
+def _descriptors(doc: dict[str, Any], key: str, what: str, *, required: bool = False) -> list[Descriptor]:
+    items = want_list(doc, key, what, required=required) or []
+    return [Descriptor.from_json(item, f"{what}: {key}[{i}]") for i, item in enumerate(items)]
+
+
+def parse_index(desc: Descriptor, doc: dict[str, Any], what: str | None = None) -> list[Descriptor]:
+    """The manifests an index lists, every field type-checked (``what`` names the index in
+    messages; default: its kind and digest)."""
+    what = what or describe(desc)
+    if "config" in doc or "layers" in doc or doc.get("mediaType") in mt.MANIFESTS:
+        raise InvalidArgument(f"{what}: an index must not have config or layers (it is a manifest)")
+    _common_fields(doc, what)
+    return _descriptors(doc, "manifests", what, required=True)
+
+
+def parse_manifest(
+    desc: Descriptor, doc: dict[str, Any], what: str | None = None
+) -> tuple[Descriptor, list[Descriptor]]:
+    """A manifest's config and layers, every field type-checked."""
+    what = what or describe(desc)
+    if "manifests" in doc or doc.get("mediaType") in mt.INDEXES:
+        raise InvalidArgument(f"{what}: a manifest must not list manifests (it is an index)")
+    _common_fields(doc, what)
+    config = Descriptor.from_json(want_object(doc, "config", what, required=True), f"{what}: config")
+    return config, _descriptors(doc, "layers", what, required=True)
+
+
+def parse_children(desc: Descriptor, doc: dict[str, Any], what: str | None = None) -> list[Descriptor]:
     """The descriptors a manifest or index points at (config first, then layers)."""
-    what = f"{mt.ref_prefix(desc.media_type)} {desc.digest}"
-    try:
-        if mt.is_index(desc.media_type):
-            if "config" in doc or "layers" in doc:
-                raise InvalidArgument(f"{what}: an index must not have config or layers")
-            return [Descriptor.from_json(m) for m in doc.get("manifests") or []]
-        if mt.is_manifest(desc.media_type):
-            if "manifests" in doc:
-                raise InvalidArgument(f"{what}: a manifest must not list manifests")
-            config = Descriptor.from_json(doc["config"])
-            return [config, *(Descriptor.from_json(layer) for layer in doc.get("layers") or [])]
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidArgument(f"{what}: malformed ({type(e).__name__}: {e})") from None
+    if mt.is_index(desc.media_type):
+        return parse_index(desc, doc, what)
+    if mt.is_manifest(desc.media_type):
+        config, layers = parse_manifest(desc, doc, what)
+        return [config, *layers]
     return []
+
+
+def check_layer_count(n: int, max_layers: int, what: str) -> None:
+    if n > max_layers:
+        raise InvalidArgument(
+            f"{what}: {n} layers is more than the {max_layers} allowed "
+            "(max_layers in config.toml raises the limit)"
+        )
+
+
+def validate_config(config: dict[str, Any], what: str) -> dict[str, Any]:
+    """Type-check an image config (OCI image-spec ``config.md``, Docker's v1 image JSON):
+    every field ctrstore or the runtime spec reads, so that a config with a wrong type is an
+    InvalidArgument naming the field, wherever it is used later. Returns ``config``."""
+    for key in ("created", "author", "architecture", "os", "os.version", "variant"):
+        want_str(config, key, what)
+    want_str_list(config, "os.features", what)
+    inner = want_object(config, "config", what)
+    if inner is not None:
+        for key in ("User", "WorkingDir", "StopSignal"):
+            want_str(inner, key, what, f"config.{key}")
+        for key in ("Env", "Entrypoint", "Cmd"):
+            values = want_str_list(inner, key, what, f"config.{key}") or []
+            for i, v in enumerate(values):
+                if "\0" in v:
+                    fail(what, f"config.{key}[{i}] contains a NUL character")
+        for key in ("ExposedPorts", "Volumes"):
+            want_object(inner, key, what, f"config.{key}")
+        want_str_map(inner, "Labels", what, "config.Labels")
+        want_bool(inner, "ArgsEscaped", what, "config.ArgsEscaped")
+    rootfs = want_object(config, "rootfs", what)
+    if rootfs is not None:
+        want_str(rootfs, "type", what, "rootfs.type")
+        for i, d in enumerate(want_str_list(rootfs, "diff_ids", what, "rootfs.diff_ids") or []):
+            if len(d) > 200:
+                fail(what, f"rootfs.diff_ids[{i}] is {len(d)} characters long, not a digest")
+            try:
+                _core.parse_digest(d)
+            except ValueError as e:
+                fail(what, f"rootfs.diff_ids[{i}]: {e}")
+    for i, h in enumerate(want_list(config, "history", what) or []):
+        field = f"history[{i}]"
+        if not isinstance(h, dict):
+            fail(what, f"{field} must be an object, not {describe_type(h)}")
+        for key in ("created", "created_by", "author", "comment"):
+            want_str(h, key, what, f"{field}.{key}")
+        want_bool(h, "empty_layer", what, f"{field}.empty_layer")
+    return config
+
+
+def read_config(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+    """A stored image config, type-checked by :func:`validate_config`."""
+    return validate_config(read_json(content, desc), describe(desc))
 
 
 def children(content: ContentStore, desc: Descriptor) -> list[Descriptor]:
@@ -83,12 +222,15 @@ def gc_child_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, s
 def manifest_for(
     content: ContentStore, target: Descriptor, platform: Platform | None = None
 ) -> tuple[Descriptor, dict[str, Any]]:
-    """The manifest (descriptor and JSON) a target resolves to for ``platform``."""
+    """The manifest (descriptor and JSON) a target resolves to for ``platform``. The manifest
+    is type-checked (:func:`parse_manifest`), so its ``config`` is a valid descriptor."""
     want = platform or host()
     desc = target
-    for _ in range(8):
+    for _ in range(MAX_INDEX_DEPTH + 1):
         if mt.is_manifest(desc.media_type):
-            return desc, read_json(content, desc)
+            doc = read_json(content, desc)
+            parse_manifest(desc, doc)
+            return desc, doc
         if not mt.is_index(desc.media_type):
             raise InvalidArgument(f"{desc.digest} is a {desc.media_type}, not a manifest or index")
         candidates = []
@@ -99,14 +241,16 @@ def manifest_for(
         if not candidates:
             raise NotFound(f"no manifest for platform {want} in {desc.digest}")
         desc = min(candidates, key=lambda c: c[0])[1]
-    raise InvalidArgument(f"index nesting too deep at {desc.digest}")
+    raise InvalidArgument(f"index nesting too deep at {desc.digest} (more than {MAX_INDEX_DEPTH} levels)")
 
 
 def rootfs_diff_ids(config: dict[str, Any], what: str) -> list[str]:
-    rootfs = config.get("rootfs") or {}
+    """The config's ``rootfs.diff_ids`` (the config type-checked first)."""
+    validate_config(config, what)
+    rootfs = want_object(config, "rootfs", what, required=True)
+    assert rootfs is not None
     if rootfs.get("type", "layers") not in ("layers", ""):
         raise InvalidArgument(f"{what}: rootfs type {rootfs.get('type')!r} is not supported")
-    ids = rootfs.get("diff_ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise InvalidArgument(f"{what}: rootfs.diff_ids is missing or malformed")
+    ids = want_str_list(rootfs, "diff_ids", what, "rootfs.diff_ids", required=True)
+    assert ids is not None
     return list(ids)

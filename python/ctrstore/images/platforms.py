@@ -49,8 +49,18 @@ class Platform:
         return normalize(cls(parts[0], parts[1], parts[2] if len(parts) == 3 else ""))
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Platform:
-        return normalize(cls(str(d.get("os", "")), str(d.get("architecture", "")), str(d.get("variant", ""))))
+    def from_json(cls, d: Mapping[str, Any], what: str = "platform") -> Platform:
+        """A descriptor's ``platform`` object; its fields must be strings (InvalidArgument
+        naming ``what`` otherwise)."""
+        if not isinstance(d, Mapping):
+            raise InvalidArgument(f"{what}: must be an object, not {type(d).__name__}")
+        fields = []
+        for key in ("os", "architecture", "variant"):
+            value = d.get(key) or ""
+            if not isinstance(value, str):
+                raise InvalidArgument(f"{what}: platform.{key} must be a string, not {type(value).__name__}")
+            fields.append(value)
+        return normalize(cls(*fields))
 
 
 def normalize(p: Platform) -> Platform:

@@ -18,7 +18,15 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ctrstore.images import gc_child_labels, parse_children, read_json
+from ctrstore.images import (
+    MAX_INDEX_DEPTH,
+    check_document_size,
+    check_layer_count,
+    gc_child_labels,
+    parse_children,
+    read_config,
+    read_json,
+)
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
 from ctrstore.metadata.content import Writer
@@ -169,12 +177,17 @@ class Puller:
                 image = client.images.update(image, ["target"])
         return PullResult(image, list(self.fetched), result_unpack)
 
-    def _resolve_manifests(self, root: Descriptor, want: Platform, all_platforms: bool) -> list[Descriptor]:
+    def _resolve_manifests(
+        self, root: Descriptor, want: Platform, all_platforms: bool, depth: int = 0
+    ) -> list[Descriptor]:
         """Fetch indexes down to the manifests to pull (best platform match first)."""
         if mt.is_manifest(root.media_type):
             return [root]
         if not mt.is_index(root.media_type):
             raise InvalidArgument(f"{ref_key(root)}: {root.media_type} is neither a manifest nor an index")
+        if depth >= MAX_INDEX_DEPTH:
+            raise InvalidArgument(f"{ref_key(root)}: indexes nested more than {MAX_INDEX_DEPTH} levels deep")
+        check_document_size(root, ref_key(root))
         self.fetch_blob(root)
         kids = parse_children(root, read_json(self.client.content, root))
         chosen: list[tuple[int, Descriptor]] = []
@@ -193,7 +206,10 @@ class Puller:
         out: list[Descriptor] = []
         for k in picked:
             mt.check_supported(k.media_type, ref_key(k))
-            out += self._resolve_manifests(k, want, all_platforms) if mt.is_index(k.media_type) else [k]
+            if mt.is_index(k.media_type):
+                out += self._resolve_manifests(k, want, all_platforms, depth + 1)
+            else:
+                out.append(k)
         return out
 
     def _pull_manifest(
@@ -201,14 +217,19 @@ class Puller:
     ) -> UnpackResult | None:
         client = self.client
         content = client.content
+        check_document_size(mdesc, ref_key(mdesc))
         self.fetch_blob(mdesc)
         manifest = read_json(content, mdesc)
         kids = parse_children(mdesc, manifest)
         config, layers = kids[0], kids[1:]
         for d in kids:
             mt.check_supported(d.media_type, ref_key(d))
+        check_layer_count(len(layers), client.config.max_layers, ref_key(mdesc))
+        check_document_size(config, ref_key(config))
         self.fetch_blob(config)
-        plan = plan_layers(manifest, read_json(content, config), ref_key(mdesc))
+        plan = plan_layers(
+            manifest, read_config(content, config), ref_key(mdesc), max_layers=client.config.max_layers
+        )
         sn = client.snapshotter(snapshotter) if unpack else None
         unpacker = Unpacker(content, sn, tmp_dir=client.root / "tmpmounts") if sn is not None else None
         # Every layer blob is fetched, even one whose snapshot exists: the image must be whole

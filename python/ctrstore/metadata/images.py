@@ -20,7 +20,10 @@ from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
 from ctrstore.metadata.leases import add_resource
 
-__all__ = ["Image", "ImageStore"]
+__all__ = ["NAME_MAX", "Image", "ImageStore", "validate_name"]
+
+NAME_MAX = 512
+"""The longest image name: a 255-character repository, a 128-character tag and a digest."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,30 @@ def _image(row: tuple[str, str, str, int, str, str, str, str]) -> Image:
     )
 
 
-def _validate(image: Image) -> None:
-    if not image.name:
+def validate_name(name: str) -> str:
+    """``name`` if it is a valid image reference (as ``ctr images tag`` requires): no control
+    characters, white space or ``..`` path elements, a repository name of at most 255
+    characters, a tag of at most 128; else InvalidArgument. The name is kept as given (not
+    normalised): ``app:1`` stays ``app:1``."""
+    from ctrstore.remotes.reference import parse
+
+    if not name:
         raise InvalidArgument("image name must not be empty")
+    if len(name) > NAME_MAX:
+        raise InvalidArgument(f"image name of {len(name)} characters: at most {NAME_MAX} are allowed")
+    try:
+        parse(name, default_tag=False)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"image name is not a valid reference: {e}") from None
+    return name
+
+
+def _validate(image: Image) -> None:
+    validate_name(image.name)
+    _validate_target(image)
+
+
+def _validate_target(image: Image) -> None:
     if not image.target.media_type:
         raise InvalidArgument(f"image {image.name!r}: target media type must be set")
     _core.parse_digest(image.target.digest)
@@ -134,7 +158,7 @@ class ImageStore:
             fieldpaths = list(fieldpaths) or ["target", "labels"]
             new = cur_img
             if "target" in fieldpaths:
-                _validate(image)
+                _validate_target(image)
                 new = replace(new, target=image.target)
             label_paths = [fp for fp in fieldpaths if fp != "target"]
             if label_paths:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Literal
 
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists
-from ctrstore.images import gc_child_labels, manifest_for, read_json
+from ctrstore.images import gc_child_labels, manifest_for, read_config
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
-from ctrstore.metadata.images import Image
+from ctrstore.metadata.images import Image, validate_name
 from ctrstore.mount import temp_mount
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ def commit_container(
 ) -> Image:
     """``ctrstore commit``: :func:`commit` with the client's stores, under a lease, so that gc
     keeps the new blobs until the image names them."""
+    validate_name(name)  # before any work: the name must be a valid reference
     c = client.containers.store.get(cid)
     sn = client.snapshotter(c.snapshotter)
     with client.lease():
@@ -194,7 +195,7 @@ def commit(
     base = images.get(c.image)
     mdesc, manifest = manifest_for(content, base.target)
     config_desc = Descriptor.from_json(manifest["config"])
-    config = read_json(content, config_desc)
+    config = read_config(content, config_desc)
     diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
     oci = mdesc.media_type == mt.OCI_MANIFEST
     blob, layer_type = compress(tar, compression, oci=oci)

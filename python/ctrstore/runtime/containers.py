@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
-from ctrstore.images import manifest_for, read_json
+from ctrstore.images import manifest_for, read_config
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.manager import TASK_PLUGIN
@@ -150,7 +150,7 @@ class ContainerManager:
             pass
         unpacked = self.unpack(image_name, sn_name)
         _, manifest = manifest_for(self.content, image.target)
-        config = read_json(self.content, Descriptor.from_json(manifest["config"]))
+        config = read_config(self.content, Descriptor.from_json(manifest["config"]))
         bundle = self.tasks.bundle(cid)
         with ExitStack() as undo:
             try:
