@@ -461,6 +461,7 @@ def test_errors_in_the_spec_shape(upstream: Upstream, served: Serve) -> None:
     missing = "sha256:" + "0" * 64
     cases: list[tuple[str, str, int, str]] = [
         ("GET", f"/v2/{REPO}/manifests/nope{ns}", 404, "MANIFEST_UNKNOWN"),
+        ("GET", f"/v2/{REPO}/manifests/a=b{ns}", 400, "TAG_INVALID"),
         ("GET", f"/v2/{REPO}/manifests/{missing}", 404, "MANIFEST_UNKNOWN"),
         ("GET", f"/v2/{REPO}/manifests/{layer}", 404, "MANIFEST_UNKNOWN"),  # a layer is no manifest
         ("GET", f"/v2/{REPO}/blobs/{missing}", 404, "BLOB_UNKNOWN"),

@@ -62,11 +62,11 @@ def from_errdefs(e: CtrstoreError, code: str = "") -> ApiError:
     if isinstance(e, NotFound):
         return ApiError(404, code or "NOT_FOUND", msg)
     if isinstance(e, InvalidArgument):
-        return ApiError(400, code or "UNSUPPORTED", msg)
+        return ApiError(400, code or "UNKNOWN", msg)
     if isinstance(e, FailedPrecondition):
-        return ApiError(400, code or "UNSUPPORTED", msg)
+        return ApiError(400, code or "UNKNOWN", msg)
     if isinstance(e, AlreadyExists):
-        return ApiError(409, code or "UNSUPPORTED", msg)
+        return ApiError(409, code or "UNKNOWN", msg)
     if isinstance(e, Unauthenticated):
         return ApiError(401, "UNAUTHORIZED", msg)
     if isinstance(e, PermissionDenied):
@@ -74,7 +74,7 @@ def from_errdefs(e: CtrstoreError, code: str = "") -> ApiError:
     if isinstance(e, Unimplemented):
         return ApiError(405, "UNSUPPORTED", msg)
     if isinstance(e, ResourceExhausted):
-        return ApiError(507, "UNSUPPORTED", msg)
+        return ApiError(507, "UNKNOWN", msg)
     if isinstance(e, Unavailable):
         return ApiError(503, "UNAVAILABLE", msg, headers={"Retry-After": "1"})
     return ApiError(500, "UNKNOWN", f"{e.kind}: {msg}")

@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             if code == 501:
                 code, what = 405, "UNSUPPORTED"
             else:
-                what = "UNSUPPORTED"
+                what = "UNKNOWN"
             try:
                 self._send_error(ApiError(code, what, message or "bad request"))
             except OSError:
@@ -326,7 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if status != 204:  # a 204 has no body, and says nothing of its length
+            self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self._end_headers()
@@ -375,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._fail(from_errdefs(e))
             except _BadRequest as e:
                 self.close_connection = True
-                self._fail(ApiError(400, "UNSUPPORTED", str(e)))
+                self._fail(ApiError(400, "UNKNOWN", str(e)))
             except (ConnectionError, TimeoutError, ssl.SSLError):
                 self.close_connection = True
                 self._code = self._code if self._code != "-" else "CONNECTION_LOST"
@@ -520,8 +521,10 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "HEAD" or length <= 0:
                 return
             self.wfile.flush()
-            sent = self.connection.sendfile(blob.file, first, length)
-            self._sent += sent
+            try:
+                sent = self.connection.sendfile(blob.file, first, length)
+            finally:
+                self._sent += max(blob.file.tell() - first, 0)  # sendfile leaves the file where it stopped
             if sent != length:
                 raise ConnectionError(f"sent {sent} of {length} bytes")
 

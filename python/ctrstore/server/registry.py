@@ -128,6 +128,16 @@ def check_host(host: str, what: str) -> str:
     return host
 
 
+def check_tag(tag: str) -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise ApiError(
+            400,
+            "TAG_INVALID",
+            f"invalid tag {tag[:200]!r}: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'",
+        )
+    return tag
+
+
 def check_digest(digest: str) -> str:
     if not digest.startswith("sha256:") or not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
         raise ApiError(
@@ -271,6 +281,7 @@ class Registry:
         """The manifest or index ``reference`` (a tag or a digest) of ``repo``."""
         if ":" in reference:
             return self._manifest_by_digest(check_digest(reference))
+        check_tag(reference)
         for host in self.hosts(ns, own):
             name = f"{host}/{repo}:{reference}"
             try:
@@ -482,7 +493,7 @@ class Registry:
                     f"manifest PUT as {reference}, but its bytes are {digest}; nothing was stored",
                 )
         else:
-            tag = reference
+            tag = check_tag(reference)
         desc = Descriptor(media_type, digest, len(data))
         try:
             kids = parse_children(desc, doc)
