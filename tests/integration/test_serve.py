@@ -514,7 +514,7 @@ def test_access_log_lines(served: Serve) -> None:
 
 def _get_all(host: str, path: str, want: str, results: list[str], rng: str | None = None) -> None:
     try:
-        status, hdrs, body = request(host, "GET", path, headers={"Range": rng} if rng else {})
+        status, _, body = request(host, "GET", path, headers={"Range": rng} if rng else {})
         ok = status in (200, 206) and (
             rng is not None or "sha256:" + hashlib.sha256(body).hexdigest() == want
         )
@@ -614,7 +614,10 @@ def test_tls_and_basic_auth(tmp_path: Path, upstream: Upstream) -> None:
             )
             assert p.returncode != 0 and b"unauthorized" in p.stderr.lower(), p.stderr
             raw = subprocess.run(
-                ["skopeo", "inspect", "--raw", "--cert-dir", str(certs), "--creds", f"{REGISTRY_USER}:{REGISTRY_PASSWORD}", src],
+                [
+                    "skopeo", "inspect", "--raw", "--cert-dir", str(certs),
+                    "--creds", f"{REGISTRY_USER}:{REGISTRY_PASSWORD}", src,
+                ],
                 check=True, capture_output=True, timeout=60,
             ).stdout  # fmt: skip
             assert raw == upstream.objects[upstream.index]
@@ -654,7 +657,8 @@ def test_push_with_skopeo_and_ctrstore(tmp_path: Path, upstream: Upstream) -> No
     try:
         subprocess.run(
             [
-                "skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+                "skopeo", "copy", "--all", "--preserve-digests",
+                "--src-tls-verify=false", "--dest-tls-verify=false",
                 f"docker://{upstream.ref}", f"docker://{srv.host}/pushed/busybox:1",
             ],
             check=True, capture_output=True, timeout=120,
@@ -846,8 +850,8 @@ def test_refused_options(tmp_path: Path, upstream: Upstream, args: list[str], me
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
     p = subprocess.run(
         [
-            sys.executable, "-m", "ctrstore", "--root", str(upstream.root), "--state", str(upstream.root) + "-state",
-            "serve", "--addr", "127.0.0.1:0", *args,
+            sys.executable, "-m", "ctrstore", "--root", str(upstream.root),
+            "--state", str(upstream.root) + "-state", "serve", "--addr", "127.0.0.1:0", *args,
         ],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip

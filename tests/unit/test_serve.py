@@ -93,7 +93,8 @@ def test_tokens(tmp_path: Path) -> None:
     assert auth.check("bearer " + "a" * 16) == "token:1"
     assert auth.check("Bearer " + "a" * 15) is None
     assert auth.check(_basic("a", "b")) is None
-    for bad, message in (("short\n", "too short"), ("a b c d e f g h i j k\n", "visible ASCII"), ("", "no token")):
+    bad_files = (("short\n", "too short"), ("a b c d e f g h i j k\n", "visible ASCII"), ("", "no token"))
+    for bad, message in bad_files:
         f.write_text(bad)
         with pytest.raises(InvalidArgument, match=message):
             load_tokens(f)
@@ -130,7 +131,8 @@ def test_sniff_media_type() -> None:
     oci_m = "application/vnd.oci.image.manifest.v1+json"
     assert sniff_media_type({"schemaVersion": 2, "mediaType": oci_m}) == oci_m
     assert sniff_media_type({"schemaVersion": 2, "config": {}, "layers": []}) == oci_m
-    assert sniff_media_type({"schemaVersion": 2, "manifests": []}) == "application/vnd.oci.image.index.v1+json"
+    oci_i = "application/vnd.oci.image.index.v1+json"
+    assert sniff_media_type({"schemaVersion": 2, "manifests": []}) == oci_i
     assert sniff_media_type({"schemaVersion": 2, "mediaType": "application/json"}) is None
     assert sniff_media_type({"schemaVersion": 1, "fsLayers": []}) is None
     assert sniff_media_type({"architecture": "amd64", "rootfs": {}}) is None  # a config

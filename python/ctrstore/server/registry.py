@@ -133,7 +133,8 @@ def check_tag(tag: str) -> str:
         raise ApiError(
             400,
             "TAG_INVALID",
-            f"invalid tag {tag[:200]!r}: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'",
+            f"invalid tag {tag[:200]!r}: letters, digits, '_', '.', '-', at most 128, "
+            "not starting with '.' or '-'",
         )
     return tag
 
