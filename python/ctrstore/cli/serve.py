@@ -91,7 +91,6 @@ def serve(
     """
     from ctrstore.server import ServeOptions, make_server
     from ctrstore.server import serve as run
-    from ctrstore.server.httpd import namespace_exists
     from ctrstore.server.registry import Registry
 
     if namespace:
@@ -100,7 +99,7 @@ def serve(
     registry = Registry(
         client.content, client.images, client.leases if push else None, upstream=upstream, push=push
     )
-    if not push and not namespace_exists(registry):
+    if not push and not registry.namespace_exists():
         from ctrstore.errdefs import NotFound
 
         raise NotFound(f"namespace {client.namespace!r} does not exist (see `ctrstore namespaces ls`)")

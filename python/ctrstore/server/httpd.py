@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from ctrstore import __version__
-from ctrstore.errdefs import CtrstoreError, NotFound
+from ctrstore.errdefs import CtrstoreError
 from ctrstore.server.auth import Authenticator
 from ctrstore.server.errors import ApiError, from_errdefs
 from ctrstore.server.registry import (
@@ -382,7 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._code = self._code if self._code != "-" else "CONNECTION_LOST"
             except Exception as e:
                 self.close_connection = True
-                self.server.error(f"internal error answering {self.requestline!r}: {type(e).__name__}: {e}")
+                self.server.error(
+                    f'internal error answering "{_escape(self.requestline, 300)}": {type(e).__name__}: {e}'
+                )
                 self.server.error(traceback.format_exc().rstrip())
                 self._fail(ApiError(500, "UNKNOWN", f"internal error: {type(e).__name__}"))
         finally:
@@ -734,11 +736,3 @@ class RegistryHTTPServer(HTTPServer):
             except OSError:
                 pass
         return cut
-
-
-def namespace_exists(registry: Registry) -> bool:
-    try:
-        registry.images.list()
-    except NotFound:
-        return False
-    return True

@@ -243,6 +243,13 @@ class Registry:
             return [ns]
         return list(dict.fromkeys([own, self.upstream]))
 
+    def namespace_exists(self) -> bool:
+        try:
+            self.images.list()
+        except NotFound:
+            return False
+        return True
+
     def _images(self) -> list[Image]:
         try:
             return self.images.list()
