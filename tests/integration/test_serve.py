@@ -829,6 +829,8 @@ def test_sigint_stops_cleanly(tmp_path: Path, upstream: Upstream) -> None:
     [
         (["--addr", "0.0.0.0:0", "--push"], "--push on 0.0.0.0:0 would let anyone"),
         (["--addr", "nonsense"], "expected HOST:PORT"),
+        (["--addr", "BUSY"], "unavailable: cannot listen on 127.0.0.1:"),
+        (["--addr", "192.0.2.1:0"], "not an address of this machine"),
         (
             ["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"],
             "--tls-cert /nonexistent.pem: no such file",
@@ -843,18 +845,23 @@ def test_sigint_stops_cleanly(tmp_path: Path, upstream: Upstream) -> None:
 def test_refused_options(tmp_path: Path, upstream: Upstream, args: list[str], message: str) -> None:
     (tmp_path / "htpasswd").write_text(REGISTRY_HTPASSWD + "bob:$apr1$abc$def\n")
     (tmp_path / "tokens").write_text("short\n")
-    args = [
-        a.replace("HTPASSWD", str(tmp_path / "htpasswd")).replace("TOKENS", str(tmp_path / "tokens"))
-        for a in args
-    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
-    p = subprocess.run(
-        [
-            sys.executable, "-m", "ctrstore", "--root", str(upstream.root),
-            "--state", str(upstream.root) + "-state", "serve", "--addr", "127.0.0.1:0", *args,
-        ],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+    with socket.socket() as busy:  # a port another program listens on
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [
+            a.replace("HTPASSWD", str(tmp_path / "htpasswd"))
+            .replace("TOKENS", str(tmp_path / "tokens"))
+            .replace("BUSY", f"127.0.0.1:{busy.getsockname()[1]}")
+            for a in args
+        ]
+        p = subprocess.run(
+            [
+                sys.executable, "-m", "ctrstore", "--root", str(upstream.root),
+                "--state", str(upstream.root) + "-state", "serve", "--addr", "127.0.0.1:0", *args,
+            ],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
     assert p.returncode == 1, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ctrstore: ") and message in lines[0], p.stderr

@@ -16,6 +16,7 @@ Rooms:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
 import ssl
@@ -26,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from ctrstore.errdefs import InvalidArgument, PermissionDenied, from_oserror
+from ctrstore.errdefs import InvalidArgument, PermissionDenied, Unavailable, from_oserror
 from ctrstore.server.auth import Authenticator, load_htpasswd, load_tokens
 from ctrstore.server.httpd import AccessLog, RegistryHTTPServer
 from ctrstore.server.registry import Registry, check_host
@@ -121,6 +122,10 @@ def make_server(
             max_connections=opts.max_connections,
         )
     except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise Unavailable(f"cannot listen on {opts.addr}: another program uses that port") from e
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise InvalidArgument(f"cannot listen on {opts.addr}: not an address of this machine") from e
         raise from_oserror(e, f"listening on {opts.addr}") from e
 
 
