@@ -15,23 +15,14 @@ import io
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from ctrstore import _core
+from ctrstore._core import ApplyStats
 
 __all__ = ["ApplyStats", "apply_layer"]
 
 Whiteouts = Literal["overlay", "delete"]
-
-
-@dataclass(frozen=True)
-class ApplyStats:
-    diff_id: str
-    compression: str
-    compressed_bytes: int
-    uncompressed_bytes: int
-    entries: int
 
 
 def apply_layer(
@@ -50,9 +41,9 @@ def apply_layer(
     """
     opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
     if isinstance(layer, str | os.PathLike):
-        return ApplyStats(*_core.apply_layer_path(target, layer, *opts))
+        return _core.apply_layer_path(target, layer, *opts)
     if isinstance(layer, io.FileIO):
-        return ApplyStats(*_core.apply_layer_fd(target, layer.fileno(), *opts))
+        return _core.apply_layer_fd(target, layer.fileno(), *opts)
     return _apply_through_pipe(target, layer, opts)
 
 
@@ -76,7 +67,7 @@ def _apply_through_pipe(
     t = threading.Thread(target=feed, name="ctrstore-layer-feed", daemon=True)
     t.start()
     try:
-        stats = ApplyStats(*_core.apply_layer_fd(target, r, *opts))
+        stats = _core.apply_layer_fd(target, r, *opts)
     finally:
         os.close(r)
         t.join()

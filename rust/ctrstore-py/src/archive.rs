@@ -10,22 +10,45 @@ use pyo3::prelude::*;
 
 use crate::errors::{InvalidArgument, ToPyResult};
 
-/// `(diff_id, compression, compressed_bytes, uncompressed_bytes, entries)`
-type Stats = (String, &'static str, u64, u64, u64);
+/// What applying a layer saw: its diffID (sha256 of the uncompressed stream), how it was
+/// compressed, the bytes read and decoded, and the tar entries.
+#[pyclass(module = "ctrstore._core", name = "ApplyStats", frozen, eq, get_all)]
+#[derive(PartialEq)]
+pub struct Stats {
+    diff_id: String,
+    compression: &'static str,
+    compressed_bytes: u64,
+    uncompressed_bytes: u64,
+    entries: u64,
+}
 
-fn stats(s: ApplyStats) -> Stats {
-    let c = match s.compression {
+#[pymethods]
+impl Stats {
+    fn __repr__(&self) -> String {
+        format!(
+            "ApplyStats(diff_id={:?}, compression={:?}, compressed_bytes={}, uncompressed_bytes={}, entries={})",
+            self.diff_id, self.compression, self.compressed_bytes, self.uncompressed_bytes, self.entries
+        )
+    }
+}
+
+/// The name Python sees for a compression (`"none"` for a plain tar).
+pub fn compression_name(c: Compression) -> &'static str {
+    match c {
         Compression::None => "none",
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
-    };
-    (
-        s.diff_id.to_string(),
-        c,
-        s.compressed_bytes,
-        s.uncompressed_bytes,
-        s.entries,
-    )
+    }
+}
+
+fn stats(s: ApplyStats) -> Stats {
+    Stats {
+        diff_id: s.diff_id.to_string(),
+        compression: compression_name(s.compression),
+        compressed_bytes: s.compressed_bytes,
+        uncompressed_bytes: s.uncompressed_bytes,
+        entries: s.entries,
+    }
 }
 
 fn options(
@@ -103,5 +126,25 @@ pub fn apply_layer_path(
     })
     .map_err(|e| onto(e, &target))
     .map(stats)
+    .py()
+}
+
+/// Open `path` inside `root` as if `root` were `/`: symlinks (the last one's too) are
+/// followed inside it, every component is opened with `O_NOFOLLOW`, so nothing outside is
+/// reached. Returns a new descriptor (`O_CLOEXEC`) that the caller owns and must close.
+#[pyfunction]
+#[pyo3(signature = (root, path, flags=libc::O_RDONLY))]
+pub fn open_in_root(py: Python<'_>, root: PathBuf, path: PathBuf, flags: i32) -> PyResult<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::IntoRawFd;
+    py.detach(|| {
+        ctrstore_core::archive::open_in_root(&root, path.as_os_str().as_bytes(), flags)
+            .map(IntoRawFd::into_raw_fd)
+            .map_err(|e| {
+                let p = path.display().to_string();
+                let p = p.trim_start_matches('/');
+                ctrstore_core::Error::io(e, format!("/{p} inside {}", root.display()))
+            })
+    })
     .py()
 }

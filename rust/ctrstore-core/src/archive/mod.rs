@@ -24,6 +24,7 @@ use crate::digest::Digest;
 
 pub use apply::apply_layer;
 pub use compression::{Compression, Decompress};
+pub use resolve::open_in_root;
 
 /// What to do with whiteout entries (`.wh.<name>`, `.wh..wh..opq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
