@@ -412,6 +412,20 @@ impl IngestWriter {
     }
 }
 
+/// Appending through `io::Write` (for encoders that write into an ingest): an error is the
+/// core [`Error`] wrapped in an `io::Error`, with its kind and file.
+impl Write for IngestWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        IngestWriter::write(self, buf)
+            .map(|()| buf.len())
+            .map_err(io::Error::other)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Remove the ingest for `reference`. NotFound if there is none; Unavailable if a writer
 /// holds it.
 pub fn abort(root: &Path, reference: &str) -> Result<()> {
