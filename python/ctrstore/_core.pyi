@@ -14,6 +14,7 @@ from typing import final
 __all__ = [
     "ApplyStats",
     "BlobInfo",
+    "DiffStats",
     "Digester",
     "IngestEntry",
     "IngestStatus",
@@ -43,6 +44,8 @@ __all__ = [
     "unmount",
     "unmount_all",
     "walk_blobs",
+    "whiteout_path",
+    "write_diff",
 ]
 
 __version__: str
@@ -280,3 +283,39 @@ def open_in_root(root: str | os.PathLike[str], path: str | os.PathLike[str], fla
     every component opened with ``O_NOFOLLOW``). Returns a new descriptor the caller closes.
     The error's ``errno`` says why it failed: ENOENT, ENOTDIR, ELOOP (too many symlinks, or
     one swapped in meanwhile)."""
+
+@final
+class DiffStats:
+    """What writing a layer produced."""
+
+    @property
+    def digest(self) -> str:
+        """sha256 of what was written (the compressed layer): its descriptor's digest."""
+    @property
+    def size(self) -> int:
+        """Bytes written."""
+    @property
+    def diff_id(self) -> str:
+        """sha256 of the uncompressed tar."""
+    @property
+    def uncompressed_bytes(self) -> int: ...
+    @property
+    def compression(self) -> str:
+        """``"gzip"``, ``"zstd"`` or ``"none"``."""
+    @property
+    def entries(self) -> int: ...
+
+def write_diff(
+    out: IngestWriter | int,
+    upper: str | os.PathLike[str],
+    lower: str | os.PathLike[str] | None = None,
+    compression: str = "gzip",
+) -> DiffStats:
+    """Write the layer of a snapshot's changes into ``out`` (an ``IngestWriter``, or a file
+    descriptor left open): with ``lower``, tree ``upper`` compared with it; without, the overlay
+    upper dir ``upper`` (0:0 character devices are whiteouts, opaque xattrs opaque dirs).
+    Compressed and hashed (digest and diffID) in one streaming pass, without the GIL."""
+
+def whiteout_path(path: str, opaque: bool = False) -> str:
+    """The layer entry that deletes ``path`` (``dir/.wh.name``), or with ``opaque`` the one that
+    makes directory ``path`` opaque (``path/.wh..wh..opq``)."""

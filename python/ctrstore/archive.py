@@ -1,7 +1,9 @@
-"""Layer application: a layer tar (gzip, zstd or plain, told apart by magic bytes) applied onto
-a directory, with whiteouts, and its diffID (sha256 of the whole uncompressed stream)
-computed in the same pass. The work is the Rust core's (``ctrstore-core::archive``) and runs
-without the GIL.
+"""Layers, both ways. Application: a layer tar (gzip, zstd or plain, told apart by magic bytes)
+applied onto a directory, with whiteouts, and its diffID (sha256 of the whole uncompressed
+stream) computed in the same pass. Writing (``write_diff``): a snapshot's changes as a layer,
+compressed and hashed in one streaming pass. The work is the Rust core's
+(``ctrstore-core::archive``, also the one owner of the whiteout encoding) and runs without the
+GIL.
 
 ``whiteouts="overlay"`` writes overlayfs whiteouts (a 0:0 character device, the
 ``trusted.overlay.opaque`` xattr) into an overlay upper dir; ``"delete"`` removes what the
@@ -18,11 +20,30 @@ from collections.abc import Sequence
 from typing import BinaryIO, Literal
 
 from ctrstore import _core
-from ctrstore._core import ApplyStats
+from ctrstore._core import ApplyStats, DiffStats, whiteout_path
 
-__all__ = ["ApplyStats", "apply_layer"]
+__all__ = ["ApplyStats", "DiffStats", "apply_layer", "whiteout_path", "write_diff"]
 
 Whiteouts = Literal["overlay", "delete"]
+Compression = Literal["gzip", "zstd", "none"]
+
+
+def write_diff(
+    out: _core.IngestWriter | int,
+    upper: str | os.PathLike[str],
+    *,
+    lower: str | os.PathLike[str] | None = None,
+    compression: Compression = "gzip",
+) -> DiffStats:
+    """Write the layer of a snapshot's changes into ``out`` (an ingest writer, or a file
+    descriptor, left open), as containerd's diff writer does.
+
+    Without ``lower``, ``upper`` is an overlay upper directory: its entries are the changes,
+    0:0 character devices deleted names and ``trusted.overlay.opaque=y`` directories opaque.
+    With ``lower``, tree ``upper`` is compared with tree ``lower`` (what is gone becomes a
+    whiteout, what is the same is left out). Memory use is bounded whatever the layer's size.
+    """
+    return _core.write_diff(out, upper, lower, compression)
 
 
 def apply_layer(

@@ -13,7 +13,9 @@ mod mount;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::archive::{apply_layer_fd, apply_layer_path, open_in_root, Stats};
+    use super::archive::{
+        apply_layer_fd, apply_layer_path, open_in_root, whiteout_path, write_diff, DiffStats, Stats,
+    };
     #[pymodule_export]
     use super::content::{
         abort_ingest, blob_info, blob_path, create_content_layout, delete_blob, ingest_dir,

@@ -38,7 +38,7 @@ use std::path::Path;
 use super::compression::Compression;
 use super::sys::{self, cstr, errno};
 use super::tarwriter::{EntryType, Header, TarWriter};
-use super::{WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+use super::whiteout_path;
 use crate::digest::{Digest, Sha256};
 use crate::error::{invalid_argument, Error, Result};
 
@@ -351,17 +351,7 @@ impl<W: Write> Differ<W> {
 
     /// Write a whiteout for `path` (or, with `opaque`, the opaque marker in directory `path`).
     fn whiteout(&mut self, path: &[u8], opaque: bool) -> Result<()> {
-        let name = if opaque {
-            join(path, WHITEOUT_OPAQUE)
-        } else {
-            let (parent, base) = match path.iter().rposition(|b| *b == b'/') {
-                Some(i) => (&path[..i], &path[i + 1..]),
-                None => (&b""[..], path),
-            };
-            let mut wh = WHITEOUT_PREFIX.to_vec();
-            wh.extend_from_slice(base);
-            join(parent, &wh)
-        };
+        let name = whiteout_path(path, opaque);
         self.include_parents(&name)?;
         self.write(&Header::new(name, EntryType::File), None)
     }

@@ -576,3 +576,11 @@ fn into_an_ingest_writer() {
     assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+#[test]
+fn whiteout_paths() {
+    assert_eq!(whiteout_path(b"etc/passwd", false), b"etc/.wh.passwd");
+    assert_eq!(whiteout_path(b"top", false), b".wh.top");
+    assert_eq!(whiteout_path(b"a/b", true), b"a/b/.wh..wh..opq");
+    assert_eq!(whiteout_path(b"a", true), b"a/.wh..wh..opq");
+}

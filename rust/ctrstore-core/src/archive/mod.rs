@@ -40,6 +40,25 @@ pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// A layer entry `<dir>/.wh..wh..opq` hides everything the layers below have in `<dir>`.
 pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 
+/// The layer entry that deletes `path` (`dir/.wh.name`), or with `opaque` the one that hides
+/// what the layers below have in directory `path` (`path/.wh..wh..opq`). `path` is relative,
+/// without a trailing `/`.
+pub fn whiteout_path(path: &[u8], opaque: bool) -> Vec<u8> {
+    let (dir, name): (&[u8], Vec<u8>) = if opaque {
+        (path, WHITEOUT_OPAQUE.to_vec())
+    } else {
+        let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        (dir, [WHITEOUT_PREFIX, base].concat())
+    };
+    if dir.is_empty() {
+        return name;
+    }
+    [dir, b"/", &name].concat()
+}
+
 /// What to do with whiteout entries (`.wh.<name>`, `.wh..wh..opq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhiteoutMode {
