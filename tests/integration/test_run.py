@@ -575,10 +575,10 @@ def test_commit_streams_a_large_layer(rt: Client) -> None:
     upper = overlay_upper(rt.snapshotter().mounts(cid))
     assert upper is not None
     size = 300 << 20
-    with open(Path(upper[0]) / "big", "wb") as f:  # sparse, but read back as 300 MiB of bytes
-        f.truncate(size - 4)
-        f.seek(size - 4)
-        f.write(b"end\n")
+    with open(Path(upper[0]) / "big", "wb") as out:  # sparse, but read back as 300 MiB of bytes
+        out.truncate(size - 4)
+        out.seek(size - 4)
+        out.write(b"end\n")
     code = (
         "import resource, sys\n"
         "from ctrstore import Client\n"

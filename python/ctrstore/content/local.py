@@ -74,9 +74,14 @@ class LocalStore:
                 yield _status(e.status)
 
     def list_ingests(self) -> list[_core.IngestEntry]:
-        """Every directory under ``ingest/``, readable or not, and whether a writer holds it
-        (for gc and check, which remove what no record names)."""
-        return _core.list_ingests(self.root)
+        """Every directory under ``ingest/``, readable or not (for gc and check, which remove
+        what no record names). No lock is probed: see :meth:`ingest_held`."""
+        return _core.list_ingests(self.root, probe_locks=False)
+
+    def ingest_held(self, entry: _core.IngestEntry) -> bool:
+        """Whether a writer holds a listed ingest right now (the probe takes its lock for a
+        moment, so only ingests about to be reported as garbage are probed)."""
+        return _core.ingest_in_use(entry.path)
 
     def remove_ingest(self, entry: _core.IngestEntry) -> bool:
         """Remove a listed ingest directory unless a writer holds it (then False)."""

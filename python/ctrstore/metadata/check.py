@@ -314,10 +314,13 @@ def _check_ingests(cur: sqlite3.Cursor, content: LocalStore, report: CheckReport
             report.add("ingests", f"ingest {ns}/{ref} has no ingest directory", "drop its record", repair)
     for e in entries:
         ref = e.reference or ""
-        if ref in backend_refs or e.in_use:
+        if ref in backend_refs:
             continue
-        if repair and not content.remove_ingest(e):
-            continue  # a writer took it meanwhile
+        if repair:
+            if not content.remove_ingest(e):
+                continue  # a writer holds it
+        elif content.ingest_held(e):
+            continue
         what = f"ingest {ref!r}" if ref else f"ingest directory {e.name} (no ref file)"
         report.add("ingests", f"{what} is recorded in no namespace", "remove it", repair)
 

@@ -338,7 +338,11 @@ def _sweep_blobs(content: LocalStore, keep: Iterable[str], result: GCResult, dry
 def _sweep_ingests(content: LocalStore, keep_refs: set[str], result: GCResult, dry_run: bool) -> None:
     for entry in content.list_ingests():
         ref = entry.reference or ""
-        if ref in keep_refs or entry.in_use:
+        if ref in keep_refs:
             continue
-        if dry_run or content.remove_ingest(entry):  # (False: a writer took it meanwhile)
-            result.ingests.append(ref or entry.name)
+        if dry_run:
+            if content.ingest_held(entry):
+                continue
+        elif not content.remove_ingest(entry):
+            continue  # a writer holds it
+        result.ingests.append(ref or entry.name)
