@@ -206,7 +206,9 @@ pub fn write_diff(
         None => DiffSource::OverlayUpper(&upper),
     };
     let stats = if let Ok(w) = out.cast::<crate::content::IngestWriter>() {
-        let mut w = w.borrow_mut();
+        let mut w = w.try_borrow_mut().map_err(|_| {
+            crate::errors::Unavailable::new_err("the ingest writer is in use by another thread")
+        })?;
         let w = w.core_mut()?;
         py.detach(|| core_write_diff(source, &mut *w, compression).map(|(s, _)| s))
     } else {
