@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ctrstore.archive import DiffStats
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists, NotFound
+from ctrstore.errdefs import AlreadyExists, CtrstoreError
 from ctrstore.images import gc_child_labels, manifest_for, read_json
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, store_blob
@@ -130,7 +130,7 @@ def _write_layer(
     except BaseException:
         try:
             content.abort(ref)
-        except NotFound:
-            pass
+        except CtrstoreError:
+            pass  # (gone already, or not removable now: gc takes it; the first error is the one)
         raise
     return stats
