@@ -6,30 +6,46 @@ the GIL released.
 
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import final
 
 __all__ = [
+    "ApplyStats",
+    "BlobInfo",
+    "DiffStats",
     "Digester",
+    "IngestEntry",
+    "IngestStatus",
     "apply_layer_fd",
     "apply_layer_path",
     "IngestWriter",
     "MountInfo",
     "__version__",
     "abort_ingest",
+    "blob_info",
     "blob_path",
+    "create_content_layout",
+    "delete_blob",
     "errno_kind",
     "errno_kinds",
     "ingest_dir",
     "ingest_in_use",
+    "ingest_status",
+    "list_ingests",
     "mount",
     "mountinfo",
+    "open_in_root",
     "parse_digest",
+    "remove_ingest",
     "sha256_bytes",
     "sha256_file",
     "unmount",
     "unmount_all",
+    "walk_blobs",
+    "whiteout_path",
+    "write_diff",
 ]
 
 __version__: str
@@ -109,6 +125,76 @@ def ingest_in_use(path: str | os.PathLike[str]) -> bool: ...
 def ingest_dir(root: str | os.PathLike[str], reference: str) -> Path: ...
 def blob_path(root: str | os.PathLike[str], digest: str) -> Path: ...
 
+# the store's files, read and removed only here (rust/ctrstore-core/src/content.rs)
+
+def create_content_layout(root: str | os.PathLike[str]) -> None:
+    """Make ``blobs/sha256/`` and ``ingest/`` under a content store root if missing."""
+
+@final
+class BlobInfo:
+    """A committed blob: digest, size, and when it was committed (the file's mtime, UTC)."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def modified(self) -> datetime: ...
+
+def blob_info(root: str | os.PathLike[str], digest: str) -> BlobInfo:
+    """NotFound if the store does not hold the blob."""
+
+def walk_blobs(root: str | os.PathLike[str]) -> list[BlobInfo]:
+    """Every blob under ``blobs/sha256/``, by digest (other names are passed over)."""
+
+def delete_blob(root: str | os.PathLike[str], digest: str) -> None:
+    """Remove the blob's file; NotFound if there is none."""
+
+@final
+class IngestStatus:
+    """What an ingest directory's files say: ref, bytes so far, expected size, started, and
+    last updated (the later of ``updatedat`` and the data's mtime); times in UTC."""
+
+    @property
+    def reference(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def total(self) -> int | None: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+@final
+class IngestEntry:
+    """One directory (or stray file) under ``ingest/``."""
+
+    @property
+    def name(self) -> str:
+        """The directory's name: what ``remove_ingest`` takes."""
+    @property
+    def path(self) -> Path: ...
+    @property
+    def reference(self) -> str | None:
+        """Its ``ref`` file's text; None if it has none."""
+    @property
+    def status(self) -> IngestStatus | None:
+        """None unless ``ref``, ``data`` and a readable ``startedat`` are all there."""
+    @property
+    def in_use(self) -> bool | None:
+        """Whether a writer holds it; None if the locks were not probed."""
+
+def ingest_status(root: str | os.PathLike[str], reference: str) -> IngestStatus:
+    """NotFound if there is no (readable) ingest for the ref."""
+
+def list_ingests(root: str | os.PathLike[str], probe_locks: bool = True) -> list[IngestEntry]:
+    """Everything under ``ingest/``, by name. Probing takes each lock for a moment (a writer
+    opening it right then gets Unavailable and retries): leave it off for user listings."""
+
+def remove_ingest(root: str | os.PathLike[str], name: str) -> bool:
+    """Remove ``ingest/<name>`` unless a writer holds it: True if it is gone, False if held."""
+
 # mounts (rust/ctrstore-py/src/mount.rs); every call runs without the GIL
 
 @final
@@ -155,6 +241,25 @@ def unmount_all(target: str | os.PathLike[str], lazy: bool = False) -> None:
 def mountinfo() -> list[MountInfo]:
     """This process's mounts, parents first."""
 
+# layers (rust/ctrstore-py/src/archive.rs)
+
+@final
+class ApplyStats:
+    """What applying a layer saw."""
+
+    @property
+    def diff_id(self) -> str:
+        """sha256 of the whole uncompressed stream."""
+    @property
+    def compression(self) -> str:
+        """``"gzip"``, ``"zstd"`` or ``"none"``."""
+    @property
+    def compressed_bytes(self) -> int: ...
+    @property
+    def uncompressed_bytes(self) -> int: ...
+    @property
+    def entries(self) -> int: ...
+
 def apply_layer_fd(
     target: str | os.PathLike[str],
     fd: int,
@@ -162,9 +267,8 @@ def apply_layer_fd(
     parents: list[str] = ...,
     no_same_owner: bool = False,
     userxattr: bool = False,
-) -> tuple[str, str, int, int, int]:
-    """Apply the layer read from ``fd`` onto ``target``: ``(diff_id, compression,
-    compressed_bytes, uncompressed_bytes, entries)``."""
+) -> ApplyStats:
+    """Apply the layer read from ``fd`` (left open) onto ``target``."""
 
 def apply_layer_path(
     target: str | os.PathLike[str],
@@ -173,4 +277,45 @@ def apply_layer_path(
     parents: list[str] = ...,
     no_same_owner: bool = False,
     userxattr: bool = False,
-) -> tuple[str, str, int, int, int]: ...
+) -> ApplyStats: ...
+def open_in_root(root: str | os.PathLike[str], path: str | os.PathLike[str], flags: int = ...) -> int:
+    """Open ``path`` inside ``root`` as if ``root`` were ``/`` (symlinks followed inside it,
+    every component opened with ``O_NOFOLLOW``). Returns a new descriptor the caller closes.
+    The error's ``errno`` says why it failed: ENOENT, ENOTDIR, ELOOP (too many symlinks, or
+    one swapped in meanwhile)."""
+
+@final
+class DiffStats:
+    """What writing a layer produced."""
+
+    @property
+    def digest(self) -> str:
+        """sha256 of what was written (the compressed layer): its descriptor's digest."""
+    @property
+    def size(self) -> int:
+        """Bytes written."""
+    @property
+    def diff_id(self) -> str:
+        """sha256 of the uncompressed tar."""
+    @property
+    def uncompressed_bytes(self) -> int: ...
+    @property
+    def compression(self) -> str:
+        """``"gzip"``, ``"zstd"`` or ``"none"``."""
+    @property
+    def entries(self) -> int: ...
+
+def write_diff(
+    out: IngestWriter | int,
+    upper: str | os.PathLike[str],
+    lower: str | os.PathLike[str] | None = None,
+    compression: str = "gzip",
+) -> DiffStats:
+    """Write the layer of a snapshot's changes into ``out`` (an ``IngestWriter``, or a file
+    descriptor left open): with ``lower``, tree ``upper`` compared with it; without, the overlay
+    upper dir ``upper`` (0:0 character devices are whiteouts, opaque xattrs opaque dirs).
+    Compressed and hashed (digest and diffID) in one streaming pass, without the GIL."""
+
+def whiteout_path(path: str, opaque: bool = False) -> str:
+    """The layer entry that deletes ``path`` (``dir/.wh.name``), or with ``opaque`` the one that
+    makes directory ``path`` opaque (``path/.wh..wh..opq``)."""

@@ -1,7 +1,9 @@
-"""Layer application: a layer tar (gzip, zstd or plain, told apart by magic bytes) applied onto
-a directory, with whiteouts, and its diffID (sha256 of the whole uncompressed stream)
-computed in the same pass. The work is the Rust core's (``ctrstore-core::archive``) and runs
-without the GIL.
+"""Layers, both ways. Application: a layer tar (gzip, zstd or plain, told apart by magic bytes)
+applied onto a directory, with whiteouts, and its diffID (sha256 of the whole uncompressed
+stream) computed in the same pass. Writing (``write_diff``): a snapshot's changes as a layer,
+compressed and hashed in one streaming pass. The work is the Rust core's
+(``ctrstore-core::archive``, also the one owner of the whiteout encoding) and runs without the
+GIL.
 
 ``whiteouts="overlay"`` writes overlayfs whiteouts (a 0:0 character device, the
 ``trusted.overlay.opaque`` xattr) into an overlay upper dir; ``"delete"`` removes what the
@@ -15,23 +17,33 @@ import io
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from ctrstore import _core
+from ctrstore._core import ApplyStats, DiffStats, whiteout_path
 
-__all__ = ["ApplyStats", "apply_layer"]
+__all__ = ["ApplyStats", "DiffStats", "apply_layer", "whiteout_path", "write_diff"]
 
 Whiteouts = Literal["overlay", "delete"]
+Compression = Literal["gzip", "zstd", "none"]
 
 
-@dataclass(frozen=True)
-class ApplyStats:
-    diff_id: str
-    compression: str
-    compressed_bytes: int
-    uncompressed_bytes: int
-    entries: int
+def write_diff(
+    out: _core.IngestWriter | int,
+    upper: str | os.PathLike[str],
+    *,
+    lower: str | os.PathLike[str] | None = None,
+    compression: Compression = "gzip",
+) -> DiffStats:
+    """Write the layer of a snapshot's changes into ``out`` (an ingest writer, or a file
+    descriptor, left open), as containerd's diff writer does.
+
+    Without ``lower``, ``upper`` is an overlay upper directory: its entries are the changes,
+    0:0 character devices deleted names and ``trusted.overlay.opaque=y`` directories opaque.
+    With ``lower``, tree ``upper`` is compared with tree ``lower`` (what is gone becomes a
+    whiteout, what is the same is left out). Memory use is bounded whatever the layer's size.
+    """
+    return _core.write_diff(out, upper, lower, compression)
 
 
 def apply_layer(
@@ -50,9 +62,9 @@ def apply_layer(
     """
     opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
     if isinstance(layer, str | os.PathLike):
-        return ApplyStats(*_core.apply_layer_path(target, layer, *opts))
+        return _core.apply_layer_path(target, layer, *opts)
     if isinstance(layer, io.FileIO):
-        return ApplyStats(*_core.apply_layer_fd(target, layer.fileno(), *opts))
+        return _core.apply_layer_fd(target, layer.fileno(), *opts)
     return _apply_through_pipe(target, layer, opts)
 
 
@@ -76,7 +88,7 @@ def _apply_through_pipe(
     t = threading.Thread(target=feed, name="ctrstore-layer-feed", daemon=True)
     t.start()
     try:
-        stats = ApplyStats(*_core.apply_layer_fd(target, r, *opts))
+        stats = _core.apply_layer_fd(target, r, *opts)
     finally:
         os.close(r)
         t.join()

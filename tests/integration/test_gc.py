@@ -85,6 +85,25 @@ def test_gc_removes_stale_ingests_only(client: Client) -> None:
     w.close()
 
 
+def test_gc_skips_ingests_a_writer_holds(client: Client) -> None:
+    """An ingest no record names is garbage unless a writer holds it; a directory under
+    ``ingest/`` that is no ingest at all (no ref file) is garbage too, named by its name."""
+    backend = client.content.backend
+    held = backend.writer("default/held")
+    held.write(b"x")
+    bare = backend.ingest_path("default/held").parent / "not-an-ingest"
+    bare.mkdir()
+    assert client.gc(dry_run=True).ingests == ["not-an-ingest"]
+    assert bare.exists()
+    assert client.gc().ingests == ["not-an-ingest"]
+    assert not bare.exists()
+    assert backend.status("default/held").offset == 1
+    held.close()
+    assert client.gc(dry_run=True).ingests == ["default/held"]
+    assert client.gc().ingests == ["default/held"]
+    assert [st.ref for st in backend.list_statuses()] == []
+
+
 def test_flat_lease_does_not_follow_labels(client: Client) -> None:
     child = client.content.ingest("child", b"child")
     lease = client.leases.create("flat", labels={"containerd.io/gc.flat": "1"})

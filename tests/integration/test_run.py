@@ -20,6 +20,9 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -29,6 +32,8 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.cli._run_flags import parse_volume
+from ctrstore.content import Descriptor
+from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
@@ -38,6 +43,7 @@ from ctrstore.errdefs import (
     NotFound,
     Unavailable,
 )
+from ctrstore.images import manifest_for, read_json
 from ctrstore.images.samples import busybox_image
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
@@ -530,6 +536,76 @@ def test_commit_running_container(rt: Client, capfd: pytest.CaptureFixture[str])
         0,
         "live\n",
     )
+
+
+def test_commit_native_snapshotter(rt: Client, capfd: pytest.CaptureFixture[str]) -> None:
+    """On a snapshotter without an upper dir (native), commit compares the container's tree
+    with its parent's: the new layer holds the changes only (deletions as whiteouts, a second
+    name of a new file as a hard link), and the committed image has them."""
+    mgr = rt.containers
+    cid = new_id()
+    script = (
+        "echo new > /root/new.txt; ln /root/new.txt /root/hard; rm /data/hello.txt;"
+        "echo kept > /data/kept.txt; rm -rf /etc; mkdir /etc; echo fresh > /etc/only"
+    )
+    mgr.create(cid, IMAGE, SpecOptions(args=["sh", "-c", script]), snapshotter="native")
+    assert mgr.run_attached(cid) == 0
+    img = commit_container(rt, cid, "localhost/native-commit:1")
+    mgr.delete(cid)
+    _, manifest = manifest_for(rt.content, img.target)
+    layer = manifest["layers"][-1]
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    with rt.content.open(layer["digest"]) as f, tarfile.open(fileobj=f, mode="r:gz") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    assert {"root/new.txt", "root/hard", "data/.wh.hello.txt", "data/kept.txt", "etc/only"} <= set(members)
+    assert "bin/busybox" not in members  # unchanged
+    assert members["root/new.txt"].islnk() and members["root/new.txt"].linkname == "root/hard"
+    check = "cat /root/new.txt /root/hard; ls /data; ls /etc; cat /etc/only"
+    status, out = run_attached(rt, capfd, SpecOptions(args=["sh", "-c", check]), "localhost/native-commit:1")
+    assert (status, out) == (0, "new\nnew\nkept.txt\nonly\nfresh\n")
+
+
+def test_commit_streams_a_large_layer(rt: Client) -> None:
+    """commit streams the layer into the content store: a 300 MiB file in the container does
+    not make the committing process hold it (its peak RSS, measured in a subprocess, stays far
+    below the file's size), and the layer has the whole file."""
+    mgr = rt.containers
+    cid = new_id()
+    mgr.create(cid, IMAGE, SpecOptions(args=["true"]))
+    upper = overlay_upper(rt.snapshotter().mounts(cid))
+    assert upper is not None
+    size = 300 << 20
+    with open(Path(upper[0]) / "big", "wb") as out:  # sparse, but read back as 300 MiB of bytes
+        out.truncate(size - 4)
+        out.seek(size - 4)
+        out.write(b"end\n")
+    code = (
+        "import sys\n"
+        "from ctrstore import Client\n"
+        "from ctrstore.runtime.commit import commit_container\n"
+        "c = Client(root=sys.argv[1], state=sys.argv[2])\n"
+        "commit_container(c, sys.argv[3], 'localhost/big:1')\n"
+        # VmHWM is this process image's own peak: ru_maxrss carries the peak of the process
+        # that forked us across exec (pytest's, which grows with the tests run before).
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(rt.root), str(rt.state), cid],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    peak = int(r.stdout.split()[-1]) << 10  # VmHWM is in KiB
+    assert peak < 100 << 20, f"committing a {size >> 20} MiB file peaked at {peak >> 20} MiB"
+    _, manifest = manifest_for(rt.content, rt.images.get("localhost/big:1").target)
+    layer = manifest["layers"][-1]
+    labels = rt.content.info(layer["digest"]).labels
+    with rt.content.open(layer["digest"]) as f, tarfile.open(fileobj=f, mode="r|gz") as tf:
+        sizes = {m.name: m.size for m in tf}
+    assert sizes["big"] == size
+    config = read_json(rt.content, Descriptor.from_json(manifest["config"]))
+    assert config["rootfs"]["diff_ids"][-1] == labels["containerd.io/uncompressed"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ each kind of inconsistency."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
+from ctrstore.diff import overlay_upper
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
+from ctrstore.images.samples import busybox_image
 from ctrstore.metadata.leases import OWNER_LABEL
+from ctrstore.oci import SpecOptions
 
 pytestmark = pytest.mark.root
 
@@ -93,6 +97,31 @@ def test_full_disk_is_one_line_and_the_next_gc_returns_the_space(small_fs: Path,
     assert free_bytes(small_fs) >= before - (256 << 10), (before, free_bytes(small_fs))
     r = run(small_fs, "check")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)")
+def test_commit_on_a_full_disk_is_one_line_and_leaves_no_ingest(small_fs: Path) -> None:
+    """commit streams its layer into an ingest: when the disk fills up meanwhile, the CLI says
+    so in one line, and the half-written layer is not left behind (its ingest is aborted)."""
+    c = Client(root=small_fs / "root", state=small_fs / "state")
+    cid = "full-disk-commit"
+    try:
+        busybox_image(c.content, c.images, "localhost/busybox:latest")
+        c.containers.create(cid, "localhost/busybox:latest", SpecOptions(args=["true"]))
+        upper = overlay_upper(c.snapshotter().mounts(cid))
+        assert upper is not None
+        # Room for the file once, not for its (incompressible) layer as well.
+        (Path(upper[0]) / "noise").write_bytes(os.urandom(free_bytes(small_fs) * 2 // 3))
+        line = one_line_failure(run(small_fs, "commit", cid, "localhost/full:1"))
+        assert line.startswith("ctrstore: no space left on device while writing "), line
+        assert c.content.list_statuses() == []
+        assert "localhost/full:1" not in run(small_fs, "images", "ls", "-q").stdout
+        r = run(small_fs, "check")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        with contextlib.suppress(Exception):
+            c.containers.delete(cid, force=True)
+        c.close()
 
 
 def test_completely_full_disk_still_opens_and_gc_works(small_fs: Path) -> None:

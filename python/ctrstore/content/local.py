@@ -1,35 +1,36 @@
 """The local content store: ``blobs/sha256/<hex>`` and ``ingest/<sha256(ref)>/``.
 
-This is the layer that owns files on disk; it knows nothing of namespaces or labels. Writing
-and verifying bytes happens in the Rust core (``ctrstore._core.IngestWriter``): resumable,
-locked across processes, committed with fsync and an atomic rename.
+This is the layer that owns files on disk; it knows nothing of namespaces or labels. Every file
+of the layout is the Rust core's (``ctrstore._core``): writing and verifying bytes
+(``IngestWriter``: resumable, locked across processes, committed with fsync and an atomic
+rename), reading an ingest's status files, listing and removing ingest directories, walking and
+deleting blobs. This class turns what it returns into the ``ctrstore.content`` types.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from ctrstore import _core
-from ctrstore._timeutil import parse_rfc3339
 from ctrstore.content import Info, Status
-from ctrstore.errdefs import NotFound, from_oserror
+from ctrstore.errdefs import NotFound
 
 __all__ = ["LocalStore"]
 
 
-def _mtime(st: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
+def _status(st: _core.IngestStatus) -> Status:
+    return Status(
+        ref=st.reference, offset=st.offset, total=st.total, started_at=st.started_at, updated_at=st.updated_at
+    )
 
 
 class LocalStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        _core.create_content_layout(self.root)
 
     # -- blobs ---------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -39,13 +40,8 @@ class LocalStore:
         return self.blob_path(digest).is_file()
 
     def info(self, digest: str) -> Info:
-        p = self.blob_path(digest)
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            raise NotFound(f"content {digest} not found") from None
-        t = _mtime(st)
-        return Info(digest=digest, size=st.st_size, created_at=t, updated_at=t)
+        b = _core.blob_info(self.root, digest)
+        return Info(digest=b.digest, size=b.size, created_at=b.modified, updated_at=b.modified)
 
     def open(self, digest: str) -> BinaryIO:
         try:
@@ -54,26 +50,12 @@ class LocalStore:
             raise NotFound(f"content {digest} not found") from None
 
     def walk(self) -> Iterator[Info]:
-        base = self.root / "blobs" / "sha256"
-        try:
-            entries = list(os.scandir(base))
-        except FileNotFoundError:
-            return
-        for e in sorted(entries, key=lambda e: e.name):
-            if len(e.name) != 64 or not e.is_file(follow_symlinks=False):
-                continue
-            st = e.stat(follow_symlinks=False)
-            t = _mtime(st)
-            yield Info(digest=f"sha256:{e.name}", size=st.st_size, created_at=t, updated_at=t)
+        for b in _core.walk_blobs(self.root):
+            yield Info(digest=b.digest, size=b.size, created_at=b.modified, updated_at=b.modified)
 
     def delete(self, digest: str) -> None:
-        p = self.blob_path(digest)
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            raise NotFound(f"content {digest} not found") from None
-        except OSError as e:
-            raise from_oserror(e, str(p)) from e
+        """Remove the blob's file (NotFound if there is none)."""
+        _core.delete_blob(self.root, digest)
 
     # -- ingests -------------------------------------------------------------------------
     def writer(self, ref: str, total: int | None = None, expected: str | None = None) -> _core.IngestWriter:
@@ -83,43 +65,30 @@ class LocalStore:
         return _core.ingest_dir(self.root, ref)
 
     def status(self, ref: str) -> Status:
-        st = self._status_of(self.ingest_path(ref))
-        if st is None or st.ref != ref:
-            raise NotFound(f"no active ingest for ref {ref!r}")
-        return st
+        return _status(_core.ingest_status(self.root, ref))
 
     def list_statuses(self) -> Iterator[Status]:
-        base = self.root / "ingest"
-        if not base.is_dir():
-            return
-        for d in sorted(base.iterdir()):
-            st = self._status_of(d)
-            if st is not None:
-                yield st
+        """Every readable ingest (a user's listing: no writer's lock is probed)."""
+        for e in _core.list_ingests(self.root, probe_locks=False):
+            if e.status is not None:
+                yield _status(e.status)
+
+    def list_ingests(self) -> list[_core.IngestEntry]:
+        """Every directory under ``ingest/``, readable or not (for gc and check, which remove
+        what no record names). No lock is probed: see :meth:`ingest_held`."""
+        return _core.list_ingests(self.root, probe_locks=False)
+
+    def ingest_held(self, entry: _core.IngestEntry) -> bool:
+        """Whether a writer holds a listed ingest right now (the probe takes its lock for a
+        moment, so only ingests about to be reported as garbage are probed)."""
+        return _core.ingest_in_use(entry.path)
+
+    def remove_ingest(self, entry: _core.IngestEntry) -> bool:
+        """Remove a listed ingest directory unless a writer holds it (then False)."""
+        return _core.remove_ingest(self.root, entry.name)
 
     def abort(self, ref: str) -> None:
         _core.abort_ingest(self.root, ref)
 
     def in_use(self, ref: str) -> bool:
         return _core.ingest_in_use(self.ingest_path(ref))
-
-    @staticmethod
-    def _status_of(d: Path) -> Status | None:
-        """Read an ingest dir's files; None if it is not (or no longer) a readable ingest."""
-        try:
-            ref = (d / "ref").read_text()
-            data = (d / "data").stat()
-            started = parse_rfc3339((d / "startedat").read_text())
-        except (FileNotFoundError, NotADirectoryError, ValueError):
-            return None
-        updated = _mtime(data)
-        try:
-            updated = max(updated, parse_rfc3339((d / "updatedat").read_text()))
-        except (FileNotFoundError, ValueError):
-            pass
-        total: int | None = None
-        try:
-            total = int((d / "total").read_text())
-        except (FileNotFoundError, ValueError):
-            pass
-        return Status(ref=ref, offset=data.st_size, total=total, started_at=started, updated_at=updated)

@@ -3,7 +3,9 @@ compressed with gzip or zstd, a config, a manifest and an index, stored in the c
 with the gc labels a pulled image would have, and named by an image record.
 
 Used by the tests and the demo to make images locally (nothing is pulled from the internet),
-and by ``commit`` to turn a container's changes into a new image.
+and by ``commit`` to store the new image's config and manifest (its layer is written by the Rust
+diff writer). Whiteout entries are named by the Rust core (``ctrstore.archive.whiteout_path``),
+the one owner of that encoding.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Literal
 
 import zstandard
 
+from ctrstore.archive import whiteout_path
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, InvalidArgument
 from ctrstore.images import gc_child_labels
@@ -88,11 +91,8 @@ def tar_from_entries(entries: Iterable[Entry]) -> bytes:
             path = e.path.strip("/")
             data = e.data
             if e.kind in ("whiteout", "opaque"):
-                head, _, base = path.rpartition("/")
-                name = ".wh..wh..opq" if e.kind == "opaque" else f".wh.{base}"
-                if e.kind == "opaque":
-                    head = path
-                path = f"{head}/{name}" if head else name
+                # The encoding is the Rust core's (the one the applier and diff writer use).
+                path = whiteout_path(path, opaque=e.kind == "opaque")
                 kind, data = "file", b""
             else:
                 kind = e.kind

@@ -46,7 +46,7 @@ from ctrstore import _core
 from ctrstore import labels as labelutil
 from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.content.local import LocalStore
-from ctrstore.errdefs import CtrstoreError, FailedPrecondition
+from ctrstore.errdefs import CtrstoreError, FailedPrecondition, NotFound
 from ctrstore.metadata.content import INGEST_EXPIRY
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp
 from ctrstore.metadata.gc import repair_snapshot_records
@@ -285,44 +285,43 @@ def _check_content(
         if problem:
             if repair:
                 cur.execute("DELETE FROM content WHERE digest=?", (digest,))
-                _unlink(content.blob_path(digest))
+                _unlink(content, digest)
             report.add("content", problem, "remove the blob and its records", repair)
     held = {d for (d,) in cur.execute("SELECT expected FROM ingests WHERE expected IS NOT NULL")}
     held |= {d for (d,) in cur.execute("SELECT id FROM lease_resources WHERE type='content'")}
     for digest in sorted(set(on_disk) - set(records) - held):
         if repair:
-            _unlink(content.blob_path(digest))
+            _unlink(content, digest)
         report.add("content", f"blob {digest} is recorded by no namespace", "remove it (gc would)", repair)
 
 
-def _unlink(p: Path) -> None:
+def _unlink(content: LocalStore, digest: str) -> None:
     try:
-        p.unlink()
-    except FileNotFoundError:
+        content.delete(digest)
+    except NotFound:
         pass
 
 
 def _check_ingests(cur: sqlite3.Cursor, content: LocalStore, report: CheckReport, repair: bool) -> None:
     rows = cur.execute("SELECT namespace, ref, backend_ref FROM ingests").fetchall()
     backend_refs = {br for _, _, br in rows}
+    entries = content.list_ingests()
+    present = {e.path for e in entries}
     for ns, ref, bref in rows:
-        if not content.ingest_path(bref).is_dir():
+        if content.ingest_path(bref) not in present:
             if repair:
                 cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (ns, ref))
             report.add("ingests", f"ingest {ns}/{ref} has no ingest directory", "drop its record", repair)
-    base = content.root / "ingest"
-    if not base.is_dir():
-        return
-    for d in sorted(base.iterdir()):
-        try:
-            ref = (d / "ref").read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            ref = ""
-        if ref in backend_refs or _core.ingest_in_use(d):
+    for e in entries:
+        ref = e.reference or ""
+        if ref in backend_refs:
             continue
         if repair:
-            shutil.rmtree(d, ignore_errors=True)
-        what = f"ingest {ref!r}" if ref else f"ingest directory {d.name} (no ref file)"
+            if not content.remove_ingest(e):
+                continue  # a writer holds it
+        elif content.ingest_held(e):
+            continue
+        what = f"ingest {ref!r}" if ref else f"ingest directory {e.name} (no ref file)"
         report.add("ingests", f"{what} is recorded in no namespace", "remove it", repair)
 
 

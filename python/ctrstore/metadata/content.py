@@ -12,6 +12,7 @@ blobs inside one too, so gc can never see a blob that is committed but not yet r
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import IO, BinaryIO, Literal
 from ctrstore import _core, filters
 from ctrstore import labels as labelutil
 from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
+from ctrstore.archive import Compression, DiffStats, write_diff
 from ctrstore.content import Info, Status
 from ctrstore.content.local import LocalStore
 from ctrstore.errdefs import (
@@ -502,6 +504,24 @@ class Writer:
             return self._w.write_from_fd(fd, limit)
         except ResourceExhausted:
             self._give_back(self._w)
+            raise
+
+    def write_diff(
+        self,
+        upper: str | os.PathLike[str],
+        *,
+        lower: str | os.PathLike[str] | None = None,
+        compression: Compression = "gzip",
+    ) -> DiffStats:
+        """Write the layer of a snapshot's changes into this ingest, from its start (see
+        ``ctrstore.archive.write_diff``); commit it with the returned size and digest."""
+        w = self._live()
+        if w.offset:
+            w.truncate(0)
+        try:
+            return write_diff(w, upper, lower=lower, compression=compression)
+        except ResourceExhausted:
+            self._give_back(w)
             raise
 
     def _give_back(self, w: _core.IngestWriter) -> None:

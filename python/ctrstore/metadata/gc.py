@@ -29,7 +29,6 @@ not an error.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -37,10 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ctrstore import _core
 from ctrstore import labels as labelutil
 from ctrstore._timeutil import now, parse_rfc3339
 from ctrstore.content.local import LocalStore
+from ctrstore.errdefs import NotFound
 from ctrstore.metadata.db import DB, loads_labels
 from ctrstore.metadata.leases import owner_gone
 
@@ -330,20 +329,20 @@ def _sweep_blobs(content: LocalStore, keep: Iterable[str], result: GCResult, dry
         if info.digest not in keep:
             result.blobs.append(info.digest)
             if not dry_run:
-                content.blob_path(info.digest).unlink(missing_ok=True)
+                try:
+                    content.delete(info.digest)
+                except NotFound:
+                    pass
 
 
 def _sweep_ingests(content: LocalStore, keep_refs: set[str], result: GCResult, dry_run: bool) -> None:
-    base = content.root / "ingest"
-    if not base.is_dir():
-        return
-    for d in sorted(base.iterdir()):
-        try:
-            ref = (d / "ref").read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            ref = ""
-        if ref in keep_refs or _core.ingest_in_use(d):
+    for entry in content.list_ingests():
+        ref = entry.reference or ""
+        if ref in keep_refs:
             continue
-        result.ingests.append(ref or d.name)
-        if not dry_run:
-            shutil.rmtree(d, ignore_errors=True)
+        if dry_run:
+            if content.ingest_held(entry):
+                continue
+        elif not content.remove_ingest(entry):
+            continue  # a writer holds it
+        result.ingests.append(ref or entry.name)

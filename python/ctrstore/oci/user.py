@@ -1,6 +1,7 @@
 """The container's user: containerd's ``WithUser`` + ``WithAdditionalGIDs``, resolved in the
-image's own ``/etc/passwd`` and ``/etc/group`` without ever leaving its rootfs (symlinks are
-resolved inside it, files opened one component at a time with ``O_NOFOLLOW``)."""
+image's own ``/etc/passwd`` and ``/etc/group`` without ever leaving its rootfs (the Rust core's
+root-confined open: symlinks are resolved inside it, files opened one component at a time with
+``O_NOFOLLOW``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctrstore.errdefs import InvalidArgument, NotFound, from_oserror
+from ctrstore import _core
+from ctrstore.errdefs import InvalidArgument, NotFound
 
 MAX_ID = 2**31 - 1
 """The largest uid/gid accepted: runc requires ids <= MaxInt32, and containerd follows it."""
 
-_SYMLOOP_MAX = 40
 _MAX_USER_FILE = 10 << 20
 _NUMERIC = re.compile(r"^[+-]?[0-9]+$")
 
@@ -50,98 +51,46 @@ class _Group:
     members: tuple[str, ...]
 
 
-def _resolve_in_root(root: str, name: str) -> str | None:
-    """``name`` resolved inside ``root`` as if ``root`` were ``/`` (containerd's
-    ``resolveInRootFS``): symlinks are followed, an absolute target restarts at ``root`` and
-    ``..`` stops at it, so nothing outside ``root`` is ever reached. The result has no
-    symlinks in it; None if a component does not exist (or is not a directory)."""
-    pending = [p for p in name.split("/") if p]
-    parts: list[str] = []
-    followed = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-        full = os.path.join(root, *parts)
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            raise from_oserror(e, f"/{'/'.join(parts)} in the container's rootfs") from None
-        if stat.S_ISLNK(st.st_mode):
-            followed += 1
-            if followed > _SYMLOOP_MAX:
-                raise InvalidArgument(f"/{name} in the container's rootfs: too many levels of symbolic links")
-            target = os.readlink(full)
-            if target.startswith("/"):
-                parts.clear()
-            else:
-                parts.pop()
-            pending[:0] = [p for p in target.split("/") if p]
-        elif pending and not stat.S_ISDIR(st.st_mode):
-            return None
-    return "/".join(parts)
+def _open_root_file(rootfs: Path, name: str) -> int | None:
+    """A descriptor for ``/<name>`` inside ``rootfs``, or None if there is no such file. The
+    Rust core resolves it (``_core.open_in_root``, containerd's ``resolveInRootFS``): symlinks
+    are followed inside the rootfs, an absolute target restarting at it and ``..`` stopping at
+    it, and every component is opened with ``O_NOFOLLOW``, so nothing outside is ever reached
+    and a symlink swapped in meanwhile fails instead of escaping."""
+    what = f"/{name} in the container's rootfs"
+    try:
+        return _core.open_in_root(rootfs, name, os.O_RDONLY | os.O_NONBLOCK)
+    except (NotFound, InvalidArgument) as e:
+        if not rootfs.is_dir():
+            raise NotFound(f"the container's rootfs {rootfs} does not exist") from None
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None  # a component is missing, or is not a directory
+        if e.errno == errno.ELOOP:
+            raise InvalidArgument(f"{what}: too many levels of symbolic links") from None
+        raise
 
 
 def _read_root_file(rootfs: Path, name: str) -> str | None:
-    """The text of ``/<name>`` inside ``rootfs``, or None if there is none. The path is resolved
-    inside the rootfs (see :func:`_resolve_in_root`) and opened one component at a time with
-    ``O_NOFOLLOW``, so a symlink swapped in meanwhile fails instead of escaping. Only a
-    regular file of at most 10 MiB is read."""
-    root = os.fspath(rootfs)
+    """The text of ``/<name>`` inside ``rootfs`` (see :func:`_open_root_file`), or None if
+    there is none. Only a regular file of at most 10 MiB is read."""
     what = f"/{name} in the container's rootfs"
+    fd = _open_root_file(rootfs, name)
+    if fd is None:
+        return None
     try:
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFound(f"the container's rootfs {root} does not exist") from None
-    except OSError as e:
-        raise from_oserror(e, f"the container's rootfs {root}") from None
-    try:
-        rel = _resolve_in_root(root, name)
-        if rel is None:
-            return None
-        if not rel:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InvalidArgument(f"{what} is not a regular file")
-        comps = rel.split("/")
-        dir_fd = root_fd
-        try:
-            for comp in comps[:-1]:
-                nfd = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-                if dir_fd != root_fd:
-                    os.close(dir_fd)
-                dir_fd = nfd
-            fd = os.open(comps[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise InvalidArgument(f"{what}: changed while being resolved") from None
-            raise from_oserror(e, what) from None
-        finally:
-            if dir_fd != root_fd:
-                os.close(dir_fd)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"{what} is not a regular file")
-            chunks: list[bytes] = []
-            size = 0
-            while size <= _MAX_USER_FILE and (chunk := os.read(fd, 1 << 20)):
-                chunks.append(chunk)
-                size += len(chunk)
-            data = b"".join(chunks)
-        finally:
-            os.close(fd)
-        if len(data) > _MAX_USER_FILE:
-            raise InvalidArgument(f"{what} is larger than {_MAX_USER_FILE} bytes")
-        return data.decode("utf-8", errors="replace")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _MAX_USER_FILE and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
     finally:
-        os.close(root_fd)
+        os.close(fd)
+    if len(data) > _MAX_USER_FILE:
+        raise InvalidArgument(f"{what} is larger than {_MAX_USER_FILE} bytes")
+    return data.decode("utf-8", errors="replace")
 
 
 def _id_in_range(text: str) -> int | None:

@@ -1,27 +1,26 @@
 """``commit``: a container's changes become a new layer, and a new image on top of its own.
 
-On overlay the container snapshot's upper dir *is* the change set: overlay whiteouts (0:0
-character devices) become ``.wh.<name>`` entries and opaque directories (the
-``trusted.overlay.opaque`` xattr) ``.wh..wh..opq``, as containerd's diff writer does. On other
-snapshotters the container's tree is compared with its parent's, entry by entry.
+The layer is written by the Rust core's diff writer (``ctrstore.archive.write_diff``, as
+containerd's walking differ): on overlay the container snapshot's upper dir *is* the change set
+(its 0:0 character devices become ``.wh.<name>`` entries, its opaque directories
+``.wh..wh..opq``); on other snapshotters the container's tree is compared with its parent's
+through temporary mounts. Either way the layer streams — compressed and hashed (digest and
+diffID) in one pass, without the GIL — straight into a content-store ingest, whatever its size.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import stat
-import tarfile
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ctrstore.archive import DiffStats
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists
+from ctrstore.errdefs import AlreadyExists, CtrstoreError
 from ctrstore.images import gc_child_labels, manifest_for, read_config
 from ctrstore.images import mediatypes as mt
-from ctrstore.images.build import canonical_json, compress, store_blob
+from ctrstore.images.build import canonical_json, store_blob
 from ctrstore.metadata.images import Image, validate_name
 from ctrstore.mount import temp_mount
 
@@ -30,115 +29,14 @@ if TYPE_CHECKING:
     from ctrstore.metadata import ContentStore, ImageStore, SnapshotStore
     from ctrstore.metadata.containers import Container
 
-__all__ = ["commit", "commit_container", "diff_overlay_upper", "diff_trees"]
+__all__ = ["commit", "commit_container"]
 
-_KEEP_XATTRS = ("user.", "security.capability")
-_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
-
-
-def _tarinfo(tf: tarfile.TarFile, path: str, arc: str) -> tarfile.TarInfo:
-    ti = tf.gettarinfo(path, arcname=arc)
-    ti.uname = ti.gname = ""
-    ti.mtime = int(ti.mtime)
-    xattrs = {}
-    try:
-        for name in os.listxattr(path, follow_symlinks=False):
-            if name.startswith(_KEEP_XATTRS):
-                xattrs[f"SCHILY.xattr.{name}"] = os.getxattr(path, name, follow_symlinks=False).decode(
-                    "utf-8", "surrogateescape"
-                )
-    except OSError:
-        pass
-    ti.pax_headers = xattrs
-    return ti
-
-
-def _add(tf: tarfile.TarFile, path: str, arc: str) -> None:
-    ti = _tarinfo(tf, path, arc)
-    if ti.isreg():
-        with open(path, "rb") as f:
-            tf.addfile(ti, f)
-    else:
-        tf.addfile(ti)
-
-
-def _whiteout(tf: tarfile.TarFile, arc: str) -> None:
-    ti = tarfile.TarInfo(arc)
-    ti.mtime = 0
-    tf.addfile(ti, io.BytesIO(b""))
-
-
-def _is_opaque(path: str) -> bool:
-    for name in _OPAQUE:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def diff_overlay_upper(upper: Path) -> bytes:
-    """The layer tar of an overlay upper dir (PAX, names relative, parents first)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for dirpath, dirnames, filenames in os.walk(upper):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, upper)
-            if rel_dir != "." and _is_opaque(dirpath):
-                _whiteout(tf, f"{rel_dir}/.wh..wh..opq")
-            for name in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, name)
-                arc = name if rel_dir == "." else f"{rel_dir}/{name}"
-                st = os.lstat(full)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    head, _, base = arc.rpartition("/")
-                    _whiteout(tf, f"{head}/.wh.{base}" if head else f".wh.{base}")
-                elif stat.S_ISSOCK(st.st_mode):
-                    continue
-                else:
-                    _add(tf, full, arc)
-    return buf.getvalue()
-
-
-def _entries(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, root)
-        for name in sorted(dirnames) + sorted(filenames):
-            arc = name if rel == "." else f"{rel}/{name}"
-            yield arc, os.lstat(os.path.join(dirpath, name))
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
-        return False
-    if stat.S_ISDIR(a.st_mode):
-        return True
-    return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
-
-
-def diff_trees(lower: Path, upper: Path) -> bytes:
-    """The layer tar that turns tree ``lower`` into tree ``upper`` (deletions as whiteouts)."""
-    old = dict(_entries(lower))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        new_paths = set()
-        for arc, st in _entries(upper):
-            new_paths.add(arc)
-            prev = old.get(arc)
-            if prev is not None and _same(prev, st):
-                if stat.S_ISLNK(st.st_mode) and os.readlink(lower / arc) != os.readlink(upper / arc):
-                    _add(tf, str(upper / arc), arc)
-                continue
-            _add(tf, str(upper / arc), arc)
-        gone = sorted(set(old) - new_paths)
-        for arc in gone:
-            if any(arc.startswith(g + "/") for g in gone if g != arc):
-                continue  # inside a deleted directory: the directory's whiteout covers it
-            head, _, base = arc.rpartition("/")
-            _whiteout(tf, f"{head}/.wh.{base}" if head else f".wh.{base}")
-    return buf.getvalue()
+_LAYER_TYPES = {
+    ("gzip", True): mt.OCI_LAYER_GZIP,
+    ("gzip", False): mt.DOCKER_LAYER_GZIP,
+    ("zstd", True): mt.OCI_LAYER_ZSTD,
+    ("zstd", False): mt.DOCKER_LAYER_ZSTD,
+}
 
 
 def commit_container(
@@ -175,32 +73,14 @@ def commit(
     snapshot (read from ``snapshotter``; other snapshotters than overlay compare trees
     through temporary mounts under ``tmp_dir``), written to ``content`` and named in
     ``images``."""
-    sn = snapshotter
-    mounts = sn.mounts(c.snapshot_key)
-    from ctrstore.diff import overlay_upper
-
-    direct = overlay_upper(mounts)
-    if direct is not None:
-        tar = diff_overlay_upper(Path(direct[0]))
-    else:
-        info = sn.stat(c.snapshot_key)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        view = f"commit-{c.id}-{os.getpid()}"
-        try:
-            parent = sn.view(view, info.parent)
-            with temp_mount(parent, tmp_dir) as lower, temp_mount(mounts, tmp_dir) as upper:
-                tar = diff_trees(lower, upper)
-        finally:
-            sn.remove(view)
     base = images.get(c.image)
     mdesc, manifest = manifest_for(content, base.target)
     config_desc = Descriptor.from_json(manifest["config"])
     config = read_config(content, config_desc)
-    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
     oci = mdesc.media_type == mt.OCI_MANIFEST
-    blob, layer_type = compress(tar, compression, oci=oci)
-    layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
-    config["rootfs"]["diff_ids"].append(diff_id)
+    stats = _write_layer(c, snapshotter, content, tmp_dir, compression)
+    layer = Descriptor(_LAYER_TYPES[(compression, oci)], stats.digest, stats.size)
+    config["rootfs"]["diff_ids"].append(stats.diff_id)
     config.setdefault("history", []).append({"created_by": f"ctrstore commit {c.id}"})
     new_config = store_blob(content, canonical_json(config), config_desc.media_type)
     layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
@@ -213,3 +93,45 @@ def commit(
         return images.create(image)
     except AlreadyExists:
         return images.update(image, ["target"])
+
+
+def _write_layer(
+    c: Container,
+    sn: SnapshotStore,
+    content: ContentStore,
+    tmp_dir: Path,
+    compression: Literal["gzip", "zstd"],
+) -> DiffStats:
+    """Write the layer of ``c``'s changes into ``content`` (labelled with its diffID), as
+    containerd's walking differ does: under a new ingest ref, aborted if anything fails."""
+    from ctrstore.diff import overlay_upper
+
+    mounts = sn.mounts(c.snapshot_key)
+    direct = overlay_upper(mounts)
+    ref = f"commit-{c.id}-{uuid.uuid4().hex}"
+    try:
+        with content.writer(ref) as w:
+            if direct is not None:
+                stats = w.write_diff(direct[0], compression=compression)
+            else:
+                info = sn.stat(c.snapshot_key)
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                view = f"commit-{c.id}-{os.getpid()}"
+                try:
+                    parent = sn.view(view, info.parent)
+                    with temp_mount(parent, tmp_dir) as lower, temp_mount(mounts, tmp_dir) as upper:
+                        stats = w.write_diff(upper, lower=lower, compression=compression)
+                finally:
+                    sn.remove(view)
+            labels = {"containerd.io/uncompressed": stats.diff_id}
+            try:
+                w.commit(stats.size, stats.digest, labels)
+            except AlreadyExists:
+                content.set_labels(stats.digest, labels)  # the namespace had this layer already
+    except BaseException:
+        try:
+            content.abort(ref)
+        except CtrstoreError:
+            pass  # (gone already, or not removable now: gc takes it; the first error is the one)
+        raise
+    return stats

@@ -412,6 +412,20 @@ impl IngestWriter {
     }
 }
 
+/// Appending through `io::Write` (for encoders that write into an ingest): an error is the
+/// core [`Error`] wrapped in an `io::Error`, with its kind and file.
+impl Write for IngestWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        IngestWriter::write(self, buf)
+            .map(|()| buf.len())
+            .map_err(io::Error::other)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Remove the ingest for `reference`. NotFound if there is none; Unavailable if a writer
 /// holds it.
 pub fn abort(root: &Path, reference: &str) -> Result<()> {
@@ -432,6 +446,247 @@ pub fn ingest_in_use(dir: &Path) -> Result<bool> {
     // SAFETY: flock on a descriptor we own; closing it releases the probe lock.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     Ok(rc != 0)
+}
+
+/// Make the store's directories (`blobs/sha256/`, `ingest/`) if they are missing.
+pub fn create_layout(root: &Path) -> Result<()> {
+    for dir in [root.join("blobs").join("sha256"), root.join("ingest")] {
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    Ok(())
+}
+
+// -- reading the store: blobs, ingest status, the ingest listing --------------------------------
+
+/// A committed blob as the file system sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+    /// The file's modification time: when it was committed (commit sets it).
+    pub modified: SystemTime,
+}
+
+fn blob_info_of(digest: Digest, m: &fs::Metadata) -> BlobInfo {
+    BlobInfo {
+        digest,
+        size: m.len(),
+        modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    }
+}
+
+/// The blob for `digest`; NotFound if the store does not hold it.
+pub fn blob_info(root: &Path, digest: &Digest) -> Result<BlobInfo> {
+    let p = blob_path(root, digest);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() => Ok(blob_info_of(digest.clone(), &m)),
+        Ok(_) => Err(not_found(format!("content {digest} not found"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(not_found(format!("content {digest} not found")))
+        }
+        Err(e) => Err(Error::io(e, p.display()).with_path(&p)),
+    }
+}
+
+/// Every blob under `blobs/sha256/`, by digest. Names that are not a digest's 64 lowercase hex
+/// digits and anything that is not a regular file are passed over; a blob removed while the
+/// walk runs is simply not listed.
+pub fn walk_blobs(root: &Path) -> Result<Vec<BlobInfo>> {
+    let base = root.join("blobs").join("sha256");
+    let dir = match fs::read_dir(&base) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(e, base.display()).with_path(&base)),
+    };
+    let mut out = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(io_err(&base))?;
+        let name = entry.file_name();
+        let Some(digest) = name
+            .to_str()
+            .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+        else {
+            continue;
+        };
+        match entry.metadata() {
+            Ok(m) if m.is_file() => out.push(blob_info_of(digest, &m)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(e, entry.path().display()).with_path(entry.path())),
+        }
+    }
+    out.sort_by(|a, b| a.digest.hex().cmp(b.digest.hex()));
+    Ok(out)
+}
+
+/// Remove the blob for `digest`; NotFound if there is none. (Callers decide whether anything
+/// still names it: the metadata store, inside its write transaction.)
+pub fn delete_blob(root: &Path, digest: &Digest) -> Result<()> {
+    let p = blob_path(root, digest);
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(not_found(format!("content {digest} not found")))
+        }
+        Err(e) => Err(Error::io(e, p.display()).with_path(&p)),
+    }
+}
+
+/// What an ingest directory's files say about the write in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestStatus {
+    pub reference: String,
+    /// Bytes written so far: the size of `data`.
+    pub offset: u64,
+    /// The expected size, if the writer was told it.
+    pub total: Option<u64>,
+    pub started_at: SystemTime,
+    /// The later of `updatedat` (written on close) and the data's modification time.
+    pub updated_at: SystemTime,
+}
+
+/// One directory under `ingest/`, as [`list_ingests`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestEntry {
+    /// The directory's name (the sha256 of the ref): what [`remove_ingest`] takes.
+    pub name: String,
+    pub path: PathBuf,
+    /// The text of its `ref` file; None if it has none (a writer killed while creating it, or
+    /// not an ingest at all).
+    pub reference: Option<String>,
+    /// None unless `ref`, `data` and a readable `startedat` are all there.
+    pub status: Option<IngestStatus>,
+    /// Whether a writer holds it; None if the listing was asked not to probe the locks.
+    pub in_use: Option<bool>,
+}
+
+/// A file that is not there (or whose directory is not one).
+fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// Read the status files of the ingest directory `dir`; None if it is not (or no longer) a
+/// readable ingest.
+fn read_status(dir: &Path) -> Result<Option<IngestStatus>> {
+    let opt_text = |name: &str| -> Result<Option<String>> {
+        match fs::read_to_string(dir.join(name)) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if gone(&e) || e.kind() == io::ErrorKind::InvalidData => Ok(None),
+            Err(e) => Err(Error::io(e, dir.join(name).display())),
+        }
+    };
+    let Some(reference) = opt_text("ref")? else {
+        return Ok(None);
+    };
+    let data = match fs::metadata(dir.join("data")) {
+        Ok(m) => m,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(Error::io(e, dir.join("data").display())),
+    };
+    let Some(started_at) = opt_text("startedat")?
+        .as_deref()
+        .and_then(crate::timefmt::parse_rfc3339)
+    else {
+        return Ok(None);
+    };
+    let mut updated_at = data.modified().unwrap_or(started_at);
+    if let Some(t) = opt_text("updatedat")?
+        .as_deref()
+        .and_then(crate::timefmt::parse_rfc3339)
+    {
+        updated_at = updated_at.max(t);
+    }
+    let total = opt_text("total")?.and_then(|s| s.trim().parse::<u64>().ok());
+    Ok(Some(IngestStatus {
+        reference,
+        offset: data.len(),
+        total,
+        started_at,
+        updated_at,
+    }))
+}
+
+/// The status of the ingest for `reference`; NotFound if there is none (or it is unreadable).
+pub fn ingest_status(root: &Path, reference: &str) -> Result<IngestStatus> {
+    match read_status(&ingest_dir(root, reference))? {
+        Some(st) if st.reference == reference => Ok(st),
+        _ => Err(not_found(format!("no active ingest for ref {reference:?}"))),
+    }
+}
+
+/// Every directory (or stray file) under `ingest/`, by name. With `probe_locks`, each is
+/// checked for a writer holding it (a probe takes the lock for a moment: a writer opening it
+/// right then gets Unavailable and retries, so listings shown to users leave it off).
+pub fn list_ingests(root: &Path, probe_locks: bool) -> Result<Vec<IngestEntry>> {
+    let base = root.join("ingest");
+    let dir = match fs::read_dir(&base) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(e, base.display()).with_path(&base)),
+    };
+    let mut out = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(io_err(&base))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue; // not a name this store makes (nor removes)
+        };
+        let path = entry.path();
+        let status = read_status(&path)?;
+        let reference = match &status {
+            Some(st) => Some(st.reference.clone()),
+            None => read_opt(&path.join("ref")).unwrap_or(None),
+        };
+        let in_use = if probe_locks {
+            Some(ingest_in_use(&path)?)
+        } else {
+            None
+        };
+        out.push(IngestEntry {
+            name,
+            path,
+            reference,
+            status,
+            in_use,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Remove `ingest/<name>` (a listing entry's name) unless a writer holds it: true if it was
+/// removed (or was already gone), false if a writer holds it. The lock is taken before
+/// anything goes, so a writer that opened it is never removed from under.
+pub fn remove_ingest(root: &Path, name: &str) -> Result<bool> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(invalid_argument(format!(
+            "{name:?} is not the name of an ingest directory"
+        )));
+    }
+    let dir = root.join("ingest").join(name);
+    let meta = match fs::symlink_metadata(&dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(e, dir.display()).with_path(&dir)),
+    };
+    if !meta.is_dir() {
+        return match fs::remove_file(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io(e, dir.display()).with_path(&dir))
+            }
+            _ => Ok(true),
+        };
+    }
+    match lock_dir(&dir, name) {
+        Ok(Some(_lock)) => match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io(e, dir.display()).with_path(&dir))
+            }
+            _ => Ok(true),
+        },
+        Ok(None) => Ok(true),
+        Err(e) if e.kind() == crate::error::ErrorKind::Unavailable => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -606,5 +861,130 @@ mod tests {
             ErrorKind::AlreadyExists
         );
         assert!(!ingest_dir(t.path(), "b").exists());
+    }
+
+    #[test]
+    fn status_listing_and_removal() {
+        let t = store();
+        create_layout(t.path()).unwrap();
+        assert!(list_ingests(t.path(), true).unwrap().is_empty());
+        let mut w = IngestWriter::open(t.path(), "ns/a", Some(10), None).unwrap();
+        w.write(b"abc").unwrap();
+        let st = ingest_status(t.path(), "ns/a").unwrap();
+        assert_eq!(
+            (st.reference.as_str(), st.offset, st.total),
+            ("ns/a", 3, Some(10))
+        );
+        assert!(st.updated_at >= st.started_at);
+        assert_eq!(
+            ingest_status(t.path(), "ns/b").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        // A directory without a ref file (a writer killed as it began), and a stray file.
+        let bare = t.path().join("ingest").join("bare");
+        fs::create_dir(&bare).unwrap();
+        fs::write(t.path().join("ingest").join("stray"), b"x").unwrap();
+
+        let list = list_ingests(t.path(), true).unwrap();
+        let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
+        let a_name = ingest_dir(t.path(), "ns/a")
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut want = vec![a_name.as_str(), "bare", "stray"];
+        want.sort();
+        assert_eq!(names, want);
+        let a = list.iter().find(|e| e.name == a_name).unwrap();
+        assert_eq!(a.reference.as_deref(), Some("ns/a"));
+        assert_eq!(a.status.as_ref().unwrap(), &st);
+        assert_eq!(a.in_use, Some(true));
+        let b = list.iter().find(|e| e.name == "bare").unwrap();
+        assert_eq!((b.reference.as_deref(), b.status.is_none()), (None, true));
+        assert_eq!(b.in_use, Some(false));
+        assert!(list_ingests(t.path(), false)
+            .unwrap()
+            .iter()
+            .all(|e| e.in_use.is_none()));
+
+        // A held ingest is not removed; the others are; removing twice is fine.
+        assert!(!remove_ingest(t.path(), &a_name).unwrap());
+        assert!(remove_ingest(t.path(), "bare").unwrap());
+        assert!(remove_ingest(t.path(), "stray").unwrap());
+        assert!(remove_ingest(t.path(), "stray").unwrap());
+        for bad in ["", ".", "..", "a/b"] {
+            assert_eq!(
+                remove_ingest(t.path(), bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument
+            );
+        }
+        w.close().unwrap();
+        let closed = ingest_status(t.path(), "ns/a").unwrap();
+        assert_eq!(closed.offset, 3);
+        assert!(remove_ingest(t.path(), &a_name).unwrap());
+        assert!(list_ingests(t.path(), true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unreadable_status_is_no_status() {
+        let t = store();
+        let w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+        w.close().unwrap();
+        let dir = ingest_dir(t.path(), "r");
+        fs::write(dir.join("startedat"), "yesterday").unwrap();
+        assert_eq!(
+            ingest_status(t.path(), "r").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let list = list_ingests(t.path(), false).unwrap();
+        assert_eq!(list[0].reference.as_deref(), Some("r"));
+        assert!(list[0].status.is_none());
+        // containerd's own form of the time is read; a bad total is no total.
+        fs::write(dir.join("startedat"), "2023-11-14T22:13:20.5+01:00").unwrap();
+        fs::write(dir.join("total"), "many").unwrap();
+        let st = ingest_status(t.path(), "r").unwrap();
+        assert_eq!(
+            st.started_at,
+            SystemTime::UNIX_EPOCH + std::time::Duration::new(1_699_996_400, 500_000_000)
+        );
+        assert_eq!(st.total, None);
+    }
+
+    #[test]
+    fn blob_walk_info_and_delete() {
+        let t = store();
+        assert!(walk_blobs(t.path()).unwrap().is_empty());
+        let mut digests = Vec::new();
+        for data in [&b"one"[..], b"two", b"three"] {
+            let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
+            w.write(data).unwrap();
+            digests.push((w.commit(0, None).unwrap(), data.len() as u64));
+        }
+        let base = t.path().join("blobs/sha256");
+        fs::write(base.join("not-a-digest"), b"x").unwrap();
+        fs::create_dir(base.join("a".repeat(64))).unwrap();
+        fs::write(base.join("A".repeat(64)), b"x").unwrap();
+        digests.sort_by(|a, b| a.0.hex().cmp(b.0.hex()));
+        let walked: Vec<_> = walk_blobs(t.path())
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.digest, b.size))
+            .collect();
+        assert_eq!(walked, digests);
+        let (d, size) = &digests[0];
+        let info = blob_info(t.path(), d).unwrap();
+        assert_eq!(info.size, *size);
+        assert!(info.modified > SystemTime::UNIX_EPOCH);
+        delete_blob(t.path(), d).unwrap();
+        assert_eq!(
+            delete_blob(t.path(), d).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            blob_info(t.path(), d).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(walk_blobs(t.path()).unwrap().len(), 2);
     }
 }

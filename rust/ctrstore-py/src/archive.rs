@@ -10,22 +10,45 @@ use pyo3::prelude::*;
 
 use crate::errors::{InvalidArgument, ToPyResult};
 
-/// `(diff_id, compression, compressed_bytes, uncompressed_bytes, entries)`
-type Stats = (String, &'static str, u64, u64, u64);
+/// What applying a layer saw: its diffID (sha256 of the uncompressed stream), how it was
+/// compressed, the bytes read and decoded, and the tar entries.
+#[pyclass(module = "ctrstore._core", name = "ApplyStats", frozen, eq, get_all)]
+#[derive(PartialEq)]
+pub struct Stats {
+    diff_id: String,
+    compression: &'static str,
+    compressed_bytes: u64,
+    uncompressed_bytes: u64,
+    entries: u64,
+}
 
-fn stats(s: ApplyStats) -> Stats {
-    let c = match s.compression {
+#[pymethods]
+impl Stats {
+    fn __repr__(&self) -> String {
+        format!(
+            "ApplyStats(diff_id={:?}, compression={:?}, compressed_bytes={}, uncompressed_bytes={}, entries={})",
+            self.diff_id, self.compression, self.compressed_bytes, self.uncompressed_bytes, self.entries
+        )
+    }
+}
+
+/// The name Python sees for a compression (`"none"` for a plain tar).
+pub fn compression_name(c: Compression) -> &'static str {
+    match c {
         Compression::None => "none",
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
-    };
-    (
-        s.diff_id.to_string(),
-        c,
-        s.compressed_bytes,
-        s.uncompressed_bytes,
-        s.entries,
-    )
+    }
+}
+
+fn stats(s: ApplyStats) -> Stats {
+    Stats {
+        diff_id: s.diff_id.to_string(),
+        compression: compression_name(s.compression),
+        compressed_bytes: s.compressed_bytes,
+        uncompressed_bytes: s.uncompressed_bytes,
+        entries: s.entries,
+    }
 }
 
 fn options(
@@ -104,4 +127,117 @@ pub fn apply_layer_path(
     .map_err(|e| onto(e, &target))
     .map(stats)
     .py()
+}
+
+/// Open `path` inside `root` as if `root` were `/`: symlinks (the last one's too) are
+/// followed inside it, every component is opened with `O_NOFOLLOW`, so nothing outside is
+/// reached. Returns a new descriptor (`O_CLOEXEC`) that the caller owns and must close.
+#[pyfunction]
+#[pyo3(signature = (root, path, flags=libc::O_RDONLY))]
+pub fn open_in_root(py: Python<'_>, root: PathBuf, path: PathBuf, flags: i32) -> PyResult<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::IntoRawFd;
+    py.detach(|| {
+        ctrstore_core::archive::open_in_root(&root, path.as_os_str().as_bytes(), flags)
+            .map(IntoRawFd::into_raw_fd)
+            .map_err(|e| {
+                let p = path.display().to_string();
+                let p = p.trim_start_matches('/');
+                ctrstore_core::Error::io(e, format!("/{p} inside {}", root.display()))
+            })
+    })
+    .py()
+}
+
+/// What writing a layer produced: the compressed blob's digest and size (its descriptor) and
+/// the uncompressed tar's diffID and size.
+#[pyclass(module = "ctrstore._core", frozen, eq, get_all)]
+#[derive(PartialEq)]
+pub struct DiffStats {
+    digest: String,
+    size: u64,
+    diff_id: String,
+    uncompressed_bytes: u64,
+    compression: &'static str,
+    entries: u64,
+}
+
+#[pymethods]
+impl DiffStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "DiffStats(digest={:?}, size={}, diff_id={:?}, uncompressed_bytes={}, compression={:?}, entries={})",
+            self.digest, self.size, self.diff_id, self.uncompressed_bytes, self.compression, self.entries
+        )
+    }
+}
+
+fn compression_of(name: &str) -> PyResult<Compression> {
+    match name {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "none" => Ok(Compression::None),
+        other => Err(InvalidArgument::new_err(format!(
+            "compression must be \"gzip\", \"zstd\" or \"none\", not {other:?}"
+        ))),
+    }
+}
+
+/// Write the layer of a snapshot's changes into `out` (an `IngestWriter`, or a file
+/// descriptor left open): with `lower`, tree `upper` compared with tree `lower`; without, the
+/// overlay upper directory `upper` (0:0 character devices are whiteouts, opaque xattrs opaque
+/// directories). Compressed and hashed in the same pass, streaming, without the GIL.
+#[pyfunction]
+#[pyo3(signature = (out, upper, lower=None, compression="gzip"))]
+pub fn write_diff(
+    py: Python<'_>,
+    out: &Bound<'_, PyAny>,
+    upper: PathBuf,
+    lower: Option<PathBuf>,
+    compression: &str,
+) -> PyResult<DiffStats> {
+    use ctrstore_core::archive::{write_diff as core_write_diff, DiffSource};
+    let compression = compression_of(compression)?;
+    let source = match &lower {
+        Some(l) => DiffSource::Compare {
+            lower: l,
+            upper: &upper,
+        },
+        None => DiffSource::OverlayUpper(&upper),
+    };
+    let stats = if let Ok(w) = out.cast::<crate::content::IngestWriter>() {
+        let mut w = w.try_borrow_mut().map_err(|_| {
+            crate::errors::Unavailable::new_err("the ingest writer is in use by another thread")
+        })?;
+        let w = w.core_mut()?;
+        py.detach(|| core_write_diff(source, &mut *w, compression).map(|(s, _)| s))
+    } else {
+        let fd: i32 = out.extract().map_err(|_| {
+            InvalidArgument::new_err("out must be an IngestWriter or a file descriptor")
+        })?;
+        py.detach(|| {
+            // SAFETY: the caller keeps `fd` open for the duration; ManuallyDrop never closes it.
+            let mut f = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+            core_write_diff(source, &mut *f, compression).map(|(s, _)| s)
+        })
+    }
+    .py()?;
+    Ok(DiffStats {
+        digest: stats.digest.to_string(),
+        size: stats.size,
+        diff_id: stats.diff_id.to_string(),
+        uncompressed_bytes: stats.uncompressed_bytes,
+        compression: compression_name(stats.compression),
+        entries: stats.entries,
+    })
+}
+
+/// The layer entry that deletes `path` (`dir/.wh.name`), or with `opaque` the one that makes
+/// directory `path` opaque (`path/.wh..wh..opq`): the whiteout encoding, from its one owner.
+#[pyfunction]
+#[pyo3(signature = (path, opaque=false))]
+pub fn whiteout_path(path: &str, opaque: bool) -> String {
+    let p = path.trim_matches('/');
+    String::from_utf8(ctrstore_core::archive::whiteout_path(p.as_bytes(), opaque))
+        .expect("built from UTF-8 parts")
 }

@@ -4,10 +4,13 @@ use std::fs::File;
 use std::mem::ManuallyDrop;
 use std::os::unix::io::FromRawFd;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ctrstore_core::content::{self as core, IngestWriter as CoreWriter};
 use ctrstore_core::Digest;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 use crate::buffer::Bytes;
 use crate::errors::{to_py, ToPyResult};
@@ -26,6 +29,11 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
+    /// The open core writer, for other bindings that write into it (the diff writer).
+    pub fn core_mut(&mut self) -> PyResult<&mut CoreWriter> {
+        self.live()
+    }
+
     fn live(&mut self) -> PyResult<&mut CoreWriter> {
         let r = &self.reference;
         self.inner.as_mut().ok_or_else(|| {
@@ -167,4 +175,172 @@ pub fn ingest_dir(root: PathBuf, reference: &str) -> PathBuf {
 pub fn blob_path(root: PathBuf, digest: &str) -> PyResult<PathBuf> {
     let d = digest.parse::<Digest>().py()?;
     Ok(core::blob_path(&root, &d))
+}
+
+// -- reading the store -------------------------------------------------------------------------
+
+/// A `datetime` in UTC, to the microsecond (truncated), as Python's own times are.
+fn to_datetime(py: Python<'_>, t: SystemTime) -> PyResult<Py<PyAny>> {
+    static UTC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static FROMTIMESTAMP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let utc = UTC.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("datetime")?.getattr("UTC")?.unbind())
+    })?;
+    let from = FROMTIMESTAMP.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("datetime")?
+            .getattr("datetime")?
+            .getattr("fromtimestamp")?
+            .unbind())
+    })?;
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let dt = from.bind(py).call1((d.as_secs(), utc.bind(py)))?;
+    let kw = PyDict::new(py);
+    kw.set_item("microsecond", d.subsec_micros())?;
+    Ok(dt.call_method("replace", (), Some(&kw))?.unbind())
+}
+
+/// A committed blob: its digest, size and when it was committed (the file's mtime).
+#[pyclass(module = "ctrstore._core", frozen, get_all)]
+pub struct BlobInfo {
+    digest: String,
+    size: u64,
+    modified: Py<PyAny>,
+}
+
+impl BlobInfo {
+    fn new(py: Python<'_>, b: core::BlobInfo) -> PyResult<Self> {
+        Ok(BlobInfo {
+            digest: b.digest.to_string(),
+            size: b.size,
+            modified: to_datetime(py, b.modified)?,
+        })
+    }
+}
+
+#[pymethods]
+impl BlobInfo {
+    fn __repr__(&self) -> String {
+        format!("BlobInfo(digest={:?}, size={})", self.digest, self.size)
+    }
+}
+
+/// What an ingest directory's files say about one write in progress.
+#[pyclass(module = "ctrstore._core", frozen, get_all)]
+pub struct IngestStatus {
+    reference: String,
+    offset: u64,
+    total: Option<u64>,
+    started_at: Py<PyAny>,
+    updated_at: Py<PyAny>,
+}
+
+impl IngestStatus {
+    fn new(py: Python<'_>, s: core::IngestStatus) -> PyResult<Self> {
+        Ok(IngestStatus {
+            reference: s.reference,
+            offset: s.offset,
+            total: s.total,
+            started_at: to_datetime(py, s.started_at)?,
+            updated_at: to_datetime(py, s.updated_at)?,
+        })
+    }
+}
+
+#[pymethods]
+impl IngestStatus {
+    fn __repr__(&self) -> String {
+        format!(
+            "IngestStatus(reference={:?}, offset={}, total={:?})",
+            self.reference, self.offset, self.total
+        )
+    }
+}
+
+/// One directory (or stray file) under `ingest/`, as `list_ingests` finds it.
+#[pyclass(module = "ctrstore._core", frozen, get_all)]
+pub struct IngestEntry {
+    name: String,
+    path: PathBuf,
+    reference: Option<String>,
+    status: Option<Py<IngestStatus>>,
+    in_use: Option<bool>,
+}
+
+#[pymethods]
+impl IngestEntry {
+    fn __repr__(&self) -> String {
+        format!(
+            "IngestEntry(name={:?}, reference={:?}, in_use={:?})",
+            self.name, self.reference, self.in_use
+        )
+    }
+}
+
+/// Make `blobs/sha256/` and `ingest/` under a content store root if they are missing.
+#[pyfunction]
+pub fn create_content_layout(py: Python<'_>, root: PathBuf) -> PyResult<()> {
+    py.detach(|| core::create_layout(&root)).py()
+}
+
+/// The blob for a digest (NotFound if the store does not hold it).
+#[pyfunction]
+pub fn blob_info(py: Python<'_>, root: PathBuf, digest: &str) -> PyResult<BlobInfo> {
+    let d = digest.parse::<Digest>().py()?;
+    let b = py.detach(|| core::blob_info(&root, &d)).py()?;
+    BlobInfo::new(py, b)
+}
+
+/// Every blob under `blobs/sha256/`, by digest.
+#[pyfunction]
+pub fn walk_blobs(py: Python<'_>, root: PathBuf) -> PyResult<Vec<BlobInfo>> {
+    let blobs = py.detach(|| core::walk_blobs(&root)).py()?;
+    blobs.into_iter().map(|b| BlobInfo::new(py, b)).collect()
+}
+
+/// Remove the blob for a digest (NotFound if there is none).
+#[pyfunction]
+pub fn delete_blob(py: Python<'_>, root: PathBuf, digest: &str) -> PyResult<()> {
+    let d = digest.parse::<Digest>().py()?;
+    py.detach(|| core::delete_blob(&root, &d)).py()
+}
+
+/// The status of the ingest for a ref (NotFound if there is none, or it is unreadable).
+#[pyfunction]
+pub fn ingest_status(py: Python<'_>, root: PathBuf, reference: String) -> PyResult<IngestStatus> {
+    let st = py.detach(|| core::ingest_status(&root, &reference)).py()?;
+    IngestStatus::new(py, st)
+}
+
+/// Every directory under `ingest/`, by name; with `probe_locks`, whether a writer holds each.
+#[pyfunction]
+#[pyo3(signature = (root, probe_locks=true))]
+pub fn list_ingests(
+    py: Python<'_>,
+    root: PathBuf,
+    probe_locks: bool,
+) -> PyResult<Vec<IngestEntry>> {
+    let entries = py.detach(|| core::list_ingests(&root, probe_locks)).py()?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let status = match e.status {
+                Some(s) => Some(Py::new(py, IngestStatus::new(py, s)?)?),
+                None => None,
+            };
+            Ok(IngestEntry {
+                name: e.name,
+                path: e.path,
+                reference: e.reference,
+                status,
+                in_use: e.in_use,
+            })
+        })
+        .collect()
+}
+
+/// Remove `ingest/<name>` unless a writer holds it: True if it is gone, False if held.
+#[pyfunction]
+pub fn remove_ingest(py: Python<'_>, root: PathBuf, name: String) -> PyResult<bool> {
+    py.detach(|| core::remove_ingest(&root, &name)).py()
 }

@@ -13,9 +13,15 @@ mod mount;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::archive::{apply_layer_fd, apply_layer_path};
+    use super::archive::{
+        apply_layer_fd, apply_layer_path, open_in_root, whiteout_path, write_diff, DiffStats, Stats,
+    };
     #[pymodule_export]
-    use super::content::{abort_ingest, blob_path, ingest_dir, ingest_in_use, IngestWriter};
+    use super::content::{
+        abort_ingest, blob_info, blob_path, create_content_layout, delete_blob, ingest_dir,
+        ingest_in_use, ingest_status, list_ingests, remove_ingest, walk_blobs, BlobInfo,
+        IngestEntry, IngestStatus, IngestWriter,
+    };
     #[pymodule_export]
     use super::digest::{parse_digest, sha256_bytes, sha256_file, Digester};
     #[pymodule_export]

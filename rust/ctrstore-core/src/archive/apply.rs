@@ -15,12 +15,10 @@ use super::path;
 use super::pipeline::{self, ChunkReader};
 use super::resolve::{Dir, OnCreate, Resolver};
 use super::sys::{self, cstr, errno, Time};
-use super::{ApplyOptions, ApplyStats, WhiteoutMode};
+use super::{ApplyOptions, ApplyStats, WhiteoutMode, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::Sha256;
 use crate::error::{invalid_argument, Error, Result};
 
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const COPY_BUF: usize = 1 << 20;
 const READ_BUF: usize = 256 * 1024;
 /// Open directory handles kept by the target's resolver (bounded to stay far from RLIMIT_NOFILE).

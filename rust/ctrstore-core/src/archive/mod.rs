@@ -3,6 +3,9 @@
 //!
 //! - [`compression`]: magic-byte detection and a decompressing reader.
 //! - [`apply_layer`]: stream a layer into a directory, computing its diff id in the same pass.
+//! - [`write_diff`]: the other way: a snapshot's changes as a layer, compressed and hashed in
+//!   the same pass (the whiteout encoding below is this module's, both ways).
+//! - [`open_in_root`]: open a path inside a root as if it were `/`.
 //!
 //! All path resolution happens inside the target as if it were `/`, with fd-relative system
 //! calls (`openat` with `O_NOFOLLOW`, component by component), so an entry or a symlink in the
@@ -10,11 +13,15 @@
 
 mod apply;
 pub mod compression;
+mod diff;
 mod path;
 mod pipeline;
 mod resolve;
 mod sys;
+mod tarwriter;
 
+#[cfg(test)]
+mod diff_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +31,33 @@ use crate::digest::Digest;
 
 pub use apply::apply_layer;
 pub use compression::{Compression, Decompress};
+pub use diff::{write_diff, DiffSource, DiffStats};
+pub use resolve::open_in_root;
+
+/// A layer entry named `.wh.<name>` deletes `<name>` from the layers below (OCI image spec,
+/// "Whiteouts").
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// A layer entry `<dir>/.wh..wh..opq` hides everything the layers below have in `<dir>`.
+pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// The layer entry that deletes `path` (`dir/.wh.name`), or with `opaque` the one that hides
+/// what the layers below have in directory `path` (`path/.wh..wh..opq`). `path` is relative,
+/// without a trailing `/`.
+pub fn whiteout_path(path: &[u8], opaque: bool) -> Vec<u8> {
+    let (dir, name): (&[u8], Vec<u8>) = if opaque {
+        (path, WHITEOUT_OPAQUE.to_vec())
+    } else {
+        let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        (dir, [WHITEOUT_PREFIX, base].concat())
+    };
+    if dir.is_empty() {
+        return name;
+    }
+    [dir, b"/", &name].concat()
+}
 
 /// What to do with whiteout entries (`.wh.<name>`, `.wh..wh..opq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

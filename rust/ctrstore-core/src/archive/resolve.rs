@@ -188,3 +188,126 @@ impl Resolver {
         }
     }
 }
+
+/// Open `path` inside `root` as if `root` were `/` (containerd's `fs.RootPath`, then an
+/// open): every symlink on the way — the last component's too — is followed inside the root,
+/// an absolute target restarting at the root and `..` stopping at it, and every component is
+/// opened with `O_NOFOLLOW` relative to the directory before it. So nothing outside the root
+/// is ever reached, and a symlink swapped in meanwhile fails (ELOOP) instead of escaping.
+///
+/// `flags` are `open(2)`'s (`O_CLOEXEC` is always added). A missing component is ENOENT; a
+/// component that is not a directory ENOTDIR; more than [`MAX_SYMLINKS`] symlinks ELOOP.
+pub fn open_in_root(
+    root: &std::path::Path,
+    path: &[u8],
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    let root_fd = sys::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
+    let mut res = Resolver::new(root_fd, 8);
+    let mut lex = path::clean(path);
+    let mut links = 0u32;
+    loop {
+        let (parent, base) = path::split(&lex);
+        let dir = res.resolve(parent, None)?;
+        let name = if base.is_empty() { &b"."[..] } else { base };
+        let cname = cstr(name)?;
+        let symlink = match sys::openat(dir.fd(), &cname, flags | libc::O_NOFOLLOW, 0) {
+            // With O_PATH, O_NOFOLLOW opens a symlink itself: follow it all the same.
+            Ok(fd) if flags & libc::O_PATH != 0 && sys::is_symlink(&sys::fstat(fd.as_fd())?) => {
+                true
+            }
+            Ok(fd) => return Ok(fd),
+            Err(e) if errno(&e) == libc::ELOOP => {
+                // ELOOP here means the last component is a symlink (unless it vanished or was
+                // replaced meanwhile: then the lstat below says so).
+                let st = sys::lstatat(dir.fd(), &cname)?;
+                if !sys::is_symlink(&st) {
+                    return Err(e);
+                }
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        debug_assert!(symlink);
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = sys::readlinkat(dir.fd(), &cname)?;
+        let base: &[u8] = if target.first() == Some(&b'/') {
+            b""
+        } else {
+            &dir.path
+        };
+        lex = path::join_clean(base, &target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+
+    fn read(root: &std::path::Path, p: &str) -> io::Result<String> {
+        let fd = open_in_root(root, p.as_bytes(), libc::O_RDONLY)?;
+        let mut s = String::new();
+        fs::File::from(fd).read_to_string(&mut s)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("host-passwd");
+        fs::write(&outside, "host").unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("usr/lib/passwd"), "inside").unwrap();
+        fs::write(root.join("host-passwd"), "root's own").unwrap();
+
+        symlink("/usr/lib/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(read(&root, "/etc/passwd").unwrap(), "inside");
+        assert_eq!(read(&root, "etc/../etc/./passwd").unwrap(), "inside");
+        fs::remove_file(root.join("etc/passwd")).unwrap();
+        symlink("../usr/./lib/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(read(&root, "etc/passwd").unwrap(), "inside");
+
+        // Absolute and climbing targets resolve inside the root, never to the host's file.
+        fs::remove_file(root.join("etc/passwd")).unwrap();
+        symlink(&outside, root.join("etc/passwd")).unwrap();
+        assert_eq!(errno(&read(&root, "etc/passwd").unwrap_err()), libc::ENOENT);
+        fs::remove_file(root.join("etc/passwd")).unwrap();
+        symlink("../../../../host-passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(read(&root, "etc/passwd").unwrap(), "root's own");
+        assert_eq!(read(&root, "../../host-passwd").unwrap(), "root's own");
+
+        // A directory on the way that is a symlink out of the root.
+        fs::remove_dir_all(root.join("etc")).unwrap();
+        symlink(t.path(), root.join("etc")).unwrap();
+        assert_eq!(
+            errno(&read(&root, "etc/host-passwd").unwrap_err()),
+            libc::ENOENT
+        );
+        fs::remove_file(root.join("etc")).unwrap();
+
+        // Loops, a file used as a directory, the root itself.
+        fs::create_dir(root.join("etc")).unwrap();
+        symlink("passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(errno(&read(&root, "etc/passwd").unwrap_err()), libc::ELOOP);
+        assert_eq!(
+            errno(&read(&root, "usr/lib/passwd/x").unwrap_err()),
+            libc::ENOTDIR
+        );
+        let fd = open_in_root(&root, b"/", libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+        assert!(sys::is_dir(&sys::fstat(fd.as_fd()).unwrap()));
+        // O_PATH follows a final symlink too.
+        fs::remove_file(root.join("etc/passwd")).unwrap();
+        symlink("/usr/lib/passwd", root.join("etc/passwd")).unwrap();
+        let fd = open_in_root(&root, b"etc/passwd", libc::O_PATH).unwrap();
+        let st = sys::fstat(fd.as_fd()).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+    }
+}

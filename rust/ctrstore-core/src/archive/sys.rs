@@ -254,6 +254,68 @@ pub fn setxattr_at_nofollow(
     lsetxattr(&cstr(&p)?, key, value)
 }
 
+/// `/proc/self/fd/<dir>/<name>`: a path the kernel resolves to `name` inside exactly the
+/// directory `dir` is, for the `l*xattr` calls that have no `*at` form.
+fn proc_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name.to_bytes());
+    cstr(&p)
+}
+
+/// All xattr names of `dir/name`, not following a symlink there.
+pub fn listxattr_at_nofollow(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    let p = proc_path(dir, name)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_vec())
+                .collect());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ERANGE) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0)
+            }
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// One xattr of `dir/name`, not following a symlink there; `None` if it has none.
+pub fn getxattr_at_nofollow(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    key: &CStr,
+) -> io::Result<Option<Vec<u8>>> {
+    let p = proc_path(dir, name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        let n = unsafe {
+            libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ERANGE) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0)
+            }
+            Some(libc::ENOTSUP) | Some(libc::ENODATA) => return Ok(None),
+            _ => return Err(err),
+        }
+    }
+}
+
 /// All xattr names of an open file.
 pub fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; 1024];
