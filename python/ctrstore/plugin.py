@@ -12,7 +12,6 @@ requires a failed plugin fails too.
 from __future__ import annotations
 
 import dataclasses
-import errno
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +181,7 @@ def decode_config(default: object | None, table: dict[str, Any] | None, uri: str
 
 
 def _same_kind(exc: BaseException, message: str) -> Exception:
-    from ctrstore.errdefs import CtrstoreError, from_oserror
+    from ctrstore.errdefs import CtrstoreError
 
     if isinstance(exc, CtrstoreError):
         out: CtrstoreError = type(exc)(message)
@@ -246,7 +245,8 @@ class PluginSet:
     def instance(self, uri: str, cls: type[T] = object) -> T:  # type: ignore[assignment]
         p = self.get(uri)
         if p.status != "ok":
-            raise p.failure() or FailedPrecondition(f"plugin {uri} is not available ({p.status}: {p.error})")
+            message = f"plugin {uri} is not available ({p.status}: {p.error})"
+            raise _same_kind(p.exc, message) if p.exc is not None else FailedPrecondition(message)
         if not isinstance(p.instance, cls):
             raise FailedPrecondition(f"plugin {uri} is a {type(p.instance).__name__}, not {cls.__name__}")
         return p.instance

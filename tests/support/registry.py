@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
+    "REGISTRY_HTPASSWD",
     "REGISTRY_PASSWORD",
     "REGISTRY_USER",
     "TOKEN_PASSWORD",
@@ -43,6 +44,7 @@ __all__ = [
     "ToolMissing",
     "free_port",
     "libtrust_key_id",
+    "make_cert",
     "start_registry",
     "start_token_server",
     "stop_registry",
@@ -103,7 +105,8 @@ def free_port() -> int:
         return port
 
 
-def _make_cert(workdir: Path) -> tuple[Path, Path]:
+def make_cert(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, under ``workdir``."""
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(
         [
@@ -148,7 +151,7 @@ def start_registry(
     ]
     srv_ca: Path | None = None
     if tls:
-        cert, key = _make_cert(workdir)
+        cert, key = make_cert(workdir)
         srv_ca = cert
         lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
     if auth:

@@ -134,6 +134,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": _lazy("containers", "rm"),
     "rmi": _lazy("images", "rm"),
     "run": _lazy("containers", "run"),
+    "serve": _lazy("serve", "serve"),
     "snapshot": _lazy("snapshots", "snapshots"),
     "snapshots": _lazy("snapshots", "snapshots"),
     "start": _lazy("containers", "start"),
