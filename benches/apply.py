@@ -163,7 +163,7 @@ def gzip_tool() -> tuple[list[str], str]:
     """The gzip decompressor of the anchor (and the compressor of the image)."""
     if shutil.which("pigz"):
         return ["pigz"], "pigz"
-    print("note: pigz is not installed (apt-get install pigz); falling back to gzip")
+    print("note: pigz is not installed (./scripts/setup installs it); falling back to gzip")
     return ["gzip"], "gzip"
 
 

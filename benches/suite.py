@@ -2,9 +2,9 @@
 the layer blobs, peak RSS of a pull, and ``run --rm IMAGE true``, on images built on this
 machine and served by a local registry.
 
-Everything is set up here, on a fresh machine too: ``containerd``, ``runc`` and
-``docker-registry`` are installed with apt-get when missing (matplotlib with pip, into the
-running venv, for the chart); one ext4 is made in a sparse file and loop-mounted, and it holds
+``./scripts/setup`` installs what it needs (``containerd``, ``runc``, ``docker-registry``; with
+``--bench`` also matplotlib, for the chart); the suite installs nothing itself. Everything else
+is set up here: one ext4 is made in a sparse file and loop-mounted, and it holds
 the registry's storage and the roots of both tools; Debian's ``containerd`` is started with its
 own config (root on that ext4, state and gRPC socket in a temporary directory, the CRI plugin
 disabled) and driven with ``ctr --address SOCK -n NS``; ctrstore runs as its CLI, a new process
@@ -15,7 +15,7 @@ order is rotated from round to round.
 
 Images (all built locally, pushed to the registry on 127.0.0.1):
 
-- ``busybox``: Debian's static busybox in three gzip layers (``ctrstore.images.samples``);
+- ``busybox``: Debian's static busybox in three gzip layers (``tests.support.images``);
 - ``small``: a small 4-layer image from ``/usr`` (``benches.apply``'s check image), gzip and zstd;
 - ``usr``: the realistic 4-layer image from ``/usr`` of ``benches.apply`` (tens of thousands
   of files, a few hundred MB, whiteouts, an opaque directory), gzip and zstd (full mode only).
@@ -46,7 +46,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,12 +57,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.support.images import busybox_image
+from tests.support.registry import RegistryServer, ToolMissing, start_registry, stop_registry
+
 from benches import apply
 from benches.sha256 import by_ctrstore, by_sha256sum
 
 RESULTS = Path(__file__).parent / "results"
 NAMESPACE = "ctrstore-suite"
-REGISTRY_BIN = "/usr/bin/docker-registry"
 GNU_TIME = "/usr/bin/time"
 MB = 1e6
 
@@ -193,31 +194,12 @@ def remove_tree(path: Path) -> None:
 # Setup: packages, registry, containerd
 
 
-def ensure_packages() -> None:
-    """containerd, runc and docker-registry (apt-get when missing)."""
-    wanted = {
-        "containerd": "containerd",
-        "ctr": "containerd",
-        "runc": "runc",
-        "docker-registry": "docker-registry",
-    }
-    missing = sorted({pkg for binary, pkg in wanted.items() if shutil.which(binary) is None})
-    if not Path(GNU_TIME).exists():
-        missing.append("time")
-    if not missing:
-        return
-    print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=False, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    if (unit := shutil.which("systemctl")) is not None:
-        # Debian's package may start the system's containerd; this suite uses its own.
-        subprocess.run([unit, "disable", "--now", "containerd"], check=False, capture_output=True)
+def check_tools() -> None:
+    """containerd, ctr, runc and docker-registry must be installed (``./scripts/setup`` installs
+    them; the suite installs nothing itself)."""
+    missing = [b for b in ("containerd", "ctr", "runc", "docker-registry") if shutil.which(b) is None]
+    if missing:
+        raise Failure(f"{', '.join(missing)} not installed: run ./scripts/setup")
 
 
 def compile_ctrstore() -> None:
@@ -232,70 +214,14 @@ def compile_ctrstore() -> None:
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot (Agg), installed into the running venv with pip if missing; None if
-    that fails (the chart is then skipped)."""
+    """matplotlib.pyplot (Agg); None if matplotlib is not installed (the chart is then skipped;
+    ``./scripts/setup --bench`` installs it)."""
     try:
         mpl = importlib.import_module("matplotlib")
     except ImportError:
-        print("installing matplotlib into the venv (for the chart) ...", flush=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=False)
-        if r.returncode != 0:
-            return None
-        importlib.invalidate_caches()
-        mpl = importlib.import_module("matplotlib")
+        return None
     mpl.use("Agg")
     return importlib.import_module("matplotlib.pyplot")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Registry:
-    """Debian's docker-registry (distribution 2.8), plain HTTP on 127.0.0.1."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.host = f"127.0.0.1:{free_port()}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "config.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n"
-            "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n  secret: ctrstore-suite\n"
-        )
-        with open(self.workdir / "registry.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 15
-        while True:
-            if self.proc.poll() is not None:
-                raise Failure(f"the registry exited: {(self.workdir / 'registry.log').read_text()[-800:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", int(self.host.split(":")[1])), timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise Failure("the registry did not start listening in 15 s") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 class Containerd:
@@ -434,10 +360,10 @@ class BenchImage:
     big: bool = False
 
 
-def push_busybox(registry: Registry, scratch: Path) -> BenchImage:
+def push_busybox(registry: RegistryServer, scratch: Path) -> BenchImage:
+
     from ctrstore import Client
     from ctrstore.images import manifest_for
-    from ctrstore.images.samples import busybox_image
 
     client = Client(root=scratch / "builder-root", state=scratch / "builder-state")
     try:
@@ -479,7 +405,7 @@ def _json_bytes(doc: dict[str, Any]) -> bytes:
 
 
 def push_layers(
-    registry: Registry, key: str, label: str, repo: str, image: apply.Image, compression: str, big: bool
+    registry: RegistryServer, key: str, label: str, repo: str, image: apply.Image, compression: str, big: bool
 ) -> BenchImage:
     """Push an image made of ``image``'s layer files (streamed from disk), with an OCI index."""
     from ctrstore import sha256_file
@@ -578,7 +504,7 @@ class Suite:
         self.loop: apply.LoopFs | None = None
         self.fs: Path | None = None
         self.tmp: Path | None = None
-        self.registry: Registry | None = None
+        self.registry: RegistryServer | None = None
         self.containerd: Containerd | None = None
         self.ctrstore: Ctrstore | None = None
         self.notes: list[str] = []
@@ -608,11 +534,11 @@ class Suite:
 
     # -- setup and teardown
     def setup(self) -> None:
-        ensure_packages()
+        check_tools()
         compile_ctrstore()
         for tool in ("mkfs.ext4", "pigz", "zstd"):
             if shutil.which(tool) is None:
-                raise Failure(f"{tool} is missing (apt-get install e2fsprogs pigz zstd)")
+                raise Failure(f"{tool} is missing: run ./scripts/setup")
         self.tmp = Path(
             tempfile.mkdtemp(prefix="ctrstore-suite-", dir="/run" if Path("/run").is_dir() else None)
         )
@@ -623,8 +549,10 @@ class Suite:
         t0 = time.perf_counter()
         self.fs = self.loop.__enter__()
         print(f"loop ext4 on {self.fs} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        self.registry = Registry(self.fs / "registry")
-        self.registry.start()
+        try:
+            self.registry = start_registry(self.fs / "registry")
+        except (ToolMissing, RuntimeError) as e:
+            raise Failure(str(e)) from e
         self.containerd = Containerd(self.fs / "containerd-root", self.tmp / "containerd")
         self.ctrstore = Ctrstore(self.fs / "ctrstore-root", self.tmp / "ctrstore-state")
 
@@ -641,7 +569,7 @@ class Suite:
                 os.kill(pid, signal.SIGKILL)
         if self.registry is not None:
             with contextlib.suppress(Exception):
-                self.registry.stop()
+                stop_registry(self.registry)
         if self.fs is not None:
             for point in mounts_under(self.fs):
                 if point != str(self.fs):
@@ -1062,7 +990,7 @@ def render(suite: Suite, elapsed: float) -> str:
 def chart(suite: Suite, path: Path) -> bool:
     plt = pyplot()
     if plt is None:
-        print("note: matplotlib is not available; no chart", flush=True)
+        print("note: matplotlib is not installed (./scripts/setup --bench); no chart", flush=True)
         return False
     panels = [m for m in (COLD, COLD_DROPPED, WARM, SHA, RUN, START) if any(k[1] == m for k in suite.series)]
     ncols = min(3, len(panels))

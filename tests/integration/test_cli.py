@@ -10,21 +10,7 @@ from pathlib import Path
 
 import pytest
 
-
-def run(tmp_path: Path, *args: str, stdin: bytes = b"", ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
-    env |= {"CTRSTORE_ROOT": str(tmp_path / "root"), "CTRSTORE_STATE": str(tmp_path / "state")}
-    r = subprocess.run(
-        [sys.executable, "-m", "ctrstore", *args],
-        input=stdin.decode("latin-1"),
-        capture_output=True,
-        text=True,
-        env=env,
-        encoding="latin-1",
-    )
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
+from tests.support.cli import run
 
 
 def test_content_roundtrip(tmp_path: Path) -> None:

@@ -11,36 +11,30 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-from ctrstore import Client
-from ctrstore.images.samples import busybox_image
-from ctrstore.mount import mountinfo, unmount
-from tests.integration.test_cli import run
+from ctrstore.mount import mountinfo
+from tests.support.cli import run, unique_name
+from tests.support.images import BUSYBOX
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
 ]
 
-IMAGE = "localhost/busybox:latest"
+IMAGE = BUSYBOX
 OVERLAY = "io.containerd.snapshotter.v1.overlayfs"
 TASKS = "io.containerd.runtime.v2.task"
 
 
-def name(prefix: str) -> str:
-    """Unique names: cgroups (``/<ns>/<id>``) are shared by every store on this machine."""
-    return f"{prefix}-{secrets.token_hex(3)}"
+name = unique_name
 
 
 def our_mounts(tmp_path: Path) -> list[str]:
@@ -48,25 +42,9 @@ def our_mounts(tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path with a store (root, state) holding the busybox image; afterwards every
-    container is removed and nothing stays mounted."""
-    c = Client(root=tmp_path / "root", state=tmp_path / "state")
-    try:
-        busybox_image(c.content, c.images, IMAGE)
-    finally:
-        c.close()
-    yield tmp_path
-    c = Client(root=tmp_path / "root", state=tmp_path / "state")
-    try:
-        for ctr in c.containers.store.list():
-            with suppress(Exception):
-                c.containers.delete(ctr.id, force=True)
-    finally:
-        c.close()
-    for m in sorted(our_mounts(tmp_path), key=len, reverse=True):
-        with suppress(Exception):
-            unmount(m)
+def store(busybox_store: Path) -> Path:
+    """A store holding the busybox image (``busybox_store`` in conftest.py)."""
+    return busybox_store
 
 
 def one_error_line(r: subprocess.CompletedProcess[str]) -> str:

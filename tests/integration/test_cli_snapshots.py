@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import run
+from tests.support.cli import run
 
 pytestmark = pytest.mark.root
 

@@ -16,8 +16,8 @@ import pytest
 from ctrstore import InvalidArgument, NotFound
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.archive import import_images
-from tests.integration.crafted import (
-    cli,
+from tests.support.cli import cli, one_line_error, store_client
+from tests.support.crafted import (
     crafted_image,
     docker_members,
     dumps,
@@ -26,9 +26,7 @@ from tests.integration.crafted import (
     nested_indexes,
     nothing_committed,
     oci_members,
-    one_line_error,
     sha,
-    store_client,
     tar_bytes,
 )
 

@@ -20,20 +20,18 @@ import pytest
 
 from ctrstore import InvalidArgument
 from ctrstore.images import mediatypes as mt
-from tests.integration.conftest import RegistryServer
-from tests.integration.crafted import (
+from tests.support.cli import cli, one_line_error, store_client
+from tests.support.crafted import (
     Crafted,
-    cli,
     crafted_image,
     desc,
     dumps,
     files_outside,
     nested_indexes,
     nothing_committed,
-    one_line_error,
     sha,
-    store_client,
 )
+from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.root
 

@@ -41,7 +41,7 @@ from ctrstore.remotes import Credentials, DockerConfig, Resolver, RetryPolicy, l
 from ctrstore.remotes.auth import may_send_secret
 from ctrstore.remotes.docker import MAX_MANIFEST_SIZE
 from ctrstore.remotes.hosts import configure_hosts
-from tests.integration.hostile import HostileServer, Seen, make_cert, raw, redirect, reply
+from tests.support.hostile import HostileServer, Seen, make_cert, raw, redirect, reply
 
 FAST = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.01)
 USER, PASSWORD = "bob", "registry-pw-4711"

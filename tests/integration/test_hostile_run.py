@@ -15,11 +15,10 @@ from ctrstore import InvalidArgument
 from ctrstore.content import Descriptor
 from ctrstore.metadata.images import Image
 from ctrstore.oci import SpecOptions
-from tests.integration import test_cli_run
-from tests.integration.crafted import Crafted, cli, crafted_image, one_line_error, sha, store_client
-from tests.integration.test_cli_run import IMAGE, name
-
-store = test_cli_run.store  # the fixture: a store holding busybox, cleaned up afterwards
+from tests.support.cli import cli, one_line_error, store_client
+from tests.support.cli import unique_name as name
+from tests.support.crafted import Crafted, crafted_image, sha
+from tests.support.images import BUSYBOX as IMAGE
 
 pytestmark = [
     pytest.mark.root,
@@ -27,6 +26,12 @@ pytestmark = [
 ]
 
 BAD = "localhost/bad-config:1"
+
+
+@pytest.fixture
+def store(busybox_store: Path) -> Path:
+    """A store holding the busybox image (``busybox_store`` in conftest.py)."""
+    return busybox_store
 
 
 def _store_crafted(where: Path, c: Crafted, image: str) -> None:

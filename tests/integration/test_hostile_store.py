@@ -19,7 +19,8 @@ import pytest
 from ctrstore import Client, InvalidArgument, PermissionDenied
 from ctrstore.images.build import Entry, build_image, tar_from_entries
 from ctrstore.metadata.images import Image
-from tests.integration.crafted import cli, files_outside, one_line_error, store_client
+from tests.support.cli import cli, one_line_error, store_client
+from tests.support.crafted import files_outside
 
 BAD_NAMES = [
     "example.com/app:1\nevil",

@@ -16,7 +16,7 @@ from ctrstore.images.archive import export_images, import_images
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.mount import is_mountpoint, temp_mount
 from ctrstore.snapshots.testsuite import check_directory_equal
-from tests.integration.test_unpack import BASE, TOP, UPPER
+from tests.support.images import BASE, TOP, UPPER
 
 pytestmark = pytest.mark.root
 

@@ -16,7 +16,7 @@ from ctrstore.content import Descriptor
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.images.pull import Puller, Status
-from tests.integration.test_unpack import BASE, TOP, UPPER
+from tests.support.images import BASE, TOP, UPPER
 
 pytestmark = pytest.mark.root
 

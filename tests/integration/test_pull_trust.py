@@ -40,12 +40,12 @@ from ctrstore import Client
 from ctrstore.content import Descriptor
 from ctrstore.images import manifest_for, read_json
 from ctrstore.images.build import Compression, Entry, ImageSpec, build_image, tar_from_entries
-from ctrstore.images.samples import BUSYBOX_APPLETS, find_busybox
 from ctrstore.mount import temp_mount
 from ctrstore.snapshots import Kind
 from ctrstore.snapshots.testsuite import check_directory_equal
 from ctrstore.unpack import Layer, Unpacker, plan_layers
-from tests.integration.conftest import RegistryServer
+from tests.support.images import BUSYBOX_APPLETS, find_busybox
+from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.root
 

@@ -15,11 +15,10 @@ from ctrstore import Client, Unauthenticated
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.images.pull import Status
-from ctrstore.images.samples import busybox_image
 from ctrstore.mount import temp_mount
 from ctrstore.snapshots.testsuite import check_directory_equal
-from tests.integration.conftest import RegistryServer
-from tests.integration.test_unpack import BASE, TOP, UPPER
+from tests.support.images import BASE, TOP, UPPER, busybox_image
+from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.root
 

@@ -35,7 +35,7 @@ from ctrstore.errdefs import (
 from ctrstore.images import mediatypes as mt
 from ctrstore.remotes import Credentials, DockerConfig, Resolver, RetryPolicy, login, logout
 from ctrstore.remotes.reference import parse
-from tests.integration.conftest import RegistryServer
+from tests.support.registry import RegistryServer
 
 FAST = RetryPolicy(attempts=5, backoff=0.001, max_backoff=0.01)
 
@@ -572,7 +572,7 @@ def test_login_bearer(fake: Fake, tmp_path: Path) -> None:
 
 
 def test_unreachable() -> None:
-    from tests.integration.conftest import free_port
+    from tests.support.registry import free_port
 
     with resolver() as r, pytest.raises(Unavailable, match="5 attempts failed"):
         r.resolve(f"127.0.0.1:{free_port()}/app:1")

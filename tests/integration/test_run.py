@@ -44,14 +44,14 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images import manifest_for, read_json
-from ctrstore.images.samples import busybox_image
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
 from ctrstore.plugins.snapshots import host_platform
 from ctrstore.runtime.commit import commit_container
 from ctrstore.runtime.containers import NAME_LABEL, ContainerManager, new_id_and_name
-from tests.integration.test_cli import run as cli
+from tests.support.cli import run as cli
+from tests.support.images import busybox_image
 
 pytestmark = [
     pytest.mark.root,

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
-from ctrstore.images.samples import busybox_image
 from ctrstore.mount import mountinfo, unmount
+from tests.support.images import busybox_image
 
 pytestmark = [
     pytest.mark.root,

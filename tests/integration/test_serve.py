@@ -31,16 +31,16 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
-from ctrstore.images.samples import busybox_image
 from ctrstore.mount import temp_mount
 from ctrstore.snapshots.testsuite import check_directory_equal
-from tests.integration.conftest import (
+from tests.support.images import busybox_image
+from tests.support.registry import (
     REGISTRY_HTPASSWD,
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     RegistryServer,
-    _make_cert,
     free_port,
+    make_cert,
 )
 
 REPO = "serve/busybox"
@@ -569,7 +569,7 @@ def test_concurrent_clients(tmp_path: Path, upstream: Upstream, max_connections:
 
 # -- TLS and authentication ------------------------------------------------------------------
 def test_tls_and_basic_auth(tmp_path: Path, upstream: Upstream) -> None:
-    cert, key = _make_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(REGISTRY_HTPASSWD)
     srv = start_serve(

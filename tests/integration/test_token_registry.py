@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client, Unauthenticated
-from ctrstore.images.samples import busybox_image
 from ctrstore.remotes import login
 from ctrstore.remotes.auth import DockerConfig
-from tests.integration.conftest import TOKEN_PASSWORD, TOKEN_USER, RegistryServer, TokenServer
+from tests.support.images import busybox_image
+from tests.support.registry import TOKEN_PASSWORD, TOKEN_USER, RegistryServer, TokenServer
 
 pytestmark = pytest.mark.root
 

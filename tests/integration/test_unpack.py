@@ -9,34 +9,11 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client, FailedPrecondition
-from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
+from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.mount import temp_mount
+from tests.support.images import BASE, TOP, UPPER
 
 pytestmark = pytest.mark.root
-
-BASE = [
-    Entry("etc", "dir"),
-    Entry("etc/hostname", data=b"base\n"),
-    Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"),
-    Entry("bin", "dir"),
-    Entry("bin/tool", data=b"#!/bin/sh\necho tool\n", mode=0o755),
-    Entry("bin/alias", "symlink", link="tool"),
-    Entry("bin/tool2", "hardlink", link="bin/tool"),
-    Entry("var/lib/data", data=b"lower data", uid=1000, gid=1000),
-    Entry("opaque", "dir"),
-    Entry("opaque/old", data=b"hidden by the upper layer"),
-    Entry("gone", data=b"deleted above"),
-    Entry("dev", "dir"),
-    Entry("dev/null0", "char", major=1, minor=3),
-]
-UPPER = [
-    Entry("etc/hostname", data=b"upper\n"),
-    Entry("gone", "whiteout"),
-    Entry("opaque", "opaque"),
-    Entry("opaque/new", data=b"only this"),
-    Entry("xattr", data=b"x", xattrs={"user.demo": "yes"}),
-]
-TOP = [Entry("root", "dir", mode=0o700), Entry("root/.profile", data=b"# top\n")]
 
 
 def image(client: Client, compression: str = "gzip") -> str:

@@ -91,3 +91,20 @@ def test_class_of_kind() -> None:
     assert errdefs.class_of_kind("unknown") is errdefs.Unknown
     assert errdefs.class_of_kind("resource exhausted") is errdefs.ResourceExhausted
     assert errdefs.class_of_kind("no such kind") is errdefs.Unknown
+
+
+def test_every_kind_of_the_errno_table_has_its_class() -> None:
+    """Each kind the Rust table gives an errno is a Python class of that kind (a kind Python
+    lacked would turn into Unknown without a word), and the Python classes cover every kind the
+    table uses: the two sides agree on the names."""
+    table = _core.errno_kinds()
+    assert len({n for n, _ in table}) == len(table), "an errno is listed twice"
+    by_kind = {cls.kind: cls for cls in errdefs.CtrstoreError.__subclasses__()}
+    for n, kind in table:
+        assert kind in by_kind, (errno.errorcode.get(n, n), kind)
+        assert errdefs.class_of_kind(kind) is by_kind[kind]
+        assert _core.errno_kind(n) == kind
+    # And errnos the table does not list are Unknown on both sides.
+    unlisted = next(n for n in sorted(errno.errorcode) if n not in dict(table))
+    assert _core.errno_kind(unlisted) == "unknown"
+    assert isinstance(errdefs.from_oserror(OSError(unlisted, "x"), "y"), errdefs.Unknown)

@@ -1,7 +1,7 @@
 """Helpers for the hostile-input tests of images, archives and files (the registry side has
-its own crafted server in ``hostile.py``): crafted images and archives, the CLI run as a user
-would, and the checks every hostile case makes (one error line, nothing committed, nothing
-written outside the store)."""
+its own crafted server in ``hostile.py``): crafted images and archives, and the checks every
+hostile case makes (nothing committed, nothing written outside the store; the one error line is
+``tests.support.cli.one_line_error``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +19,6 @@ from ctrstore import Client
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import Entry, tar_from_entries
 from ctrstore.images.platforms import host
-
-CLI_TIMEOUT = 120
 
 
 def sha(data: bytes) -> str:
@@ -172,50 +168,7 @@ def docker_members(c: Crafted, manifest_json: Any = None) -> list[tuple[tarfile.
     return out
 
 
-# -- the CLI and the checks ---------------------------------------------------------------------
-def cli(
-    store: Path, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``ctrstore`` with its root and state under ``store`` (and ``store/config.toml`` as
-    its config file when it exists)."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("CTRSTORE_")}
-    e |= {"CTRSTORE_ROOT": str(store / "root"), "CTRSTORE_STATE": str(store / "state")}
-    if (store / "config.toml").exists():
-        e["CTRSTORE_CONFIG"] = str(store / "config.toml")
-    e |= env or {}
-    return subprocess.run(
-        [sys.executable, "-m", "ctrstore", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="surrogateescape",
-        env=e,
-        cwd=cwd,
-        timeout=CLI_TIMEOUT,
-    )
-
-
-def one_line_error(r: subprocess.CompletedProcess[str], kind: str, *fragments: str) -> str:
-    """Assert the command failed with exactly one ``ctrstore: <kind>: ...`` line on stderr
-    (no traceback, no raw control character) containing every fragment; returns the line."""
-    assert r.returncode != 0, r.stdout
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr
-    line = lines[0]
-    assert line.startswith(f"ctrstore: {kind}: "), line
-    assert all(c.isprintable() for c in line), repr(line)
-    for f in fragments:
-        assert f in line, (f, line)
-    return line
-
-
-def store_client(store: Path, **kw: Any) -> Client:
-    for var in ("CTRSTORE_CONFIG", "CTRSTORE_ROOT", "CTRSTORE_STATE", "CTRSTORE_NAMESPACE"):
-        os.environ.pop(var, None)
-    return Client(root=store / "root", state=store / "state", **kw)
-
-
+# -- the checks ------------------------------------------------------------------------------
 def nothing_committed(client: Client) -> None:
     """No image record and no snapshot (in any snapshotter that works here)."""
     assert client.images.list() == []

@@ -1,5 +1,10 @@
-"""Small images made on this machine, for the demo, the tests and the benchmarks (nothing is
-pulled from the internet): a busybox image built from Debian's static busybox."""
+"""Small images made on this machine with ctrstore's own builder, for the tests, the benchmarks
+and the demo (nothing is pulled from the internet):
+
+- ``busybox_image``: a three-layer busybox image built from Debian's static busybox;
+- ``BASE``, ``UPPER``, ``TOP``: the entries of the three layers of a small image that has every
+  kind of tar entry and both kinds of whiteout.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,18 @@ from ctrstore.images.build import Compression, Entry, ImageSpec, build_image, ta
 from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.images import Image, ImageStore
 
-__all__ = ["BUSYBOX_APPLETS", "busybox_image", "find_busybox"]
+__all__ = [
+    "BASE",
+    "BUSYBOX",
+    "BUSYBOX_APPLETS",
+    "TOP",
+    "UPPER",
+    "busybox_image",
+    "find_busybox",
+]
+
+BUSYBOX = "localhost/busybox:latest"
+"""The name ``busybox_image`` gives its image unless told otherwise."""
 
 BUSYBOX_APPLETS = (
     "sh",
@@ -75,7 +91,7 @@ def find_busybox() -> Path:
 def busybox_image(
     content: ContentStore,
     images: ImageStore | None,
-    name: str = "localhost/busybox:latest",
+    name: str = BUSYBOX,
     *,
     compression: Compression = "gzip",
     cmd: tuple[str, ...] = ("sh",),
@@ -104,3 +120,32 @@ def busybox_image(
     data = [Entry("data", "dir"), Entry("data/hello.txt", data=b"hello from a ctrstore image\n")]
     layers = [tar_from_entries(base), tar_from_entries(etc), tar_from_entries(data)]
     return build_image(content, images, name, layers, ImageSpec(cmd=cmd), compression=compression)
+
+
+# -- a small image with every kind of entry ----------------------------------------------------
+BASE = [
+    Entry("etc", "dir"),
+    Entry("etc/hostname", data=b"base\n"),
+    Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"),
+    Entry("bin", "dir"),
+    Entry("bin/tool", data=b"#!/bin/sh\necho tool\n", mode=0o755),
+    Entry("bin/alias", "symlink", link="tool"),
+    Entry("bin/tool2", "hardlink", link="bin/tool"),
+    Entry("var/lib/data", data=b"lower data", uid=1000, gid=1000),
+    Entry("opaque", "dir"),
+    Entry("opaque/old", data=b"hidden by the upper layer"),
+    Entry("gone", data=b"deleted above"),
+    Entry("dev", "dir"),
+    Entry("dev/null0", "char", major=1, minor=3),
+]
+"""The bottom layer: files, a symlink, a hard link, owners, a device node."""
+UPPER = [
+    Entry("etc/hostname", data=b"upper\n"),
+    Entry("gone", "whiteout"),
+    Entry("opaque", "opaque"),
+    Entry("opaque/new", data=b"only this"),
+    Entry("xattr", data=b"x", xattrs={"user.demo": "yes"}),
+]
+"""The middle layer: a changed file, a whiteout, an opaque directory, an xattr."""
+TOP = [Entry("root", "dir", mode=0o700), Entry("root/.profile", data=b"# top\n")]
+"""The top layer: a private directory."""

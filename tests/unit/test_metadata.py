@@ -1,11 +1,9 @@
-"""meta.db: namespaces, images, leases, schema version and concurrency."""
+"""meta.db: namespaces, images, leases, schema version (several processes at once:
+``tests/integration/test_processes.py``)."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -104,24 +102,3 @@ def test_corrupt_db_is_a_clear_error(tmp_path: Path) -> None:
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(FailedPrecondition, match="is corrupt"):
         DB(p)
-
-
-def test_concurrent_processes_write_meta_db(client: Client, tmp_path: Path) -> None:
-    script = tmp_path / "w.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-        import sys
-        from ctrstore import Client
-        c = Client(root=sys.argv[1], state=sys.argv[2])
-        for i in range(25):
-            c.content.ingest(f"{sys.argv[3]}-{i}", f"{sys.argv[3]}-{i}".encode())
-        """
-        )
-    )
-    procs = [
-        subprocess.Popen([sys.executable, str(script), str(client.root), str(client.state), name])
-        for name in ("a", "b", "c")
-    ]
-    assert [p.wait(60) for p in procs] == [0, 0, 0]
-    assert len(list(client.content.walk())) == 75
