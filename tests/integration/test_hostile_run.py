@@ -14,7 +14,7 @@ import pytest
 from ctrstore import InvalidArgument
 from ctrstore.content import Descriptor
 from ctrstore.metadata.images import Image
-from ctrstore.runtime.spec import SpecOptions
+from ctrstore.oci import SpecOptions
 from tests.integration import test_cli_run
 from tests.integration.crafted import Crafted, cli, crafted_image, one_line_error, sha, store_client
 from tests.integration.test_cli_run import IMAGE, name

@@ -29,6 +29,8 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.cli._run_flags import parse_volume
+from ctrstore.client.commit import commit_container
+from ctrstore.client.containers import NAME_LABEL, ContainerManager, new_id_and_name
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
@@ -43,8 +45,6 @@ from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
 from ctrstore.plugins.snapshots import host_platform
-from ctrstore.runtime.commit import commit_container
-from ctrstore.runtime.containers import NAME_LABEL, ContainerManager, new_id_and_name
 from tests.integration.test_cli import run as cli
 
 pytestmark = [

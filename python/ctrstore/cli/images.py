@@ -176,14 +176,12 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     Every config and layer must be in the content store (see `images check`); an incomplete
     image fails naming the missing blob. OUT appears only when the archive is whole.
     """
-    from ctrstore.images.archive import export_images
-
     client = st.client()
     imgs = [client.images.get(n) for n in names]
     if out == "-":
-        export_images(client.content, imgs, sys.stdout.buffer)
+        client.export_archive(imgs, sys.stdout.buffer)
         return
-    _write_whole(out, lambda f: export_images(client.content, imgs, f))
+    _write_whole(out, lambda f: client.export_archive(imgs, f))
 
 
 def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
@@ -214,12 +212,8 @@ def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
 @pass_state
 def import_(st: State, archive: str) -> None:
     """Import an OCI image layout tar or a `docker save` archive."""
-    from ctrstore.images.archive import import_images
-
-    client = st.client()
-    with client.lease():
-        for img in import_images(client.content, client.images, archive, max_layers=client.config.max_layers):
-            click.echo(f"{img.name}  {img.target.digest}")
+    for img in st.client().import_archive(archive):
+        click.echo(f"{img.name}  {img.target.digest}")
 
 
 def _add_transfer_commands() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ctrstore import _core
-from ctrstore.content import Descriptor
+from ctrstore.content import Descriptor, Provider
 from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
@@ -27,7 +27,6 @@ from ctrstore.jsondoc import (
     want_str_list,
     want_str_map,
 )
-from ctrstore.metadata.content import ContentStore
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -80,7 +79,7 @@ def check_document_size(desc: Descriptor, what: str | None = None) -> None:
         )
 
 
-def read_json(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+def read_json(content: Provider, desc: Descriptor) -> dict[str, Any]:
     """A stored JSON document (strictly parsed: see ``ctrstore.jsondoc.loads``), which must be
     an object."""
     what = describe(desc)
@@ -193,12 +192,12 @@ def validate_config(config: dict[str, Any], what: str) -> dict[str, Any]:
     return config
 
 
-def read_config(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+def read_config(content: Provider, desc: Descriptor) -> dict[str, Any]:
     """A stored image config, type-checked by :func:`validate_config`."""
     return validate_config(read_json(content, desc), describe(desc))
 
 
-def children(content: ContentStore, desc: Descriptor) -> list[Descriptor]:
+def children(content: Provider, desc: Descriptor) -> list[Descriptor]:
     if not (mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)):
         return []
     return parse_children(desc, read_json(content, desc))
@@ -220,7 +219,7 @@ def gc_child_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, s
 
 
 def manifest_for(
-    content: ContentStore, target: Descriptor, platform: Platform | None = None
+    content: Provider, target: Descriptor, platform: Platform | None = None
 ) -> tuple[Descriptor, dict[str, Any]]:
     """The manifest (descriptor and JSON) a target resolves to for ``platform``. The manifest
     is type-checked (:func:`parse_manifest`), so its ``config`` is a valid descriptor."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn, TypeVar, cast
 
 from ctrstore.config import DEFAULT_MAX_LAYERS
-from ctrstore.content import Descriptor
+from ctrstore.content import Descriptor, Provider, Store
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
 from ctrstore.images import (
     MAX_DOCUMENT_SIZE,
@@ -40,7 +40,6 @@ from ctrstore.images import (
 )
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import describe_type, loads, want_str, want_str_list
-from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.images import Image, ImageStore, validate_name
 
 _T = TypeVar("_T")
@@ -51,7 +50,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def _walk(content: ContentStore, desc: Descriptor, image: str, depth: int = 0) -> list[Descriptor]:
+def _walk(content: Provider, desc: Descriptor, image: str, depth: int = 0) -> list[Descriptor]:
     """``desc`` and everything below it that the archive must carry. Manifests of platforms
     never pulled are left out (an index lists them all); a missing config or layer is an
     error, so an incomplete image is never written as if it were whole."""
@@ -70,7 +69,7 @@ def _walk(content: ContentStore, desc: Descriptor, image: str, depth: int = 0) -
     return out
 
 
-def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]) -> int:
+def export_images(content: Provider, images: Sequence[Image], out: IO[bytes]) -> int:
     """Write an OCI layout tar of ``images`` to ``out``; returns the number of blobs.
 
     Every blob is looked up before the first byte is written: NotFound (naming the blob) if
@@ -113,7 +112,7 @@ def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]
     return len(blobs)
 
 
-def _docker_manifest(content: ContentStore, images: Sequence[Image]) -> list[dict[str, Any]]:
+def _docker_manifest(content: Provider, images: Sequence[Image]) -> list[dict[str, Any]]:
     """``docker save``'s manifest.json for the host platform's manifest of each image."""
     from ctrstore.images import manifest_for
 
@@ -271,7 +270,7 @@ def _reference_name(name: str, what: str) -> str:
 
 
 def import_images(
-    content: ContentStore,
+    content: Store,
     images: ImageStore,
     path: str | os.PathLike[str],
     *,
@@ -312,7 +311,7 @@ def import_images(
 
 
 def _ingest(
-    content: ContentStore,
+    content: Store,
     archive: _Archive,
     source: IO[bytes] | bytes,
     desc: Descriptor,
@@ -343,7 +342,7 @@ def _verified(archive: _Archive, data: bytes, desc: Descriptor, name: str) -> No
         )
 
 
-def _import_oci(content: ContentStore, archive: _Archive, max_layers: int) -> list[Image]:
+def _import_oci(content: Store, archive: _Archive, max_layers: int) -> list[Image]:
     from ctrstore.unpack import plan_layers
 
     index_what = f"archive {archive.path}: index.json"
@@ -429,7 +428,7 @@ def _docker_entries(archive: _Archive) -> list[tuple[str, list[str], list[str]]]
     return out
 
 
-def _import_docker(content: ContentStore, archive: _Archive, max_layers: int) -> list[Image]:
+def _import_docker(content: Store, archive: _Archive, max_layers: int) -> list[Image]:
     from ctrstore.unpack import plan_layers
 
     entries = _docker_entries(archive)

@@ -20,12 +20,11 @@ from typing import Any, Literal
 
 import zstandard
 
-from ctrstore.content import Descriptor
+from ctrstore.content import Descriptor, Store
 from ctrstore.errdefs import AlreadyExists, InvalidArgument
 from ctrstore.images import gc_child_labels
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
-from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.images import Image, ImageStore
 
 __all__ = [
@@ -167,7 +166,7 @@ def _digest(data: bytes) -> str:
 
 
 def store_blob(
-    content: ContentStore, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
+    content: Store, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
 ) -> Descriptor:
     """Store ``data`` (verified, under containerd's ref for its type) and label it; a blob the
     namespace already holds only gets the labels. Returns its descriptor."""
@@ -188,7 +187,7 @@ def canonical_json(doc: Mapping[str, Any]) -> bytes:
 
 
 def build_image(
-    content: ContentStore,
+    content: Store,
     images: ImageStore | None,
     name: str,
     layers: Sequence[bytes],

@@ -22,15 +22,16 @@ from ctrstore.errdefs import AlreadyExists
 from ctrstore.images import gc_child_labels, manifest_for, read_config
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
-from ctrstore.metadata.images import Image, validate_name
+from ctrstore.metadata.images import Image
 from ctrstore.mount import temp_mount
 
 if TYPE_CHECKING:
-    from ctrstore.client import Client
-    from ctrstore.metadata import ContentStore, ImageStore, SnapshotStore
+    from ctrstore.content import Store
     from ctrstore.metadata.containers import Container
+    from ctrstore.metadata.images import ImageStore
+    from ctrstore.snapshots import NamedSnapshotter
 
-__all__ = ["commit", "commit_container", "diff_overlay_upper", "diff_trees"]
+__all__ = ["commit", "diff_overlay_upper", "diff_trees"]
 
 _KEEP_XATTRS = ("user.", "security.capability")
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -141,32 +142,12 @@ def diff_trees(lower: Path, upper: Path) -> bytes:
     return buf.getvalue()
 
 
-def commit_container(
-    client: Client, cid: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"
-) -> Image:
-    """``ctrstore commit``: :func:`commit` with the client's stores, under a lease, so that gc
-    keeps the new blobs until the image names them."""
-    validate_name(name)  # before any work: the name must be a valid reference
-    c = client.containers.store.get(cid)
-    sn = client.snapshotter(c.snapshotter)
-    with client.lease():
-        return commit(
-            c,
-            name,
-            snapshotter=sn,
-            content=client.content,  # (taken inside the lease: it writes under it)
-            images=client.images,
-            tmp_dir=client.root / "tmpmounts",
-            compression=compression,
-        )
-
-
 def commit(
     c: Container,
     name: str,
     *,
-    snapshotter: SnapshotStore,
-    content: ContentStore,
+    snapshotter: NamedSnapshotter,
+    content: Store,
     images: ImageStore,
     tmp_dir: Path,
     compression: Literal["gzip", "zstd"] = "gzip",

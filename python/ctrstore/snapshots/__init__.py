@@ -29,7 +29,7 @@ from typing import Protocol
 from ctrstore.errdefs import FailedPrecondition
 from ctrstore.mount import Mount
 
-__all__ = ["Info", "Kind", "Snapshotter", "Usage", "remove_unreferenced"]
+__all__ = ["Info", "Kind", "NamedSnapshotter", "Snapshotter", "Usage", "remove_unreferenced"]
 
 
 class Kind(enum.IntEnum):
@@ -89,6 +89,15 @@ class Snapshotter(Protocol):
     def remove(self, key: str) -> None: ...
     def walk(self, *filters: str) -> Iterator[Info]: ...
     def close(self) -> None: ...
+
+
+class NamedSnapshotter(Snapshotter, Protocol):
+    """A snapshotter as a namespace sees it (``ctrstore.metadata.snapshots.SnapshotStore``):
+    the role unpack, containers and commit take. ``name`` is its plugin id (``overlayfs``...),
+    by which records and gc labels (``containerd.io/gc.ref.snapshot.<name>``) refer to it."""
+
+    @property
+    def name(self) -> str: ...
 
 
 def remove_unreferenced(sn: Snapshotter, keep: set[str], dry_run: bool) -> list[str]:

@@ -1,4 +1,5 @@
-"""Containers, with no daemon: the seed's ``run``.
+"""Containers, with no daemon: the seed's ``run``, as containerd's ``client.NewContainer``
+and ``Container`` (the orchestration above the runtime plugin).
 
 Creating a container prepares one more, writable snapshot keyed by the container id on top of
 the image's chainID, makes its bundle (:mod:`ctrstore.runtime.bundle`) with that snapshot's
@@ -30,24 +31,18 @@ from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import manifest_for, read_config
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
-from ctrstore.runtime.manager import TASK_PLUGIN
 from ctrstore.runtime.runc import Runc
-from ctrstore.runtime.tasks import LOST_EXIT_STATUS, Tasks, TaskStatus
+from ctrstore.runtime.tasks import Tasks, TaskStatus
 
 if TYPE_CHECKING:
-    from ctrstore.metadata import ContainerStore, ContentStore, ImageStore, SnapshotStore
+    from ctrstore.content import Provider
+    from ctrstore.metadata.containers import ContainerStore
+    from ctrstore.metadata.images import ImageStore
     from ctrstore.mount import Mount
+    from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
 
-__all__ = [
-    "LOST_EXIT_STATUS",
-    "NAME_LABEL",
-    "RUNTIME_NAME",
-    "TASK_PLUGIN",
-    "ContainerManager",
-    "TaskStatus",
-    "new_id_and_name",
-]
+__all__ = ["NAME_LABEL", "RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
 NAME_LABEL = "nerdctl/name"
@@ -76,8 +71,8 @@ class ContainerManager:
         *,
         store: ContainerStore,
         images: ImageStore,
-        content: ContentStore,
-        snapshotter: Callable[[str | None], SnapshotStore],
+        content: Provider,
+        snapshotter: Callable[[str | None], NamedSnapshotter],
         unpack: Callable[[str, str], UnpackResult],
         tasks: Tasks,
     ) -> None:

@@ -3,26 +3,29 @@
 There is no daemon: a Client initialises the plugins itself, and several Clients — in one
 process or many — can use the same root at once (meta.db and the content store lock what
 they must).
+
+The Client opens the store and hands out its roles (content, images, snapshotters,
+containers, leases); what needs several of them together is orchestrated in this package's
+other modules — ``pull``, ``push``, ``containers``, ``commit``, ``archive`` — as containerd's
+``client`` package does. Everything below takes roles, never the Client.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.config import Config, check_dir_option, load
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.images.platforms import Platform
-from ctrstore.labels import DISTRIBUTION_SOURCE
 from ctrstore.metadata import (
     ContentStore,
-    GCResult,
     ImageStore,
     Lease,
     LeaseManager,
@@ -35,13 +38,17 @@ from ctrstore.metadata.leases import OWNER_LABEL, process_owner
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
-    from ctrstore.images.pull import PullResult, Status
+    from ctrstore.archive import ApplyStats
+    from ctrstore.client.containers import ContainerManager
+    from ctrstore.client.pull import PullResult
+    from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
-    from ctrstore.runtime.containers import ContainerManager
+    from ctrstore.metadata.gc import GCResult
+    from ctrstore.metadata.images import Image
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
 
-__all__ = ["DEFAULT_NAMESPACE", "Client"]
+__all__ = ["DEFAULT_NAMESPACE", "Client", "ImageCheck"]
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_LEASE_EXPIRY = timedelta(hours=24)
@@ -121,8 +128,8 @@ class Client:
 
     @property
     def containers(self) -> ContainerManager:
-        """Containers and their tasks in this namespace (see ``ctrstore.runtime.containers``)."""
-        from ctrstore.runtime.containers import ContainerManager
+        """Containers and their tasks in this namespace (see ``ctrstore.client.containers``)."""
+        from ctrstore.client.containers import ContainerManager
 
         return ContainerManager(
             store=self.metadata.containers(self.namespace),
@@ -182,31 +189,22 @@ class Client:
         progress: Callable[[Status], None] | None = None,
     ) -> PullResult:
         """Pull ``ref`` from its registry into the store, unpack it, and name it (the
-        normalised reference, e.g. ``docker.io/library/redis:alpine``)."""
-        from ctrstore.images.pull import Puller, Status
-        from ctrstore.remotes import Resolver, parse
+        normalised reference, e.g. ``docker.io/library/redis:alpine``); see
+        ``ctrstore.client.pull``."""
+        from ctrstore.client.pull import pull
 
-        reference = parse(ref)
-        report = progress or (lambda s: None)
-        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
-            report(Status(str(reference), "resolving"))
-            name, root = resolver.resolve(reference)
-            report(Status(str(reference), "resolved"))
-            puller = Puller(
-                self,
-                resolver.fetcher(reference),
-                source_labels={f"{DISTRIBUTION_SOURCE}{reference.domain}": reference.path},
-                max_concurrent_downloads=max_concurrent_downloads,
-                progress=report,
-            )
-            return puller.pull(
-                name,
-                root,
-                platform=platform,
-                all_platforms=all_platforms,
-                unpack=unpack,
-                snapshotter=snapshotter,
-            )
+        return pull(
+            self,
+            ref,
+            platform=platform,
+            all_platforms=all_platforms,
+            unpack=unpack,
+            snapshotter=snapshotter,
+            plain_http=plain_http,
+            hosts_dir=hosts_dir,
+            max_concurrent_downloads=max_concurrent_downloads,
+            progress=progress,
+        )
 
     def push(
         self,
@@ -217,19 +215,11 @@ class Client:
         hosts_dir: str | os.PathLike[str] | None = None,
         progress: Callable[[Status], None] | None = None,
     ) -> list[tuple[str, str]]:
-        """Push image ``name`` to ``ref`` (default: the name itself)."""
-        from ctrstore.images.push import push_image
-        from ctrstore.remotes import Resolver, parse
+        """Push image ``name`` to ``ref`` (default: the name itself); see
+        ``ctrstore.client.push``."""
+        from ctrstore.client.push import push
 
-        reference = parse(ref or name)
-        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
-            return push_image(
-                self,
-                name,
-                resolver.pusher(reference),
-                tag=reference.tag,
-                progress=progress or (lambda s: None),
-            )
+        return push(self, name, ref, plain_http=plain_http, hosts_dir=hosts_dir, progress=progress)
 
     def unpack(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
@@ -358,6 +348,35 @@ class Client:
         )
         report.findings[:0] = pre.findings
         return report
+
+    def commit(self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip") -> Image:
+        """Image ``name``: the image of ``container`` (its id, name or a unique id prefix) plus
+        one layer with the container's changes (see ``ctrstore.client.commit``)."""
+        from ctrstore.client.commit import commit_container
+
+        return commit_container(self, container, name, compression=compression)
+
+    def import_archive(self, path: str | os.PathLike[str]) -> list[Image]:
+        """Import an OCI layout tar or a ``docker save`` tar; returns the images named
+        (see ``ctrstore.client.archive``)."""
+        from ctrstore.client.archive import import_archive
+
+        return import_archive(self, path)
+
+    def export_archive(self, images: Sequence[Image], out: IO[bytes]) -> int:
+        """Write ``images`` as an OCI layout tar to ``out``; returns the number of blobs."""
+        from ctrstore.client.archive import export_archive
+
+        return export_archive(self, images, out)
+
+    def apply_layer(
+        self, key: str, layer: str | os.PathLike[str], *, snapshotter: str | None = None
+    ) -> ApplyStats:
+        """Apply the layer file ``layer`` (tar, tar+gzip or tar+zstd) to the active snapshot
+        ``key`` through its mounts (``ctrstore snapshots apply``)."""
+        from ctrstore.diff import apply
+
+        return apply(self.snapshotter(snapshotter).mounts(key), layer, tmp_dir=self.root / "tmpmounts")
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
         """Remove everything no root references (see ``ctrstore.metadata.gc``)."""
