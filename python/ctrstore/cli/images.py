@@ -12,7 +12,7 @@ from typing import IO
 import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
-from ctrstore.errdefs import AlreadyExists, NotFound
+from ctrstore.errdefs import NotFound
 from ctrstore.images import manifest_for, read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
@@ -107,12 +107,11 @@ def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
     store = st.client().images
     img = store.get(source)
     for t in targets:
-        try:
-            store.create(Image(t, img.target, dict(img.labels)))
-        except AlreadyExists:
-            if not force:
-                raise
-            store.update(Image(t, img.target), ["target"])
+        new = Image(t, img.target, dict(img.labels))
+        if force:
+            store.upsert(new)
+        else:
+            store.create(new)
         click.echo(t)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
 from ctrstore.images.pull import Download, Fetcher, Status, ref_key
@@ -88,11 +87,7 @@ class Puller:
             for i, mdesc in enumerate(download.manifests(root, want, all_platforms)):
                 r = download.manifest(mdesc, pool, unpacker if unpack and i == 0 else None)
                 result_unpack = result_unpack or r
-            image = Image(name, Descriptor(root.media_type, root.digest, root.size))
-            try:
-                image = client.images.create(image)
-            except AlreadyExists:
-                image = client.images.update(image, ["target"])
+            image = client.images.upsert(Image(name, Descriptor(root.media_type, root.digest, root.size)))
         return PullResult(image, list(download.fetched), result_unpack)
 
 

@@ -307,7 +307,7 @@ def import_images(
                     f"archive {shown}: neither an OCI image layout (index.json) nor a docker save archive "
                     "(manifest.json)"
                 )
-    return [_upsert(images, image) for image in todo]
+    return [images.upsert(image) for image in todo]
 
 
 def _ingest(
@@ -476,10 +476,3 @@ def _normalize(name: str, what: str) -> str:
         return str(parse(name))
     except InvalidArgument as e:
         raise InvalidArgument(f"{what}: {e}") from None
-
-
-def _upsert(images: ImageStore, image: Image) -> Image:
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])

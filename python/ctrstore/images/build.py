@@ -258,7 +258,4 @@ def build_image(
     image = Image(name, target)
     if images is None:
         return image
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])
+    return images.upsert(image)

@@ -185,6 +185,15 @@ class ImageStore:
         assert updated is not None
         return updated
 
+    def upsert(self, image: Image) -> Image:
+        """Name ``image.target`` ``image.name``: create the image, or, if the name exists,
+        point it at the new target (its labels stay). What a pull, an import, a commit and a
+        build do with the image they made."""
+        try:
+            return self.create(image)
+        except AlreadyExists:
+            return self.update(image, ["target"])
+
     def set_labels(self, name: str, changes: Mapping[str, str]) -> Image:
         img = Image(name, Descriptor("-", "sha256:" + "0" * 64, 0), dict(changes))
         return self.update(img, [f"labels.{k}" for k in changes])

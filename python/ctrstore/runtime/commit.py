@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists
 from ctrstore.images import gc_child_labels, manifest_for, read_config
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
@@ -189,8 +188,4 @@ def commit(
     new_manifest = store_blob(
         content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
     )
-    image = Image(name, new_manifest)
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])
+    return images.upsert(Image(name, new_manifest))

@@ -1,0 +1,25 @@
+"""The one place of each piece of logic that several callers share (issue #10): the image
+store's ``upsert``, the content store's ``ingest`` (tolerate what exists, label it), ``images.
+resolve`` (image -> manifest, config, layers) and ``update(obj, *fieldpaths)``."""
+
+from __future__ import annotations
+
+from ctrstore import Client, Descriptor, Image
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _target(client: Client, data: bytes) -> Descriptor:
+    digest = client.content.ingest(f"m-{len(data)}", data)
+    return Descriptor(MANIFEST, digest, len(data))
+
+
+def test_upsert_creates_then_moves_the_target_and_keeps_the_labels(client: Client) -> None:
+    first, second = _target(client, b"{}"), _target(client, b"{ }")
+    made = client.images.upsert(Image("example.com/a:1", first, {"k": "v"}))
+    assert made.target.digest == first.digest and made.labels == {"k": "v"}
+    moved = client.images.upsert(Image("example.com/a:1", second, {"other": "x"}))
+    assert moved.target.digest == second.digest
+    assert moved.labels == {"k": "v"}, "upsert of an existing name changes its target only"
+    assert moved.created_at == made.created_at
+    assert [i.name for i in client.images.list()] == ["example.com/a:1"]
