@@ -4,7 +4,7 @@ resolve`` (image -> manifest, config, layers) and ``update(obj, *fieldpaths)``."
 
 from __future__ import annotations
 
-from ctrstore import Client, Descriptor, Image
+from ctrstore import Client, Descriptor, Image, sha256_bytes
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -23,3 +23,21 @@ def test_upsert_creates_then_moves_the_target_and_keeps_the_labels(client: Clien
     assert moved.labels == {"k": "v"}, "upsert of an existing name changes its target only"
     assert moved.created_at == made.created_at
     assert [i.name for i in client.images.list()] == ["example.com/a:1"]
+
+
+def test_ingest_labels_a_blob_committed_meanwhile(client: Client) -> None:
+    """``ContentStore.ingest`` is the one 'ingest, tolerate exists, label': when another
+    writer commits the same blob while ours runs, ours still labels it."""
+    data = b"the same bytes twice"
+    digest = sha256_bytes(data)
+
+    def race(offset: int) -> None:
+        if not client.content.exists(digest):
+            client.content.ingest("other", data)
+
+    got = client.content.ingest("mine", data, expected=digest, labels={"mine": "yes"}, progress=race)
+    assert got == digest
+    assert client.content.info(digest).labels == {"mine": "yes"}
+    # And when the namespace held it before the ingest began:
+    client.content.ingest("again", data, expected=digest, labels={"again": "yes"})
+    assert client.content.info(digest).labels == {"mine": "yes", "again": "yes"}

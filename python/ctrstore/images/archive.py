@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn, TypeVar, cast
 
 from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor, Provider, Store
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound, from_oserror
 from ctrstore.images import (
     MAX_DOCUMENT_SIZE,
     MAX_INDEX_DEPTH,
@@ -320,8 +320,6 @@ def _ingest(
     ref = f"import-{desc.digest}"
     try:
         content.ingest(ref, source, expected=desc.digest, size=desc.size, labels=labels)
-    except AlreadyExists:
-        pass
     except FailedPrecondition as e:
         # Wrong bytes for the digest: drop them, so a later import of a good archive starts clean.
         try:
@@ -329,8 +327,6 @@ def _ingest(
         except NotFound:
             pass
         archive.fail(f"{mt.ref_prefix(desc.media_type)} {desc.digest} does not match its digest ({e})")
-    if labels:
-        content.set_labels(desc.digest, labels)
 
 
 def _verified(archive: _Archive, data: bytes, desc: Descriptor, name: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import zstandard
 
 from ctrstore.content import Descriptor, Store
-from ctrstore.errdefs import AlreadyExists, InvalidArgument
+from ctrstore.errdefs import InvalidArgument
 from ctrstore.images import gc_child_labels
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
@@ -171,13 +171,7 @@ def store_blob(
     """Store ``data`` (verified, under containerd's ref for its type) and label it; a blob the
     namespace already holds only gets the labels. Returns its descriptor."""
     d = _digest(data)
-    ref = f"{mt.ref_prefix(media_type)}-{d}"
-    try:
-        content.ingest(ref, data, expected=d, size=len(data), labels=labels)
-    except AlreadyExists:
-        pass
-    if labels:
-        content.set_labels(d, labels)
+    content.ingest(f"{mt.ref_prefix(media_type)}-{d}", data, expected=d, size=len(data), labels=labels)
     return Descriptor(media_type, d, len(data))
 
 

@@ -95,32 +95,41 @@ class Download:
             raise InvalidArgument(f"{key}: descriptor has size {desc.size}")
         content = self.content
         lb = {**self.source_labels, **(labels or {})}
+        w: Writer | None
         try:
             w = content.writer(key, total=desc.size, expected=desc.digest, wait=60)
         except AlreadyExists:
-            if lb:
-                content.set_labels(desc.digest, lb)
+            w = None  # the namespace holds it already
+        written = w is not None and self._write(desc, w, lb)
+        if not written and lb:
+            content.set_labels(desc.digest, lb)  # a blob stored before gets the labels all the same
+        if w is None:
             self.progress(Status(key, "exists", desc.size, desc.size))
             return
+        with self._lock:
+            self.fetched.append(desc.digest)
+        self.progress(Status(key, "done", desc.size, desc.size))
+
+    def _write(self, desc: Descriptor, w: Writer, labels: dict[str, str]) -> bool:
+        """Download into ``w`` (resuming) and commit; False if the namespace got the blob from
+        another writer meanwhile."""
+        key = ref_key(desc)
         with w:
             if not w.complete and w.offset < desc.size:
                 self._download(desc, w)
             try:
-                w.commit(desc.size, desc.digest, lb)
+                w.commit(desc.size, desc.digest, labels)
             except AlreadyExists:
-                if lb:
-                    content.set_labels(desc.digest, lb)
+                return False
             except FailedPrecondition as e:
                 # The bytes are wrong: drop them so the next pull starts clean.
                 w.close()
                 try:
-                    content.abort(key)
+                    self.content.abort(key)
                 except NotFound:
                     pass
                 raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
-        with self._lock:
-            self.fetched.append(desc.digest)
-        self.progress(Status(key, "done", desc.size, desc.size))
+        return True
 
     def _download(self, desc: Descriptor, w: Writer) -> None:
         key = ref_key(desc)

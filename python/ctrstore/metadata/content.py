@@ -341,7 +341,9 @@ class ContentStore:
         wait: float = 10.0,
     ) -> str:
         """Write a whole blob from ``source`` (bytes or a binary file), resuming a partial
-        ingest of the same ref. Existing content counts as success. Returns the digest.
+        ingest of the same ref. Existing content counts as success, and gets ``labels`` all
+        the same (whether the namespace held it before, or another writer committed it
+        meanwhile). Returns the digest.
 
         If a resumed ingest then fails verification, the bytes it already had were wrong: it is
         started over — at once when ``source`` can seek back to its start, else on the next
@@ -354,9 +356,7 @@ class ContentStore:
                 w = self.writer(ref, total=size, expected=expected, wait=wait)
             except AlreadyExists:
                 assert expected is not None
-                if labels:
-                    self.set_labels(expected, labels)
-                return expected
+                return self._exists(expected, labels)
             with w:
                 resumed = w.offset if not w.complete else 0
                 if attempt and not w.complete:
@@ -372,7 +372,7 @@ class ContentStore:
                     return w.commit(size or 0, expected, labels)
                 except AlreadyExists:
                     assert w.committed is not None
-                    return w.committed
+                    return self._exists(w.committed, labels)
                 except FailedPrecondition as e:
                     if not resumed or expected is None:
                         raise
@@ -383,6 +383,12 @@ class ContentStore:
                             "starts over: run it again"
                         ) from e
         raise AssertionError("unreachable")
+
+    def _exists(self, digest: str, labels: Mapping[str, str] | None) -> str:
+        """An ingest found ``digest`` stored already: label it as a new blob would be."""
+        if labels:
+            self.set_labels(digest, labels)
+        return digest
 
     def _restart(self, ref: str) -> None:
         w = self.writer(ref)
