@@ -5,6 +5,9 @@ resolve`` (image -> manifest, config, layers) and ``update(obj, *fieldpaths)``."
 from __future__ import annotations
 
 from ctrstore import Client, Descriptor, Image, sha256_bytes
+from ctrstore.images import mediatypes as mt
+from ctrstore.images import resolve
+from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -41,3 +44,15 @@ def test_ingest_labels_a_blob_committed_meanwhile(client: Client) -> None:
     # And when the namespace held it before the ingest began:
     client.content.ingest("again", data, expected=digest, labels={"again": "yes"})
     assert client.content.info(digest).labels == {"mine": "yes", "again": "yes"}
+
+
+def test_resolve_goes_from_an_image_to_its_manifest_config_and_layers(client: Client) -> None:
+    layers = [tar_from_entries([Entry("a", data=b"1")]), tar_from_entries([Entry("b", data=b"2")])]
+    img = build_image(client.content, client.images, "example.com/r:1", layers, ImageSpec())
+    assert mt.is_index(img.target.media_type)
+    r = resolve(client.content, img.target)
+    assert mt.is_manifest(r.manifest.media_type)
+    assert r.config.digest == r.doc["config"]["digest"]
+    assert [d.digest for d in r.layers] == [x["digest"] for x in r.doc["layers"]]
+    assert len(r.layers) == 2 and all(client.content.exists(d.digest) for d in (r.config, *r.layers))
+    assert client.resolve("example.com/r:1") == r

@@ -13,7 +13,7 @@ import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.errdefs import NotFound
-from ctrstore.images import manifest_for, read_json
+from ctrstore.images import read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
 
@@ -32,14 +32,11 @@ def images(ctx: click.Context) -> None:
 
 
 def _size(st: State, img: Image) -> str:
-    content = st.client().content
     try:
-        _, manifest = manifest_for(content, img.target)
+        r = st.client().resolve(img)
     except Exception:
         return "-"
-    total = int(manifest.get("config", {}).get("size", 0))
-    total += sum(int(layer.get("size", 0)) for layer in manifest.get("layers") or [])
-    return human_size(total)
+    return human_size(r.config.size + sum(layer.size for layer in r.layers))
 
 
 @images.command("ls")
@@ -73,11 +70,9 @@ def inspect(st: State, name: str) -> None:
         "CreatedAt": img.created_at.isoformat() if img.created_at else None,
     }
     try:
-        _, manifest = manifest_for(client.content, img.target)
-        from ctrstore.content import Descriptor
-
-        out["Manifest"] = manifest
-        out["Config"] = read_json(client.content, Descriptor.from_json(manifest["config"]))
+        r = client.resolve(img)
+        out["Manifest"] = r.doc
+        out["Config"] = read_json(client.content, r.config)
     except Exception as e:
         out["Error"] = str(e)
     click.echo(json.dumps(out, indent=2))

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.config import Config, check_dir_option, load
-from ctrstore.content import Descriptor
 from ctrstore.errdefs import CtrstoreError, NotFound
+from ctrstore.images import Resolved, resolve
 from ctrstore.images.platforms import Platform
 from ctrstore.metadata import (
     ContentStore,
@@ -225,42 +225,40 @@ class Client:
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> UnpackResult:
         """Unpack a stored image into snapshots (layers already unpacked are skipped)."""
-        from ctrstore.images import manifest_for, read_config
+        from ctrstore.images import read_config
         from ctrstore.unpack import Unpacker, plan_layers
 
         image = self.images.get(name)
         with self.lease():
             content = self.content
-            _, manifest = manifest_for(content, image.target, platform)
-            config = Descriptor.from_json(manifest["config"])
+            r = resolve(content, image.target, platform)
             layers = plan_layers(
-                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+                r.doc, read_config(content, r.config), f"image {name}", max_layers=self.config.max_layers
             )
             unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")
-            return unpacker.unpack(config, layers)
+            return unpacker.unpack(r.config, layers)
 
     def check(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> ImageCheck:
         """Is every blob of the image present, and is it unpacked?"""
-        from ctrstore.images import manifest_for, read_config
+        from ctrstore.images import read_config
         from ctrstore.unpack import plan_layers
 
         image = self.images.get(name)
         content = self.content
         missing: list[str] = []
         try:
-            _, manifest = manifest_for(content, image.target, platform)
+            r = resolve(content, image.target, platform)
         except NotFound as e:
             return ImageCheck(name, False, [image.target.digest], False, str(e))
-        config = Descriptor.from_json(manifest["config"])
-        for d in (config, *(Descriptor.from_json(x) for x in manifest.get("layers") or [])):
+        for d in (r.config, *r.layers):
             if not content.exists(d.digest):
                 missing.append(d.digest)
         unpacked = False
-        if config.digest not in missing:
+        if r.config.digest not in missing:
             layers = plan_layers(
-                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+                r.doc, read_config(content, r.config), f"image {name}", max_layers=self.config.max_layers
             )
             try:
                 if layers:
@@ -269,6 +267,12 @@ class Client:
             except NotFound:
                 pass
         return ImageCheck(name, not missing, missing, unpacked, "")
+
+    def resolve(self, image: str | Image, platform: Platform | None = None) -> Resolved:
+        """An image (by name) resolved for ``platform``: its manifest, config and layers
+        (see ``ctrstore.images.resolve``)."""
+        target = (self.images.get(image) if isinstance(image, str) else image).target
+        return resolve(self.content, target, platform)
 
     def mount_image(
         self, name: str, target: str | os.PathLike[str], *, snapshotter: str | None = None

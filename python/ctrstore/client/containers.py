@@ -26,9 +26,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
-from ctrstore.images import manifest_for, read_config
+from ctrstore.images import read_config, resolve
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.runc import Runc
@@ -144,8 +143,7 @@ class ContainerManager:
         except NotFound:
             pass
         unpacked = self.unpack(image_name, sn_name)
-        _, manifest = manifest_for(self.content, image.target)
-        config = read_config(self.content, Descriptor.from_json(manifest["config"]))
+        config = read_config(self.content, resolve(self.content, image.target).config)
         bundle = self.tasks.bundle(cid)
         with ExitStack() as undo:
             try:

@@ -1,13 +1,15 @@
 """Images: manifests, indexes, configs and layers, as stored in the content store.
 
 Helpers here read what a stored image is made of: the manifest for a platform, its config,
-its layers and their diffIDs, and the chainIDs that name its unpacked snapshots.
+its layers and their diffIDs (:func:`resolve`, the one way from an image's target to them),
+and the chainIDs that name its unpacked snapshots.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ctrstore import _core
@@ -42,6 +44,8 @@ __all__ = [
     "parse_manifest",
     "read_config",
     "read_json",
+    "Resolved",
+    "resolve",
     "rootfs_diff_ids",
     "validate_config",
 ]
@@ -218,18 +222,29 @@ def gc_child_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, s
     return labels
 
 
-def manifest_for(
-    content: Provider, target: Descriptor, platform: Platform | None = None
-) -> tuple[Descriptor, dict[str, Any]]:
-    """The manifest (descriptor and JSON) a target resolves to for ``platform``. The manifest
-    is type-checked (:func:`parse_manifest`), so its ``config`` is a valid descriptor."""
+@dataclass(frozen=True)
+class Resolved:
+    """What an image's target is for one platform: its manifest and what that points at."""
+
+    manifest: Descriptor
+    doc: dict[str, Any]
+    """The manifest's JSON (type-checked)."""
+    config: Descriptor
+    layers: list[Descriptor]
+    """Bottom first."""
+
+
+def resolve(content: Provider, target: Descriptor, platform: Platform | None = None) -> Resolved:
+    """The manifest a target (an index or a manifest) resolves to for ``platform`` (default:
+    this machine's), with its config and layers, every field type-checked. NotFound if a
+    blob on the way is missing or no manifest matches the platform."""
     want = platform or host()
     desc = target
     for _ in range(MAX_INDEX_DEPTH + 1):
         if mt.is_manifest(desc.media_type):
             doc = read_json(content, desc)
-            parse_manifest(desc, doc)
-            return desc, doc
+            config, layers = parse_manifest(desc, doc)
+            return Resolved(desc, doc, config, layers)
         if not mt.is_index(desc.media_type):
             raise InvalidArgument(f"{desc.digest} is a {desc.media_type}, not a manifest or index")
         candidates = []
@@ -241,6 +256,15 @@ def manifest_for(
             raise NotFound(f"no manifest for platform {want} in {desc.digest}")
         desc = min(candidates, key=lambda c: c[0])[1]
     raise InvalidArgument(f"index nesting too deep at {desc.digest} (more than {MAX_INDEX_DEPTH} levels)")
+
+
+def manifest_for(
+    content: Provider, target: Descriptor, platform: Platform | None = None
+) -> tuple[Descriptor, dict[str, Any]]:
+    """The manifest (descriptor and JSON) a target resolves to for ``platform`` (see
+    :func:`resolve`)."""
+    r = resolve(content, target, platform)
+    return r.manifest, r.doc
 
 
 def rootfs_diff_ids(config: dict[str, Any], what: str) -> list[str]:

@@ -36,6 +36,7 @@ from ctrstore.images import (
     parse_children,
     parse_index,
     parse_object,
+    resolve,
     validate_config,
 )
 from ctrstore.images import mediatypes as mt
@@ -114,20 +115,18 @@ def export_images(content: Provider, images: Sequence[Image], out: IO[bytes]) ->
 
 def _docker_manifest(content: Provider, images: Sequence[Image]) -> list[dict[str, Any]]:
     """``docker save``'s manifest.json for the host platform's manifest of each image."""
-    from ctrstore.images import manifest_for
-
     out = []
     for img in images:
         try:
-            _, manifest = manifest_for(content, img.target)
+            r = resolve(content, img.target)
         except NotFound:
             continue
         path = "blobs/sha256/{}".format
         out.append(
             {
-                "Config": path(manifest["config"]["digest"].split(":", 1)[1]),
+                "Config": path(r.config.digest.split(":", 1)[1]),
                 "RepoTags": [img.name],
-                "Layers": [path(layer["digest"].split(":", 1)[1]) for layer in manifest.get("layers") or []],
+                "Layers": [path(layer.digest.split(":", 1)[1]) for layer in r.layers],
             }
         )
     return out

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ctrstore.content import Descriptor
-from ctrstore.images import gc_child_labels, manifest_for, read_config
+from ctrstore.images import gc_child_labels, read_config, resolve
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
 from ctrstore.metadata.images import Image
@@ -172,9 +171,8 @@ def commit(
                 tar = diff_trees(lower, upper)
         finally:
             sn.remove(view)
-    base = images.get(c.image)
-    mdesc, manifest = manifest_for(content, base.target)
-    config_desc = Descriptor.from_json(manifest["config"])
+    base = resolve(content, images.get(c.image).target)
+    mdesc, config_desc = base.manifest, base.config
     config = read_config(content, config_desc)
     diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
     oci = mdesc.media_type == mt.OCI_MANIFEST
@@ -183,8 +181,8 @@ def commit(
     config["rootfs"]["diff_ids"].append(diff_id)
     config.setdefault("history", []).append({"created_by": f"ctrstore commit {c.id}"})
     new_config = store_blob(content, canonical_json(config), config_desc.media_type)
-    layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
-    manifest = {**manifest, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
+    layers = [*base.layers, layer]
+    manifest = {**base.doc, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
     new_manifest = store_blob(
         content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
     )
