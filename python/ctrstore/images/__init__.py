@@ -7,7 +7,6 @@ and the chainIDs that name its unpacked snapshots.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +54,7 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """chainID[0] = diffID[0]; chainID[i] = sha256("chainID[i-1] diffID[i]")."""
     out: list[str] = []
     for d in diff_ids:
-        out.append(d if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+        out.append(d if not out else _core.sha256_bytes(f"{out[-1]} {d}".encode()))
     return out
 
 

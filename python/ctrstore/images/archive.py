@@ -12,7 +12,6 @@ made for it), stores every blob verified, and creates or updates the image recor
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import lzma
@@ -23,6 +22,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn, TypeVar, cast
 
+from ctrstore._core import Digester, sha256_bytes
 from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor, Provider, Store
 from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound, from_oserror
@@ -329,7 +329,7 @@ def _ingest(
 
 
 def _verified(archive: _Archive, data: bytes, desc: Descriptor, name: str) -> None:
-    got = "sha256:" + hashlib.sha256(data).hexdigest()
+    got = sha256_bytes(data)
     if got != desc.digest or len(data) != desc.size:
         archive.fail(
             f"{name} is {len(data)} bytes with digest {got}, but its descriptor says "
@@ -436,17 +436,15 @@ def _import_docker(content: Store, archive: _Archive, max_layers: int) -> list[I
             raise InvalidArgument(f"{cwhat}: {m.size} bytes is more than an image config may have")
         config_bytes = _Member(archive, m).read()
         config_doc = validate_config(parse_object(config_bytes, cwhat), cwhat)
-        config = Descriptor(
-            mt.DOCKER_CONFIG, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), len(config_bytes)
-        )
+        config = Descriptor(mt.DOCKER_CONFIG, sha256_bytes(config_bytes), len(config_bytes))
         layers = []
         for name in layer_names:
             lm = archive.regular(name)
             f = _Member(archive, lm)
-            h = hashlib.sha256()
+            h = Digester()
             while chunk := f.read(1 << 20):
                 h.update(chunk)
-            layers.append(Descriptor(mt.DOCKER_LAYER, "sha256:" + h.hexdigest(), lm.size))
+            layers.append(Descriptor(mt.DOCKER_LAYER, h.digest(), lm.size))
         manifest_doc = {
             "schemaVersion": 2,
             "mediaType": mt.DOCKER_MANIFEST,
@@ -458,7 +456,7 @@ def _import_docker(content: Store, archive: _Archive, max_layers: int) -> list[I
         for name, desc in zip(layer_names, layers, strict=True):
             _ingest(content, archive, archive.open(name), desc, {"containerd.io/uncompressed": desc.digest})
         data = json.dumps(manifest_doc, separators=(",", ":")).encode()
-        mdesc = Descriptor(mt.DOCKER_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+        mdesc = Descriptor(mt.DOCKER_MANIFEST, sha256_bytes(data), len(data))
         _ingest(content, archive, data, mdesc, gc_child_labels(mdesc, [config, *layers]))
         created += [Image(tag, mdesc) for tag in tags]
     return created

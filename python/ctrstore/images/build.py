@@ -9,7 +9,6 @@ and by ``commit`` to turn a container's changes into a new image.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 import zstandard
 
+from ctrstore._core import sha256_bytes
 from ctrstore.content import Descriptor, Store
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.images import gc_child_labels
@@ -161,16 +161,12 @@ class ImageSpec:
     platform: Platform = field(default_factory=host)
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def store_blob(
     content: Store, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
 ) -> Descriptor:
     """Store ``data`` (verified, under containerd's ref for its type) and label it; a blob the
     namespace already holds only gets the labels. Returns its descriptor."""
-    d = _digest(data)
+    d = sha256_bytes(data)
     content.ingest(f"{mt.ref_prefix(media_type)}-{d}", data, expected=d, size=len(data), labels=labels)
     return Descriptor(media_type, d, len(data))
 
@@ -200,7 +196,7 @@ def build_image(
     diff_ids = []
     for tar in layers:
         blob, media_type = compress(tar, compression, oci=oci)
-        diff_id = _digest(tar)
+        diff_id = sha256_bytes(tar)
         diff_ids.append(diff_id)
         layer_descs.append(store_blob(content, blob, media_type, {"containerd.io/uncompressed": diff_id}))
     cfg: dict[str, Any] = {

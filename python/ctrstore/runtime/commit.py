@@ -8,7 +8,6 @@ snapshotters the container's tree is compared with its parent's, entry by entry.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ctrstore._core import sha256_bytes
 from ctrstore.images import gc_child_labels, read_config, resolve
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
@@ -174,7 +174,7 @@ def commit(
     base = resolve(content, images.get(c.image).target)
     mdesc, config_desc = base.manifest, base.config
     config = read_config(content, config_desc)
-    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    diff_id = sha256_bytes(tar)
     oci = mdesc.media_type == mt.OCI_MANIFEST
     blob, layer_type = compress(tar, compression, oci=oci)
     layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
