@@ -31,8 +31,13 @@ from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument,
 from ctrstore.images import chain_ids, check_layer_count, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import want_list
-from ctrstore.labels import UNCOMPRESSED
-from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL
+from ctrstore.labels import (
+    GC_REF_SNAPSHOT,
+    SNAPSHOT_DIFF_ID,
+    SNAPSHOT_PARENT_CHAIN_ID,
+    SNAPSHOT_REF,
+    UNCOMPRESSED,
+)
 from ctrstore.mount import Mount
 from ctrstore.snapshots import Kind, NamedSnapshotter
 
@@ -134,7 +139,7 @@ class Unpacker:
                 for layer in todo:
                     self._one(layer, blob_ready, on_layer, parent=layer.parent)
         top = layers[-1].chain_id
-        self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
+        self.content.set_labels(config.digest, {f"{GC_REF_SNAPSHOT}{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
 
     def _parallel(
@@ -240,9 +245,9 @@ class Unpacker:
         on_layer(layer, "unpacked")
 
     def _labels(self, layer: Layer) -> dict[str, str]:
-        labels = {SNAPSHOT_REF_LABEL: layer.chain_id, "containerd.io/snapshot/diff-id": layer.diff_id}
+        labels = {SNAPSHOT_REF: layer.chain_id, SNAPSHOT_DIFF_ID: layer.diff_id}
         if layer.parent:
-            labels["containerd.io/snapshot/parent-chain-id"] = layer.parent
+            labels[SNAPSHOT_PARENT_CHAIN_ID] = layer.parent
         return labels
 
     def _verify(self, layer: Layer, stats: ApplyStats) -> None:
@@ -254,9 +259,7 @@ class Unpacker:
 
     def _commit(self, layer: Layer, key: str, *, parent: str | None) -> None:
         try:
-            self.snapshots.commit(
-                layer.chain_id, key, {"containerd.io/snapshot/diff-id": layer.diff_id}, parent=parent
-            )
+            self.snapshots.commit(layer.chain_id, key, {SNAPSHOT_DIFF_ID: layer.diff_id}, parent=parent)
         except AlreadyExists:
             self._discard(key)
         self.content.set_labels(layer.desc.digest, {UNCOMPRESSED: layer.diff_id})

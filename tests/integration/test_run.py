@@ -30,7 +30,7 @@ import pytest
 from ctrstore import Client
 from ctrstore.cli._run_flags import parse_volume
 from ctrstore.client.commit import commit_container
-from ctrstore.client.containers import NAME_LABEL, ContainerManager, new_id_and_name
+from ctrstore.client.containers import ContainerManager, new_id_and_name
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
@@ -41,6 +41,7 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images.samples import busybox_image
+from ctrstore.labels import CONTAINER_NAME as NAME_LABEL
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions

@@ -17,7 +17,7 @@ import pytest
 from ctrstore import Client
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
-from ctrstore.metadata.leases import OWNER_LABEL
+from ctrstore.labels import LEASE_OWNER as OWNER_LABEL
 
 pytestmark = pytest.mark.root
 

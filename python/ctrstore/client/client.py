@@ -24,6 +24,7 @@ from ctrstore.config import Config, check_dir_option, load
 from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.images import Resolved, resolve
 from ctrstore.images.platforms import Platform
+from ctrstore.labels import GC_ROOT, LEASE_OWNER
 from ctrstore.metadata import (
     ContentStore,
     ImageStore,
@@ -34,7 +35,7 @@ from ctrstore.metadata import (
     SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
-from ctrstore.metadata.leases import OWNER_LABEL, process_owner
+from ctrstore.metadata.leases import process_owner
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Client:
         if self._lease is not None:
             yield self.leases.list(f"id=={self._lease}")[0]
             return
-        labels = {} if keep else {OWNER_LABEL: process_owner()}
+        labels = {} if keep else {LEASE_OWNER: process_owner()}
         lease = self.leases.create(expire=expire, labels=labels)
         self._lease = lease.id
         try:
@@ -284,7 +285,7 @@ class Client:
         key = str(Path(target).resolve())
         result = self.unpack(name, snapshotter=snapshotter)
         sn = self.snapshotter(snapshotter)
-        mounts = sn.view(key, result.chain_id, {"containerd.io/gc.root": "images-mount"})
+        mounts = sn.view(key, result.chain_id, {GC_ROOT: "images-mount"})
         try:
             mount_all(mounts, key)
         except BaseException:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
+from ctrstore.labels import CONTAINER_NAME
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.runc import Runc
@@ -41,11 +42,9 @@ if TYPE_CHECKING:
     from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
 
-__all__ = ["NAME_LABEL", "RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
+__all__ = ["RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
-NAME_LABEL = "nerdctl/name"
-"""The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
 
 
 def new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
@@ -103,7 +102,7 @@ class ContainerManager:
         except NotFound:
             pass
         all_ = self.store.list()
-        named = [c.id for c in all_ if c.labels.get(NAME_LABEL) == ref]
+        named = [c.id for c in all_ if c.labels.get(CONTAINER_NAME) == ref]
         if len(named) == 1:
             return named[0]
         prefixed = [c.id for c in all_ if c.id.startswith(ref)]
@@ -116,7 +115,7 @@ class ContainerManager:
     @staticmethod
     def name_of(c: Container) -> str:
         """The container's name: its ``nerdctl/name`` label, else its id."""
-        return c.labels.get(NAME_LABEL, c.id)
+        return c.labels.get(CONTAINER_NAME, c.id)
 
     # -- create ----------------------------------------------------------------------------
     def create(
@@ -174,7 +173,7 @@ class ContainerManager:
                     snapshot_key=cid,
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
-                    labels={**(labels or {}), **({NAME_LABEL: name} if name else {})},
+                    labels={**(labels or {}), **({CONTAINER_NAME: name} if name else {})},
                 )
             )
             undo.pop_all()

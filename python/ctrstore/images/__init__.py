@@ -28,6 +28,7 @@ from ctrstore.jsondoc import (
     want_str_list,
     want_str_map,
 )
+from ctrstore.labels import GC_REF_CONTENT
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -211,13 +212,13 @@ def gc_child_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, s
     labels: dict[str, str] = {}
     if mt.is_index(desc.media_type):
         for i, k in enumerate(kids):
-            labels[f"containerd.io/gc.ref.content.m.{i}"] = k.digest
+            labels[f"{GC_REF_CONTENT}.m.{i}"] = k.digest
     elif mt.is_manifest(desc.media_type):
         for i, k in enumerate(kids):
             if i == 0:
-                labels["containerd.io/gc.ref.content.config"] = k.digest
+                labels[f"{GC_REF_CONTENT}.config"] = k.digest
             else:
-                labels[f"containerd.io/gc.ref.content.l.{i - 1}"] = k.digest
+                labels[f"{GC_REF_CONTENT}.l.{i - 1}"] = k.digest
     return labels
 
 

@@ -41,6 +41,7 @@ from ctrstore.images import (
 )
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import describe_type, loads, want_str, want_str_list
+from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.images import Image, ImageStore, validate_name
 
 _T = TypeVar("_T")
@@ -454,7 +455,7 @@ def _import_docker(content: Store, archive: _Archive, max_layers: int) -> list[I
         plan_layers(manifest_doc, config_doc, cwhat, max_layers=max_layers)
         _ingest(content, archive, config_bytes, config)
         for name, desc in zip(layer_names, layers, strict=True):
-            _ingest(content, archive, archive.open(name), desc, {"containerd.io/uncompressed": desc.digest})
+            _ingest(content, archive, archive.open(name), desc, {UNCOMPRESSED: desc.digest})
         data = json.dumps(manifest_doc, separators=(",", ":")).encode()
         mdesc = Descriptor(mt.DOCKER_MANIFEST, sha256_bytes(data), len(data))
         _ingest(content, archive, data, mdesc, gc_child_labels(mdesc, [config, *layers]))

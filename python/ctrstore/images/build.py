@@ -25,6 +25,7 @@ from ctrstore.errdefs import InvalidArgument
 from ctrstore.images import gc_child_labels
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
+from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.images import Image, ImageStore
 
 __all__ = [
@@ -198,7 +199,7 @@ def build_image(
         blob, media_type = compress(tar, compression, oci=oci)
         diff_id = sha256_bytes(tar)
         diff_ids.append(diff_id)
-        layer_descs.append(store_blob(content, blob, media_type, {"containerd.io/uncompressed": diff_id}))
+        layer_descs.append(store_blob(content, blob, media_type, {UNCOMPRESSED: diff_id}))
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,

@@ -278,7 +278,7 @@ class ContentStore:
             "SELECT n.labels FROM content c JOIN namespaces n ON n.name = c.namespace WHERE c.digest=?",
             (digest,),
         ).fetchall()
-        return any(loads_labels(lb).get("containerd.io/namespace.shareable") == "true" for (lb,) in row)
+        return any(loads_labels(lb).get(labelutil.NAMESPACE_SHAREABLE) == "true" for (lb,) in row)
 
     def _record(self, cur: sqlite3.Cursor, digest: str, size: int, labels: Mapping[str, str]) -> None:
         ts = timestamp()

@@ -20,6 +20,7 @@ from ctrstore._core import sha256_bytes
 from ctrstore.images import gc_child_labels, read_config, resolve
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, compress, store_blob
+from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.images import Image
 from ctrstore.mount import temp_mount
 
@@ -177,7 +178,7 @@ def commit(
     diff_id = sha256_bytes(tar)
     oci = mdesc.media_type == mt.OCI_MANIFEST
     blob, layer_type = compress(tar, compression, oci=oci)
-    layer = store_blob(content, blob, layer_type, {"containerd.io/uncompressed": diff_id})
+    layer = store_blob(content, blob, layer_type, {UNCOMPRESSED: diff_id})
     config["rootfs"]["diff_ids"].append(diff_id)
     config.setdefault("history", []).append({"created_by": f"ctrstore commit {c.id}"})
     new_config = store_blob(content, canonical_json(config), config_desc.media_type)
