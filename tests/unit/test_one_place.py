@@ -1,9 +1,10 @@
-"""Things spelled in one place only (issue #10): the table of machine names, and every
-well-known label key."""
+"""Things spelled in one place only (issue #10): the table of machine names, every
+well-known label key, and the shape of ``update``."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import platform
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import pytest
 
 import ctrstore
 from ctrstore.images.platforms import host
+from ctrstore.metadata.containers import ContainerStore
+from ctrstore.metadata.content import ContentStore
+from ctrstore.metadata.images import ImageStore
+from ctrstore.metadata.snapshots import SnapshotStore
 from ctrstore.plugins.snapshots import host_platform
+from ctrstore.snapshots._base import DirectorySnapshotter
 
 PACKAGE = Path(ctrstore.__file__).parent
 
@@ -57,3 +63,20 @@ def test_label_keys_are_spelled_only_in_labels_py() -> None:
             ):
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
     assert not found, "label keys outside ctrstore/labels.py:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [ContentStore, ImageStore, SnapshotStore, ContainerStore, DirectorySnapshotter],
+    ids=lambda c: c.__name__,
+)
+def test_every_store_updates_as_update_obj_fieldpaths(cls: type) -> None:
+    """One ``update(obj, *fieldpaths)``, as containerd's stores have: the object carries the
+    new values, the field paths say which of them to take."""
+    update = getattr(cls, "update")  # noqa: B009  (cls is any of several classes)
+    params = list(inspect.signature(update).parameters.values())
+    assert [p.kind for p in params] == [
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    ], f"{cls.__name__}.update{inspect.signature(update)}"

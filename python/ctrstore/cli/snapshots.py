@@ -170,7 +170,7 @@ def label(st: State, key: str, labels: tuple[str, ...]) -> None:
     if changes:
         cur = store.stat(key)
         info = Info(cur.kind, key, cur.parent, changes)
-        store.update(info, [f"labels.{k}" for k in changes])
+        store.update(info, *(f"labels.{k}" for k in changes))
     click.echo(labels_text(store.stat(key).labels))
 
 

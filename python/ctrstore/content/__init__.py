@@ -13,9 +13,9 @@ so that it depends on what it does with content, not on meta.db.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -88,14 +88,18 @@ def _platform(d: dict[str, Any], what: str) -> dict[str, Any] | None:
     return dict(p)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Info:
-    """A committed blob as one namespace sees it."""
+    """A committed blob as one namespace sees it. To change its labels, ``Info(digest,
+    labels=...)`` is enough: ``update`` reads only the digest and the labels."""
 
     digest: str
-    size: int
-    created_at: datetime
-    updated_at: datetime
+    size: int = 0
+    created_at: datetime = _EPOCH
+    updated_at: datetime = _EPOCH
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -174,7 +178,7 @@ class Manager(Protocol):
     """Labels, lists and deletes blobs (containerd's ``content.Manager``)."""
 
     def info(self, digest: str) -> Info: ...
-    def update(self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Info: ...
+    def update(self, info: Info, *fieldpaths: str) -> Info: ...
     def set_labels(self, digest: str, changes: Mapping[str, str]) -> Info: ...
     def walk(self, *filters: str) -> Iterator[Info]: ...
     def delete(self, digest: str) -> None: ...

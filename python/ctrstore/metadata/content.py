@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import IO, BinaryIO, Literal
@@ -135,16 +135,17 @@ class ContentStore:
         return str(self.backend.blob_path(digest))
 
     # -- labels and deletion -------------------------------------------------------------
-    def update(self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Info:
-        """Change labels. No fieldpaths or ``labels`` replaces them all; ``labels.<key>`` sets
-        (or, with an empty value, removes) one key. Other fields cannot be changed."""
-        digest = _core.parse_digest(digest)
+    def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Change the labels of blob ``info.digest`` to ``info.labels``: no fieldpaths, or
+        ``labels``, replaces them all; ``labels.<key>`` sets (or, with an empty value,
+        removes) one key. Other fields cannot be changed."""
+        digest = _core.parse_digest(info.digest)
         with self.db.write() as cur:
             row = self._row(cur, digest)
             if row is None:
                 raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
             new = labelutil.update_by_fieldpaths(
-                loads_labels(row[2]), labels, fieldpaths, f"content {digest}"
+                loads_labels(row[2]), info.labels, fieldpaths, f"content {digest}"
             )
             cur.execute(
                 "UPDATE content SET labels=?, updated_at=? WHERE namespace=? AND digest=?",
@@ -156,7 +157,7 @@ class ContentStore:
 
     def set_labels(self, digest: str, changes: Mapping[str, str]) -> Info:
         """Merge label changes (an empty value removes the key)."""
-        return self.update(digest, changes, [f"labels.{k}" for k in changes])
+        return self.update(Info(digest, labels=dict(changes)), *(f"labels.{k}" for k in changes))
 
     def delete(self, digest: str) -> None:
         """Drop this namespace's record; the bytes go too once nothing names them. The record's

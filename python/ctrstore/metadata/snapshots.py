@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 from ctrstore import filters
 from ctrstore import labels as labelutil
@@ -187,7 +187,7 @@ class SnapshotStore:
             add_resource(cur, self.namespace, self.lease, res, name)
             self.backend.commit(bname, bkey, _backend_labels(lb), parent=bparent)
 
-    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+    def update(self, info: Info, *fieldpaths: str) -> Info:
         with self.db.write() as cur:
             row = self._need(cur, info.name)
             new = labelutil.update_by_fieldpaths(
