@@ -100,9 +100,6 @@ class LocalStore:
     def abort(self, ref: str) -> None:
         _core.abort_ingest(self.root, ref)
 
-    def in_use(self, ref: str) -> bool:
-        return _core.ingest_in_use(self.ingest_path(ref))
-
     @staticmethod
     def _status_of(d: Path) -> Status | None:
         """Read an ingest dir's files; None if it is not (or no longer) a readable ingest."""
