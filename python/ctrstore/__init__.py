@@ -40,35 +40,19 @@ if typing.TYPE_CHECKING:
     from ctrstore.metadata import ContentStore, GCResult, Image, ImageStore, Lease, LeaseManager, Namespace
     from ctrstore.plugin import Registration, SkipPlugin, register
 
-_ERRORS = (
-    "Aborted",
-    "AlreadyExists",
-    "CtrstoreError",
-    "FailedPrecondition",
-    "Internal",
-    "InvalidArgument",
-    "NotFound",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "Unauthenticated",
-    "Unavailable",
-    "Unimplemented",
-    "Unknown",
-)
-
 _WHERE: dict[str, str] = {
     **dict.fromkeys(("Digester", "__version__", "sha256_bytes", "sha256_file"), "ctrstore._core"),
     **dict.fromkeys(("DEFAULT_NAMESPACE", "Client"), "ctrstore.client"),
     "Config": "ctrstore.config",
     **dict.fromkeys(("Descriptor", "Info", "Status"), "ctrstore.content"),
-    **dict.fromkeys(_ERRORS, "ctrstore.errdefs"),
     **dict.fromkeys(
         ("ContentStore", "GCResult", "Image", "ImageStore", "Lease", "LeaseManager", "Namespace"),
         "ctrstore.metadata",
     ),
     **dict.fromkeys(("Registration", "SkipPlugin", "register"), "ctrstore.plugin"),
 }
-"""Where each name of ``__all__`` is defined; imported on first use."""
+"""Where each name of ``__all__`` is defined (the others are the error classes of
+``ctrstore.errdefs``); imported on first use."""
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -109,10 +93,9 @@ __all__ = [
 
 def __getattr__(name: str) -> typing.Any:
     """Import the module that defines ``name`` (one of ``__all__``) and keep the value."""
-    where = _WHERE.get(name)
-    if where is None:
+    if name not in __all__:
         raise AttributeError(f"module 'ctrstore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
+    value = getattr(importlib.import_module(_WHERE.get(name, "ctrstore.errdefs")), name)
     globals()[name] = value
     return value
 

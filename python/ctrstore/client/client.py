@@ -24,7 +24,7 @@ from ctrstore.config import Config, check_dir_option, load
 from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.images import Resolved, resolve
 from ctrstore.images.platforms import Platform
-from ctrstore.labels import GC_ROOT, LEASE_OWNER
+from ctrstore.labels import DISTRIBUTION_SOURCE, GC_ROOT, LEASE_OWNER
 from ctrstore.metadata import (
     ContentStore,
     ImageStore,
@@ -190,22 +190,33 @@ class Client:
         progress: Callable[[Status], None] | None = None,
     ) -> PullResult:
         """Pull ``ref`` from its registry into the store, unpack it, and name it (the
-        normalised reference, e.g. ``docker.io/library/redis:alpine``); see
-        ``ctrstore.client.pull``."""
-        from ctrstore.client.pull import pull
+        normalised reference, e.g. ``docker.io/library/redis:alpine``): resolve it here, then
+        ``ctrstore.client.pull.Puller`` fetches, unpacks and names it."""
+        from ctrstore.client.pull import Puller
+        from ctrstore.images.pull import Status
+        from ctrstore.remotes import Resolver, parse
 
-        return pull(
-            self,
-            ref,
-            platform=platform,
-            all_platforms=all_platforms,
-            unpack=unpack,
-            snapshotter=snapshotter,
-            plain_http=plain_http,
-            hosts_dir=hosts_dir,
-            max_concurrent_downloads=max_concurrent_downloads,
-            progress=progress,
-        )
+        reference = parse(ref)
+        report = progress or (lambda s: None)
+        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
+            report(Status(str(reference), "resolving"))
+            name, root = resolver.resolve(reference)
+            report(Status(str(reference), "resolved"))
+            puller = Puller(
+                self,
+                resolver.fetcher(reference),
+                source_labels={f"{DISTRIBUTION_SOURCE}{reference.domain}": reference.path},
+                max_concurrent_downloads=max_concurrent_downloads,
+                progress=report,
+            )
+            return puller.pull(
+                name,
+                root,
+                platform=platform,
+                all_platforms=all_platforms,
+                unpack=unpack,
+                snapshotter=snapshotter,
+            )
 
     def push(
         self,
@@ -216,11 +227,15 @@ class Client:
         hosts_dir: str | os.PathLike[str] | None = None,
         progress: Callable[[Status], None] | None = None,
     ) -> list[tuple[str, str]]:
-        """Push image ``name`` to ``ref`` (default: the name itself); see
-        ``ctrstore.client.push``."""
-        from ctrstore.client.push import push
+        """Push image ``name`` to ``ref`` (default: the name itself): resolve it here, then
+        ``ctrstore.client.push.push_image`` pushes; returns ``(ref key, outcome)`` per
+        descriptor (exists, mounted, uploaded)."""
+        from ctrstore.client.push import push_image
+        from ctrstore.remotes import Resolver, parse
 
-        return push(self, name, ref, plain_http=plain_http, hosts_dir=hosts_dir, progress=progress)
+        reference = parse(ref or name)
+        with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
+            return push_image(self, name, resolver.pusher(reference), tag=reference.tag, progress=progress)
 
     def unpack(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None

@@ -1,14 +1,14 @@
-"""Pulling an image, as containerd's ``client.Pull``: resolve a reference, then, under a
-lease (so a gc running at the same time cannot take half-pulled content), fetch the index,
-manifest, config and layers (``ctrstore.images.pull.Download``), unpack the layers into
-snapshots while later layers are still downloading (``ctrstore.unpack``), and name the image.
+"""Pulling an image, as containerd's ``client.Pull``: once ``Client.pull`` has resolved the
+reference, a ``Puller`` holds a lease (so a gc running at the same time cannot take
+half-pulled content), fetches the index, manifest, config and layers
+(``ctrstore.images.pull.Download``), unpacks the layers into snapshots while later layers are
+still downloading (``ctrstore.unpack``), and names the image.
 
 A second pull of the same image finds everything present and fetches nothing.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,14 +18,13 @@ from ctrstore.content import Descriptor
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
 from ctrstore.images.pull import Download, Fetcher, Status, ref_key
-from ctrstore.labels import DISTRIBUTION_SOURCE
 from ctrstore.metadata.images import Image
 from ctrstore.unpack import Unpacker, UnpackResult
 
 if TYPE_CHECKING:
     from ctrstore.client.client import Client
 
-__all__ = ["PullResult", "Puller", "pull"]
+__all__ = ["PullResult", "Puller"]
 
 
 @dataclass
@@ -89,43 +88,3 @@ class Puller:
                 result_unpack = result_unpack or r
             image = client.images.upsert(Image(name, Descriptor(root.media_type, root.digest, root.size)))
         return PullResult(image, list(download.fetched), result_unpack)
-
-
-def pull(
-    client: Client,
-    ref: str,
-    *,
-    platform: Platform | None = None,
-    all_platforms: bool = False,
-    unpack: bool = True,
-    snapshotter: str | None = None,
-    plain_http: bool = False,
-    hosts_dir: str | os.PathLike[str] | None = None,
-    max_concurrent_downloads: int = 3,
-    progress: Callable[[Status], None] | None = None,
-) -> PullResult:
-    """``Client.pull``: resolve ``ref`` at its registry and pull it (see :class:`Puller`),
-    named by the normalised reference."""
-    from ctrstore.remotes import Resolver, parse
-
-    reference = parse(ref)
-    report = progress or (lambda s: None)
-    with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
-        report(Status(str(reference), "resolving"))
-        name, root = resolver.resolve(reference)
-        report(Status(str(reference), "resolved"))
-        puller = Puller(
-            client,
-            resolver.fetcher(reference),
-            source_labels={f"{DISTRIBUTION_SOURCE}{reference.domain}": reference.path},
-            max_concurrent_downloads=max_concurrent_downloads,
-            progress=report,
-        )
-        return puller.pull(
-            name,
-            root,
-            platform=platform,
-            all_platforms=all_platforms,
-            unpack=unpack,
-            snapshotter=snapshotter,
-        )

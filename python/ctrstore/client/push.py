@@ -1,9 +1,8 @@
-"""Pushing an image, as containerd's ``client.Push``: find the image, resolve the reference
-at its registry, and push the image's blobs (``ctrstore.images.push``)."""
+"""Pushing an image, as containerd's ``client.Push``: once ``Client.push`` has resolved the
+reference, the image is looked up and its blobs pushed (``ctrstore.images.push``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,30 +11,20 @@ from ctrstore.images.push import push_content
 
 if TYPE_CHECKING:
     from ctrstore.client.client import Client
+    from ctrstore.remotes.docker import Pusher
 
-__all__ = ["push"]
+__all__ = ["push_image"]
 
 
-def push(
+def push_image(
     client: Client,
     name: str,
-    ref: str | None = None,
+    pusher: Pusher,
     *,
-    plain_http: bool = False,
-    hosts_dir: str | os.PathLike[str] | None = None,
+    tag: str | None,
     progress: Callable[[Status], None] | None = None,
 ) -> list[tuple[str, str]]:
-    """``Client.push``: push image ``name`` to ``ref`` (default: the name itself); returns
-    ``(ref key, outcome)`` per descriptor (exists, mounted, uploaded)."""
-    from ctrstore.remotes import Resolver, parse
-
-    reference = parse(ref or name)
-    with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
-        image = client.images.get(name)
-        return push_content(
-            client.content,
-            image.target,
-            resolver.pusher(reference),
-            tag=reference.tag,
-            progress=progress or (lambda s: None),
-        )
+    """Push image ``name`` of ``client``'s namespace with ``pusher`` (its root tagged ``tag``);
+    returns ``(ref key, outcome)`` per descriptor (exists, mounted, uploaded)."""
+    image = client.images.get(name)
+    return push_content(client.content, image.target, pusher, tag=tag, progress=progress or (lambda s: None))

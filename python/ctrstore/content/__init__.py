@@ -13,7 +13,7 @@ so that it depends on what it does with content, not on meta.db.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -168,9 +168,10 @@ class Ingester(Protocol):
         expected: str | None = None,
         size: int | None = None,
         labels: Mapping[str, str] | None = None,
-        progress: Callable[[int], None] | None = None,
-        wait: float = 10.0,
-    ) -> str: ...
+    ) -> str:
+        """Write a whole blob, resuming ``ref``; one already stored counts (and is labelled)."""
+        ...
+
     def abort(self, ref: str) -> None: ...
 
 
