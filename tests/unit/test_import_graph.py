@@ -186,3 +186,37 @@ def test_lazy_names_resolve() -> None:
     from ctrstore.client import Client as ClientToo
 
     assert Client is ClientToo
+
+
+CLI_MAY_IMPORT = {
+    "ctrstore",  # __version__
+    "ctrstore.client",
+    "ctrstore.client.containers",  # new_id_and_name
+    # what the CLI parses and prints
+    "ctrstore._timeutil",
+    "ctrstore.config",
+    "ctrstore.content.sniff",
+    "ctrstore.errdefs",
+    "ctrstore.images",  # read_json: images inspect prints the config
+    "ctrstore.images.platforms",
+    "ctrstore.images.pull",  # Status: pull progress
+    "ctrstore.labels",
+    "ctrstore.metadata.images",  # Image: images tag
+    "ctrstore.mount",  # mount_command: snapshots mounts
+    "ctrstore.oci.spec",  # SpecOptions: run and create flags
+    "ctrstore.plugins.builtins",  # config default: every plugin's table
+    "ctrstore.remotes",  # login, logout: no store involved
+    "ctrstore.snapshots",  # Info: snapshots label
+}
+
+
+def test_the_cli_reaches_the_store_only_through_the_client() -> None:
+    graph = import_graph()
+
+    def is_cli(m: str) -> bool:
+        return m == "ctrstore.cli" or m.startswith("ctrstore.cli.")
+
+    used = {
+        t for m, ts in graph.items() if is_cli(m) for t in ts if not is_cli(t) and not t.endswith("[init]")
+    }
+    assert used <= CLI_MAY_IMPORT, f"the CLI imports {sorted(used - CLI_MAY_IMPORT)}"
