@@ -361,9 +361,7 @@ class BenchImage:
 
 
 def push_busybox(registry: RegistryServer, scratch: Path) -> BenchImage:
-
     from ctrstore import Client
-    from ctrstore.images import manifest_for
 
     client = Client(root=scratch / "builder-root", state=scratch / "builder-state")
     try:
@@ -371,8 +369,7 @@ def push_busybox(registry: RegistryServer, scratch: Path) -> BenchImage:
         image = busybox_image(client.content, client.images, name, compression="gzip", cmd=("sh",))
         ref = f"{registry.host}/bench/busybox:gzip"
         client.push(name, ref, plain_http=True)
-        _, manifest = manifest_for(client.content, image.target)
-        layers = manifest["layers"]
+        layers = client.resolve(image).layers
         uncompressed = 0
         entries = 0
         from ctrstore.archive import apply_layer
@@ -380,7 +377,7 @@ def push_busybox(registry: RegistryServer, scratch: Path) -> BenchImage:
         for i, layer in enumerate(layers):  # unpack once, off the record, for the sizes
             d = scratch / f"busybox-layer{i}"
             d.mkdir()
-            st = apply_layer(d, Path(client.content.path(layer["digest"])), whiteouts="delete")
+            st = apply_layer(d, Path(client.content.path(layer.digest)), whiteouts="delete")
             uncompressed += st.uncompressed_bytes
             entries += st.entries
             shutil.rmtree(d)
@@ -389,8 +386,8 @@ def push_busybox(registry: RegistryServer, scratch: Path) -> BenchImage:
             "busybox (3 gzip layers)",
             ref,
             image.target.digest,
-            [str(x["digest"]) for x in layers],
-            sum(int(x["size"]) for x in layers),
+            [x.digest for x in layers],
+            sum(x.size for x in layers),
             uncompressed,
             entries,
         )

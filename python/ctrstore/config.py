@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomli_w
 
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.plugin import Registry, decode_config, registry
@@ -74,6 +71,8 @@ class Config:
             tables.setdefault(uri, dict(table))
         if tables:
             doc["plugins"] = dict(sorted(tables.items()))
+        import tomli_w  # only ``ctrstore config`` writes TOML
+
         return tomli_w.dumps(doc)
 
 
@@ -91,6 +90,8 @@ _TOP_KEYS = {
 
 
 def parse(text: str, source: str = "<string>") -> Config:
+    import tomllib  # here: most commands run without a config file
+
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 import json
-import logging
 import re
 import unicodedata
 import warnings
@@ -59,8 +58,6 @@ from ctrstore.errdefs import InvalidArgument
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-
-log = logging.getLogger(__name__)
 
 
 class Adaptor(Protocol):
@@ -133,7 +130,9 @@ class Selector:
                     warnings.simplefilter("ignore")
                     object.__setattr__(self, "_regex", re.compile(self.value))
             except re.error as err:  # containerd logs it and never matches
-                log.warning("filter regexp %r never matches: %s", self.value, err)
+                import logging  # (only here: the logging package costs every command)
+
+                logging.getLogger(__name__).warning("filter regexp %r never matches: %s", self.value, err)
 
     def match(self, adaptor: Adaptor) -> bool:
         value, present = adaptor.field(self.fieldpath)

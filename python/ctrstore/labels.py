@@ -1,8 +1,8 @@
-"""Label rules and the well-known labels that drive garbage collection.
+"""Label rules, and every well-known label key (this is the one place they are spelled).
 
-Labels are plain ``str -> str`` maps on content, images, snapshots, leases and namespaces. As
-in containerd, key and value together may not exceed 4096 bytes, and setting a label to the
-empty string removes it.
+Labels are plain ``str -> str`` maps on content, images, snapshots, leases, namespaces and
+containers. As in containerd, key and value together may not exceed 4096 bytes, and setting a
+label to the empty string removes it.
 """
 
 from __future__ import annotations
@@ -13,15 +13,52 @@ from ctrstore.errdefs import InvalidArgument
 
 MAX_LABEL_SIZE = 4096
 
-# Roots and references followed by garbage collection (see ctrstore.metadata.gc).
+# Roots and references followed by garbage collection (see ctrstore.metadata.gc). A
+# reference key may go on with ``.<x>`` or ``/<x>``; the snapshot ones name the snapshotter
+# first (``containerd.io/gc.ref.snapshot.overlayfs``). The ``bref`` (back-reference) keys make
+# the named object point at the labelled one.
 GC_ROOT = "containerd.io/gc.root"
 GC_EXPIRE = "containerd.io/gc.expire"
 GC_FLAT = "containerd.io/gc.flat"
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 GC_REF_IMAGE = "containerd.io/gc.ref.image"
+GC_BREF_CONTENT = "containerd.io/gc.bref.content"
+GC_BREF_SNAPSHOT = "containerd.io/gc.bref.snapshot."
+GC_BREF_IMAGE = "containerd.io/gc.bref.image"
+GC_BREF_CONTAINER = "containerd.io/gc.bref.container"
+
+# Content.
 UNCOMPRESSED = "containerd.io/uncompressed"
+"""On a layer blob: the digest of its uncompressed tar (its diffID)."""
 DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
+"""``<prefix><registry host>`` on a pulled blob: the repositories it came from (push mounts)."""
+
+# Namespaces.
+NAMESPACE_SHAREABLE = "containerd.io/namespace.shareable"
+"""``true``: other namespaces may reuse this namespace's blobs (the ``isolated`` policy)."""
+
+# Snapshots.
+SNAPSHOT_PREFIX = "containerd.io/snapshot/"
+"""Labels under this prefix (and ``SNAPSHOT_REF``) are handed to the snapshotter itself."""
+SNAPSHOT_REF = "containerd.io/snapshot.ref"
+"""On an unpack's active snapshot: the chainID it will be committed as."""
+SNAPSHOT_DIFF_ID = "containerd.io/snapshot/diff-id"
+SNAPSHOT_PARENT_CHAIN_ID = "containerd.io/snapshot/parent-chain-id"
+OVERLAY_UPPERDIR = "containerd.io/snapshot/overlay.upperdir"
+"""The overlay snapshotter's upper dir of a snapshot, when its ``upperdir_label`` is on."""
+
+# Containers.
+CONTAINER_NAME = "nerdctl/name"
+"""The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
+
+# ctrstore's own.
+LEASE_OWNER = "ctrstore.io/lease.owner"
+"""The process a lease belongs to (``pid=…,start=…,boot=…,pidns=…``; ctrstore.metadata.leases)."""
+RECOVERED = "ctrstore.io/recovered"
+"""On a record ``check --repair`` rebuilt from the files: when."""
+SERVE_LEASE = "ctrstore.io/serve"
+"""On the leases ``ctrstore serve --push`` holds uploads with (ctrstore.server.registry)."""
 
 
 def validate(labels: Mapping[str, str]) -> dict[str, str]:

@@ -28,7 +28,6 @@ from ctrstore.errdefs import (
 
 __all__ = [
     "CONTENT",
-    "GC",
     "METADATA",
     "RUNTIME",
     "SNAPSHOT",
@@ -46,7 +45,6 @@ __all__ = [
 CONTENT = "io.containerd.content.v1"
 METADATA = "io.containerd.metadata.v1"
 SNAPSHOT = "io.containerd.snapshotter.v1"
-GC = "io.containerd.gc.v1"
 RUNTIME = "io.containerd.runtime.v2"
 
 T = TypeVar("T")
@@ -134,7 +132,6 @@ class InitContext:
     config: Any
     plugins: PluginSet
     platforms: list[str] = field(default_factory=list)
-    exports: dict[str, str] = field(default_factory=dict)
 
     def get_single(self, type_: str, cls: type[T] = object) -> T:  # type: ignore[assignment]
         return self.plugins.get_single(type_, cls)
@@ -150,7 +147,6 @@ class Plugin:
     instance: object | None = None
     error: str | None = None
     platforms: list[str] = field(default_factory=list)
-    exports: dict[str, str] = field(default_factory=dict)
     exc: BaseException | None = None
     """The exception that failed the plugin (or the plugin it required)."""
 
@@ -231,7 +227,7 @@ class PluginSet:
             return Plugin(r, "skip", error=str(e) or "skipped")
         except Exception as e:
             return Plugin(r, "error", error=f"{type(e).__name__}: {e}" if not str(e) else str(e), exc=e)
-        return Plugin(r, "ok", instance, platforms=ic.platforms, exports=ic.exports)
+        return Plugin(r, "ok", instance, platforms=ic.platforms)
 
     def __iter__(self) -> Iterator[Plugin]:
         return iter(self._plugins.values())
@@ -241,15 +237,6 @@ class PluginSet:
             return self._plugins[uri]
         except KeyError:
             raise NotFound(f"plugin {uri} is not registered") from None
-
-    def instance(self, uri: str, cls: type[T] = object) -> T:  # type: ignore[assignment]
-        p = self.get(uri)
-        if p.status != "ok":
-            message = f"plugin {uri} is not available ({p.status}: {p.error})"
-            raise _same_kind(p.exc, message) if p.exc is not None else FailedPrecondition(message)
-        if not isinstance(p.instance, cls):
-            raise FailedPrecondition(f"plugin {uri} is a {type(p.instance).__name__}, not {cls.__name__}")
-        return p.instance
 
     def get_by_type(self, type_: str) -> dict[str, object]:
         return {

@@ -21,25 +21,28 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ctrstore.archive import ApplyStats, apply_layer
 from ctrstore.config import DEFAULT_MAX_LAYERS
-from ctrstore.content import Descriptor
-from ctrstore.diff import apply as apply_to_mounts
-from ctrstore.diff import overlay_upper
+from ctrstore.content import Descriptor, Store
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.images import chain_ids, check_layer_count, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import want_list
-from ctrstore.labels import UNCOMPRESSED
-from ctrstore.metadata.content import ContentStore
-from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
+from ctrstore.labels import (
+    GC_REF_SNAPSHOT,
+    SNAPSHOT_DIFF_ID,
+    SNAPSHOT_PARENT_CHAIN_ID,
+    SNAPSHOT_REF,
+    UNCOMPRESSED,
+)
 from ctrstore.mount import Mount
-from ctrstore.snapshots import Kind
+from ctrstore.snapshots import Kind, NamedSnapshotter
+
+if TYPE_CHECKING:
+    from ctrstore.archive import ApplyStats
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -88,8 +91,8 @@ def _key(chain_id: str) -> str:
 class Unpacker:
     def __init__(
         self,
-        content: ContentStore,
-        snapshots: SnapshotStore,
+        content: Store,
+        snapshots: NamedSnapshotter,
         *,
         tmp_dir: Path,
         workers: int = 2,
@@ -136,7 +139,7 @@ class Unpacker:
                 for layer in todo:
                     self._one(layer, blob_ready, on_layer, parent=layer.parent)
         top = layers[-1].chain_id
-        self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
+        self.content.set_labels(config.digest, {f"{GC_REF_SNAPSHOT}{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
 
     def _parallel(
@@ -150,6 +153,8 @@ class Unpacker:
         # onto its parent as soon as it and every layer below it are done, not after the
         # last one: a pull killed late keeps what it finished, and the next pull applies only
         # the layers above the highest committed one.
+        from concurrent.futures import ThreadPoolExecutor
+
         prepared: list[tuple[Layer, str, list[Mount]]] = []
         committing = -1  # index in prepared of the layer being (or last) committed
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-unpack")
@@ -200,6 +205,10 @@ class Unpacker:
         *,
         parentless: bool,
     ) -> None:
+        # (Imported here: a container's start or a pull with nothing new applies nothing.)
+        from ctrstore.archive import apply_layer
+        from ctrstore.diff import apply as apply_to_mounts
+
         blob_ready(layer)
         on_layer(layer, "extracting")
         path = self.content.path(layer.desc.digest)
@@ -236,9 +245,9 @@ class Unpacker:
         on_layer(layer, "unpacked")
 
     def _labels(self, layer: Layer) -> dict[str, str]:
-        labels = {SNAPSHOT_REF_LABEL: layer.chain_id, "containerd.io/snapshot/diff-id": layer.diff_id}
+        labels = {SNAPSHOT_REF: layer.chain_id, SNAPSHOT_DIFF_ID: layer.diff_id}
         if layer.parent:
-            labels["containerd.io/snapshot/parent-chain-id"] = layer.parent
+            labels[SNAPSHOT_PARENT_CHAIN_ID] = layer.parent
         return labels
 
     def _verify(self, layer: Layer, stats: ApplyStats) -> None:
@@ -250,9 +259,7 @@ class Unpacker:
 
     def _commit(self, layer: Layer, key: str, *, parent: str | None) -> None:
         try:
-            self.snapshots.commit(
-                layer.chain_id, key, {"containerd.io/snapshot/diff-id": layer.diff_id}, parent=parent
-            )
+            self.snapshots.commit(layer.chain_id, key, {SNAPSHOT_DIFF_ID: layer.diff_id}, parent=parent)
         except AlreadyExists:
             self._discard(key)
         self.content.set_labels(layer.desc.digest, {UNCOMPRESSED: layer.diff_id})
@@ -295,6 +302,8 @@ class Unpacker:
 def _writable_dir(mounts: Sequence[Mount]) -> str | None:
     """The directory an active snapshot's changes are written to, if its mounts name one (an
     overlay's upper dir, or the directory behind a writable bind mount)."""
+    from ctrstore.diff import overlay_upper
+
     direct = overlay_upper(mounts)
     if direct is not None:
         return direct[0]

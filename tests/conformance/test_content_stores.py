@@ -129,7 +129,7 @@ class Namespaced:
         return self.cs.info(digest)
 
     def update(self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Info:
-        return self.cs.update(digest, labels, fieldpaths)
+        return self.cs.update(Info(digest, labels=dict(labels)), *fieldpaths)
 
     def read(self, digest: str) -> bytes:
         return self.cs.read_bytes(digest)

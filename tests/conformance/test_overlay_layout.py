@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from ctrstore.errdefs import AlreadyExists, NotFound
+from ctrstore.labels import OVERLAY_UPPERDIR as UPPERDIR_LABEL
 from ctrstore.mount import Mount
-from ctrstore.snapshots.overlay import UPPERDIR_LABEL, OverlaySnapshotter
+from ctrstore.snapshots.overlay import OverlaySnapshotter
 from ctrstore.snapshots.testsuite import mounted
 
 pytestmark = pytest.mark.root

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrstore import Client, InvalidArgument, PermissionDenied
+from ctrstore import Client, Info, InvalidArgument, PermissionDenied
 from ctrstore.images.build import Entry, build_image, tar_from_entries
 from ctrstore.metadata.images import Image
 from tests.support.cli import cli, one_line_error, store_client
@@ -92,7 +92,7 @@ def test_control_characters_are_escaped(tmp_path: Path) -> None:
     c = store_client(store)
     try:
         blob = next(iter(c.content.walk())).digest
-        c.content.update(blob, {"note": EVIL}, ["labels.note"])
+        c.content.update(Info(blob, labels={"note": EVIL}), "labels.note")
         c.namespaces.set_labels("default", {"evil": EVIL})
         c.leases.create(id="l1", labels={"evil": EVIL})
         sn = c.snapshotter("native")

@@ -12,10 +12,11 @@ from typing import IO
 import pytest
 
 from ctrstore import Client, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.client.pull import Puller
 from ctrstore.content import Descriptor
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
-from ctrstore.images.pull import Puller, Status
+from ctrstore.images.pull import Status
 from tests.support.images import BASE, TOP, UPPER
 
 pytestmark = pytest.mark.root

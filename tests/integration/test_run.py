@@ -32,6 +32,8 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.cli._run_flags import parse_volume
+from ctrstore.client.commit import commit_container
+from ctrstore.client.containers import ContainerManager, new_id_and_name
 from ctrstore.content import Descriptor
 from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import (
@@ -44,12 +46,11 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images import manifest_for, read_json
+from ctrstore.labels import CONTAINER_NAME as NAME_LABEL
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
 from ctrstore.plugins.snapshots import host_platform
-from ctrstore.runtime.commit import commit_container
-from ctrstore.runtime.containers import NAME_LABEL, ContainerManager, new_id_and_name
 from tests.support.cli import run as cli
 from tests.support.images import busybox_image
 
@@ -582,7 +583,7 @@ def test_commit_streams_a_large_layer(rt: Client) -> None:
     code = (
         "import sys\n"
         "from ctrstore import Client\n"
-        "from ctrstore.runtime.commit import commit_container\n"
+        "from ctrstore.client.commit import commit_container\n"
         "c = Client(root=sys.argv[1], state=sys.argv[2])\n"
         "commit_container(c, sys.argv[3], 'localhost/big:1')\n"
         # VmHWM is this process image's own peak: ru_maxrss carries the peak of the process

@@ -19,7 +19,7 @@ from ctrstore import Client
 from ctrstore.diff import overlay_upper
 from ctrstore.images.archive import export_images
 from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
-from ctrstore.metadata.leases import OWNER_LABEL
+from ctrstore.labels import LEASE_OWNER as OWNER_LABEL
 from ctrstore.oci import SpecOptions
 from tests.support.images import busybox_image
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ctrstore import AlreadyExists, Client
-from ctrstore.metadata.leases import OWNER_LABEL, owner_gone, process_owner
+from ctrstore.labels import LEASE_OWNER as OWNER_LABEL
+from ctrstore.metadata.leases import owner_gone, process_owner
 from ctrstore.snapshots._base import DirectorySnapshotter
 
 SNAP_REF = "containerd.io/snapshot.ref"

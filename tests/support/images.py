@@ -11,9 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ctrstore.content import Store
 from ctrstore.errdefs import FailedPrecondition
 from ctrstore.images.build import Compression, Entry, ImageSpec, build_image, tar_from_entries
-from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.images import Image, ImageStore
 
 __all__ = [
@@ -89,7 +89,7 @@ def find_busybox() -> Path:
 
 
 def busybox_image(
-    content: ContentStore,
+    content: Store,
     images: ImageStore | None,
     name: str = BUSYBOX,
     *,

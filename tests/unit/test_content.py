@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrstore import AlreadyExists, Client, FailedPrecondition, InvalidArgument, NotFound
+from ctrstore import AlreadyExists, Client, FailedPrecondition, Info, InvalidArgument, NotFound
 
 
 def digest_of(data: bytes) -> str:
@@ -111,9 +111,9 @@ def test_labels_update_and_filters(client: Client) -> None:
     info = client.content.set_labels(d2, {"new": "1"})
     assert info.labels == {"new": "1"}
     assert client.content.set_labels(d2, {"new": ""}).labels == {}
-    assert client.content.update(d1, {"only": "this"}).labels == {"only": "this"}
+    assert client.content.update(Info(d1, labels={"only": "this"})).labels == {"only": "this"}
     with pytest.raises(InvalidArgument, match="only labels"):
-        client.content.update(d1, {}, ["size"])
+        client.content.update(Info(d1), "size")
     with pytest.raises(InvalidArgument, match="exceed 4096"):
         client.content.set_labels(d1, {"big": "x" * 5000})
     with pytest.raises(InvalidArgument, match="invalid filter"):

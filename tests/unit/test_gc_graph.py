@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ctrstore.content.local import LocalStore
+from ctrstore.labels import LEASE_OWNER as OWNER_LABEL
 from ctrstore.metadata.db import DB, dumps
 from ctrstore.metadata.gc import collect
-from ctrstore.metadata.leases import OWNER_LABEL
 
 TS = "2024-01-01T00:00:00Z"
 PAST = "2000-01-01T00:00:00Z"

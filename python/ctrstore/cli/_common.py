@@ -1,4 +1,7 @@
-"""What every command shares: the lazily opened Client, table output and progress bars."""
+"""What every command shares: the lazily opened Client, table output and progress bars.
+
+The store is reached only through ``ctrstore.client``, imported when a command first asks for
+the Client (so ``--version`` and ``--help`` load no store)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ctrstore.client import Client
-from ctrstore.config import Config, load
-
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+    from ctrstore.client import Client
+    from ctrstore.config import Config
 
 
 @dataclass
@@ -26,10 +29,14 @@ class State:
     _client: Client | None = field(default=None, repr=False)
 
     def config(self) -> Config:
+        from ctrstore.config import load
+
         return load(self.config_path, root=self.root, state=self.state)
 
     def client(self) -> Client:
         if self._client is None:
+            from ctrstore.client import Client
+
             self._client = Client(config=self.config(), namespace=self.namespace)
         return self._client
 

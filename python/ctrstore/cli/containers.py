@@ -13,8 +13,8 @@ import click
 
 from ctrstore.cli._common import State, pass_state, table
 from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
+from ctrstore.client.containers import new_id_and_name
 from ctrstore.oci.spec import SpecOptions
-from ctrstore.runtime.containers import new_id_and_name
 
 
 def _human_duration(seconds: float) -> str:
@@ -387,17 +387,7 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
 @pass_state
 def commit(st: State, compression: str, container: str, image: str) -> None:
     """Make IMAGE from a container: its image's layers plus one with the container's changes."""
-    from ctrstore.metadata.images import validate_name
-    from ctrstore.runtime.commit import commit_container
-
-    validate_name(image)  # a bad name is the error, whatever the container
-    client = st.client()
-    img = commit_container(
-        client,
-        client.containers.resolve(container),
-        image,
-        compression="zstd" if compression == "zstd" else "gzip",
-    )
+    img = st.client().commit(container, image, compression="zstd" if compression == "zstd" else "gzip")
     click.echo(img.target.digest)
 
 

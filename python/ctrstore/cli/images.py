@@ -12,8 +12,8 @@ from typing import IO
 import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
-from ctrstore.errdefs import AlreadyExists, NotFound
-from ctrstore.images import manifest_for, read_json
+from ctrstore.errdefs import NotFound
+from ctrstore.images import read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
 
@@ -32,14 +32,11 @@ def images(ctx: click.Context) -> None:
 
 
 def _size(st: State, img: Image) -> str:
-    content = st.client().content
     try:
-        _, manifest = manifest_for(content, img.target)
+        r = st.client().resolve(img)
     except Exception:
         return "-"
-    total = int(manifest.get("config", {}).get("size", 0))
-    total += sum(int(layer.get("size", 0)) for layer in manifest.get("layers") or [])
-    return human_size(total)
+    return human_size(r.config.size + sum(layer.size for layer in r.layers))
 
 
 @images.command("ls")
@@ -73,11 +70,9 @@ def inspect(st: State, name: str) -> None:
         "CreatedAt": img.created_at.isoformat() if img.created_at else None,
     }
     try:
-        _, manifest = manifest_for(client.content, img.target)
-        from ctrstore.content import Descriptor
-
-        out["Manifest"] = manifest
-        out["Config"] = read_json(client.content, Descriptor.from_json(manifest["config"]))
+        r = client.resolve(img)
+        out["Manifest"] = r.doc
+        out["Config"] = read_json(client.content, r.config)
     except Exception as e:
         out["Error"] = str(e)
     click.echo(json.dumps(out, indent=2))
@@ -107,12 +102,11 @@ def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
     store = st.client().images
     img = store.get(source)
     for t in targets:
-        try:
-            store.create(Image(t, img.target, dict(img.labels)))
-        except AlreadyExists:
-            if not force:
-                raise
-            store.update(Image(t, img.target), ["target"])
+        new = Image(t, img.target, dict(img.labels))
+        if force:
+            store.upsert(new)
+        else:
+            store.create(new)
         click.echo(t)
 
 
@@ -176,14 +170,12 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     Every config and layer must be in the content store (see `images check`); an incomplete
     image fails naming the missing blob. OUT appears only when the archive is whole.
     """
-    from ctrstore.images.archive import export_images
-
     client = st.client()
     imgs = [client.images.get(n) for n in names]
     if out == "-":
-        export_images(client.content, imgs, sys.stdout.buffer)
+        client.export_archive(imgs, sys.stdout.buffer)
         return
-    _write_whole(out, lambda f: export_images(client.content, imgs, f))
+    _write_whole(out, lambda f: client.export_archive(imgs, f))
 
 
 def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
@@ -214,12 +206,8 @@ def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
 @pass_state
 def import_(st: State, archive: str) -> None:
     """Import an OCI image layout tar or a `docker save` archive."""
-    from ctrstore.images.archive import import_images
-
-    client = st.client()
-    with client.lease():
-        for img in import_images(client.content, client.images, archive, max_layers=client.config.max_layers):
-            click.echo(f"{img.name}  {img.target.digest}")
+    for img in st.client().import_archive(archive):
+        click.echo(f"{img.name}  {img.target.digest}")
 
 
 def _add_transfer_commands() -> None:

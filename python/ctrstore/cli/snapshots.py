@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.labels import parse_assignments
-from ctrstore.metadata.snapshots import SnapshotStore
 from ctrstore.mount import mount_command
 from ctrstore.snapshots import Info
+
+if TYPE_CHECKING:
+    from ctrstore.metadata.snapshots import SnapshotStore
 
 
 @click.group("snapshots")
@@ -31,9 +34,14 @@ def snapshots(ctx: click.Context, snapshotter: str | None) -> None:
     ctx.meta["snapshotter"] = snapshotter
 
 
-def _store(st: State) -> SnapshotStore:
+def _name() -> str | None:
+    """The ``--snapshotter`` given to the group (None: the config's)."""
     name: str | None = click.get_current_context().meta.get("snapshotter")
-    return st.client().snapshotter(name)
+    return name
+
+
+def _store(st: State) -> SnapshotStore:
+    return st.client().snapshotter(_name())
 
 
 @snapshots.command("ls")
@@ -162,7 +170,7 @@ def label(st: State, key: str, labels: tuple[str, ...]) -> None:
     if changes:
         cur = store.stat(key)
         info = Info(cur.kind, key, cur.parent, changes)
-        store.update(info, [f"labels.{k}" for k in changes])
+        store.update(info, *(f"labels.{k}" for k in changes))
     click.echo(labels_text(store.stat(key).labels))
 
 
@@ -175,10 +183,7 @@ def apply(st: State, key: str, layer: str) -> None:
 
     Prints the layer's diffID (the sha256 of its uncompressed tar) and what was applied.
     """
-    from ctrstore.diff import apply as apply_to
-
-    store = _store(st)
-    stats = apply_to(store.mounts(key), layer, tmp_dir=st.client().root / "tmpmounts")
+    stats = st.client().apply_layer(key, layer, snapshotter=_name())
     click.echo(stats.diff_id)
     click.echo(
         f"{stats.entries} entries, {human_size(stats.uncompressed_bytes)} uncompressed "

@@ -89,6 +89,3 @@ class LocalStore:
 
     def abort(self, ref: str) -> None:
         _core.abort_ingest(self.root, ref)
-
-    def in_use(self, ref: str) -> bool:
-        return _core.ingest_in_use(self.ingest_path(ref))

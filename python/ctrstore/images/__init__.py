@@ -1,17 +1,18 @@
 """Images: manifests, indexes, configs and layers, as stored in the content store.
 
 Helpers here read what a stored image is made of: the manifest for a platform, its config,
-its layers and their diffIDs, and the chainIDs that name its unpacked snapshots.
+its layers and their diffIDs (:func:`resolve`, the one way from an image's target to them),
+and the chainIDs that name its unpacked snapshots.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ctrstore import _core
-from ctrstore.content import Descriptor
+from ctrstore.content import Descriptor, Provider
 from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
@@ -27,7 +28,7 @@ from ctrstore.jsondoc import (
     want_str_list,
     want_str_map,
 )
-from ctrstore.metadata.content import ContentStore
+from ctrstore.labels import GC_REF_CONTENT
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -43,6 +44,8 @@ __all__ = [
     "parse_manifest",
     "read_config",
     "read_json",
+    "Resolved",
+    "resolve",
     "rootfs_diff_ids",
     "validate_config",
 ]
@@ -52,7 +55,7 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """chainID[0] = diffID[0]; chainID[i] = sha256("chainID[i-1] diffID[i]")."""
     out: list[str] = []
     for d in diff_ids:
-        out.append(d if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+        out.append(d if not out else _core.sha256_bytes(f"{out[-1]} {d}".encode()))
     return out
 
 
@@ -80,7 +83,7 @@ def check_document_size(desc: Descriptor, what: str | None = None) -> None:
         )
 
 
-def read_json(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+def read_json(content: Provider, desc: Descriptor) -> dict[str, Any]:
     """A stored JSON document (strictly parsed: see ``ctrstore.jsondoc.loads``), which must be
     an object."""
     what = describe(desc)
@@ -193,12 +196,12 @@ def validate_config(config: dict[str, Any], what: str) -> dict[str, Any]:
     return config
 
 
-def read_config(content: ContentStore, desc: Descriptor) -> dict[str, Any]:
+def read_config(content: Provider, desc: Descriptor) -> dict[str, Any]:
     """A stored image config, type-checked by :func:`validate_config`."""
     return validate_config(read_json(content, desc), describe(desc))
 
 
-def children(content: ContentStore, desc: Descriptor) -> list[Descriptor]:
+def children(content: Provider, desc: Descriptor) -> list[Descriptor]:
     if not (mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)):
         return []
     return parse_children(desc, read_json(content, desc))
@@ -209,28 +212,39 @@ def gc_child_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, s
     labels: dict[str, str] = {}
     if mt.is_index(desc.media_type):
         for i, k in enumerate(kids):
-            labels[f"containerd.io/gc.ref.content.m.{i}"] = k.digest
+            labels[f"{GC_REF_CONTENT}.m.{i}"] = k.digest
     elif mt.is_manifest(desc.media_type):
         for i, k in enumerate(kids):
             if i == 0:
-                labels["containerd.io/gc.ref.content.config"] = k.digest
+                labels[f"{GC_REF_CONTENT}.config"] = k.digest
             else:
-                labels[f"containerd.io/gc.ref.content.l.{i - 1}"] = k.digest
+                labels[f"{GC_REF_CONTENT}.l.{i - 1}"] = k.digest
     return labels
 
 
-def manifest_for(
-    content: ContentStore, target: Descriptor, platform: Platform | None = None
-) -> tuple[Descriptor, dict[str, Any]]:
-    """The manifest (descriptor and JSON) a target resolves to for ``platform``. The manifest
-    is type-checked (:func:`parse_manifest`), so its ``config`` is a valid descriptor."""
+@dataclass(frozen=True)
+class Resolved:
+    """What an image's target is for one platform: its manifest and what that points at."""
+
+    manifest: Descriptor
+    doc: dict[str, Any]
+    """The manifest's JSON (type-checked)."""
+    config: Descriptor
+    layers: list[Descriptor]
+    """Bottom first."""
+
+
+def resolve(content: Provider, target: Descriptor, platform: Platform | None = None) -> Resolved:
+    """The manifest a target (an index or a manifest) resolves to for ``platform`` (default:
+    this machine's), with its config and layers, every field type-checked. NotFound if a
+    blob on the way is missing or no manifest matches the platform."""
     want = platform or host()
     desc = target
     for _ in range(MAX_INDEX_DEPTH + 1):
         if mt.is_manifest(desc.media_type):
             doc = read_json(content, desc)
-            parse_manifest(desc, doc)
-            return desc, doc
+            config, layers = parse_manifest(desc, doc)
+            return Resolved(desc, doc, config, layers)
         if not mt.is_index(desc.media_type):
             raise InvalidArgument(f"{desc.digest} is a {desc.media_type}, not a manifest or index")
         candidates = []
@@ -242,6 +256,15 @@ def manifest_for(
             raise NotFound(f"no manifest for platform {want} in {desc.digest}")
         desc = min(candidates, key=lambda c: c[0])[1]
     raise InvalidArgument(f"index nesting too deep at {desc.digest} (more than {MAX_INDEX_DEPTH} levels)")
+
+
+def manifest_for(
+    content: Provider, target: Descriptor, platform: Platform | None = None
+) -> tuple[Descriptor, dict[str, Any]]:
+    """The manifest (descriptor and JSON) a target resolves to for ``platform`` (see
+    :func:`resolve`)."""
+    r = resolve(content, target, platform)
+    return r.manifest, r.doc
 
 
 def rootfs_diff_ids(config: dict[str, Any], what: str) -> list[str]:

@@ -12,7 +12,6 @@ made for it), stores every blob verified, and creates or updates the image recor
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import lzma
@@ -23,9 +22,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn, TypeVar, cast
 
+from ctrstore._core import Digester, sha256_bytes
 from ctrstore.config import DEFAULT_MAX_LAYERS
-from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from ctrstore.content import Descriptor, Provider, Store
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound, from_oserror
 from ctrstore.images import (
     MAX_DOCUMENT_SIZE,
     MAX_INDEX_DEPTH,
@@ -36,11 +36,12 @@ from ctrstore.images import (
     parse_children,
     parse_index,
     parse_object,
+    resolve,
     validate_config,
 )
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import describe_type, loads, want_str, want_str_list
-from ctrstore.metadata.content import ContentStore
+from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.images import Image, ImageStore, validate_name
 
 _T = TypeVar("_T")
@@ -51,7 +52,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def _walk(content: ContentStore, desc: Descriptor, image: str, depth: int = 0) -> list[Descriptor]:
+def _walk(content: Provider, desc: Descriptor, image: str, depth: int = 0) -> list[Descriptor]:
     """``desc`` and everything below it that the archive must carry. Manifests of platforms
     never pulled are left out (an index lists them all); a missing config or layer is an
     error, so an incomplete image is never written as if it were whole."""
@@ -70,7 +71,7 @@ def _walk(content: ContentStore, desc: Descriptor, image: str, depth: int = 0) -
     return out
 
 
-def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]) -> int:
+def export_images(content: Provider, images: Sequence[Image], out: IO[bytes]) -> int:
     """Write an OCI layout tar of ``images`` to ``out``; returns the number of blobs.
 
     Every blob is looked up before the first byte is written: NotFound (naming the blob) if
@@ -113,22 +114,20 @@ def export_images(content: ContentStore, images: Sequence[Image], out: IO[bytes]
     return len(blobs)
 
 
-def _docker_manifest(content: ContentStore, images: Sequence[Image]) -> list[dict[str, Any]]:
+def _docker_manifest(content: Provider, images: Sequence[Image]) -> list[dict[str, Any]]:
     """``docker save``'s manifest.json for the host platform's manifest of each image."""
-    from ctrstore.images import manifest_for
-
     out = []
     for img in images:
         try:
-            _, manifest = manifest_for(content, img.target)
+            r = resolve(content, img.target)
         except NotFound:
             continue
         path = "blobs/sha256/{}".format
         out.append(
             {
-                "Config": path(manifest["config"]["digest"].split(":", 1)[1]),
+                "Config": path(r.config.digest.split(":", 1)[1]),
                 "RepoTags": [img.name],
-                "Layers": [path(layer["digest"].split(":", 1)[1]) for layer in manifest.get("layers") or []],
+                "Layers": [path(layer.digest.split(":", 1)[1]) for layer in r.layers],
             }
         )
     return out
@@ -271,7 +270,7 @@ def _reference_name(name: str, what: str) -> str:
 
 
 def import_images(
-    content: ContentStore,
+    content: Store,
     images: ImageStore,
     path: str | os.PathLike[str],
     *,
@@ -308,11 +307,11 @@ def import_images(
                     f"archive {shown}: neither an OCI image layout (index.json) nor a docker save archive "
                     "(manifest.json)"
                 )
-    return [_upsert(images, image) for image in todo]
+    return [images.upsert(image) for image in todo]
 
 
 def _ingest(
-    content: ContentStore,
+    content: Store,
     archive: _Archive,
     source: IO[bytes] | bytes,
     desc: Descriptor,
@@ -321,8 +320,6 @@ def _ingest(
     ref = f"import-{desc.digest}"
     try:
         content.ingest(ref, source, expected=desc.digest, size=desc.size, labels=labels)
-    except AlreadyExists:
-        pass
     except FailedPrecondition as e:
         # Wrong bytes for the digest: drop them, so a later import of a good archive starts clean.
         try:
@@ -330,12 +327,10 @@ def _ingest(
         except NotFound:
             pass
         archive.fail(f"{mt.ref_prefix(desc.media_type)} {desc.digest} does not match its digest ({e})")
-    if labels:
-        content.set_labels(desc.digest, labels)
 
 
 def _verified(archive: _Archive, data: bytes, desc: Descriptor, name: str) -> None:
-    got = "sha256:" + hashlib.sha256(data).hexdigest()
+    got = sha256_bytes(data)
     if got != desc.digest or len(data) != desc.size:
         archive.fail(
             f"{name} is {len(data)} bytes with digest {got}, but its descriptor says "
@@ -343,7 +338,7 @@ def _verified(archive: _Archive, data: bytes, desc: Descriptor, name: str) -> No
         )
 
 
-def _import_oci(content: ContentStore, archive: _Archive, max_layers: int) -> list[Image]:
+def _import_oci(content: Store, archive: _Archive, max_layers: int) -> list[Image]:
     from ctrstore.unpack import plan_layers
 
     index_what = f"archive {archive.path}: index.json"
@@ -429,7 +424,7 @@ def _docker_entries(archive: _Archive) -> list[tuple[str, list[str], list[str]]]
     return out
 
 
-def _import_docker(content: ContentStore, archive: _Archive, max_layers: int) -> list[Image]:
+def _import_docker(content: Store, archive: _Archive, max_layers: int) -> list[Image]:
     from ctrstore.unpack import plan_layers
 
     entries = _docker_entries(archive)
@@ -442,17 +437,15 @@ def _import_docker(content: ContentStore, archive: _Archive, max_layers: int) ->
             raise InvalidArgument(f"{cwhat}: {m.size} bytes is more than an image config may have")
         config_bytes = _Member(archive, m).read()
         config_doc = validate_config(parse_object(config_bytes, cwhat), cwhat)
-        config = Descriptor(
-            mt.DOCKER_CONFIG, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), len(config_bytes)
-        )
+        config = Descriptor(mt.DOCKER_CONFIG, sha256_bytes(config_bytes), len(config_bytes))
         layers = []
         for name in layer_names:
             lm = archive.regular(name)
             f = _Member(archive, lm)
-            h = hashlib.sha256()
+            h = Digester()
             while chunk := f.read(1 << 20):
                 h.update(chunk)
-            layers.append(Descriptor(mt.DOCKER_LAYER, "sha256:" + h.hexdigest(), lm.size))
+            layers.append(Descriptor(mt.DOCKER_LAYER, h.digest(), lm.size))
         manifest_doc = {
             "schemaVersion": 2,
             "mediaType": mt.DOCKER_MANIFEST,
@@ -462,9 +455,9 @@ def _import_docker(content: ContentStore, archive: _Archive, max_layers: int) ->
         plan_layers(manifest_doc, config_doc, cwhat, max_layers=max_layers)
         _ingest(content, archive, config_bytes, config)
         for name, desc in zip(layer_names, layers, strict=True):
-            _ingest(content, archive, archive.open(name), desc, {"containerd.io/uncompressed": desc.digest})
+            _ingest(content, archive, archive.open(name), desc, {UNCOMPRESSED: desc.digest})
         data = json.dumps(manifest_doc, separators=(",", ":")).encode()
-        mdesc = Descriptor(mt.DOCKER_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+        mdesc = Descriptor(mt.DOCKER_MANIFEST, sha256_bytes(data), len(data))
         _ingest(content, archive, data, mdesc, gc_child_labels(mdesc, [config, *layers]))
         created += [Image(tag, mdesc) for tag in tags]
     return created
@@ -477,10 +470,3 @@ def _normalize(name: str, what: str) -> str:
         return str(parse(name))
     except InvalidArgument as e:
         raise InvalidArgument(f"{what}: {e}") from None
-
-
-def _upsert(images: ImageStore, image: Image) -> Image:
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])

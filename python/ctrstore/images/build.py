@@ -11,7 +11,6 @@ the one owner of that encoding.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -22,13 +21,14 @@ from typing import Any, Literal
 
 import zstandard
 
+from ctrstore._core import sha256_bytes
 from ctrstore.archive import whiteout_path
-from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists, InvalidArgument
+from ctrstore.content import Descriptor, Store
+from ctrstore.errdefs import InvalidArgument
 from ctrstore.images import gc_child_labels
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host
-from ctrstore.metadata.content import ContentStore
+from ctrstore.labels import UNCOMPRESSED
 from ctrstore.metadata.images import Image, ImageStore
 
 __all__ = [
@@ -162,23 +162,13 @@ class ImageSpec:
     platform: Platform = field(default_factory=host)
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def store_blob(
-    content: ContentStore, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
+    content: Store, data: bytes, media_type: str, labels: Mapping[str, str] | None = None
 ) -> Descriptor:
     """Store ``data`` (verified, under containerd's ref for its type) and label it; a blob the
     namespace already holds only gets the labels. Returns its descriptor."""
-    d = _digest(data)
-    ref = f"{mt.ref_prefix(media_type)}-{d}"
-    try:
-        content.ingest(ref, data, expected=d, size=len(data), labels=labels)
-    except AlreadyExists:
-        pass
-    if labels:
-        content.set_labels(d, labels)
+    d = sha256_bytes(data)
+    content.ingest(f"{mt.ref_prefix(media_type)}-{d}", data, expected=d, size=len(data), labels=labels)
     return Descriptor(media_type, d, len(data))
 
 
@@ -188,7 +178,7 @@ def canonical_json(doc: Mapping[str, Any]) -> bytes:
 
 
 def build_image(
-    content: ContentStore,
+    content: Store,
     images: ImageStore | None,
     name: str,
     layers: Sequence[bytes],
@@ -207,9 +197,9 @@ def build_image(
     diff_ids = []
     for tar in layers:
         blob, media_type = compress(tar, compression, oci=oci)
-        diff_id = _digest(tar)
+        diff_id = sha256_bytes(tar)
         diff_ids.append(diff_id)
-        layer_descs.append(store_blob(content, blob, media_type, {"containerd.io/uncompressed": diff_id}))
+        layer_descs.append(store_blob(content, blob, media_type, {UNCOMPRESSED: diff_id}))
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,
@@ -259,7 +249,4 @@ def build_image(
     image = Image(name, target)
     if images is None:
         return image
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])
+    return images.upsert(image)

@@ -1,11 +1,15 @@
-"""Pulling an image: resolve a reference, fetch its index, manifest, config and layers into the
-content store (verified, resumable, several at a time), label each parent blob with its
-children so gc keeps what images need, unpack the layers into snapshots while later layers are
-still downloading, and name the image. Everything happens under a lease, so a gc running at
-the same time cannot take half-pulled content.
+"""Fetching an image's blobs into a content store: the part of a pull that takes roles (a
+content store to write to, a ``Fetcher`` to read from), as containerd's ``remotes`` fetch
+handlers and ``images`` children handlers do. The client (``ctrstore.client.pull``) resolves
+the reference, holds the lease, unpacks and names the image.
+
+A ``Download`` walks from an image's root down: indexes to the manifests for the wanted
+platform, each manifest to its config and layers; every blob is fetched (or resumed) into a
+verified ingest, several at a time, and each parent blob is labelled with its children
+(``containerd.io/gc.ref.content.*``) so that gc keeps what images need.
 
 Blob refs are containerd's: ``index-sha256:...``, ``manifest-...``, ``config-...``,
-``layer-...``. A second pull of the same image finds everything present and fetches nothing.
+``layer-...``. A blob already in the namespace is not fetched again.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import IO, Protocol
 
-from ctrstore.content import Descriptor
+from ctrstore.config import DEFAULT_MAX_LAYERS
+from ctrstore.content import Descriptor, Store, Writer
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ctrstore.images import (
     MAX_INDEX_DEPTH,
@@ -28,15 +33,10 @@ from ctrstore.images import (
     read_json,
 )
 from ctrstore.images import mediatypes as mt
-from ctrstore.images.platforms import Platform, host, rank
-from ctrstore.metadata.content import Writer
-from ctrstore.metadata.images import Image
+from ctrstore.images.platforms import Platform, rank
 from ctrstore.unpack import Layer, Unpacker, UnpackResult, plan_layers
 
-if TYPE_CHECKING:
-    from ctrstore.client import Client
-
-__all__ = ["Fetcher", "PullResult", "Puller", "Status"]
+__all__ = ["Download", "Fetcher", "Status", "ref_key"]
 
 CHUNK = 1 << 20
 
@@ -61,33 +61,29 @@ class Status:
     total: int = 0
 
 
-@dataclass
-class PullResult:
-    image: Image
-    fetched: list[str] = field(default_factory=list)
-    """Blobs downloaded (digests); empty on a pull that found everything present."""
-    unpacked: UnpackResult | None = None
-
-
 def ref_key(desc: Descriptor) -> str:
     return f"{mt.ref_prefix(desc.media_type)}-{desc.digest}"
 
 
-class Puller:
+class Download:
+    """One pull's fetching: blobs from ``fetcher`` into ``content`` (which should write under
+    the pull's lease), labelled with ``source_labels``; ``fetched`` lists what was
+    downloaded."""
+
     def __init__(
         self,
-        client: Client,
+        content: Store,
         fetcher: Fetcher,
         *,
         source_labels: dict[str, str] | None = None,
-        max_concurrent_downloads: int = 3,
         progress: Callable[[Status], None] | None = None,
+        max_layers: int = DEFAULT_MAX_LAYERS,
     ) -> None:
-        self.client = client
+        self.content = content
         self.fetcher = fetcher
         self.source_labels = dict(source_labels or {})
-        self.workers = max_concurrent_downloads
         self.progress = progress or (lambda s: None)
+        self.max_layers = max_layers
         self.fetched: list[str] = []
         self._lock = threading.Lock()
 
@@ -97,34 +93,43 @@ class Puller:
         key = ref_key(desc)
         if desc.size <= 0:
             raise InvalidArgument(f"{key}: descriptor has size {desc.size}")
-        content = self.client.content
+        content = self.content
         lb = {**self.source_labels, **(labels or {})}
+        w: Writer | None
         try:
             w = content.writer(key, total=desc.size, expected=desc.digest, wait=60)
         except AlreadyExists:
-            if lb:
-                content.set_labels(desc.digest, lb)
+            w = None  # the namespace holds it already
+        written = w is not None and self._write(desc, w, lb)
+        if not written and lb:
+            content.set_labels(desc.digest, lb)  # a blob stored before gets the labels all the same
+        if w is None:
             self.progress(Status(key, "exists", desc.size, desc.size))
             return
+        with self._lock:
+            self.fetched.append(desc.digest)
+        self.progress(Status(key, "done", desc.size, desc.size))
+
+    def _write(self, desc: Descriptor, w: Writer, labels: dict[str, str]) -> bool:
+        """Download into ``w`` (resuming) and commit; False if the namespace got the blob from
+        another writer meanwhile."""
+        key = ref_key(desc)
         with w:
             if not w.complete and w.offset < desc.size:
                 self._download(desc, w)
             try:
-                w.commit(desc.size, desc.digest, lb)
+                w.commit(desc.size, desc.digest, labels)
             except AlreadyExists:
-                if lb:
-                    content.set_labels(desc.digest, lb)
+                return False
             except FailedPrecondition as e:
                 # The bytes are wrong: drop them so the next pull starts clean.
                 w.close()
                 try:
-                    content.abort(key)
+                    self.content.abort(key)
                 except NotFound:
                     pass
                 raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
-        with self._lock:
-            self.fetched.append(desc.digest)
-        self.progress(Status(key, "done", desc.size, desc.size))
+        return True
 
     def _download(self, desc: Descriptor, w: Writer) -> None:
         key = ref_key(desc)
@@ -150,34 +155,8 @@ class Puller:
             w.truncate(0)
             raise FailedPrecondition(f"{key}: the registry sent more than the {desc.size} bytes expected")
 
-    # -- the image -------------------------------------------------------------------------
-    def pull(
-        self,
-        name: str,
-        root: Descriptor,
-        *,
-        platform: Platform | None = None,
-        all_platforms: bool = False,
-        unpack: bool = True,
-        snapshotter: str | None = None,
-    ) -> PullResult:
-        client = self.client
-        mt.check_supported(root.media_type, f"{name}: {ref_key(root)}")
-        want = platform or host()
-        result_unpack: UnpackResult | None = None
-        with client.lease(), ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool:
-            manifests = self._resolve_manifests(root, want, all_platforms)
-            for i, mdesc in enumerate(manifests):
-                r = self._pull_manifest(mdesc, pool, unpack and i == 0, snapshotter)
-                result_unpack = result_unpack or r
-            image = Image(name, Descriptor(root.media_type, root.digest, root.size))
-            try:
-                image = client.images.create(image)
-            except AlreadyExists:
-                image = client.images.update(image, ["target"])
-        return PullResult(image, list(self.fetched), result_unpack)
-
-    def _resolve_manifests(
+    # -- the tree --------------------------------------------------------------------------
+    def manifests(
         self, root: Descriptor, want: Platform, all_platforms: bool, depth: int = 0
     ) -> list[Descriptor]:
         """Fetch indexes down to the manifests to pull (best platform match first)."""
@@ -189,7 +168,7 @@ class Puller:
             raise InvalidArgument(f"{ref_key(root)}: indexes nested more than {MAX_INDEX_DEPTH} levels deep")
         check_document_size(root, ref_key(root))
         self.fetch_blob(root)
-        kids = parse_children(root, read_json(self.client.content, root))
+        kids = parse_children(root, read_json(self.content, root))
         chosen: list[tuple[int, Descriptor]] = []
         for k in kids:
             r = rank(k.platform, want)
@@ -202,21 +181,23 @@ class Puller:
             raise NotFound(f"{ref_key(root)}: no manifest for platform {want} (the index has: {plats})")
         chosen.sort(key=lambda c: c[0])
         picked = [k for _, k in chosen] if all_platforms else [chosen[0][1]]
-        self.client.content.set_labels(root.digest, gc_child_labels(root, picked))
+        self.content.set_labels(root.digest, gc_child_labels(root, picked))
         out: list[Descriptor] = []
         for k in picked:
             mt.check_supported(k.media_type, ref_key(k))
             if mt.is_index(k.media_type):
-                out += self._resolve_manifests(k, want, all_platforms, depth + 1)
+                out += self.manifests(k, want, all_platforms, depth + 1)
             else:
                 out.append(k)
         return out
 
-    def _pull_manifest(
-        self, mdesc: Descriptor, pool: ThreadPoolExecutor, unpack: bool, snapshotter: str | None
+    def manifest(
+        self, mdesc: Descriptor, pool: ThreadPoolExecutor, unpacker: Callable[[], Unpacker] | None
     ) -> UnpackResult | None:
-        client = self.client
-        content = client.content
+        """Fetch a manifest, its config and its layers (on ``pool``); with ``unpacker`` (called
+        once the layers are planned), unpack each layer as soon as its blob and the layers
+        below it are there."""
+        content = self.content
         check_document_size(mdesc, ref_key(mdesc))
         self.fetch_blob(mdesc)
         manifest = read_json(content, mdesc)
@@ -224,14 +205,11 @@ class Puller:
         config, layers = kids[0], kids[1:]
         for d in kids:
             mt.check_supported(d.media_type, ref_key(d))
-        check_layer_count(len(layers), client.config.max_layers, ref_key(mdesc))
+        check_layer_count(len(layers), self.max_layers, ref_key(mdesc))
         check_document_size(config, ref_key(config))
         self.fetch_blob(config)
-        plan = plan_layers(
-            manifest, read_config(content, config), ref_key(mdesc), max_layers=client.config.max_layers
-        )
-        sn = client.snapshotter(snapshotter) if unpack else None
-        unpacker = Unpacker(content, sn, tmp_dir=client.root / "tmpmounts") if sn is not None else None
+        plan = plan_layers(manifest, read_config(content, config), ref_key(mdesc), max_layers=self.max_layers)
+        unpack = unpacker() if unpacker is not None else None
         # Every layer blob is fetched, even one whose snapshot exists: the image must be whole
         # in this namespace's content store (push, export and ``images check`` need the
         # blobs), and snapshots are shared by chainID with images whose blobs differ (a gzip
@@ -245,12 +223,12 @@ class Puller:
                 futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
         try:
             result = None
-            if unpacker is not None:
+            if unpack is not None:
 
                 def ready(layer: Layer) -> None:
                     futures[layer.desc.digest].result()
 
-                result = unpacker.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
+                result = unpack.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
             for f in futures.values():
                 f.result()
         except BaseException:

@@ -64,7 +64,7 @@ __all__ = [
     "refuse_if_lost",
 ]
 
-RECOVERED_LABEL = "ctrstore.io/recovered"
+RECOVERED_LABEL = labelutil.RECOVERED
 TASK_DIR = "io.containerd.runtime.v2.task"
 BUNDLE_GRACE_SECONDS = 60.0
 """A bundle without a container record is a leftover only once it is this old: ``create`` makes
@@ -251,7 +251,7 @@ def _check_leases(cur: sqlite3.Cursor, report: CheckReport, repair: bool) -> Non
                 cur.execute("DELETE FROM leases WHERE namespace=? AND id=?", (ns, lid))
             report.add(
                 "leases",
-                f"lease {ns}/{lid}: its owner ({labels.get('ctrstore.io/lease.owner')}) is gone",
+                f"lease {ns}/{lid}: its owner ({labels.get(labelutil.LEASE_OWNER)}) is gone",
                 "delete the lease (gc treats it as expired)",
                 repair,
             )

@@ -15,7 +15,7 @@ import io
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import IO, BinaryIO, Literal
@@ -137,16 +137,17 @@ class ContentStore:
         return str(self.backend.blob_path(digest))
 
     # -- labels and deletion -------------------------------------------------------------
-    def update(self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Info:
-        """Change labels. No fieldpaths or ``labels`` replaces them all; ``labels.<key>`` sets
-        (or, with an empty value, removes) one key. Other fields cannot be changed."""
-        digest = _core.parse_digest(digest)
+    def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Change the labels of blob ``info.digest`` to ``info.labels``: no fieldpaths, or
+        ``labels``, replaces them all; ``labels.<key>`` sets (or, with an empty value,
+        removes) one key. Other fields cannot be changed."""
+        digest = _core.parse_digest(info.digest)
         with self.db.write() as cur:
             row = self._row(cur, digest)
             if row is None:
                 raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
             new = labelutil.update_by_fieldpaths(
-                loads_labels(row[2]), labels, fieldpaths, f"content {digest}"
+                loads_labels(row[2]), info.labels, fieldpaths, f"content {digest}"
             )
             cur.execute(
                 "UPDATE content SET labels=?, updated_at=? WHERE namespace=? AND digest=?",
@@ -158,7 +159,7 @@ class ContentStore:
 
     def set_labels(self, digest: str, changes: Mapping[str, str]) -> Info:
         """Merge label changes (an empty value removes the key)."""
-        return self.update(digest, changes, [f"labels.{k}" for k in changes])
+        return self.update(Info(digest, labels=dict(changes)), *(f"labels.{k}" for k in changes))
 
     def delete(self, digest: str) -> None:
         """Drop this namespace's record; the bytes go too once nothing names them. The record's
@@ -280,7 +281,7 @@ class ContentStore:
             "SELECT n.labels FROM content c JOIN namespaces n ON n.name = c.namespace WHERE c.digest=?",
             (digest,),
         ).fetchall()
-        return any(loads_labels(lb).get("containerd.io/namespace.shareable") == "true" for (lb,) in row)
+        return any(loads_labels(lb).get(labelutil.NAMESPACE_SHAREABLE) == "true" for (lb,) in row)
 
     def _record(self, cur: sqlite3.Cursor, digest: str, size: int, labels: Mapping[str, str]) -> None:
         ts = timestamp()
@@ -343,7 +344,9 @@ class ContentStore:
         wait: float = 10.0,
     ) -> str:
         """Write a whole blob from ``source`` (bytes or a binary file), resuming a partial
-        ingest of the same ref. Existing content counts as success. Returns the digest.
+        ingest of the same ref. Existing content counts as success, and gets ``labels`` all
+        the same (whether the namespace held it before, or another writer committed it
+        meanwhile). Returns the digest.
 
         If a resumed ingest then fails verification, the bytes it already had were wrong: it is
         started over — at once when ``source`` can seek back to its start, else on the next
@@ -356,9 +359,7 @@ class ContentStore:
                 w = self.writer(ref, total=size, expected=expected, wait=wait)
             except AlreadyExists:
                 assert expected is not None
-                if labels:
-                    self.set_labels(expected, labels)
-                return expected
+                return self._exists(expected, labels)
             with w:
                 resumed = w.offset if not w.complete else 0
                 if attempt and not w.complete:
@@ -374,7 +375,7 @@ class ContentStore:
                     return w.commit(size or 0, expected, labels)
                 except AlreadyExists:
                     assert w.committed is not None
-                    return w.committed
+                    return self._exists(w.committed, labels)
                 except FailedPrecondition as e:
                     if not resumed or expected is None:
                         raise
@@ -385,6 +386,12 @@ class ContentStore:
                             "starts over: run it again"
                         ) from e
         raise AssertionError("unreachable")
+
+    def _exists(self, digest: str, labels: Mapping[str, str] | None) -> str:
+        """An ingest found ``digest`` stored already: label it as a new blob would be."""
+        if labels:
+            self.set_labels(digest, labels)
+        return digest
 
     def _restart(self, ref: str) -> None:
         w = self.writer(ref)

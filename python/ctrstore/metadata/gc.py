@@ -79,16 +79,16 @@ class GCResult:
 
 
 _REF = {
-    "containerd.io/gc.ref.content": "content",
-    "containerd.io/gc.ref.image": "image",
+    labelutil.GC_REF_CONTENT: "content",
+    labelutil.GC_REF_IMAGE: "image",
 }
 _BREF = {
-    "containerd.io/gc.bref.content": "content",
-    "containerd.io/gc.bref.image": "image",
-    "containerd.io/gc.bref.container": "container",
+    labelutil.GC_BREF_CONTENT: "content",
+    labelutil.GC_BREF_IMAGE: "image",
+    labelutil.GC_BREF_CONTAINER: "container",
 }
-_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
-_BREF_SNAPSHOT = "containerd.io/gc.bref.snapshot."
+_REF_SNAPSHOT = labelutil.GC_REF_SNAPSHOT
+_BREF_SNAPSHOT = labelutil.GC_BREF_SNAPSHOT
 
 
 def _prefixed(key: str, prefix: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -148,19 +148,19 @@ class ImageStore:
         assert created is not None
         return created
 
-    def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
+    def update(self, image: Image, *fieldpaths: str) -> Image:
         """Update ``target`` and/or labels (``labels``, ``labels.<key>``); all of them without
         fieldpaths."""
         with self.db.write() as cur:
             cur_img = self._get(cur, image.name)
             if cur_img is None:
                 raise NotFound(f"image {image.name!r} not found in namespace {self.namespace!r}")
-            fieldpaths = list(fieldpaths) or ["target", "labels"]
+            paths = list(fieldpaths) or ["target", "labels"]
             new = cur_img
-            if "target" in fieldpaths:
+            if "target" in paths:
                 _validate_target(image)
                 new = replace(new, target=image.target)
-            label_paths = [fp for fp in fieldpaths if fp != "target"]
+            label_paths = [fp for fp in paths if fp != "target"]
             if label_paths:
                 labels = labelutil.update_by_fieldpaths(
                     new.labels, image.labels, label_paths, f"image {image.name!r}", others="target"
@@ -185,9 +185,18 @@ class ImageStore:
         assert updated is not None
         return updated
 
+    def upsert(self, image: Image) -> Image:
+        """Name ``image.target`` ``image.name``: create the image, or, if the name exists,
+        point it at the new target (its labels stay). What a pull, an import, a commit and a
+        build do with the image they made."""
+        try:
+            return self.create(image)
+        except AlreadyExists:
+            return self.update(image, "target")
+
     def set_labels(self, name: str, changes: Mapping[str, str]) -> Image:
         img = Image(name, Descriptor("-", "sha256:" + "0" * 64, 0), dict(changes))
-        return self.update(img, [f"labels.{k}" for k in changes])
+        return self.update(img, *(f"labels.{k}" for k in changes))
 
     def delete(self, name: str) -> None:
         with self.db.write() as cur:

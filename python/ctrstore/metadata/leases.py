@@ -32,9 +32,7 @@ from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
 from ctrstore.errdefs import AlreadyExists, NotFound
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp, validate_identifier
 
-__all__ = ["OWNER_LABEL", "Lease", "LeaseManager", "Resource", "owner_gone", "process_owner"]
-
-OWNER_LABEL = "ctrstore.io/lease.owner"
+__all__ = ["Lease", "LeaseManager", "Resource", "owner_gone", "process_owner"]
 
 
 def _boot_id() -> str:
@@ -75,7 +73,7 @@ def process_owner(pid: int | None = None) -> str:
 
 def owner_gone(labels: Mapping[str, str]) -> bool:
     """Whether the lease's owner process (if it has one) no longer exists."""
-    value = labels.get(OWNER_LABEL)
+    value = labels.get(labelutil.LEASE_OWNER)
     if not value:
         return False
     fields = dict(part.partition("=")[::2] for part in value.split(","))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 from ctrstore import filters
 from ctrstore import labels as labelutil
@@ -23,10 +23,9 @@ from ctrstore.metadata.leases import add_resource
 from ctrstore.mount import Mount
 from ctrstore.snapshots import Info, Snapshotter, Usage
 
-__all__ = ["SNAPSHOT_REF_LABEL", "SnapshotStore"]
+__all__ = ["SnapshotStore"]
 
-SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
-_BACKEND_PREFIXES = ("containerd.io/snapshot/", SNAPSHOT_REF_LABEL)
+_BACKEND_PREFIXES = (labelutil.SNAPSHOT_PREFIX, labelutil.SNAPSHOT_REF)
 
 
 def _backend_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -114,7 +113,7 @@ class SnapshotStore:
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
         lb = labelutil.validate(labels or {})
-        ref = lb.get(SNAPSHOT_REF_LABEL)
+        ref = lb.get(labelutil.SNAPSHOT_REF)
         exists = False
         with self.db.write() as cur:
             DB.ensure_namespace(cur, self.namespace)
@@ -188,7 +187,7 @@ class SnapshotStore:
             add_resource(cur, self.namespace, self.lease, res, name)
             self.backend.commit(bname, bkey, _backend_labels(lb), parent=bparent)
 
-    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+    def update(self, info: Info, *fieldpaths: str) -> Info:
         with self.db.write() as cur:
             row = self._need(cur, info.name)
             new = labelutil.update_by_fieldpaths(

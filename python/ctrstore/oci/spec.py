@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 import os
-import socket
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -395,7 +394,7 @@ def generate(
     if opts.hostname:
         hostname = opts.hostname
     elif opts.net == "host":
-        hostname = socket.gethostname()
+        hostname = os.uname().nodename  # gethostname(2) on Linux
     else:
         hostname = container_id[:12]
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctrstore.errdefs import Unimplemented
+from ctrstore.images.platforms import host
 from ctrstore.plugin import SNAPSHOT, InitContext, Registration, SkipPlugin, register
 from ctrstore.snapshots.btrfs import BtrfsSnapshotter, check_btrfs
 from ctrstore.snapshots.native import NativeSnapshotter
 from ctrstore.snapshots.overlay import OverlaySnapshotter, check_overlay
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
 
 def host_platform() -> str:
-    return f"linux/{_ARCH.get(platform.machine(), platform.machine())}"
+    """The platform plugins report (``plugin ls``): this machine's, as images are matched
+    against it (``ctrstore.images.platforms.host``)."""
+    return str(host())
 
 
 @dataclass

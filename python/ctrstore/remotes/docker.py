@@ -11,7 +11,6 @@ manifests, pushing them. containerd's ``core/remotes/docker``, in Python.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -20,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO
 from urllib.parse import urljoin
 
+from ctrstore._core import sha256_bytes
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import (
     CtrstoreError,
@@ -312,7 +312,7 @@ class Resolver:
                 raise _error(resp, what)
             _check_manifest_size(resp.content_length, f"{what}: the registry sends")
             body = resp.read(MAX_MANIFEST_SIZE)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = sha256_bytes(body)
         if r.digest and digest != r.digest:
             if r.digest.startswith("sha256:"):
                 raise FailedPrecondition(

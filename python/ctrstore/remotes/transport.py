@@ -30,7 +30,7 @@ from email.message import Message
 from typing import IO, Any, Protocol, TypeAlias
 from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
 
-from ctrstore import __version__
+from ctrstore._core import __version__
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, Unauthenticated, Unavailable
 
 __all__ = [

@@ -5,9 +5,10 @@
   and runc's state live);
 - :mod:`~ctrstore.runtime.tasks`: a namespace's tasks (start under a shim, run attached,
   status, kill, wait, exec, logs, delete);
-- :mod:`~ctrstore.runtime.containers`: container records with their snapshot and bundle, names;
 - :mod:`~ctrstore.runtime.runc`, :mod:`~ctrstore.runtime.shim`: the OCI runtime and the
   per-container process that keeps a detached task;
-- :mod:`~ctrstore.runtime.commit`: a container's changes as a new image.
+- :mod:`~ctrstore.runtime.commit`: a container's changes as a new layer and image.
 
-The spec itself (``config.json``) is made by :mod:`ctrstore.oci`."""
+The spec itself (``config.json``) is made by :mod:`ctrstore.oci`. Containers — records with
+their snapshot and bundle, names — are put together above this, in
+:mod:`ctrstore.client.containers`; everything here takes roles, not the Client."""

@@ -17,19 +17,22 @@ from typing import TYPE_CHECKING, Literal
 
 from ctrstore.archive import DiffStats
 from ctrstore.content import Descriptor
+from ctrstore.diff import overlay_upper
 from ctrstore.errdefs import AlreadyExists, CtrstoreError
-from ctrstore.images import gc_child_labels, manifest_for, read_config
+from ctrstore.images import gc_child_labels, read_config, resolve
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.build import canonical_json, store_blob
-from ctrstore.metadata.images import Image, validate_name
+from ctrstore.labels import UNCOMPRESSED
+from ctrstore.metadata.images import Image
 from ctrstore.mount import temp_mount
 
 if TYPE_CHECKING:
-    from ctrstore.client import Client
-    from ctrstore.metadata import ContentStore, ImageStore, SnapshotStore
+    from ctrstore.content import Store
     from ctrstore.metadata.containers import Container
+    from ctrstore.metadata.images import ImageStore
+    from ctrstore.snapshots import NamedSnapshotter
 
-__all__ = ["commit", "commit_container"]
+__all__ = ["commit"]
 
 _LAYER_TYPES = {
     ("gzip", True): mt.OCI_LAYER_GZIP,
@@ -39,32 +42,12 @@ _LAYER_TYPES = {
 }
 
 
-def commit_container(
-    client: Client, cid: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"
-) -> Image:
-    """``ctrstore commit``: :func:`commit` with the client's stores, under a lease, so that gc
-    keeps the new blobs until the image names them."""
-    validate_name(name)  # before any work: the name must be a valid reference
-    c = client.containers.store.get(cid)
-    sn = client.snapshotter(c.snapshotter)
-    with client.lease():
-        return commit(
-            c,
-            name,
-            snapshotter=sn,
-            content=client.content,  # (taken inside the lease: it writes under it)
-            images=client.images,
-            tmp_dir=client.root / "tmpmounts",
-            compression=compression,
-        )
-
-
 def commit(
     c: Container,
     name: str,
     *,
-    snapshotter: SnapshotStore,
-    content: ContentStore,
+    snapshotter: NamedSnapshotter,
+    content: Store,
     images: ImageStore,
     tmp_dir: Path,
     compression: Literal["gzip", "zstd"] = "gzip",
@@ -73,9 +56,8 @@ def commit(
     snapshot (read from ``snapshotter``; other snapshotters than overlay compare trees
     through temporary mounts under ``tmp_dir``), written to ``content`` and named in
     ``images``."""
-    base = images.get(c.image)
-    mdesc, manifest = manifest_for(content, base.target)
-    config_desc = Descriptor.from_json(manifest["config"])
+    base = resolve(content, images.get(c.image).target)
+    mdesc, config_desc = base.manifest, base.config
     config = read_config(content, config_desc)
     oci = mdesc.media_type == mt.OCI_MANIFEST
     stats = _write_layer(c, snapshotter, content, tmp_dir, compression)
@@ -83,29 +65,23 @@ def commit(
     config["rootfs"]["diff_ids"].append(stats.diff_id)
     config.setdefault("history", []).append({"created_by": f"ctrstore commit {c.id}"})
     new_config = store_blob(content, canonical_json(config), config_desc.media_type)
-    layers = [Descriptor.from_json(x) for x in manifest["layers"]] + [layer]
-    manifest = {**manifest, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
+    layers = [*base.layers, layer]
+    manifest = {**base.doc, "config": new_config.to_json(), "layers": [d.to_json() for d in layers]}
     new_manifest = store_blob(
         content, canonical_json(manifest), mdesc.media_type, gc_child_labels(mdesc, [new_config, *layers])
     )
-    image = Image(name, new_manifest)
-    try:
-        return images.create(image)
-    except AlreadyExists:
-        return images.update(image, ["target"])
+    return images.upsert(Image(name, new_manifest))
 
 
 def _write_layer(
     c: Container,
-    sn: SnapshotStore,
-    content: ContentStore,
+    sn: NamedSnapshotter,
+    content: Store,
     tmp_dir: Path,
     compression: Literal["gzip", "zstd"],
 ) -> DiffStats:
     """Write the layer of ``c``'s changes into ``content`` (labelled with its diffID), as
     containerd's walking differ does: under a new ingest ref, aborted if anything fails."""
-    from ctrstore.diff import overlay_upper
-
     mounts = sn.mounts(c.snapshot_key)
     direct = overlay_upper(mounts)
     ref = f"commit-{c.id}-{uuid.uuid4().hex}"
@@ -123,7 +99,7 @@ def _write_layer(
                         stats = w.write_diff(upper, lower=lower, compression=compression)
                 finally:
                     sn.remove(view)
-            labels = {"containerd.io/uncompressed": stats.diff_id}
+            labels = {UNCOMPRESSED: stats.diff_id}
             try:
                 w.commit(stats.size, stats.digest, labels)
             except AlreadyExists:

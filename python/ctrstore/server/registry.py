@@ -49,6 +49,7 @@ from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ctrstore.images import gc_child_labels, parse_children
 from ctrstore.images import mediatypes as mt
+from ctrstore.labels import SERVE_LEASE
 from ctrstore.metadata.content import ContentStore, Writer
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.metadata.leases import LeaseManager, Resource
@@ -82,7 +83,7 @@ HOST_RE = re.compile(
 )
 MAX_NAME = 255
 
-SERVE_LEASE_LABEL = "ctrstore.io/serve"
+SERVE_LEASE_LABEL = SERVE_LEASE
 LEASE_EXPIRY = timedelta(hours=24)
 LEASE_RENEW_SECONDS = 3600.0
 UPLOAD_PREFIX = "serve-upload-"
@@ -533,11 +534,7 @@ class Registry:
             name = f"{host}/{repo}:{tag}"
             if len(name) > MAX_NAME + 130:
                 raise ApiError(400, "NAME_INVALID", f"image name {name[:300]!r} is too long")
-            image = Image(name, desc)
-            try:
-                self.images.create(image)
-            except AlreadyExists:
-                self.images.update(image, ["target"])
+            self.images.upsert(Image(name, desc))
         return digest
 
     @staticmethod

@@ -21,7 +21,7 @@ Implementations: ``overlay`` (``io.containerd.snapshotter.v1.overlayfs``), ``nat
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -29,7 +29,7 @@ from typing import Protocol
 from ctrstore.errdefs import FailedPrecondition
 from ctrstore.mount import Mount
 
-__all__ = ["Info", "Kind", "Snapshotter", "Usage", "remove_unreferenced"]
+__all__ = ["Info", "Kind", "NamedSnapshotter", "Snapshotter", "Usage", "remove_unreferenced"]
 
 
 class Kind(enum.IntEnum):
@@ -73,7 +73,7 @@ class Snapshotter(Protocol):
     """containerd's Snapshotter interface (``core/snapshots/snapshotter.go``)."""
 
     def stat(self, key: str) -> Info: ...
-    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
+    def update(self, info: Info, *fieldpaths: str) -> Info: ...
     def usage(self, key: str) -> Usage: ...
     def mounts(self, key: str) -> list[Mount]: ...
     def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]: ...
@@ -89,6 +89,15 @@ class Snapshotter(Protocol):
     def remove(self, key: str) -> None: ...
     def walk(self, *filters: str) -> Iterator[Info]: ...
     def close(self) -> None: ...
+
+
+class NamedSnapshotter(Snapshotter, Protocol):
+    """A snapshotter as a namespace sees it (``ctrstore.metadata.snapshots.SnapshotStore``):
+    the role unpack, containers and commit take. ``name`` is its plugin id (``overlayfs``...),
+    by which records and gc labels (``containerd.io/gc.ref.snapshot.<name>``) refer to it."""
+
+    @property
+    def name(self) -> str: ...
 
 
 def remove_unreferenced(sn: Snapshotter, keep: set[str], dry_run: bool) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ctrstore.errdefs import FailedPrecondition, InvalidArgument
@@ -64,7 +64,7 @@ class DirectorySnapshotter:
             id_, info, _ = self.ms.get_info(cur, key)
         return self._decorate(id_, info)
 
-    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+    def update(self, info: Info, *fieldpaths: str) -> Info:
         with self.ms.transaction(True) as cur:
             new = self.ms.update(cur, info, fieldpaths)
             id_ = self.ms.get_info(cur, info.name)[0]

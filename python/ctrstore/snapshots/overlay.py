@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ctrstore.errdefs import Unimplemented
+from ctrstore.labels import OVERLAY_UPPERDIR
 from ctrstore.mount import Mount
 from ctrstore.snapshots import Info, Kind
 from ctrstore.snapshots._base import DirectorySnapshotter
 from ctrstore.snapshots.storage import Snapshot
 
-__all__ = ["UPPERDIR_LABEL", "OverlaySnapshotter", "check_overlay"]
-
-UPPERDIR_LABEL = "containerd.io/snapshot/overlay.upperdir"
+__all__ = ["OverlaySnapshotter", "check_overlay"]
 
 
 def check_overlay() -> None:
@@ -68,7 +67,7 @@ class OverlaySnapshotter(DirectorySnapshotter):
     def _decorate(self, id_: str, info: Info) -> Info:
         if not self.upperdir_label:
             return info
-        labels = {**info.labels, UPPERDIR_LABEL: str(self.upper(id_))}
+        labels = {**info.labels, OVERLAY_UPPERDIR: str(self.upper(id_))}
         return Info(info.kind, info.name, info.parent, labels, info.created_at, info.updated_at)
 
     def _populate(self, tmp: Path, s: Snapshot) -> None:

@@ -578,7 +578,7 @@ def check_update(sn: Snapshotter, work: Path) -> None:
         _assert_eq(f"({name}) name after update", st.name, name)
         _assert_eq(f"({name}) labels after a full update", st.labels, expected)
 
-        st = sn.update(replace(st, labels={"l1": "updated", "l4": "v4"}), ["labels.l1", "labels.l2"])
+        st = sn.update(replace(st, labels={"l1": "updated", "l4": "v4"}), "labels.l1", "labels.l2")
         _assert_eq(
             f"({name}) labels after updating labels.l1 and labels.l2",
             st.labels,
@@ -586,7 +586,7 @@ def check_update(sn: Snapshotter, work: Path) -> None:
         )
 
         expected = {"l4": "v4", **root}
-        st = sn.update(replace(st, labels=dict(expected)), ["labels"])
+        st = sn.update(replace(st, labels=dict(expected)), "labels")
         _assert_eq(f"({name}) labels after updating 'labels'", st.labels, expected)
         _assert_eq(f"({name}) labels seen by stat", sn.stat(name).labels, expected)
 
@@ -595,7 +595,7 @@ def check_update(sn: Snapshotter, work: Path) -> None:
             f"({name}) update with field path 'parent'",
             sn.update,
             replace(st, parent="doesnotexist"),
-            ["parent"],
+            "parent",
         )
         _assert_eq(f"({name}) parent after the refused update", sn.stat(name).parent, parent)
         _assert_eq(f"({name}) labels after the refused update", sn.stat(name).labels, expected)

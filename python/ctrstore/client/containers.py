@@ -1,4 +1,5 @@
-"""Containers, with no daemon: the seed's ``run``.
+"""Containers, with no daemon: the seed's ``run``, as containerd's ``client.NewContainer``
+and ``Container`` (the orchestration above the runtime plugin).
 
 Creating a container prepares one more, writable snapshot keyed by the container id on top of
 the image's chainID, makes its bundle (:mod:`ctrstore.runtime.bundle`) with that snapshot's
@@ -25,33 +26,25 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
-from ctrstore.images import manifest_for, read_config
+from ctrstore.images import read_config, resolve
+from ctrstore.labels import CONTAINER_NAME
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
-from ctrstore.runtime.manager import TASK_PLUGIN
 from ctrstore.runtime.runc import Runc
-from ctrstore.runtime.tasks import LOST_EXIT_STATUS, Tasks, TaskStatus
+from ctrstore.runtime.tasks import Tasks, TaskStatus
 
 if TYPE_CHECKING:
-    from ctrstore.metadata import ContainerStore, ContentStore, ImageStore, SnapshotStore
+    from ctrstore.content import Provider
+    from ctrstore.metadata.containers import ContainerStore
+    from ctrstore.metadata.images import ImageStore
     from ctrstore.mount import Mount
+    from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
 
-__all__ = [
-    "LOST_EXIT_STATUS",
-    "NAME_LABEL",
-    "RUNTIME_NAME",
-    "TASK_PLUGIN",
-    "ContainerManager",
-    "TaskStatus",
-    "new_id_and_name",
-]
+__all__ = ["RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
-NAME_LABEL = "nerdctl/name"
-"""The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
 
 
 def new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
@@ -76,8 +69,8 @@ class ContainerManager:
         *,
         store: ContainerStore,
         images: ImageStore,
-        content: ContentStore,
-        snapshotter: Callable[[str | None], SnapshotStore],
+        content: Provider,
+        snapshotter: Callable[[str | None], NamedSnapshotter],
         unpack: Callable[[str, str], UnpackResult],
         tasks: Tasks,
     ) -> None:
@@ -109,7 +102,7 @@ class ContainerManager:
         except NotFound:
             pass
         all_ = self.store.list()
-        named = [c.id for c in all_ if c.labels.get(NAME_LABEL) == ref]
+        named = [c.id for c in all_ if c.labels.get(CONTAINER_NAME) == ref]
         if len(named) == 1:
             return named[0]
         prefixed = [c.id for c in all_ if c.id.startswith(ref)]
@@ -122,7 +115,7 @@ class ContainerManager:
     @staticmethod
     def name_of(c: Container) -> str:
         """The container's name: its ``nerdctl/name`` label, else its id."""
-        return c.labels.get(NAME_LABEL, c.id)
+        return c.labels.get(CONTAINER_NAME, c.id)
 
     # -- create ----------------------------------------------------------------------------
     def create(
@@ -149,8 +142,7 @@ class ContainerManager:
         except NotFound:
             pass
         unpacked = self.unpack(image_name, sn_name)
-        _, manifest = manifest_for(self.content, image.target)
-        config = read_config(self.content, Descriptor.from_json(manifest["config"]))
+        config = read_config(self.content, resolve(self.content, image.target).config)
         bundle = self.tasks.bundle(cid)
         with ExitStack() as undo:
             try:
@@ -181,7 +173,7 @@ class ContainerManager:
                     snapshot_key=cid,
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
-                    labels={**(labels or {}), **({NAME_LABEL: name} if name else {})},
+                    labels={**(labels or {}), **({CONTAINER_NAME: name} if name else {})},
                 )
             )
             undo.pop_all()

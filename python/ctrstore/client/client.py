@@ -3,26 +3,30 @@
 There is no daemon: a Client initialises the plugins itself, and several Clients — in one
 process or many — can use the same root at once (meta.db and the content store lock what
 they must).
+
+The Client opens the store and hands out its roles (content, images, snapshotters,
+containers, leases); what needs several of them together is orchestrated in this package's
+other modules — ``pull``, ``push``, ``containers``, ``commit``, ``archive`` — as containerd's
+``client`` package does. Everything below takes roles, never the Client.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.config import Config, check_dir_option, load
-from ctrstore.content import Descriptor
 from ctrstore.errdefs import CtrstoreError, NotFound
+from ctrstore.images import Resolved, resolve
 from ctrstore.images.platforms import Platform
-from ctrstore.labels import DISTRIBUTION_SOURCE
+from ctrstore.labels import DISTRIBUTION_SOURCE, GC_ROOT, LEASE_OWNER
 from ctrstore.metadata import (
     ContentStore,
-    GCResult,
     ImageStore,
     Lease,
     LeaseManager,
@@ -31,17 +35,21 @@ from ctrstore.metadata import (
     SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
-from ctrstore.metadata.leases import OWNER_LABEL, process_owner
+from ctrstore.metadata.leases import process_owner
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
-    from ctrstore.images.pull import PullResult, Status
+    from ctrstore.archive import ApplyStats
+    from ctrstore.client.containers import ContainerManager
+    from ctrstore.client.pull import PullResult
+    from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
-    from ctrstore.runtime.containers import ContainerManager
+    from ctrstore.metadata.gc import GCResult
+    from ctrstore.metadata.images import Image
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
 
-__all__ = ["DEFAULT_NAMESPACE", "Client"]
+__all__ = ["DEFAULT_NAMESPACE", "Client", "ImageCheck"]
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_LEASE_EXPIRY = timedelta(hours=24)
@@ -121,8 +129,8 @@ class Client:
 
     @property
     def containers(self) -> ContainerManager:
-        """Containers and their tasks in this namespace (see ``ctrstore.runtime.containers``)."""
-        from ctrstore.runtime.containers import ContainerManager
+        """Containers and their tasks in this namespace (see ``ctrstore.client.containers``)."""
+        from ctrstore.client.containers import ContainerManager
 
         return ContainerManager(
             store=self.metadata.containers(self.namespace),
@@ -151,7 +159,7 @@ class Client:
         if self._lease is not None:
             yield self.leases.list(f"id=={self._lease}")[0]
             return
-        labels = {} if keep else {OWNER_LABEL: process_owner()}
+        labels = {} if keep else {LEASE_OWNER: process_owner()}
         lease = self.leases.create(expire=expire, labels=labels)
         self._lease = lease.id
         try:
@@ -182,8 +190,10 @@ class Client:
         progress: Callable[[Status], None] | None = None,
     ) -> PullResult:
         """Pull ``ref`` from its registry into the store, unpack it, and name it (the
-        normalised reference, e.g. ``docker.io/library/redis:alpine``)."""
-        from ctrstore.images.pull import Puller, Status
+        normalised reference, e.g. ``docker.io/library/redis:alpine``): resolve it here, then
+        ``ctrstore.client.pull.Puller`` fetches, unpacks and names it."""
+        from ctrstore.client.pull import Puller
+        from ctrstore.images.pull import Status
         from ctrstore.remotes import Resolver, parse
 
         reference = parse(ref)
@@ -217,60 +227,54 @@ class Client:
         hosts_dir: str | os.PathLike[str] | None = None,
         progress: Callable[[Status], None] | None = None,
     ) -> list[tuple[str, str]]:
-        """Push image ``name`` to ``ref`` (default: the name itself)."""
-        from ctrstore.images.push import push_image
+        """Push image ``name`` to ``ref`` (default: the name itself): resolve it here, then
+        ``ctrstore.client.push.push_image`` pushes; returns ``(ref key, outcome)`` per
+        descriptor (exists, mounted, uploaded)."""
+        from ctrstore.client.push import push_image
         from ctrstore.remotes import Resolver, parse
 
         reference = parse(ref or name)
         with Resolver(hosts_dir=hosts_dir, plain_http=plain_http) as resolver:
-            return push_image(
-                self,
-                name,
-                resolver.pusher(reference),
-                tag=reference.tag,
-                progress=progress or (lambda s: None),
-            )
+            return push_image(self, name, resolver.pusher(reference), tag=reference.tag, progress=progress)
 
     def unpack(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> UnpackResult:
         """Unpack a stored image into snapshots (layers already unpacked are skipped)."""
-        from ctrstore.images import manifest_for, read_config
+        from ctrstore.images import read_config
         from ctrstore.unpack import Unpacker, plan_layers
 
         image = self.images.get(name)
         with self.lease():
             content = self.content
-            _, manifest = manifest_for(content, image.target, platform)
-            config = Descriptor.from_json(manifest["config"])
+            r = resolve(content, image.target, platform)
             layers = plan_layers(
-                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+                r.doc, read_config(content, r.config), f"image {name}", max_layers=self.config.max_layers
             )
             unpacker = Unpacker(content, self.snapshotter(snapshotter), tmp_dir=self.root / "tmpmounts")
-            return unpacker.unpack(config, layers)
+            return unpacker.unpack(r.config, layers)
 
     def check(
         self, name: str, *, platform: Platform | None = None, snapshotter: str | None = None
     ) -> ImageCheck:
         """Is every blob of the image present, and is it unpacked?"""
-        from ctrstore.images import manifest_for, read_config
+        from ctrstore.images import read_config
         from ctrstore.unpack import plan_layers
 
         image = self.images.get(name)
         content = self.content
         missing: list[str] = []
         try:
-            _, manifest = manifest_for(content, image.target, platform)
+            r = resolve(content, image.target, platform)
         except NotFound as e:
             return ImageCheck(name, False, [image.target.digest], False, str(e))
-        config = Descriptor.from_json(manifest["config"])
-        for d in (config, *(Descriptor.from_json(x) for x in manifest.get("layers") or [])):
+        for d in (r.config, *r.layers):
             if not content.exists(d.digest):
                 missing.append(d.digest)
         unpacked = False
-        if config.digest not in missing:
+        if r.config.digest not in missing:
             layers = plan_layers(
-                manifest, read_config(content, config), f"image {name}", max_layers=self.config.max_layers
+                r.doc, read_config(content, r.config), f"image {name}", max_layers=self.config.max_layers
             )
             try:
                 if layers:
@@ -279,6 +283,12 @@ class Client:
             except NotFound:
                 pass
         return ImageCheck(name, not missing, missing, unpacked, "")
+
+    def resolve(self, image: str | Image, platform: Platform | None = None) -> Resolved:
+        """An image (by name) resolved for ``platform``: its manifest, config and layers
+        (see ``ctrstore.images.resolve``)."""
+        target = (self.images.get(image) if isinstance(image, str) else image).target
+        return resolve(self.content, target, platform)
 
     def mount_image(
         self, name: str, target: str | os.PathLike[str], *, snapshotter: str | None = None
@@ -290,7 +300,7 @@ class Client:
         key = str(Path(target).resolve())
         result = self.unpack(name, snapshotter=snapshotter)
         sn = self.snapshotter(snapshotter)
-        mounts = sn.view(key, result.chain_id, {"containerd.io/gc.root": "images-mount"})
+        mounts = sn.view(key, result.chain_id, {GC_ROOT: "images-mount"})
         try:
             mount_all(mounts, key)
         except BaseException:
@@ -358,6 +368,35 @@ class Client:
         )
         report.findings[:0] = pre.findings
         return report
+
+    def commit(self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip") -> Image:
+        """Image ``name``: the image of ``container`` (its id, name or a unique id prefix) plus
+        one layer with the container's changes (see ``ctrstore.client.commit``)."""
+        from ctrstore.client.commit import commit_container
+
+        return commit_container(self, container, name, compression=compression)
+
+    def import_archive(self, path: str | os.PathLike[str]) -> list[Image]:
+        """Import an OCI layout tar or a ``docker save`` tar; returns the images named
+        (see ``ctrstore.client.archive``)."""
+        from ctrstore.client.archive import import_archive
+
+        return import_archive(self, path)
+
+    def export_archive(self, images: Sequence[Image], out: IO[bytes]) -> int:
+        """Write ``images`` as an OCI layout tar to ``out``; returns the number of blobs."""
+        from ctrstore.client.archive import export_archive
+
+        return export_archive(self, images, out)
+
+    def apply_layer(
+        self, key: str, layer: str | os.PathLike[str], *, snapshotter: str | None = None
+    ) -> ApplyStats:
+        """Apply the layer file ``layer`` (tar, tar+gzip or tar+zstd) to the active snapshot
+        ``key`` through its mounts (``ctrstore snapshots apply``)."""
+        from ctrstore.diff import apply
+
+        return apply(self.snapshotter(snapshotter).mounts(key), layer, tmp_dir=self.root / "tmpmounts")
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
         """Remove everything no root references (see ``ctrstore.metadata.gc``)."""

@@ -1,0 +1,12 @@
+"""The client layer, as containerd's ``client`` package: a ``Client`` opens one store (a root
+and a state directory) in one namespace, and orchestrates what needs several of its roles at
+once — ``pull``, ``push``, ``containers`` (create, start, delete), ``commit``, ``archive``
+(import and export). The layers below (``ctrstore.images``, ``ctrstore.unpack``,
+``ctrstore.runtime``, ``ctrstore.oci``) take roles (a content store, an image store, a
+snapshotter), never the Client; see docs/architecture.md, "Layers of the code"."""
+
+from __future__ import annotations
+
+from ctrstore.client.client import DEFAULT_NAMESPACE, Client, ImageCheck
+
+__all__ = ["DEFAULT_NAMESPACE", "Client", "ImageCheck"]
