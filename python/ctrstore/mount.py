@@ -174,7 +174,7 @@ def temp_mount(mounts: Sequence[Mount], base_dir: StrPath) -> Iterator[Path]:
     """
     base = Path(base_dir)
     base.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="ctrstore-mount", dir=base))
+    root = Path(tempfile.mkdtemp(prefix=f"{TEMP_MOUNT_PREFIX}{os.getpid()}-", dir=base))
     try:
         mount_all(remove_volatile(mounts), root)
         yield root
@@ -185,3 +185,40 @@ def temp_mount(mounts: Sequence[Mount], base_dir: StrPath) -> Iterator[Path]:
             with contextlib.suppress(FileNotFoundError):
                 if not is_mountpoint(root):
                     root.rmdir()
+
+
+TEMP_MOUNT_PREFIX = "ctrstore-mount-"
+"""``temp_mount`` directories are named ``ctrstore-mount-<pid>-<random>``: the pid says
+whether the process that made one is still there to unmount it."""
+
+
+def stale_temp_mounts(base_dir: StrPath) -> list[Path]:
+    """The ``temp_mount`` directories under ``base_dir`` whose process is gone (killed while
+    the mount was up: nothing else would ever unmount them)."""
+    try:
+        entries = sorted(Path(base_dir).iterdir())
+    except FileNotFoundError:
+        return []
+    out = []
+    for d in entries:
+        pid, _, rest = d.name.removeprefix(TEMP_MOUNT_PREFIX).partition("-")
+        owned = d.name.startswith(TEMP_MOUNT_PREFIX) and pid.isdigit() and rest
+        if owned and not os.path.exists(f"/proc/{pid}"):
+            out.append(d)
+    return out
+
+
+def remove_stale_temp_mounts(base_dir: StrPath, *, dry_run: bool = False) -> list[str]:
+    """Unmount and remove :func:`stale_temp_mounts` (as containerd clears its tmpmounts at
+    start-up; with no daemon, gc does it). A directory that stays mounted is kept."""
+    removed = []
+    for d in stale_temp_mounts(base_dir):
+        removed.append(str(d))
+        if dry_run:
+            continue
+        with contextlib.suppress(Exception):
+            _core.unmount(d, recursive=True)
+        with contextlib.suppress(OSError):
+            if not is_mountpoint(d):
+                d.rmdir()
+    return removed

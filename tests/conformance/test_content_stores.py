@@ -23,20 +23,7 @@ from .contentsuite import CASES, Store, Writer, run
 
 STORES = ["local", "metadata-shared", "metadata-isolated"]
 
-KNOWN_BUGS = {
-    ("metadata-isolated", "CrossNamespaceIsolate"): (
-        "metadata/content.py ContentStore._open_backend: under the isolated policy the backend "
-        "writer's AlreadyExists (the blob is on disk, another namespace's) is taken as 'share it', "
-        "so a namespace gets a blob it never wrote"
-    ),
-    **{
-        (kind, "ResumeKeepsUpdatedAt"): (
-            "the Rust ingest writer records the time of close (and of reopening) as updatedat, "
-            "not the time of the last write as containerd's local store does"
-        )
-        for kind in STORES
-    },
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 """Cases that fail on a store because of a bug not fixed yet: strict xfails, so the fix makes
 them pass and fail the run until they are taken off this list."""
 

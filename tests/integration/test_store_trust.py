@@ -17,6 +17,7 @@ import pytest
 from ctrstore import AlreadyExists, Client
 from ctrstore.labels import LEASE_OWNER as OWNER_LABEL
 from ctrstore.metadata.leases import owner_gone, process_owner
+from ctrstore.mount import is_mountpoint
 from ctrstore.snapshots._base import DirectorySnapshotter
 
 SNAP_REF = "containerd.io/snapshot.ref"
@@ -356,3 +357,42 @@ def test_a_gc_that_fails_leaves_no_record_without_its_file(client: Client) -> No
         assert client.content.backend.exists(info.digest), f"record {info.digest} without its blob"
     assert client.check_store().ok
     assert d not in blobs(client)
+
+
+def test_gc_unmounts_the_temporary_mounts_of_a_killed_process(client: Client, tmp_path: Path) -> None:
+    """A process killed while a temporary mount (``<root>/tmpmounts``) was up leaves it
+    mounted; nothing else would ever unmount it. gc does, and leaves a live process's alone."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from ctrstore.mount import Mount, temp_mount\n"
+            "with temp_mount([Mount('bind', sys.argv[1], ('ro', 'rbind'))], sys.argv[2]) as d:\n"
+            "    print(d, flush=True)\n"
+            "    time.sleep(60)\n",
+            str(src),
+            str(client.root / "tmpmounts"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        mounted = Path(child.stdout.readline().strip())
+        assert (mounted / "f").read_text() == "x"
+        assert client.gc().mounts == []  # its process is alive: not ours to take
+        assert is_mountpoint(mounted)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        assert child.stdout is not None
+        child.stdout.close()
+    assert is_mountpoint(mounted)
+    assert client.gc(dry_run=True).mounts == [str(mounted)]
+    assert client.gc().mounts == [str(mounted)]
+    assert not mounted.exists()
+    assert client.gc().empty

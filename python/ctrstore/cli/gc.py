@@ -33,5 +33,7 @@ def gc(st: State, dry_run: bool) -> None:
     for sn, keys in sorted(result.snapshots.items()):
         for k in keys:
             click.echo(printable(f"{verb} snapshot {sn}/{k}"))
+    for m in result.mounts:
+        click.echo(printable(f"{'would unmount' if dry_run else 'unmounted'} {m} (its process is gone)"))
     if result.empty:
         click.echo("nothing to remove")

@@ -36,6 +36,7 @@ from ctrstore.metadata import (
 )
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.metadata.leases import process_owner
+from ctrstore.mount import remove_stale_temp_mounts
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
@@ -399,8 +400,11 @@ class Client:
         return apply(self.snapshotter(snapshotter).mounts(key), layer, tmp_dir=self.root / "tmpmounts")
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
-        """Remove everything no root references (see ``ctrstore.metadata.gc``)."""
-        return self.metadata.gc(dry_run=dry_run)
+        """Remove everything no root references (see ``ctrstore.metadata.gc``), and the
+        temporary mounts of processes that were killed while they were up."""
+        result = self.metadata.gc(dry_run=dry_run)
+        result.mounts = remove_stale_temp_mounts(self.root / "tmpmounts", dry_run=dry_run)
+        return result
 
     def close(self) -> None:
         for p in self.plugins:

@@ -252,13 +252,19 @@ class ContentStore:
     def _open_backend(self, ref: str, total: int | None, expected: str | None, wait: float) -> Writer:
         deadline = time.monotonic() + wait
         delay = 0.016
+        check_exists = expected
         while True:
             try:
-                w = self.backend.writer(self._backend_ref(ref), total, expected)
+                w = self.backend.writer(self._backend_ref(ref), total, check_exists)
                 break
             except AlreadyExists:
-                # Another namespace or process committed it meanwhile: share it.
                 assert expected is not None
+                if self.policy == "isolated":
+                    # The blob is on disk, but another namespace's (``_shareable`` said no):
+                    # this one gets it only by writing it, verified at commit as any other.
+                    check_exists = None
+                    continue
+                # Another namespace or process committed it meanwhile: share it.
                 with self.db.write() as cur:
                     cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
                     add_resource(cur, self.namespace, self.lease, "content", expected)
@@ -571,7 +577,9 @@ class Writer:
                 w, self._w = self._w, None
                 stored, written = w.offset, w.digest()
                 try:
-                    digest = w.commit(size, expected)
+                    # The writer's own expected digest too: a backend writer opened without it
+                    # (isolated policy, the blob on disk already) must still be verified.
+                    digest = w.commit(size, expected if expected is not None else self._expected)
                 except AlreadyExists:
                     digest = written  # the same bytes were stored by someone else meanwhile
                 self._shared_size = stored

@@ -66,6 +66,8 @@ class GCResult:
     snapshots: dict[str, list[str]] = field(default_factory=dict)
     repaired: list[str] = field(default_factory=list)
     """What a crash had left inconsistent and this gc repaired (or, dry, would repair)."""
+    mounts: list[str] = field(default_factory=list)
+    """Temporary mounts of processes that are gone, unmounted (``<root>/tmpmounts``)."""
 
     @property
     def empty(self) -> bool:
@@ -74,6 +76,7 @@ class GCResult:
             or self.blobs
             or self.ingests
             or any(self.snapshots.values())
+            or self.mounts
             or self.repaired
         )
 

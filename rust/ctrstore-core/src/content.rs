@@ -345,11 +345,15 @@ impl IngestWriter {
     fn save_state(&mut self) -> Result<()> {
         self.data.sync_data().map_err(io_err(&self.dir))?;
         write_atomic(&self.dir, "hashstate", &self.hasher.export())?;
-        write_atomic(
-            &self.dir,
-            "updatedat",
-            rfc3339_nanos(SystemTime::now()).as_bytes(),
-        )
+        // The time of the last write (the data's mtime), not of the close: closing and
+        // reopening an ingest does not update it (as containerd's local store).
+        let p = self.dir.join("data");
+        let written = self
+            .data
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(io_err(&p))?;
+        write_atomic(&self.dir, "updatedat", rfc3339_nanos(written).as_bytes())
     }
 
     /// Keep the ingest for a later resume and release the lock.
