@@ -42,7 +42,13 @@ CHUNK = 1 << 20
 
 
 class Fetcher(Protocol):
-    """Where blobs come from (a registry, an archive...)."""
+    """Where blobs come from (a registry, an archive...).
+
+    Optional, as ``remotes.docker.Fetcher`` has them: a stream with a ``source`` attribute
+    (which host its bytes come from, shown in the progress), and a ``distrust(desc)`` method,
+    asked when the bytes fetched for ``desc`` fail verification; True means the fetcher will
+    now fetch it from a source it trusts more (the registry itself rather than a mirror), so
+    the blob is fetched again from 0."""
 
     def fetch(self, desc: Descriptor, offset: int = 0) -> tuple[IO[bytes], int]:
         """A stream of the blob's bytes starting at the returned offset (``offset`` if the
@@ -56,9 +62,11 @@ class Status:
 
     key: str
     state: str
-    """resolving, resolved, waiting, downloading, done, exists, extracting, unpacked, error"""
+    """resolving, resolved, waiting, downloading, retrying, done, exists, extracting, unpacked, error"""
     offset: int = 0
     total: int = 0
+    source: str = ""
+    """Where a download's bytes come from (a host, or hosts in order when one failed mid-blob)."""
 
 
 @dataclass
@@ -67,6 +75,8 @@ class PullResult:
     fetched: list[str] = field(default_factory=list)
     """Blobs downloaded (digests); empty on a pull that found everything present."""
     unpacked: UnpackResult | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each fetched blob came from (digest -> the ``source`` of its download)."""
 
 
 def ref_key(desc: Descriptor) -> str:
@@ -89,6 +99,7 @@ class Puller:
         self.workers = max_concurrent_downloads
         self.progress = progress or (lambda s: None)
         self.fetched: list[str] = []
+        self.sources: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # -- one blob --------------------------------------------------------------------------
@@ -106,9 +117,10 @@ class Puller:
                 content.set_labels(desc.digest, lb)
             self.progress(Status(key, "exists", desc.size, desc.size))
             return
+        source = ""
         with w:
             if not w.complete and w.offset < desc.size:
-                self._download(desc, w)
+                source = self._download(desc, w)
             try:
                 w.commit(desc.size, desc.digest, lb)
             except AlreadyExists:
@@ -121,24 +133,34 @@ class Puller:
                     content.abort(key)
                 except NotFound:
                     pass
+                distrust = getattr(self.fetcher, "distrust", None)
+                if distrust is not None and distrust(desc):
+                    # Some bytes came from a mirror (or an earlier pull): again, from the registry.
+                    self.progress(Status(key, "retrying", 0, desc.size, f"{source}: {e}"))
+                    self.fetch_blob(desc, labels)
+                    return
                 raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
         with self._lock:
             self.fetched.append(desc.digest)
-        self.progress(Status(key, "done", desc.size, desc.size))
+            self.sources[desc.digest] = source
+        self.progress(Status(key, "done", desc.size, desc.size, source))
 
-    def _download(self, desc: Descriptor, w: Writer) -> None:
+    def _download(self, desc: Descriptor, w: Writer) -> str:
+        """Fetch the rest of ``desc`` into ``w``; returns where it came from."""
         key = ref_key(desc)
         stream, start = self.fetcher.fetch(desc, w.offset)
+        source = str(getattr(stream, "source", ""))
         try:
             if start != w.offset:
                 w.truncate(0)
-            self.progress(Status(key, "downloading", w.offset, desc.size))
+            self.progress(Status(key, "downloading", w.offset, desc.size, source))
             while w.offset <= desc.size:
                 chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
                 if not chunk:
                     break
                 w.write(chunk)
-                self.progress(Status(key, "downloading", w.offset, desc.size))
+                source = str(getattr(stream, "source", ""))
+                self.progress(Status(key, "downloading", w.offset, desc.size, source))
         finally:
             stream.close()
         if w.offset < desc.size:
@@ -149,6 +171,7 @@ class Puller:
         if w.offset > desc.size:
             w.truncate(0)
             raise FailedPrecondition(f"{key}: the registry sent more than the {desc.size} bytes expected")
+        return source
 
     # -- the image -------------------------------------------------------------------------
     def pull(
@@ -175,7 +198,7 @@ class Puller:
                 image = client.images.create(image)
             except AlreadyExists:
                 image = client.images.update(image, ["target"])
-        return PullResult(image, list(self.fetched), result_unpack)
+        return PullResult(image, list(self.fetched), result_unpack, dict(self.sources))
 
     def _resolve_manifests(
         self, root: Descriptor, want: Platform, all_platforms: bool, depth: int = 0
