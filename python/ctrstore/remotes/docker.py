@@ -563,6 +563,8 @@ class _BlobStream(io.RawIOBase):
                 raise err
             return  # the caller sees the blob end early, as from a single host
         self.skipped.append(f"{why} (at byte {self.pos} of {self.desc.size})")
+        if self.sources and self.sources[-1][1] == self.pos:
+            self.sources.pop()  # it sent nothing of this blob
         start = self._open_next(self.pos)
         self._skip = self.pos - start
         if self.sources and start != self.pos:
