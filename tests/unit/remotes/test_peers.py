@@ -90,8 +90,12 @@ def resolver(mem: MemoryTransport, hosts_dir: Path, sleeps: list[float]) -> Iter
 
 
 def urls(mem: MemoryTransport) -> list[str]:
-    return [f"{q.method} {q.url.split('/v2/')[0]}" + (f" {q.headers['Range']}" if "Range" in q.headers else "")
-            for q in mem.requests]  # fmt: skip
+    """``METHOD origin [Range]`` of each request."""
+    out = []
+    for q in mem.requests:
+        rng = q.headers.get("Range")
+        out.append(f"{q.method} {q.url.split('/v2/')[0]}" + (f" {rng}" if rng else ""))
+    return out
 
 
 def fetch_all(resolver: Resolver, offset: int = 0) -> tuple[bytes, int, str]:
