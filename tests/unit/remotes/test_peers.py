@@ -201,6 +201,13 @@ def test_next_host_ignoring_range_has_its_first_bytes_skipped(
     assert data == BLOB and source == "peer1.test:5000, peer2.test:5000 from byte 7000"
 
 
+def test_a_host_that_sent_nothing_is_no_source(mem: MemoryTransport, resolver: Resolver) -> None:
+    mem.on("GET", P1 + PATH[7:], partial(b"", len(BLOB)))  # answers, then dies at once
+    mem.on("GET", P2 + PATH[7:], Reply(200, BLOB))
+    data, _, source = fetch_all(resolver)
+    assert data == BLOB and source == "peer2.test:5000"
+
+
 def test_the_registry_breaking_off_is_an_error_as_before(mem: MemoryTransport, resolver: Resolver) -> None:
     mem.on("GET", P1 + PATH[7:], partial(BLOB[:3000], len(BLOB)))
     mem.on("GET", REG + PATH[7:], partial(BLOB[3000:6000], len(BLOB), 3000))
@@ -253,10 +260,24 @@ def test_distrust_sends_a_blob_back_to_the_registry_alone(mem: MemoryTransport, 
 
 
 # -- resolve by tag --------------------------------------------------------------------------
-def test_tag_missing_on_peers_resolves_at_the_registry(mem: MemoryTransport, resolver: Resolver) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        Reply(401, b"{}", {"WWW-Authenticate": 'Basic realm="peer"'}),
+        Reply(403),
+        Reply(500),
+    ],
+    ids=["refused", "401", "403", "500"],
+)
+def test_tag_missing_on_peers_resolves_at_the_registry(
+    mem: MemoryTransport, resolver: Resolver, failure: Reply | OSError
+) -> None:
+    """peer1 has not got the tag, peer2 fails (once, however): the registry resolves it. When
+    the registry has not got it either, the error says what each host answered."""
     path = "/v2/app/manifests/1"
     mem.on("HEAD", P1[:-7] + path, Reply(404))
-    mem.on("HEAD", P2[:-7] + path, ConnectionRefusedError(111, "Connection refused"))
+    mem.on("HEAD", P2[:-7] + path, failure)
     mem.on("HEAD", REG[:-7] + path, HEAD_OK)
     assert resolver.resolve("reg.test/app:1")[1].digest == MD
     assert urls(mem) == [
@@ -264,6 +285,12 @@ def test_tag_missing_on_peers_resolves_at_the_registry(mem: MemoryTransport, res
         "HEAD http://peer2.test:5000",
         "HEAD https://reg.test",
     ]
+    assert all("Authorization" not in q.headers for q in mem.requests)
+    mem.on("HEAD", REG[:-7] + path, Reply(404))
+    with pytest.raises(
+        NotFound, match=r"asked peer1.test:5000, peer2.test:5000, reg.test\) \(passed over first: "
+    ):
+        resolver.resolve("reg.test/app:1")
 
 
 def test_tag_from_a_peer_with_resolve_wins(mem: MemoryTransport, resolver: Resolver) -> None:
