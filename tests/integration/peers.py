@@ -7,8 +7,9 @@
   address (a :class:`tests.integration.test_serve.Serve`);
 - :func:`peer_hosts`: a certs.d directory whose ``hosts.toml`` lists peers, in order, before
   the upstream (containerd's format, so ``ctr --hosts-dir`` reads it too);
-- :class:`LyingPeer`: a peer that answers every blob with bytes of the right length that are
-  not the blob (what a real registry never does: a fault-injecting ``http.server``).
+- :class:`FaultyPeer`: a peer that answers every blob with bytes of the right length that are
+  not the blob (``lie``), or with the first half of the blob and then nothing (``stall``):
+  what a real registry never does, so a fault-injecting ``http.server``.
 """
 
 from __future__ import annotations
@@ -193,8 +194,8 @@ def peer_hosts(
     return hd
 
 
-class _LyingHandler(BaseHTTPRequestHandler):
-    server: _LyingServer
+class _FaultyHandler(BaseHTTPRequestHandler):
+    server: _FaultyServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -205,39 +206,51 @@ class _LyingHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.seen.append(f"{self.command} {path}")
         m = re.search(r"/blobs/(sha256:[0-9a-f]{64})$", path)
-        size = self.server.sizes.get(m.group(1)) if m else None
-        if size is None:
+        blob = self.server.blobs.get(m.group(1)) if m else None
+        if blob is None:
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Length", str(len(blob)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
-        if self.command == "GET":
-            self.wfile.write(b"\0" * size)
+        if self.command != "GET":
+            return
+        if self.server.mode == "lie":
+            self.wfile.write(b"\0" * len(blob))
+            return
+        self.wfile.write(blob[: len(blob) // 2])
+        self.wfile.flush()
+        self.server.closing.wait(60)  # stalls until the test ends (at most 60 s)
+        self.close_connection = True
 
     do_HEAD = do_GET
 
 
-class _LyingServer(ThreadingHTTPServer):
+class _FaultyServer(ThreadingHTTPServer):
     daemon_threads = True
-    sizes: dict[str, int]
+    blobs: dict[str, bytes]
+    mode: str
+    closing: threading.Event
     lock: threading.Lock
     seen: list[str]
 
 
-class LyingPeer:
-    """A peer on ``ip`` that serves ``sizes`` (digest -> size) blobs as that many zero bytes,
-    and nothing else (404)."""
+class FaultyPeer:
+    """A peer on ``ip`` that has the ``blobs`` (digest -> bytes) and nothing else (404): with
+    ``mode="lie"`` it sends each as zeros of its length; with ``"stall"`` it sends the first
+    half and then waits, the connection open, until :meth:`close` (at most 60 s)."""
 
-    def __init__(self, ip: str, sizes: dict[str, int]) -> None:
-        self.httpd = _LyingServer((ip, 0), _LyingHandler)
-        self.httpd.sizes = dict(sizes)
+    def __init__(self, ip: str, blobs: dict[str, bytes], mode: str = "lie") -> None:
+        self.httpd = _FaultyServer((ip, 0), _FaultyHandler)
+        self.httpd.blobs = dict(blobs)
+        self.httpd.mode = mode
+        self.httpd.closing = threading.Event()
         self.httpd.lock = threading.Lock()
         self.httpd.seen = []
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="lying-peer", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="faulty-peer", daemon=True)
         self.thread.start()
 
     @property
@@ -250,6 +263,7 @@ class LyingPeer:
             return list(self.httpd.seen)
 
     def close(self) -> None:
+        self.httpd.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(10)

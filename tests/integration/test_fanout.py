@@ -7,8 +7,9 @@ pulled before it as mirrors (containerd's ``[host]`` entries), the upstream last
   nothing: not the tag, not a blob), the others through the peers; every blob leaves the
   upstream once, and each pull names the host each blob came from;
 - a peer killed in the middle of a blob fails no pull: the next host continues the blob
-  with ``Range``; a dead peer is passed over; a peer that sends wrong bytes is caught by the
-  digest check and the blob fetched again from the upstream;
+  with ``Range``; so does one that stalls (its ``read_timeout``); a dead peer is passed over;
+  a peer that sends wrong bytes is caught by the digest check and the blob fetched again from
+  the upstream;
 - containerd (``ctr images pull --hosts-dir``) pulls through the same peers. That
   ``ctr`` and ``skopeo copy`` get from ``ctrstore serve`` what the upstream serves is
   ``test_serve.py``'s (``test_ctr_pull_from_serve``, ``test_skopeo_copy_from_serve``).
@@ -34,7 +35,7 @@ from ctrstore import Client
 from ctrstore.images.build import Entry, build_image, tar_from_entries
 from ctrstore.images.pull import Status
 from tests.integration.conftest import RegistryServer
-from tests.integration.peers import CountingProxy, LyingPeer, peer_hosts, start_node_serve
+from tests.integration.peers import CountingProxy, FaultyPeer, peer_hosts, start_node_serve
 from tests.integration.test_serve import Containerd, Serve, ctrstore, tree
 
 REPO = "fan/app"
@@ -133,7 +134,7 @@ def nodes(tmp_path: Path, upstream: Upstream) -> Iterator[Nodes]:
 
 def sources(output: str) -> dict[str, str]:
     """``digest -> where from`` of the ``done`` lines of ``ctrstore pull --plain`` output."""
-    found = re.findall(r"^\w+-(sha256:[0-9a-f]{64}): done from (\S+)$", output, re.M)
+    found = re.findall(r"^\w+-(sha256:[0-9a-f]{64}): done from (.+)$", output, re.M)
     return dict(found)
 
 
@@ -231,7 +232,7 @@ def test_wrong_bytes_from_a_peer_are_fetched_again_from_the_upstream(
     """A peer that sends every blob as zeros of the right length: each blob fails its digest
     check, is dropped, and comes from the upstream (the only host asked for it then); the pull
     succeeds and says so."""
-    liar = LyingPeer("127.0.0.16", upstream.sizes())
+    liar = FaultyPeer("127.0.0.16", upstream.objects, "lie")
     try:
         mark = len(upstream.proxy.log())
         out = nodes.pull("c", [liar.url])
@@ -244,6 +245,33 @@ def test_wrong_bytes_from_a_peer_are_fetched_again_from_the_upstream(
     assert len(re.findall(r": retrying", out)) == len(blobs), out
     sent = upstream.proxy.sent_by_digest(mark)
     assert sent == upstream.sizes()  # each blob once from the upstream, none twice
+
+
+def test_stalled_peer_times_out_and_the_upstream_sends_the_rest(nodes: Nodes, upstream: Upstream) -> None:
+    """A peer that sends half of each blob and then nothing: after its ``read_timeout`` (1 s
+    here, from hosts.toml) the upstream is asked for the rest only, with ``Range``."""
+    staller = FaultyPeer("127.0.0.18", upstream.objects, "stall")
+    try:
+        mark = len(upstream.proxy.log())
+        hd = nodes.hosts("d", [staller.url], extra='  read_timeout = "1s"\n')
+        # 30 s: far less than the transport's own read timeout (60 s) or the peer's stall.
+        out = ctrstore(
+            nodes.root("d"), "pull", "--no-unpack", "--hosts-dir", str(hd), upstream.ref, timeout=30
+        )
+        nodes.check("d")
+    finally:
+        staller.close()
+    size = len(upstream.objects[upstream.big])
+    m = re.fullmatch(
+        rf"{re.escape(staller.url[7:])}, {re.escape(upstream.proxy.host)} from byte (\d+)",
+        sources(out)[upstream.big],
+    )
+    assert m, out
+    at = int(m.group(1))  # what had arrived when the peer stalled (the last read is lost)
+    assert size // 4 < at <= size // 2
+    assert upstream.proxy.sent_by_digest(mark)[upstream.big] == size - at
+    ranged = [f for f in upstream.proxy.log()[mark:] if f.path.endswith(upstream.big)]
+    assert [f.headers.get("Range") for f in ranged] == [f"bytes={at}-"]
 
 
 @pytest.mark.root
