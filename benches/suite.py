@@ -1064,7 +1064,7 @@ class Suite:
         if tool == FAN_PEERS:
             seed = nodes[0].url.removeprefix("http://")
             for i, out in enumerate(outs[1:], 1):
-                where = set(re.findall(r": done from (.+)$", out, re.M))
+                where = set(re.findall(r": downloading from (.+)$", out, re.M))
                 if where != {seed}:
                     self.fail(f"fan-out: node {i}'s blobs came from {where or 'nowhere'}, not only {seed}")
         self.image_bytes[img.key] = image_bytes

@@ -133,9 +133,11 @@ def nodes(tmp_path: Path, upstream: Upstream) -> Iterator[Nodes]:
 
 
 def sources(output: str) -> dict[str, str]:
-    """``digest -> where from`` of the ``done`` lines of ``ctrstore pull --plain`` output."""
-    found = re.findall(r"^\w+-(sha256:[0-9a-f]{64}): done from (.+)$", output, re.M)
-    return dict(found)
+    """``digest -> where from`` of the blobs ``ctrstore pull --plain`` fetched: the last
+    ``downloading from`` line of each that has a ``done`` line."""
+    where = dict(re.findall(r"^\w+-(sha256:[0-9a-f]{64}): downloading from (.+)$", output, re.M))
+    done = set(re.findall(r"^\w+-(sha256:[0-9a-f]{64}): done$", output, re.M))
+    return {d: w for d, w in where.items() if d in done}
 
 
 def test_fan_out_every_blob_leaves_the_upstream_once(nodes: Nodes, upstream: Upstream) -> None:

@@ -1,9 +1,10 @@
 """Transfer progress as nerdctl shows it: one line per blob (``index-sha256:...``,
 ``manifest-...``, ``config-...``, ``layer-...``) with its state and a bar, then ``elapsed`` and
-``total`` with the rate. A downloaded blob's line ends with the host its bytes came from (a
-peer or the registry; several when one broke off mid-blob). On a terminal the lines redraw in
-place; otherwise (``plain``) a line is printed each time a blob changes state; ``quiet`` prints
-nothing."""
+``total`` with the rate. A download names the host its bytes come from (a peer or the
+registry; several when one broke off mid-blob). On a terminal the lines redraw in place, each
+ending with that host; otherwise (``plain``) a line is printed each time a blob changes state
+(``layer-sha256:...: done``) and when a download starts or moves to another host
+(``layer-sha256:...: downloading from 10.0.0.1:5000``); ``quiet`` prints nothing."""
 
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ class ProgressView:
         with self._lock:
             prev = self.lines.get(s.key)
             self.lines[s.key] = s
-            if self.mode == "plain" and (prev is None or prev.state != s.state) and s.state != "downloading":
-                print(f"{s.key}: {s.state}{_from(s)}", flush=True)
+            if self.mode == "plain":
+                if s.state == "downloading":
+                    if s.source and (prev is None or prev.source != s.source):
+                        print(f"{s.key}: downloading from {printable(s.source)}", flush=True)
+                elif prev is None or prev.state != s.state:
+                    why = f" ({printable(s.source)})" if s.state == "retrying" and s.source else ""
+                    print(f"{s.key}: {s.state}{why}", flush=True)
             elif self.mode == "tty" and self._live is not None:
                 self._live.update(self._render())
 
@@ -95,8 +101,8 @@ class ProgressView:
 
 
 def _from(s: Status) -> str:
-    """`` from <host>`` for a line whose bytes came from somewhere (escaped: hosts come from
-    hosts.toml, a retry's reason from a server)."""
+    """`` from <host>`` for a line whose bytes came from somewhere, `` (<why>)`` for a retry
+    (escaped: hosts come from hosts.toml, a retry's reason from a server)."""
     if not s.source or s.state not in ("downloading", "done", "retrying"):
         return ""
     text = printable(s.source)
