@@ -136,7 +136,8 @@ class Puller:
                 distrust = getattr(self.fetcher, "distrust", None)
                 if distrust is not None and distrust(desc):
                     # Some bytes came from a mirror (or an earlier pull): again, from the registry.
-                    self.progress(Status(key, "retrying", 0, desc.size, f"{source}: {e}"))
+                    why = f"the bytes from {source or 'an earlier pull'} do not match the digest"
+                    self.progress(Status(key, "retrying", 0, desc.size, why))
                     self.fetch_blob(desc, labels)
                     return
                 raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
