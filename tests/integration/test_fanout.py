@@ -21,6 +21,8 @@ unpacking: what is tested is where the bytes come from.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -35,6 +37,7 @@ from ctrstore import Client
 from ctrstore.images.build import Entry, build_image, tar_from_entries
 from ctrstore.images.pull import Status
 from tests.integration.conftest import RegistryServer
+from tests.integration.hostile import HostileServer, reply
 from tests.integration.peers import CountingProxy, FaultyPeer, peer_hosts, start_node_serve
 from tests.integration.test_serve import Containerd, Serve, ctrstore, tree
 
@@ -275,6 +278,62 @@ def test_stalled_peer_times_out_and_the_upstream_sends_the_rest(nodes: Nodes, up
     assert upstream.proxy.sent_by_digest(mark)[upstream.big] == size - at
     ranged = [f for f in upstream.proxy.log()[mark:] if f.path.endswith(upstream.big)]
     assert [f.headers.get("Range") for f in ranged] == [f"bytes={at}-"]
+
+
+def test_upstream_credentials_never_reach_a_peer(tmp_path: Path, auth_registry: RegistryServer) -> None:
+    """The upstream wants a password (htpasswd over TLS, in DOCKER_CONFIG for its host). The
+    peer before it challenges every request (Basic for the tag, Bearer with a realm of its own
+    for manifests and blobs): it has no credentials configured, so it gets none — no password,
+    no token of the upstream — and is passed over; the pull succeeds from the upstream."""
+    reg = auth_registry
+    assert reg.username and reg.password and reg.hosts_dir and reg.ca
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+    env = {"DOCKER_CONFIG": str(docker)}
+    name = reg.ref("fan/secret:1")
+    src = Client(root=tmp_path / "src", state=tmp_path / "src-state")
+    try:
+        image = build_image(src.content, src.images, name, [tar_from_entries([Entry("s", data=b"s")])])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DOCKER_CONFIG", str(docker))
+            src.push(name, hosts_dir=reg.hosts_dir)
+        digests = {i.digest for i in src.content.walk()}
+    finally:
+        src.close()
+    peer = HostileServer("127.0.0.19")
+    try:
+        peer.on(
+            "HEAD", "/v2/fan/secret/manifests/1", reply(401, b"{}", {"WWW-Authenticate": 'Basic realm="p"'})
+        )
+        realm = f'Bearer realm="http://{peer.host}/token",service="peer"'
+        for d in digests:
+            for kind in ("blobs", "manifests"):
+                peer.on("GET", f"/v2/fan/secret/{kind}/{d}", reply(401, b"{}", {"WWW-Authenticate": realm}))
+        hd = tmp_path / "certs.d"
+        (hd / reg.host).mkdir(parents=True)
+        shutil.copy(reg.ca, hd / reg.host / "ca.pem")
+        (hd / reg.host / "hosts.toml").write_text(
+            f'server = "https://{reg.host}"\nca = "ca.pem"\n\n'
+            f'[host."http://{peer.host}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+        node = tmp_path / "node"
+        out = ctrstore(node, "pull", "--no-unpack", "--hosts-dir", str(hd), name, env=env)
+        seen = peer.requests()
+    finally:
+        peer.close()
+    c = Client(root=node, state=str(node) + "-state")
+    try:
+        assert c.images.get(name).target.digest == image.target.digest and c.check(name).complete
+    finally:
+        c.close()
+    assert set(sources(out).values()) == {reg.host}, out
+    # It was asked for the tag and a manifest, and its token realm for tokens (anonymously):
+    # once a host has challenged, a request to it waits for a token, so no blob request left.
+    paths = {r.path for r in seen}
+    assert "/v2/fan/secret/manifests/1" in paths and "/token" in paths, seen
+    assert not any(r.carries(reg.password) or "Authorization" in r.headers for r in seen), seen
 
 
 @pytest.mark.root
