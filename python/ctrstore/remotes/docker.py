@@ -218,6 +218,7 @@ class Resolver:
         self.authorizer = authorizer
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._lock = threading.Lock()
+        self._failed: set[str] = set()
 
     def close(self) -> None:
         if self._own_transport:
@@ -239,6 +240,15 @@ class Resolver:
             with self._lock:
                 eps = self._endpoints.setdefault(registry, [Endpoint(h, self.transport) for h in hosts])
         return eps
+
+    def failed(self, host: str, *, mark: bool = False) -> bool:
+        """Whether ``host`` (``host[:port]``), a mirror, failed a request of this resolver: it
+        is then passed over by the later ones (a dead peer costs one timeout per pull, not
+        one per blob). ``mark``: it just did. Not found (404) is no failure."""
+        with self._lock:
+            if mark:
+                self._failed.add(host)
+            return host in self._failed
 
     def hosts(self, registry: str) -> list[RegistryHost]:
         """The configured hosts of a registry (read once per resolver)."""
@@ -266,6 +276,8 @@ class Resolver:
         first_err: CtrstoreError | None = None
         for i, ep in enumerate(hosts):
             last = i == len(hosts) - 1
+            if not last and self.failed(ep.host.host):
+                continue
             for path in paths:
                 try:
                     desc = self._resolve_at(s, ep, path, scopes, retry=last)
@@ -273,6 +285,7 @@ class Resolver:
                     if not last:
                         # A mirror that fails is passed over (once, without retries): the next
                         # host, and the registry itself last, may still answer.
+                        self.failed(ep.host.host, mark=True)
                         skipped.append(str(e))
                         misses.append(ep.host.host)
                         break
@@ -535,14 +548,18 @@ class _BlobStream(io.RawIOBase):
         """Open the next host that has the blob, asking from ``offset``; where its bytes start
         (``offset`` or 0). The last host's error is raised (NotFound if nobody has it)."""
         s = self._f._s
+        resolver = s.resolver
         while self._todo:
             ep = self._todo.pop(0)
             last = not self._todo
+            if not last and resolver.failed(ep.host.host):
+                continue
             try:
                 got = self._f._open(ep, self.desc, self._kind, offset, retry=last)
             except CtrstoreError as e:
                 if last:
                     raise _noting(e, self.skipped) from None
+                resolver.failed(ep.host.host, mark=True)
                 self.skipped.append(str(e))
                 continue
             if got is None:
@@ -562,6 +579,7 @@ class _BlobStream(io.RawIOBase):
             if err is not None:
                 raise err
             return  # the caller sees the blob end early, as from a single host
+        self._f._s.resolver.failed(self._host, mark=True)
         self.skipped.append(f"{why} (at byte {self.pos} of {self.desc.size})")
         if self.sources and self.sources[-1][1] == self.pos:
             self.sources.pop()  # it sent nothing of this blob

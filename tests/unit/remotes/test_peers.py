@@ -167,11 +167,43 @@ def test_all_hosts_fail_names_the_registry_error_and_the_peers(
         NotFound, match=r"peer1.test:5000: 500 .*peer2.test:5000: not found.*reg.test: not found"
     ):
         fetch_all(resolver)
+    mem.on("GET", P2 + PATH[7:], Reply(502))
     mem.on("GET", REG + PATH[7:], Reply(403))
     with pytest.raises(
-        Exception, match=r"reg.test: access denied.*passed over first: .*peer1.test:5000: 500"
+        Exception, match=r"reg.test: access denied.*passed over first: .*peer2.test:5000: 502"
     ):
         fetch_all(resolver)
+
+
+def test_a_failed_peer_is_not_asked_again_by_the_same_pull(
+    mem: MemoryTransport, resolver: Resolver, sleeps: list[float]
+) -> None:
+    """peer1 refuses connections, peer2 has not got the first blob: for the next blob (and
+    tag) of the same resolver — one pull — peer1 is passed over without a request, peer2 (a
+    404 is no failure) asked again. A new resolver tries peer1 again."""
+    other = Descriptor(mt.OCI_LAYER, "sha256:" + hashlib.sha256(b"o").hexdigest(), 1)
+    mem.on("GET", P1 + PATH[7:], ConnectionRefusedError(111, "Connection refused"))
+    mem.on("GET", REG + PATH[7:], Reply(200, BLOB))
+    mem.on("GET", f"{P2}/blobs/{other.digest}", Reply(200, b"o"))
+    assert fetch_all(resolver)[2] == "reg.test"
+    stream, _ = resolver.fetcher("reg.test/app:1").fetch(other)
+    with stream:
+        assert stream.read() == b"o" and getattr(stream, "source", "") == "peer2.test:5000"
+    mem.on("HEAD", REG[:-7] + "/v2/app/manifests/1", HEAD_OK)
+    assert resolver.resolve("reg.test/app:1")[1].digest == MD
+    assert urls(mem) == [
+        "GET http://peer1.test:5000",
+        "GET http://peer2.test:5000",
+        "GET https://reg.test",
+        "GET http://peer2.test:5000",
+        "HEAD http://peer2.test:5000",
+        "HEAD https://reg.test",
+    ]
+    t = Transport(retry=FAST, round_tripper=mem, sleep=sleeps.append)
+    with Resolver(transport=t, hosts_dir=resolver.hosts_dir) as fresh:
+        mem.requests.clear()
+        fetch_all(fresh)
+        assert urls(mem)[0] == "GET http://peer1.test:5000"
 
 
 def test_peer_dying_mid_blob_is_continued_by_the_next_host_with_range(
@@ -238,10 +270,12 @@ def test_registry_credentials_never_go_to_a_peer(mem: MemoryTransport, resolver:
         ("https://reg.test", None),
         ("https://reg.test", BOB.basic()),
     ]
-    # Fetched again: the peers still get nothing, the registry its credentials at once.
+    # Fetched again: peer1 (which failed) is not asked, peer2 still gets nothing, the registry
+    # its credentials at once.
     mem.requests.clear()
     assert fetch_all(resolver)[0] == BLOB
-    assert [q.headers.get("Authorization") for q in mem.requests] == [None, None, BOB.basic()]
+    sent = [(q.url.split("/v2/")[0], q.headers.get("Authorization")) for q in mem.requests]
+    assert sent == [("http://peer2.test:5000", None), ("https://reg.test", BOB.basic())]
 
 
 def test_distrust_sends_a_blob_back_to_the_registry_alone(mem: MemoryTransport, resolver: Resolver) -> None:
@@ -287,10 +321,16 @@ def test_tag_missing_on_peers_resolves_at_the_registry(
     ]
     assert all("Authorization" not in q.headers for q in mem.requests)
     mem.on("HEAD", REG[:-7] + path, Reply(404))
-    with pytest.raises(
-        NotFound, match=r"asked peer1.test:5000, peer2.test:5000, reg.test\) \(passed over first: "
+    mem.on("HEAD", P1[:-7] + path, failure)
+    mem.on("HEAD", P2[:-7] + path, Reply(404))
+    t = Transport(retry=FAST, round_tripper=mem, sleep=lambda s: None)
+    with (
+        Resolver(transport=t, hosts_dir=resolver.hosts_dir) as fresh,
+        pytest.raises(
+            NotFound, match=r"asked peer1.test:5000, peer2.test:5000, reg.test\) \(passed over first: "
+        ),
     ):
-        resolver.resolve("reg.test/app:1")
+        fresh.resolve("reg.test/app:1")
 
 
 def test_tag_from_a_peer_with_resolve_wins(mem: MemoryTransport, resolver: Resolver) -> None:
