@@ -20,7 +20,8 @@ the first that exists of ``host_port_`` (only with a port), ``host:port`` (or ``
 The ``[host]`` entries are mirrors (other nodes' ``ctrstore serve``, a pull-through cache...):
 they are tried first, in file order, each once and with short timeouts, and any failure of one —
 not found, an error, a connection that breaks mid-blob — moves on to the next, the registry
-(``server``) last; one that failed (not just a 404) is passed over by the rest of the pull. ``read_timeout`` is ctrstore's (containerd ignores it).
+(``server``) last; one that failed (not just a 404) is passed over by the rest of the pull.
+``read_timeout`` is ctrstore's (containerd ignores it).
 
 Without a file: ``docker.io`` is served by ``https://registry-1.docker.io/v2``; a loopback
 registry with a port other than 443 is tried over HTTPS without verification, falling back to
