@@ -24,10 +24,16 @@ Measured: ``ctrstore pull`` vs ``ctr images pull`` (cold: empty store, page cach
 mode also with the page cache dropped), the same pull again (nothing to do), ctrstore's sha256
 digester vs ``sha256sum`` over the pulled layer blobs, the peak RSS of ``ctrstore pull``
 (GNU time's ``%M``), and ``ctrstore run --rm IMAGE true`` vs ``ctr run --rm IMAGE ID true`` (runc for
-both). Unpack alone is ``python -m benches apply``. Every run is checked: both tools end up
+both), and a fan-out: N nodes (N = 4; 3 in quick mode), each a store with ``ctrstore serve`` on
+its own 127.0.0.x, pull one image (``/usr, gzip``; the small one in quick mode) all from the
+registry, or the first from the registry and the others through it (its serve as their
+mirror in hosts.toml): the total time and the bytes the registry sent. Unpack alone is
+``python -m benches apply``. Every run is checked: both tools end up
 with the pushed digest, ctrstore's image is complete and unpacked, the second pull fetches
 nothing, every run exits 0, and ctrstore's and containerd's mounted root file systems are
-the same tree (names, types, modes, sizes, owners, links, and the content of a sample).
+the same tree (names, types, modes, sizes, owners, links, and the content of a sample); in
+the fan-out every node holds the whole image, the registry sent it exactly once per node
+that pulled from it, and the other nodes' blobs all came from the first node.
 
     python -m benches suite            # full: all images, 5 rounds (+3 with the cache dropped)
     python -m benches suite --quick    # busybox and the small image, 2 rounds (under 3 minutes)
@@ -55,7 +61,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from tests.support.images import busybox_image
 from tests.support.registry import RegistryServer, ToolMissing, start_registry, stop_registry
@@ -81,6 +87,10 @@ SHA = "sha256 of the layer blobs"
 RUN = "run --rm IMAGE true"
 START = "CLI start-up (--version)"
 RSS = "peak RSS of the pull (MB)"
+FANOUT = "fan-out: every node pulls (no unpack)"
+FANOUT_MB = "fan-out: MB the registry sent"
+FAN_DIRECT = "ctrstore, all from the registry"
+FAN_PEERS = "ctrstore, through peers (serve)"
 
 CTRSTORE = "ctrstore"
 CONTAINERD = "containerd 1.6 (ctr)"
@@ -486,6 +496,16 @@ class Series:
     extra: list[float] = field(default_factory=list)  # peak RSS (MB) next to the times
 
 
+@dataclass
+class FanNode:
+    """One node of the fan-out: a store and its ``ctrstore serve``."""
+
+    cs: Ctrstore
+    proc: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+
 class Suite:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -506,6 +526,8 @@ class Suite:
         self.ctrstore: Ctrstore | None = None
         self.notes: list[str] = []
         self.started = time.monotonic()
+        self.fan_nodes: int = 3 if self.quick else 4
+        self.image_bytes: dict[str, int] = {}
 
     # -- bookkeeping
     def add(self, image: str, measure: str, tool: str, value: float, extra: float | None = None) -> None:
@@ -795,6 +817,164 @@ class Suite:
         if left:
             self.fail(f"ctrstore still lists containers after run --rm: {left}")
 
+    # -- fan-out: N nodes pull one image, each from the registry or through the first one
+    def fanout(self, img: BenchImage, rounds: int) -> None:
+        """``self.fan_nodes`` nodes (roots on the loop fs, each with ``ctrstore serve`` on its
+        own 127.0.0.x) pull ``img`` without unpacking, two ways, alternating: all at once
+        from the registry; or the first from the registry and then the others at once
+        through it (hosts.toml: the first node's serve as a mirror, the registry last). The
+        registry here is a second docker-registry on the same storage, with its access log
+        on, so that the bytes it sent can be summed (the other measurements' registry logs
+        nothing). Measured: the wall time until every node holds the image, and those bytes."""
+        assert self.registry is not None
+        up = start_registry(self.fs_path("registry-fanout"), data=self.registry.data, access_log=True)
+        try:
+            ref = img.ref.replace(self.registry.host, up.host, 1)
+            modes = [(FAN_DIRECT, self._fan_direct), (FAN_PEERS, self._fan_peers)]
+            for r in range(rounds):
+                print(f"  {img.key}, fan-out to {self.fan_nodes} nodes, round {r + 1}/{rounds}", flush=True)
+                for tool, fn in modes[r % 2 :] + modes[: r % 2]:
+                    nodes = self._fan_start(r)
+                    try:
+                        self.settle()
+                        mark = up.log_size()
+                        t0 = time.perf_counter()
+                        outs = fn(nodes, up.host, ref, r)
+                        elapsed = time.perf_counter() - t0
+                        time.sleep(0.3)  # the registry logs each answer just after it
+                        sent = up.sent_since(mark)
+                        ok = outs is not None and self._fan_verify(img, nodes, ref, outs, tool, sent)
+                    finally:
+                        self._fan_stop(nodes)
+                    print(f"    {tool}: {elapsed:6.2f} s, the registry sent {sent / MB:.1f} MB", flush=True)
+                    if ok:
+                        self.add(img.key, FANOUT, tool, elapsed)
+                        self.add(img.key, FANOUT_MB, tool, sent / MB)
+        finally:
+            stop_registry(up)
+
+    def fs_path(self, name: str) -> Path:
+        assert self.fs is not None
+        return self.fs / name
+
+    def _fan_start(self, r: int) -> list[FanNode]:
+        """Empty node stores, each with its ``ctrstore serve`` listening."""
+        assert self.tmp is not None
+        nodes = []
+        for i in range(self.fan_nodes):
+            cs = Ctrstore(self.fs_path("fanout") / f"node{i}", self.tmp / "fanout" / f"node{i}-state")
+            cs.wipe()
+            quiet(cs.cli("namespaces", "create", NAMESPACE))  # serve wants it to exist
+            log = self.log(f"fanout-serve-{i}-{r}.log")
+            with open(log, "wb") as f:
+                proc = subprocess.Popen(
+                    cs.cli("serve", "--addr", f"127.0.0.{41 + i}:0", "--access-log", str(log) + ".access"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=f,
+                    stdin=subprocess.DEVNULL,
+                )
+            nodes.append(FanNode(cs, proc, log))
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            while not node.url:
+                m = re.search(r" on (http://127\.0\.0\.\d+:\d+) ", node.log.read_text())
+                if m:
+                    node.url = m.group(1)
+                elif node.proc.poll() is not None or time.monotonic() > deadline:
+                    self._fan_stop(nodes)
+                    raise Failure(f"ctrstore serve did not start: {node.log.read_text()[-800:]}")
+                else:
+                    time.sleep(0.05)
+        return nodes
+
+    def _fan_stop(self, nodes: list[FanNode]) -> None:
+        for node in nodes:
+            if node.proc.poll() is None:
+                node.proc.terminate()
+                try:
+                    node.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait()
+
+    def _fan_pull(self, nodes: list[FanNode], args: list[list[str]], tag: str) -> list[str] | None:
+        """``ctrstore pull --plain --no-unpack ARGS`` on each node at once; their outputs, or
+        None (and a failure) if one failed."""
+        procs: list[tuple[subprocess.Popen[bytes], IO[bytes], Path]] = []
+        for node, a in zip(nodes, args, strict=True):
+            log = self.log(f"fanout-pull-{tag}-{node.cs.root.name}.log")
+            f = open(log, "wb")  # noqa: SIM115 - closed below, after the process
+            cmd = node.cs.cli("pull", "--plain", "--no-unpack", *a)
+            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            procs.append((p, f, log))
+        outs: list[str] = []
+        failed = False
+        for proc, out_file, log in procs:
+            try:
+                rc = proc.wait(600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            out_file.close()
+            out = log.read_text(errors="replace")
+            if rc != 0:
+                self.fail(f"fan-out: {log.name}: `ctrstore pull` exited {rc}: {out.strip()[-400:]}")
+                failed = True
+            outs.append(out)
+        return None if failed else outs
+
+    def _fan_direct(self, nodes: list[FanNode], registry: str, ref: str, r: int) -> list[str] | None:
+        return self._fan_pull(nodes, [["--plain-http", ref]] * len(nodes), f"direct-{r}")
+
+    def _fan_peers(self, nodes: list[FanNode], registry: str, ref: str, r: int) -> list[str] | None:
+        assert self.tmp is not None
+        hosts = []
+        for i in range(len(nodes)):
+            hd = self.tmp / "fanout" / f"node{i}-certs.d-{r}"
+            (hd / registry).mkdir(parents=True, exist_ok=True)
+            mirror = f'\n[host."{nodes[0].url}"]\n  capabilities = ["pull", "resolve"]\n' if i else ""
+            (hd / registry / "hosts.toml").write_text(f'server = "http://{registry}"\n{mirror}')
+            hosts.append(["--hosts-dir", str(hd), ref])
+        first = self._fan_pull(nodes[:1], hosts[:1], f"peers-{r}")
+        rest = self._fan_pull(nodes[1:], hosts[1:], f"peers-{r}") if first is not None else None
+        return None if first is None or rest is None else first + rest
+
+    def _fan_verify(
+        self, img: BenchImage, nodes: list[FanNode], ref: str, outs: list[str], tool: str, sent: int
+    ) -> bool:
+        """Every node holds the whole image; the registry sent it once per node pulling from
+        it; through peers, every blob of the later nodes came from the first."""
+        from ctrstore import Client
+
+        failures = len(self.failures)
+        image_bytes = 0
+        for i, node in enumerate(nodes):
+            c = Client(root=node.cs.root, state=node.cs.state, namespace=NAMESPACE)
+            try:
+                got = c.images.get(ref).target.digest
+                if got != img.digest or not c.check(ref).complete:
+                    self.fail(
+                        f"fan-out ({tool}): node {i} holds {ref} as {got}, incomplete or not {img.digest}"
+                    )
+                if i == 0:
+                    image_bytes = sum(info.size for info in c.content.walk())
+            finally:
+                c.close()
+        from_registry = len(nodes) if tool == FAN_DIRECT else 1
+        if sent != from_registry * image_bytes:
+            self.fail(
+                f"fan-out ({tool}): the registry sent {sent} bytes, not {from_registry} x {image_bytes} "
+                "(each blob once per node pulling from it)"
+            )
+        if tool == FAN_PEERS:
+            seed = nodes[0].url.removeprefix("http://")
+            for i, out in enumerate(outs[1:], 1):
+                where = set(re.findall(r": downloading from (.+)$", out, re.M))
+                if where != {seed}:
+                    self.fail(f"fan-out: node {i}'s blobs came from {where or 'nowhere'}, not only {seed}")
+        self.image_bytes[img.key] = image_bytes
+        return len(self.failures) == failures
+
     # -- the whole thing
     def run(self) -> int:
         self.setup()
@@ -812,6 +992,11 @@ class Suite:
             self.sha256(img, self.rounds if not img.big else max(self.rounds, 3))
             if img.key == "busybox":
                 self.run_true(img, self.run_rounds)
+        fan = next(
+            (i for i in self.images if i.key == ("usr-gzip" if not self.quick else "small-gzip")), None
+        )
+        if fan is not None and not (self.failures and self.args.check):
+            self.fanout(fan, self.rounds if not self.args.check else 1)
         return 0
 
 
@@ -889,6 +1074,21 @@ def verdicts(suite: Suite) -> list[Verdict]:
         )
     else:
         out.append(Verdict("busybox: run --rm true", "not measured", f"≤ {TARGET_RUN_RATIO}x", None))
+    for img in suite.images:
+        peers = med(suite.series.get((img.key, FANOUT_MB, FAN_PEERS)))
+        direct = med(suite.series.get((img.key, FANOUT_MB, FAN_DIRECT)))
+        size = suite.image_bytes.get(img.key)
+        if peers is None or direct is None or not size:
+            continue
+        once = peers * MB / size
+        out.append(
+            Verdict(
+                f"{img.label}: fan-out to {suite.fan_nodes} nodes through peers, bytes the registry sent",
+                f"{once:.2f}x the image ({peers:.1f} MB; without peers {direct * MB / size:.2f}x)",
+                "1.00x (each blob leaves the registry once)",
+                round(once, 6) == 1.0,
+            )
+        )
     return out
 
 
@@ -967,6 +1167,35 @@ def render(suite: Suite, elapsed: float) -> str:
                     f"| {img.label} | {measure} | {tool} | {min(s.values):.3f} | {m:.3f} "
                     f"| {max(s.values):.3f} | {vs} | {rss} |"
                 )
+    fan = [i for i in suite.images if (i.key, FANOUT, FAN_PEERS) in suite.series]
+    if fan:
+        lines += [
+            "",
+            f"Fan-out: {suite.fan_nodes} nodes (stores on the loop fs, each with `ctrstore serve` on its own "
+            "127.0.0.x) pull the image without unpacking (`ctrstore pull --no-unpack`), each time into "
+            "empty stores: *all from the registry* at once, or *through peers*: the first node from the "
+            "registry, then the others at once with the first node's `ctrstore serve` as their mirror "
+            "(hosts.toml `[host]`, the registry as `server`). Total: until every node holds the image. "
+            "MB: what the registry sent (the GETs of its access log; the image is "
+            + ", ".join(f"{suite.image_bytes.get(i.key, 0) / MB:.1f} MB" for i in fan)
+            + "). On one loopback the registry is not a bottleneck; between machines its uplink is.",
+            "",
+            "| image | how | min s | median s | max s | vs anchor (median) | registry sent MB (median) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for img in fan:
+            anchor = med(suite.series.get((img.key, FANOUT, FAN_DIRECT)))
+            for tool in (FAN_DIRECT, FAN_PEERS):
+                s = suite.series.get((img.key, FANOUT, tool))
+                b = med(suite.series.get((img.key, FANOUT_MB, tool)))
+                if s is None or not s.values:
+                    continue
+                m = statistics.median(s.values)
+                vs = "1.00 (anchor)" if tool == FAN_DIRECT else (f"{m / anchor:.2f}" if anchor else "")
+                lines.append(
+                    f"| {img.label} | {tool} | {min(s.values):.3f} | {m:.3f} | {max(s.values):.3f} | {vs} "
+                    f"| {b:.1f} |"
+                )
     lines += ["", "Targets:", ""]
     for v in verdicts(suite):
         state = "not measured" if v.met is None else ("**met**" if v.met else "**MISSED**")
@@ -989,18 +1218,29 @@ def chart(suite: Suite, path: Path) -> bool:
     if plt is None:
         print("note: matplotlib is not installed (./scripts/setup --bench); no chart", flush=True)
         return False
-    panels = [m for m in (COLD, COLD_DROPPED, WARM, SHA, RUN, START) if any(k[1] == m for k in suite.series)]
+    panels = [
+        m
+        for m in (COLD, COLD_DROPPED, WARM, SHA, RUN, START, FANOUT, FANOUT_MB)
+        if any(k[1] == m for k in suite.series)
+    ]
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    colors = {CTRSTORE: "#2a7ab9", SHA_CTRSTORE: "#2a7ab9", CONTAINERD: "#d9822b", SHA_COREUTILS: "#d9822b"}
+    colors = {
+        CTRSTORE: "#2a7ab9",
+        SHA_CTRSTORE: "#2a7ab9",
+        FAN_PEERS: "#2a7ab9",
+        CONTAINERD: "#d9822b",
+        SHA_COREUTILS: "#d9822b",
+        FAN_DIRECT: "#d9822b",
+    }
     for ax, measure in zip(axes.flat, panels, strict=False):
         imgs = [i for i in suite.images if any(k[0] == i.key and k[1] == measure for k in suite.series)]
         tools = [
             t
-            for t in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS)
+            for t in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS, FAN_DIRECT, FAN_PEERS)
             if any(k[1] == measure and k[2] == t for k in suite.series)
         ]
         width = 0.8 / max(1, len(tools))
@@ -1019,7 +1259,7 @@ def chart(suite: Suite, path: Path) -> bool:
         ax.set_xticks(range(len(imgs)))
         ax.set_xticklabels([i.key for i in imgs], rotation=20)
         ax.set_title(measure, fontsize=9)
-        ax.set_ylabel("seconds (median, min-max)")
+        ax.set_ylabel("MB (median, min-max)" if measure == FANOUT_MB else "seconds (median, min-max)")
         ax.legend(fontsize=7)
     fig.suptitle(
         f"ctrstore vs containerd 1.6 on {platform.node()} ({time.strftime('%Y-%m-%d')})", fontsize=10

@@ -18,6 +18,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -83,6 +84,8 @@ class RegistryServer:
     """A certs.d directory with ``<host>/hosts.toml`` trusting ``ca`` (TLS registries)."""
     token_server: TokenServer | None = None
     """The token server whose tokens the registry accepts (token registries)."""
+    data: Path | None = None
+    """The storage directory."""
 
     @property
     def url(self) -> str:
@@ -96,6 +99,21 @@ class RegistryServer:
             return (self.workdir / "registry.log").read_text()[-4000:]
         except OSError:
             return ""
+
+    def log_size(self) -> int:
+        """Bytes of ``registry.log`` so far (a mark for :meth:`sent_since`)."""
+        try:
+            return (self.workdir / "registry.log").stat().st_size
+        except OSError:
+            return 0
+
+    def sent_since(self, offset: int) -> int:
+        """Body bytes of the GETs in the access log (``access_log=True``) after byte ``offset``
+        of the log (its lines are written as each answer ends)."""
+        with open(self.workdir / "registry.log", "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        return sum(int(n) for n in re.findall(r'"GET \S+ HTTP/[\d.]+" \d{3} (\d+)', text))
 
 
 def free_port() -> int:
@@ -121,10 +139,19 @@ def make_cert(workdir: Path) -> tuple[Path, Path]:
 
 
 def start_registry(
-    workdir: Path, *, auth: bool = False, tls: bool = False, token: TokenServer | None = None
+    workdir: Path,
+    *,
+    auth: bool = False,
+    tls: bool = False,
+    token: TokenServer | None = None,
+    data: Path | None = None,
+    access_log: bool = False,
 ) -> RegistryServer:
     """Start a registry storing under ``workdir``; returns when ``/v2/`` answers. ``auth``:
-    htpasswd (Basic) authentication; ``token``: token authentication by that server."""
+    htpasswd (Basic) authentication; ``token``: token authentication by that server; ``data``:
+    the storage directory (default ``workdir/data``; two registries may share one to serve the
+    same images); ``access_log``: log every request, with the bytes sent, to ``registry.log``
+    (see :meth:`RegistryServer.sent_since`)."""
     if auth and token is not None:
         raise ValueError("start_registry: auth (htpasswd) and token are exclusive")
     if not os.path.exists(REGISTRY_BIN):
@@ -139,10 +166,10 @@ def start_registry(
         "log:",
         "  level: warn",
         "  accesslog:",
-        "    disabled: true",
+        f"    disabled: {'false' if access_log else 'true'}",
         "storage:",
         "  filesystem:",
-        f"    rootdirectory: {workdir / 'data'}",
+        f"    rootdirectory: {data or workdir / 'data'}",
         "  delete:",
         "    enabled: true",
         "http:",
@@ -181,6 +208,7 @@ def start_registry(
         password=REGISTRY_PASSWORD if auth else TOKEN_PASSWORD if token else None,
         ca=srv_ca,
         token_server=token,
+        data=data or workdir / "data",
     )
     if tls and srv_ca is not None:
         hd = workdir / "certs.d"

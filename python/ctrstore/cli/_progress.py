@@ -1,7 +1,10 @@
 """Transfer progress as nerdctl shows it: one line per blob (``index-sha256:...``,
 ``manifest-...``, ``config-...``, ``layer-...``) with its state and a bar, then ``elapsed`` and
-``total`` with the rate. On a terminal the lines redraw in place; otherwise (``plain``) a line
-is printed each time a blob changes state; ``quiet`` prints nothing."""
+``total`` with the rate. A download names the host its bytes come from (a peer or the
+registry; several when one broke off mid-blob). On a terminal the lines redraw in place, each
+ending with that host; otherwise (``plain``) a line is printed each time a blob changes state
+(``layer-sha256:...: done``) and when a download starts or moves to another host
+(``layer-sha256:...: downloading from 10.0.0.1:5000``); ``quiet`` prints nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from ctrstore.cli._common import human_size
+from ctrstore.cli._common import human_size, printable
 from ctrstore.images.pull import Status
 
 if TYPE_CHECKING:
@@ -37,8 +40,13 @@ class ProgressView:
         with self._lock:
             prev = self.lines.get(s.key)
             self.lines[s.key] = s
-            if self.mode == "plain" and (prev is None or prev.state != s.state) and s.state != "downloading":
-                print(f"{s.key}: {s.state}", flush=True)
+            if self.mode == "plain":
+                if s.state == "downloading":
+                    if s.source and (prev is None or prev.source != s.source):
+                        print(f"{s.key}: downloading from {printable(s.source)}", flush=True)
+                elif prev is None or prev.state != s.state:
+                    why = f" ({printable(s.source)})" if s.state == "retrying" and s.source else ""
+                    print(f"{s.key}: {s.state}{why}", flush=True)
             elif self.mode == "tty" and self._live is not None:
                 self._live.update(self._render())
 
@@ -55,7 +63,10 @@ class ProgressView:
         from rich.text import Text
 
         width = max((len(k) for k in self.lines), default=0) + 1
-        rows = [Text(f"{k + ':':<{width}} {s.state:<14} |{self._bar(s)}|") for k, s in self.lines.items()]
+        rows = [
+            Text(f"{k + ':':<{width}} {s.state:<14} |{self._bar(s)}|{_from(s)}")
+            for k, s in self.lines.items()
+        ]
         rows.append(Text(self._summary(width)))
         return Group(*rows)
 
@@ -87,3 +98,12 @@ class ProgressView:
             self._live = None
         elif self.mode == "plain":
             print(self._summary(), flush=True)
+
+
+def _from(s: Status) -> str:
+    """`` from <host>`` for a line whose bytes came from somewhere, `` (<why>)`` for a retry
+    (escaped: hosts come from hosts.toml, a retry's reason from a server)."""
+    if not s.source or s.state not in ("downloading", "done", "retrying"):
+        return ""
+    text = printable(s.source)
+    return f" ({text})" if s.state == "retrying" else f" from {text}"

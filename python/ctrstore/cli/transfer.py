@@ -67,6 +67,11 @@ def pull(
 
     REF is normalised as docker does: redis:alpine is docker.io/library/redis:alpine. A second
     pull of the same image fetches nothing.
+
+    Mirrors listed in the registry's hosts.toml (--hosts-dir), such as other nodes running
+    'ctrstore serve', are asked first, in order, the registry last; a mirror that fails, even
+    in the middle of a blob, hands over to the next host. The progress names the host each
+    blob comes from ('downloading from HOST').
     """
     client = st.client()
     with _view(quiet, plain) as view:

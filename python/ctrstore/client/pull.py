@@ -33,6 +33,8 @@ class PullResult:
     fetched: list[str] = field(default_factory=list)
     """Blobs downloaded (digests); empty on a pull that found everything present."""
     unpacked: UnpackResult | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each fetched blob came from (digest -> the ``source`` of its download)."""
 
 
 class Puller:
@@ -87,4 +89,4 @@ class Puller:
                 r = download.manifest(mdesc, pool, unpacker if unpack and i == 0 else None)
                 result_unpack = result_unpack or r
             image = client.images.upsert(Image(name, Descriptor(root.media_type, root.digest, root.size)))
-        return PullResult(image, list(download.fetched), result_unpack)
+        return PullResult(image, list(download.fetched), result_unpack, dict(download.sources))

@@ -42,7 +42,13 @@ CHUNK = 1 << 20
 
 
 class Fetcher(Protocol):
-    """Where blobs come from (a registry, an archive...)."""
+    """Where blobs come from (a registry, an archive...).
+
+    Optional, as ``remotes.docker.Fetcher`` has them: a stream with a ``source`` attribute
+    (which host its bytes come from, shown in the progress), and a ``distrust(desc)`` method,
+    asked when the bytes fetched for ``desc`` fail verification; True means the fetcher will
+    now fetch it from a source it trusts more (the registry itself rather than a mirror), so
+    the blob is fetched again from 0."""
 
     def fetch(self, desc: Descriptor, offset: int = 0) -> tuple[IO[bytes], int]:
         """A stream of the blob's bytes starting at the returned offset (``offset`` if the
@@ -56,9 +62,16 @@ class Status:
 
     key: str
     state: str
-    """resolving, resolved, waiting, downloading, done, exists, extracting, unpacked, error"""
+    """resolving, resolved, waiting, downloading, retrying, done, exists, extracting, unpacked, error"""
     offset: int = 0
     total: int = 0
+    source: str = ""
+    """Where a download's bytes come from (a host, or hosts in order when one failed mid-blob)."""
+
+
+class _Distrusted(Exception):
+    """A blob's bytes failed verification and came (partly) from a source the fetcher has now
+    stopped using for it: fetch it again."""
 
 
 def ref_key(desc: Descriptor) -> str:
@@ -85,6 +98,7 @@ class Download:
         self.progress = progress or (lambda s: None)
         self.max_layers = max_layers
         self.fetched: list[str] = []
+        self.sources: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # -- one blob --------------------------------------------------------------------------
@@ -95,32 +109,39 @@ class Download:
             raise InvalidArgument(f"{key}: descriptor has size {desc.size}")
         content = self.content
         lb = {**self.source_labels, **(labels or {})}
-        w: Writer | None
-        try:
-            w = content.writer(key, total=desc.size, expected=desc.digest, wait=60)
-        except AlreadyExists:
-            w = None  # the namespace holds it already
-        written = w is not None and self._write(desc, w, lb)
-        if not written and lb:
+        while True:
+            w: Writer | None
+            try:
+                w = content.writer(key, total=desc.size, expected=desc.digest, wait=60)
+            except AlreadyExists:
+                w = None  # the namespace holds it already
+            try:
+                source = self._write(desc, w, lb) if w is not None else None
+            except _Distrusted:
+                continue  # (once: the fetcher now takes this blob from the registry only)
+            break
+        if source is None and lb:
             content.set_labels(desc.digest, lb)  # a blob stored before gets the labels all the same
         if w is None:
             self.progress(Status(key, "exists", desc.size, desc.size))
             return
         with self._lock:
             self.fetched.append(desc.digest)
-        self.progress(Status(key, "done", desc.size, desc.size))
+            self.sources[desc.digest] = source or ""
+        self.progress(Status(key, "done", desc.size, desc.size, source or ""))
 
-    def _write(self, desc: Descriptor, w: Writer, labels: dict[str, str]) -> bool:
-        """Download into ``w`` (resuming) and commit; False if the namespace got the blob from
-        another writer meanwhile."""
+    def _write(self, desc: Descriptor, w: Writer, labels: dict[str, str]) -> str | None:
+        """Download into ``w`` (resuming) and commit; returns where the bytes came from, or
+        None if the namespace got the blob from another writer meanwhile."""
         key = ref_key(desc)
+        source = ""
         with w:
             if not w.complete and w.offset < desc.size:
-                self._download(desc, w)
+                source = self._download(desc, w)
             try:
                 w.commit(desc.size, desc.digest, labels)
             except AlreadyExists:
-                return False
+                return None
             except FailedPrecondition as e:
                 # The bytes are wrong: drop them so the next pull starts clean.
                 w.close()
@@ -128,22 +149,31 @@ class Download:
                     self.content.abort(key)
                 except NotFound:
                     pass
+                distrust = getattr(self.fetcher, "distrust", None)
+                if distrust is not None and distrust(desc):
+                    # Some bytes came from a mirror (or an earlier pull): again, from the registry.
+                    why = f"the bytes from {source or 'an earlier pull'} do not match the digest"
+                    self.progress(Status(key, "retrying", 0, desc.size, why))
+                    raise _Distrusted from None
                 raise FailedPrecondition(f"{key}: the registry sent bad content: {e}") from None
-        return True
+        return source
 
-    def _download(self, desc: Descriptor, w: Writer) -> None:
+    def _download(self, desc: Descriptor, w: Writer) -> str:
+        """Fetch the rest of ``desc`` into ``w``; returns where it came from."""
         key = ref_key(desc)
         stream, start = self.fetcher.fetch(desc, w.offset)
+        source = str(getattr(stream, "source", ""))
         try:
             if start != w.offset:
                 w.truncate(0)
-            self.progress(Status(key, "downloading", w.offset, desc.size))
+            self.progress(Status(key, "downloading", w.offset, desc.size, source))
             while w.offset <= desc.size:
                 chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
                 if not chunk:
                     break
                 w.write(chunk)
-                self.progress(Status(key, "downloading", w.offset, desc.size))
+                source = str(getattr(stream, "source", ""))
+                self.progress(Status(key, "downloading", w.offset, desc.size, source))
         finally:
             stream.close()
         if w.offset < desc.size:
@@ -154,6 +184,7 @@ class Download:
         if w.offset > desc.size:
             w.truncate(0)
             raise FailedPrecondition(f"{key}: the registry sent more than the {desc.size} bytes expected")
+        return source
 
     # -- the tree --------------------------------------------------------------------------
     def manifests(

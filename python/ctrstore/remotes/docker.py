@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urljoin
 
 from ctrstore._core import sha256_bytes
@@ -49,7 +49,7 @@ from ctrstore.remotes.transport import (
     with_query,
 )
 
-__all__ = ["MAX_MANIFEST_SIZE", "Fetcher", "Pusher", "Resolver"]
+__all__ = ["MAX_MANIFEST_SIZE", "BlobReader", "Fetcher", "Pusher", "Resolver"]
 
 #: containerd's limit for a manifest or index (``remotes/docker``'s ``MaxManifestSize``,
 #: 4 * 1048 * 1048 as written there): a larger one is refused, whether a HEAD announces its
@@ -218,6 +218,7 @@ class Resolver:
         self.authorizer = authorizer
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._lock = threading.Lock()
+        self._failed: set[str] = set()
 
     def close(self) -> None:
         if self._own_transport:
@@ -239,6 +240,15 @@ class Resolver:
             with self._lock:
                 eps = self._endpoints.setdefault(registry, [Endpoint(h, self.transport) for h in hosts])
         return eps
+
+    def failed(self, host: str, *, mark: bool = False) -> bool:
+        """Whether ``host`` (``host[:port]``), a mirror, failed a request of this resolver: it
+        is then passed over by the later ones (a dead peer costs one timeout per pull, not
+        one per blob). ``mark``: it just did. Not found (404) is no failure."""
+        with self._lock:
+            if mark:
+                self._failed.add(host)
+            return host in self._failed
 
     def hosts(self, registry: str) -> list[RegistryHost]:
         """The configured hosts of a registry (read once per resolver)."""
@@ -262,29 +272,44 @@ class Resolver:
                 f"{r}: no host of {r.domain} may resolve (check hosts.toml capabilities)"
             )
         misses: list[str] = []
+        skipped: list[str] = []
         first_err: CtrstoreError | None = None
-        for ep in hosts:
+        for i, ep in enumerate(hosts):
+            last = i == len(hosts) - 1
+            if not last and self.failed(ep.host.host):
+                continue
             for path in paths:
                 try:
-                    desc = self._resolve_at(s, ep, path, scopes)
-                except (Unavailable, InvalidArgument, FailedPrecondition) as e:
-                    # As containerd: remember the first failure, try the next path and host.
+                    desc = self._resolve_at(s, ep, path, scopes, retry=last)
+                except CtrstoreError as e:
+                    if not last:
+                        # A mirror that fails is passed over (once, without retries): the next
+                        # host, and the registry itself last, may still answer.
+                        self.failed(ep.host.host, mark=True)
+                        skipped.append(str(e))
+                        misses.append(ep.host.host)
+                        break
+                    if not isinstance(e, (Unavailable, InvalidArgument, FailedPrecondition)):
+                        raise _noting(e, skipped) from None
+                    # As containerd: remember the first failure, try the next path.
                     first_err = first_err or e
                     continue
                 if desc is not None:
                     return str(r), desc
                 misses.append(ep.host.host)
         if first_err is not None:
-            raise first_err
+            raise _noting(first_err, skipped) from None
         where = ", ".join(dict.fromkeys(misses))
-        raise NotFound(f"{r}: not found (asked {where})")
+        raise _noting(NotFound(f"{r}: not found (asked {where})"), skipped)
 
-    def _resolve_at(self, s: _Session, ep: Endpoint, path: str, scopes: list[str]) -> Descriptor | None:
+    def _resolve_at(
+        self, s: _Session, ep: Endpoint, path: str, scopes: list[str], *, retry: bool = True
+    ) -> Descriptor | None:
         r = s.ref
         is_manifest_path = path.startswith("manifests/")
         headers = {"Accept": MANIFEST_ACCEPT}
         what = f"{r}: {ep.host.host}"
-        resp = s.do(ep, "HEAD", path, scopes=scopes, headers=headers)
+        resp = s.do(ep, "HEAD", path, scopes=scopes, headers=headers, retry=retry)
         if resp.status == 200:
             media = resp.media_type
             dgst = resp.header("Docker-Content-Digest")
@@ -300,10 +325,10 @@ class Resolver:
                     raise FailedPrecondition(f"{what}: the registry answered for {dgst}, not {r.digest}")
                 return Descriptor(media or mt.OCTET_STREAM, dgst, size)
             # No digest, no length or an odd content type: read the manifest itself.
-            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers)
+            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers, retry=retry)
         elif resp.status in (400, 405, 501):  # HEAD not supported
             resp.drain()
-            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers)
+            resp = s.do(ep, "GET", path, scopes=scopes, headers=headers, retry=retry)
         with resp:
             if resp.status == 404:
                 resp.drain()
@@ -338,10 +363,18 @@ class Resolver:
 
 
 class Fetcher:
-    """Downloads the blobs of one repository (``ctrstore.images.pull.Fetcher``)."""
+    """Downloads the blobs of one repository (``ctrstore.images.pull.Fetcher``) from its pull
+    hosts in order: mirrors (other nodes' ``ctrstore serve``) first, the registry last. A host
+    that has not got a blob, fails, or breaks off in the middle of one is passed over for the
+    next, which continues the blob where it stopped (``Range``); the caller verifies the
+    digest of the whole as before, and :meth:`distrust` sends a blob whose mixed bytes did not
+    verify back to the registry alone. Thread-safe."""
 
     def __init__(self, session: _Session) -> None:
         self._s = session
+        self._lock = threading.Lock()
+        self._sources: dict[str, list[tuple[str, int]]] = {}
+        self._origin_only: set[str] = set()
 
     @property
     def ref(self) -> Reference:
@@ -350,7 +383,8 @@ class Fetcher:
     def fetch(self, desc: Descriptor, offset: int = 0) -> tuple[IO[bytes], int]:
         """The blob's bytes from ``offset`` on if the server could resume there, and the
         offset the stream really starts at: ``offset``, or 0 when the server sent everything
-        (the caller then starts over). Close the stream when done."""
+        (the caller then starts over). The stream's ``source`` says where its bytes come
+        from. Close the stream when done."""
         if offset < 0:
             raise InvalidArgument(f"{desc.digest}: negative offset {offset}")
         s = self._s
@@ -371,29 +405,62 @@ class Fetcher:
             raise FailedPrecondition(
                 f"{s.ref}: no host of {s.ref.domain} may pull (check hosts.toml capabilities)"
             )
-        kind = "manifests" if is_manifest else "blobs"
-        scopes = [repository_scope(s.repo)]
-        for ep in hosts:
-            what = f"{s.ref.name}@{desc.digest}: {ep.host.host}"
-            headers = _fetch_headers(desc, offset)
-            resp = s.do(ep, "GET", f"{kind}/{desc.digest}", scopes=scopes, headers=headers)
-            if resp.status == 404:
-                resp.drain()
-                errors.append(f"{ep.host.host}: not found")
-                continue
-            if resp.status == 416 and offset:
-                resp.drain()
-                return self.fetch(desc, 0)  # offset 0: no second restart
-            got = self._accept(resp, what, offset, desc.size)
-            if got is None:
-                return self.fetch(desc, 0)
-            return got
-        raise NotFound(f"{s.ref.name}@{desc.digest}: blob not found ({'; '.join(errors)})")
+        with self._lock:
+            if desc.digest in self._origin_only:
+                hosts = hosts[-1:]
+        stream = _BlobStream(self, desc, "manifests" if is_manifest else "blobs", hosts, errors)
+        start = stream.begin(offset)
+        with self._lock:
+            self._sources[desc.digest] = stream.sources
+        return BlobReader(stream), start
 
-    def _accept(self, resp: Response, what: str, offset: int, size: int) -> tuple[IO[bytes], int] | None:
-        """The stream of a 200 or 206 reply and where it starts; None to start over from 0
-        (only when ``offset`` > 0, so a restart never restarts again). The sizes the server
-        states (Content-Length, Content-Range) must be this blob's."""
+    def distrust(self, desc: Descriptor) -> bool:
+        """The bytes last fetched for ``desc`` failed verification. If some came from a host
+        other than the registry itself (the last pull host: a mirror, or several hosts mixed
+        by a failover) or from before this fetcher (a resumed download), every later fetch of
+        ``desc`` goes to the registry alone and True is returned: fetch it again from 0.
+        False when they all came from the registry (or it was asked alone already): the
+        registry itself serves bad content."""
+        hosts = self._s.hosts_with("pull")
+        origin = hosts[-1].host.host if hosts else ""
+        with self._lock:
+            if desc.digest in self._origin_only:
+                return False
+            got = self._sources.get(desc.digest) or []
+            mixed = not got or got[0][1] > 0 or any(h != origin for h, _ in got)
+            if mixed:
+                self._origin_only.add(desc.digest)
+            return mixed
+
+    def _open(
+        self, ep: Endpoint, desc: Descriptor, kind: str, offset: int, *, retry: bool
+    ) -> tuple[Response, int] | None:
+        """GET the blob from ``ep`` (``Range`` from ``offset``): its reply and where its bytes
+        start, or None if the host has not got it. The host's errors are raised."""
+        s = self._s
+        what = f"{s.ref.name}@{desc.digest}: {ep.host.host}"
+        headers = _fetch_headers(desc, offset)
+        resp = s.do(
+            ep,
+            "GET",
+            f"{kind}/{desc.digest}",
+            scopes=[repository_scope(s.repo)],
+            headers=headers,
+            retry=retry,
+        )
+        if resp.status == 404:
+            resp.drain()
+            return None
+        if resp.status == 416 and offset:
+            resp.drain()
+            return self._open(ep, desc, kind, 0, retry=retry)  # offset 0: no second restart
+        got = self._accept(resp, what, offset, desc.size)
+        return got if got is not None else self._open(ep, desc, kind, 0, retry=retry)
+
+    def _accept(self, resp: Response, what: str, offset: int, size: int) -> tuple[Response, int] | None:
+        """A 200 or 206 reply and where its bytes start; None to start over from 0 (only when
+        ``offset`` > 0, so a restart never restarts again). The sizes the server states
+        (Content-Length, Content-Range) must be this blob's."""
         if resp.status not in (200, 206):
             with resp:
                 raise _error(resp, what)
@@ -425,7 +492,7 @@ class Fetcher:
         except BaseException:
             resp.close()
             raise
-        return resp.stream(), start
+        return resp, start
 
     def _fetch_url(self, url: str, desc: Descriptor, offset: int) -> tuple[IO[bytes], int]:
         resp = self._s.transport.request("GET", url, headers=_fetch_headers(desc, offset))
@@ -433,7 +500,150 @@ class Fetcher:
             resp.drain()
             return self._fetch_url(url, desc, 0)
         got = self._accept(resp, f"{desc.digest}: {clean(url, 120)}", offset, desc.size)
-        return got if got is not None else self._fetch_url(url, desc, 0)
+        if got is None:
+            return self._fetch_url(url, desc, 0)
+        return got[0].stream(), got[1]
+
+
+def _noting(e: CtrstoreError, skipped: Sequence[str]) -> CtrstoreError:
+    """``e``, or one of its class whose message adds why the hosts before were passed over."""
+    if not skipped:
+        return e
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return type(e)(f"{e} (passed over first: {'; '.join(skipped[:3])}{more})")
+
+
+class _BlobStream(io.RawIOBase):
+    """The bytes of one blob, from the first of ``hosts`` that serves it. When that host's
+    stream breaks or ends before the blob does, the next host is asked for the rest
+    (``Range: bytes=<where it stopped>-``; one that sends the whole blob instead has its first
+    bytes skipped), and so on; only the last host's failure is raised. Reads end at the
+    descriptor's size. ``sources`` lists each host used and the offset of its first byte."""
+
+    def __init__(
+        self, fetcher: Fetcher, desc: Descriptor, kind: str, hosts: list[Endpoint], skipped: list[str]
+    ) -> None:
+        super().__init__()
+        self._f = fetcher
+        self.desc = desc
+        self._kind = kind
+        self._todo = list(hosts)
+        self._resp: Response | None = None
+        self._host = ""
+        self._skip = 0
+        self.pos = 0
+        self.sources: list[tuple[str, int]] = []
+        self.skipped = skipped
+        """Why hosts were passed over (``host: reason``)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def begin(self, offset: int) -> int:
+        """Open the first host that has the blob; returns where its bytes start."""
+        self.pos = self._open_next(offset)
+        return self.pos
+
+    def _open_next(self, offset: int) -> int:
+        """Open the next host that has the blob, asking from ``offset``; where its bytes start
+        (``offset`` or 0). The last host's error is raised (NotFound if nobody has it)."""
+        s = self._f._s
+        resolver = s.resolver
+        while self._todo:
+            ep = self._todo.pop(0)
+            last = not self._todo
+            if not last and resolver.failed(ep.host.host):
+                continue
+            try:
+                got = self._f._open(ep, self.desc, self._kind, offset, retry=last)
+            except CtrstoreError as e:
+                if last:
+                    raise _noting(e, self.skipped) from None
+                resolver.failed(ep.host.host, mark=True)
+                self.skipped.append(str(e))
+                continue
+            if got is None:
+                self.skipped.append(f"{ep.host.host}: not found")
+                continue
+            self._resp, start = got
+            self._host = ep.host.host
+            self.sources.append((self._host, offset if start == offset else 0))
+            return start
+        raise NotFound(f"{s.ref.name}@{self.desc.digest}: blob not found ({'; '.join(self.skipped)})")
+
+    def _fail_over(self, err: CtrstoreError | None) -> None:
+        """The current host stopped at ``pos``: continue from the next one (or raise)."""
+        why = str(err) if err is not None else f"{self._host}: the stream ended"
+        self._close_resp()
+        if not self._todo:
+            if err is not None:
+                raise err
+            return  # the caller sees the blob end early, as from a single host
+        self._f._s.resolver.failed(self._host, mark=True)
+        self.skipped.append(f"{why} (at byte {self.pos} of {self.desc.size})")
+        if self.sources and self.sources[-1][1] == self.pos:
+            self.sources.pop()  # it sent nothing of this blob
+        start = self._open_next(self.pos)
+        self._skip = self.pos - start
+        if self.sources and start != self.pos:
+            self.sources[-1] = (self._host, self.pos)
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        while True:
+            resp = self._resp
+            want = min(len(mv), self.desc.size - self.pos)
+            if resp is None or want <= 0:
+                self._close_resp()
+                return 0
+            try:
+                data = resp.read_chunk(min(self._skip, 1 << 16) if self._skip else want)
+                err: CtrstoreError | None = None
+            except CtrstoreError as e:
+                data, err = b"", e
+            if not data:
+                self._fail_over(err)
+                if self._resp is None:
+                    return 0
+                continue
+            if self._skip:
+                self._skip -= len(data)  # a host that ignored Range: drop what we had
+                continue
+            n = len(data)
+            mv[:n] = data
+            self.pos += n
+            return n
+
+    @property
+    def source(self) -> str:
+        """``host``, or ``host, host from byte N, ...`` when the blob moved on mid-way."""
+        return ", ".join(h if i == 0 else f"{h} from byte {at}" for i, (h, at) in enumerate(self.sources))
+
+    def _close_resp(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def close(self) -> None:
+        self._close_resp()
+        super().close()
+
+
+class BlobReader(io.BufferedReader):
+    """What :meth:`Fetcher.fetch` returns: a buffered stream with the hosts its bytes come
+    from (``source`` for people, ``sources`` as ``(host, first offset)`` pairs)."""
+
+    def __init__(self, raw: _BlobStream) -> None:
+        super().__init__(raw, buffer_size=1 << 16)
+        self._blob = raw
+
+    @property
+    def source(self) -> str:
+        return self._blob.source
+
+    @property
+    def sources(self) -> list[tuple[str, int]]:
+        return list(self._blob.sources)
 
 
 class Pusher:

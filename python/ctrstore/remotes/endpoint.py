@@ -70,7 +70,7 @@ class Endpoint:
         retry: bool = True,
     ) -> Response:
         """One request (redirects and retries included) with the host's TLS settings and
-        dial timeout; ``headers`` go only to URLs it :meth:`trusted`."""
+        timeouts; ``headers`` go only to URLs it :meth:`trusted`."""
         return self.transport.request(
             method,
             url,
@@ -78,6 +78,7 @@ class Endpoint:
             body=body,
             ssl_context=self.ssl_context() if url.startswith("https:") else None,
             connect_timeout=self.host.dial_timeout,
+            read_timeout=self.host.read_timeout,
             trusted=self.trusted,
             retry=retry,
         )

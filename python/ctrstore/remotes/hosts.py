@@ -12,8 +12,16 @@ the first that exists of ``host_port_`` (only with a port), ``host:port`` (or ``
       client = [["client.cert", "client.key"]]    # or "both.pem", or ["a.pem", "b.pem"]
       skip_verify = false
       override_path = false                       # true: the URL path is the API root as is
+      dial_timeout = "2s"                         # connecting (default: 2s for a [host], 30s for server)
+      read_timeout = "10s"                        # ctrstore's own: each wait for data (10s / 60s)
       [host."https://mirror.example.com".header]
         x-custom = "1"
+
+The ``[host]`` entries are mirrors (other nodes' ``ctrstore serve``, a pull-through cache...):
+they are tried first, in file order, each once and with short timeouts, and any failure of one —
+not found, an error, a connection that breaks mid-blob — moves on to the next, the registry
+(``server``) last; one that failed (not just a 404) is passed over by the rest of the pull.
+``read_timeout`` is ctrstore's (containerd ignores it).
 
 Without a file: ``docker.io`` is served by ``https://registry-1.docker.io/v2``; a loopback
 registry with a port other than 443 is tried over HTTPS without verification, falling back to
@@ -54,8 +62,16 @@ DEFAULT_HOSTS_DIRS = (Path("/etc/ctrstore/certs.d"), Path("/etc/containerd/certs
 ALL_CAPABILITIES = frozenset({"pull", "resolve", "push"})
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_HOST = "registry-1.docker.io"
-#: dial_timeout is at most this many seconds (larger values overflow socket timeouts).
+#: dial_timeout and read_timeout are at most this many seconds (larger values overflow socket
+#: timeouts).
 MAX_DIAL_TIMEOUT = 24 * 3600.0
+#: The connect timeout of the registry itself (containerd's default dial_timeout).
+DEFAULT_DIAL_TIMEOUT = 30.0
+#: The defaults for a mirror (a ``[host]`` entry), which a pull falls back from: a peer that
+#: does not answer costs seconds, not minutes. A node on the same network connects in
+#: milliseconds and, serving with sendfile, never leaves a reader waiting 10 s for data.
+MIRROR_DIAL_TIMEOUT = 2.0
+MIRROR_READ_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,10 @@ class RegistryHost:
     http_fallback: bool = False
     """Try HTTPS without verification, switch to HTTP if the server does not speak TLS
     (``remotes.fallback.HTTPFallback``)."""
-    dial_timeout: float = 30.0
+    dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    """Seconds to connect."""
+    read_timeout: float | None = None
+    """Seconds any read may wait for the server (None: the transport's, 60 s by default)."""
 
     @property
     def base_url(self) -> str:
@@ -226,8 +245,15 @@ def _clients(value: Any, base: Path, where: Path) -> list[tuple[Path, Path | Non
 
 
 def _host_from_table(
-    url: str, table: dict[str, Any], base: Path, where: Path, registry: str, plain_http: bool
+    url: str,
+    table: dict[str, Any],
+    base: Path,
+    where: Path,
+    registry: str,
+    plain_http: bool,
+    mirror: bool = False,
 ) -> RegistryHost:
+    """One host of hosts.toml; ``mirror``: a ``[host]`` entry (short timeouts by default)."""
     if "://" not in url:
         url = ("http://" if plain_http else "https://") + url
     u = check_url(url, f"{where}: host")
@@ -262,10 +288,13 @@ def _host_from_table(
             raise InvalidArgument(f"{where}: header {k!r} of {url} must be a string or a list of strings")
         check_header(k, value, f"{where}: {url}")
         headers[k] = value
-    timeout = 30.0
+    timeout = MIRROR_DIAL_TIMEOUT if mirror else DEFAULT_DIAL_TIMEOUT
     dial = table.get("dial_timeout")
     if dial is not None:
-        timeout = _duration(dial, where)
+        timeout = _duration(dial, where, "dial_timeout")
+    read: float | None = MIRROR_READ_TIMEOUT if mirror else None
+    if table.get("read_timeout") is not None:
+        read = _duration(table["read_timeout"], where, "read_timeout")
     skip = table.get("skip_verify", False)
     if not isinstance(skip, bool):
         raise InvalidArgument(f"{where}: skip_verify of {url} must be true or false")
@@ -280,6 +309,7 @@ def _host_from_table(
         headers=headers,
         registry=registry,
         dial_timeout=timeout,
+        read_timeout=read,
     )
 
 
@@ -287,7 +317,7 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 _DURATION_PART_RE = re.compile(r"([0-9]{1,12}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})(ns|us|µs|ms|s|m|h)")
 
 
-def _duration(v: Any, where: Path) -> float:
+def _duration(v: Any, where: Path, name: str) -> float:
     """A Go duration (``"5s"``, ``"1m30s"``, ``"500ms"``) or a number of seconds, more than 0
     and at most MAX_DIAL_TIMEOUT."""
     secs: float | None = None
@@ -305,7 +335,7 @@ def _duration(v: Any, where: Path) -> float:
             secs = total
     if secs is None or not math.isfinite(secs) or not 0 < secs <= MAX_DIAL_TIMEOUT:
         raise InvalidArgument(
-            f'{where}: invalid dial_timeout {str(v)[:64]!r} (a duration such as "5s" or "1m30s", '
+            f'{where}: invalid {name} {str(v)[:64]!r} (a duration such as "5s" or "1m30s", '
             f"more than 0 and at most {MAX_DIAL_TIMEOUT:.0f}s)"
         )
     return secs
@@ -343,7 +373,7 @@ def configure_hosts(
     for url, table in hosts.items():
         if not isinstance(table, dict):
             raise InvalidArgument(f"{path}: host {url[:100]!r} must be a table")
-        out.append(_host_from_table(url, table, base, path, registry, plain_http))
+        out.append(_host_from_table(url, table, base, path, registry, plain_http, mirror=True))
     server = doc.get("server")
     if server is not None:
         if not isinstance(server, str):

@@ -218,6 +218,8 @@ class Request:
     ssl_context: ssl.SSLContext | None = None
     """TLS settings for an https URL (None: the system's defaults)."""
     connect_timeout: float = 30.0
+    read_timeout: float | None = None
+    """How long a read may wait for the server (None: the round tripper's own default)."""
 
 
 class RoundTripper(Protocol):
@@ -404,7 +406,8 @@ _PoolKey = tuple[str, str, int]
 class ConnectionPool:
     """A :class:`RoundTripper` over ``http.client``: idle keep-alive connections pooled by
     scheme, host and TLS settings. Safe to share between threads: each request in flight has
-    its own connection. ``timeout`` is the read timeout of every connection."""
+    its own connection. ``timeout`` is the read timeout of a connection whose request does not
+    name one."""
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
@@ -477,7 +480,7 @@ class ConnectionPool:
                 conn.timeout = req.connect_timeout
                 conn.connect()
             if conn.sock is not None:
-                conn.sock.settimeout(self.timeout)
+                conn.sock.settimeout(req.read_timeout or self.timeout)
             conn.request(req.method, target, body=req.body, headers=dict(req.headers))
             raw = conn.getresponse()
         except BaseException:
@@ -535,6 +538,7 @@ class Transport:
         body: Body = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float | None = None,
+        read_timeout: float | None = None,
         follow_redirects: bool = True,
         trusted: Callable[[str], bool] | None = None,
         retry: bool = True,
@@ -547,7 +551,9 @@ class Transport:
         with a password in its form), a redirect that would send the body to a URL
         ``trusted`` refuses is not followed (Unauthenticated). A reply with a retryable status
         that keeps failing is returned as is. Every URL (redirects too) and header is checked
-        first: InvalidArgument for one that could not be sent as it is."""
+        first: InvalidArgument for one that could not be sent as it is. ``connect_timeout``
+        bounds the connection attempt, ``read_timeout`` every wait for the server afterwards
+        (None: the round tripper's default; a mirror's is short, see ``hosts.py``)."""
         headers = dict(headers or {})
         for k, v in headers.items():
             check_header(k, v, f"{method} {_netloc(url)}")
@@ -571,6 +577,7 @@ class Transport:
                 cur_body,
                 ssl_context if trusted_now else None,
                 ct,
+                read_timeout,
             )
             try:
                 resp = self.round_tripper.round_trip(req)
