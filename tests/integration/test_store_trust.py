@@ -396,3 +396,21 @@ def test_gc_unmounts_the_temporary_mounts_of_a_killed_process(client: Client, tm
     assert client.gc().mounts == [str(mounted)]
     assert not mounted.exists()
     assert client.gc().empty
+
+
+def test_gc_repairs_an_ingest_whose_blob_was_stored_but_not_recorded(client: Client) -> None:
+    """A write whose data reached blobs/ (and whose ingest directory was removed) while the
+    meta.db commit that records the blob did not happen (a full disk at COMMIT, a kill): the
+    ingest record, with its own expiry, must not keep the blob from gc."""
+    data = b"stored, then the metadata commit failed"
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    with client.content.writer("layer-y", total=len(data), expected=d) as w:
+        w.write(data)
+    client.content.backend.writer("default/layer-y", len(data), d).commit(len(data), d)
+    assert d in blobs(client)
+    result = client.gc()
+    assert any("layer-y" in line for line in result.repaired), result.repaired
+    assert d not in blobs(client)
+    with client.metadata.db.read() as cur:
+        assert cur.execute("SELECT ref FROM ingests").fetchall() == []
+    assert client.check_store().ok

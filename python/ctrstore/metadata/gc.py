@@ -226,6 +226,25 @@ _SWEEP = {
 }
 
 
+def repair_ingest_records(cur: sqlite3.Cursor, content: LocalStore, dry_run: bool) -> list[str]:
+    """Delete ingest records whose write finished on disk but not in meta.db: the backend
+    moved the data into ``blobs/`` (and removed the ingest directory), then the meta.db commit
+    that would have recorded the blob and dropped the ingest did not happen (a kill, a full
+    disk). Kept, such a record would hold its blob from gc until it expires. A record whose
+    directory is missing while its blob is not stored is left alone: a writer may be about to
+    create the directory (a record is written before its directory)."""
+    out: list[str] = []
+    for ns, ref, backend_ref, expected in cur.execute(
+        "SELECT namespace, ref, backend_ref, expected FROM ingests WHERE expected IS NOT NULL"
+    ).fetchall():
+        if not content.exists(expected) or content.ingest_path(backend_ref).exists():
+            continue
+        out.append(f"ingest record {ns}/{ref} had finished writing {expected} on disk: removed")
+        if not dry_run:
+            cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (ns, ref))
+    return out
+
+
 def repair_snapshot_records(cur: sqlite3.Cursor, snapshotters: Mapping[str, Any], dry_run: bool) -> list[str]:
     """Make each snapshotter's own bookkeeping whole (``repair()``: records without a directory,
     directories without a record), then delete meta.db snapshot records whose backend snapshot
@@ -267,6 +286,7 @@ def collect(
     snapshotters = snapshotters or {}
     with db.write() as cur:
         result.repaired = repair_snapshot_records(cur, snapshotters, dry_run)
+        result.repaired += repair_ingest_records(cur, content, dry_run)
         g = _build(cur, now())
         marked = g.mark()
         for node in sorted(g.nodes - marked):
