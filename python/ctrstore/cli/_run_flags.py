@@ -81,7 +81,11 @@ def parse_volume(spec: str) -> SpecMount:
         kind = "volume"
     else:
         source, dest, opts = parts[0], parts[1], parts[2:]
-        kind = "volume" if source and not source.startswith((".", "/")) and _VOLUME_NAME.match(source) else "bind"
+        kind = (
+            "volume"
+            if source and not source.startswith((".", "/")) and _VOLUME_NAME.match(source)
+            else "bind"
+        )
     nocopy = False
     readonly: bool | None = None
     propagation: str | None = None
@@ -154,7 +158,9 @@ def parse_mount(spec: str) -> SpecMount:
             raise InvalidArgument(f"mount {spec!r}: invalid field {fld!r}: must be a key=value pair")
         if key == "type":
             if value not in ("bind", "volume"):
-                raise InvalidArgument(f"mount {spec!r}: type {value!r} is not supported; only type=bind or volume is")
+                raise InvalidArgument(
+                    f"mount {spec!r}: type {value!r} is not supported; only type=bind or volume is"
+                )
             typ = value
         elif key in ("source", "src"):
             source = value

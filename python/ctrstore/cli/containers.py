@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, table
 from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
 from ctrstore.client.containers import new_id_and_name
@@ -398,7 +399,26 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
     click.echo(img.target.digest)
 
 
-containers = click.Group("containers", help="Containers (the same commands as at the top level).")
-for _cmd in (create, ps, rm, inspect):
+@click.command("prune")
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
+)
+@pass_state
+def prune(st: State, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove every stopped container and free the space of their writable layers."""
+    from ctrstore.cli._prune import confirm, print_prune
+    from ctrstore.client.housekeeping import prune_containers
+
+    confirm("WARNING! This will remove all stopped containers.", force)
+    print_prune(prune_containers(st.client(), filters=filters), "Deleted Containers")
+
+
+containers = AliasGroup("containers", help="Containers (the same commands as at the top level).")
+for _cmd in (create, ps, rm, inspect, prune):
     containers.add_command(_cmd)
 containers.add_command(ps, "ls")

@@ -405,6 +405,13 @@ class Client:
 
         return import_archive(self, path)
 
+    def import_stream(self, stream: IO[bytes]) -> list[Image]:
+        """Import an archive read from ``stream`` (e.g. stdin); see
+        ``ctrstore.client.archive.import_stream``."""
+        from ctrstore.client.archive import import_stream
+
+        return import_stream(self, stream)
+
     def export_archive(self, images: Sequence[Image], out: IO[bytes]) -> int:
         """Write ``images`` as an OCI layout tar to ``out``; returns the number of blobs."""
         from ctrstore.client.archive import export_archive

@@ -26,8 +26,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
+from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
 from ctrstore.labels import CONTAINER_NAME
 from ctrstore.metadata.containers import Container

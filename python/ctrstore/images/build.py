@@ -159,6 +159,8 @@ class ImageSpec:
     working_dir: str = ""
     user: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: Sequence[str] = ()
+    """Paths that get an anonymous volume in each container (the config's ``Volumes``)."""
     platform: Platform = field(default_factory=host)
 
 
@@ -213,6 +215,7 @@ def build_image(
                 "WorkingDir": spec.working_dir,
                 "User": spec.user,
                 "Labels": dict(spec.labels) or None,
+                "Volumes": {p: {} for p in spec.volumes} or None,
             }.items()
             if v
         },

@@ -52,6 +52,7 @@ __all__ = [
     "Volume",
     "VolumeStore",
     "disk_usage",
+    "filter_volumes",
     "validate_volume_name",
 ]
 
@@ -202,7 +203,9 @@ class VolumeStore:
 
     def _volume(self, row: tuple[Any, ...]) -> Volume:
         name, driver, lb, created = row
-        return Volume(name, self.namespace, self.mountpoint(name), driver, loads_labels(lb), parse_rfc3339(created))
+        return Volume(
+            name, self.namespace, self.mountpoint(name), driver, loads_labels(lb), parse_rfc3339(created)
+        )
 
     # -- reading -----------------------------------------------------------------------------
     def _get(self, cur: sqlite3.Cursor, name: str) -> Volume | None:
@@ -219,12 +222,15 @@ class VolumeStore:
             raise NotFound(f"no such volume: {name} (namespace {self.namespace!r})")
         return v
 
-    def list(self) -> builtins.list[Volume]:
+    def list(self, *filters: str) -> builtins.list[Volume]:
+        """The namespace's volumes, by name; ``filters`` are docker's ``volume ls --filter``
+        ones (see :func:`filter_volumes`)."""
         with self.db.read() as cur:
             rows = cur.execute(
                 f"SELECT {_COLS} FROM volumes WHERE namespace=? ORDER BY name", (self.namespace,)
             ).fetchall()
-        return [self._volume(r) for r in rows]
+        vols = [self._volume(r) for r in rows]
+        return filter_volumes(vols, self.users(), filters) if filters else vols
 
     def _users(self, cur: sqlite3.Cursor) -> dict[str, builtins.list[str]]:
         base = f"{self.root}/"
@@ -422,7 +428,9 @@ def filter_volumes(
                 return False
             if key == "driver" and v.driver not in values:
                 return False
-            if key == "dangling" and not any((x.lower() in ("true", "1")) == (not users.get(v.name)) for x in values):
+            if key == "dangling" and not any(
+                (x.lower() in ("true", "1")) == (not users.get(v.name)) for x in values
+            ):
                 return False
             if key == "label" and not all(_label_match(v.labels, x) for x in values):
                 return False
@@ -434,4 +442,3 @@ def filter_volumes(
 def _label_match(labels: Mapping[str, str], want: str) -> bool:
     k, sep, val = want.partition("=")
     return k in labels and (not sep or labels[k] == val)
-

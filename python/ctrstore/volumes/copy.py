@@ -139,7 +139,9 @@ class _Copier:
     def _file(self, src: int, dst: int, name: str, st: os.stat_result) -> None:
         i = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
         try:
-            o = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst)
+            o = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst
+            )
             try:
                 _copy_bytes(i, o, st.st_size)
                 self._meta(i, o, st)
