@@ -42,12 +42,22 @@ def copy_up(rootfs: str | os.PathLike[str], path: str, dest: str | os.PathLike[s
     ``rootfs``) into the empty directory ``dest``, which also takes its owner and mode.
     Returns False, copying nothing, when the image has no directory at ``path`` or ``dest``
     is not empty."""
+    # O_PATH: the Rust core follows a symlink in the last component too (O_DIRECTORY with its
+    # O_NOFOLLOW would fail on one with ENOTDIR); the directory is then opened through it.
     try:
-        src = _core.open_in_root(rootfs, path, os.O_RDONLY | os.O_DIRECTORY)
+        where = _core.open_in_root(rootfs, path, os.O_PATH)
     except CtrstoreError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return False
         raise
+    try:
+        src = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=where)
+    except NotADirectoryError:
+        return False
+    except OSError as e:
+        raise from_oserror(e, f"opening {path} in the container's root file system") from None
+    finally:
+        os.close(where)
     try:
         try:
             dst = os.open(dest, _O_DIR)
