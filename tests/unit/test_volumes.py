@@ -20,7 +20,7 @@ from ctrstore.client.housekeeping import PruneFilter, dangling
 from ctrstore.client.volumes import MAX_IMAGE_VOLUMES, anonymous_volumes, image_volumes
 from ctrstore.content import Descriptor
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ctrstore.labels import ANONYMOUS_VOLUMES, VOLUME_ANONYMOUS
+from ctrstore.labels import ANONYMOUS_VOLUMES, RECOVERED, VOLUME_ANONYMOUS
 from ctrstore.metadata.containers import Container
 from ctrstore.metadata.db import DB, MIGRATIONS, SCHEMA_VERSION
 from ctrstore.metadata.images import Image
@@ -234,3 +234,29 @@ def test_copy_up_refuses_too_deep_a_tree(tmp_path: Path) -> None:
         os.close(fd)
     with pytest.raises(InvalidArgument, match="nested more than"):
         copy_up(rootfs, "/d", dest)
+
+
+def test_check_reconciles_volumes(client: Client) -> None:
+    vols = client.volumes
+    kept, emptied = vols.create("kept"), vols.create("emptied")
+    (kept.mountpoint / "f").write_text("data")
+    with client.metadata.db.write() as cur:  # as a lost meta.db would leave it
+        cur.execute("DELETE FROM volumes WHERE name='kept'")
+    emptied.mountpoint.rmdir()
+    old = vols.root / ".rm-gone-0000"
+    old.mkdir()
+    os.utime(old, (1, 1))
+    fresh = vols.root / ".new-0000"
+    fresh.mkdir()  # a create under way: left alone
+    report = client.check_store()
+    problems = sorted(f.problem for f in report.findings if f.area == "volumes")
+    assert len(problems) == 3 and not report.ok
+    assert any("kept has no record" in p for p in problems)
+    assert any("emptied: its data directory" in p for p in problems)
+    assert any(".rm-gone-0000 is left" in p for p in problems)
+    assert [v.name for v in vols.list()] == ["emptied"]
+    client.check_store(repair=True)
+    assert [v.name for v in vols.list()] == ["emptied", "kept"]
+    assert RECOVERED in vols.get("kept").labels and (kept.mountpoint / "f").read_text() == "data"
+    assert emptied.mountpoint.is_dir() and not old.exists() and fresh.exists()
+    assert client.check_store().ok

@@ -202,6 +202,7 @@ def build_image(
         diff_id = sha256_bytes(tar)
         diff_ids.append(diff_id)
         layer_descs.append(store_blob(content, blob, media_type, {UNCOMPRESSED: diff_id}))
+    volumes: dict[str, Any] = {p: {} for p in spec.volumes}
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,
@@ -215,7 +216,7 @@ def build_image(
                 "WorkingDir": spec.working_dir,
                 "User": spec.user,
                 "Labels": dict(spec.labels) or None,
-                "Volumes": {p: {} for p in spec.volumes} or None,
+                "Volumes": volumes or None,
             }.items()
             if v
         },
