@@ -147,7 +147,9 @@ class LocalVolumes:
     """The plugin's instance: the volumes directory (``<plugin root>/volumes``) and meta.db."""
 
     def __init__(self, root: str | os.PathLike[str], db: DB) -> None:
-        self.root = Path(root)
+        # Absolute: containers' specs name volumes by this path (a relative --root would give
+        # runc a path relative to the bundle, and in-use checks another spelling).
+        self.root = Path(os.path.abspath(root))
         self.dir = self.root / "volumes"
         self.db = db
 
