@@ -51,6 +51,14 @@ OVERLAY_UPPERDIR = "containerd.io/snapshot/overlay.upperdir"
 # Containers.
 CONTAINER_NAME = "nerdctl/name"
 """The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
+ANONYMOUS_VOLUMES = "nerdctl/anonymous-volumes"
+"""On a container: the JSON list of the anonymous volumes made for it (``rm -v`` removes
+them), as nerdctl records it."""
+
+# Volumes.
+VOLUME_ANONYMOUS = "com.docker.volume.anonymous"
+"""On a volume made for one container (``-v /path``, an image's ``Volumes``), as docker marks
+them: ``volume prune`` without ``--all`` removes only these."""
 
 # ctrstore's own.
 LEASE_OWNER = "ctrstore.io/lease.owner"

@@ -31,6 +31,7 @@ __all__ = [
     "METADATA",
     "RUNTIME",
     "SNAPSHOT",
+    "VOLUME",
     "InitContext",
     "Plugin",
     "PluginSet",
@@ -46,6 +47,8 @@ CONTENT = "io.containerd.content.v1"
 METADATA = "io.containerd.metadata.v1"
 SNAPSHOT = "io.containerd.snapshotter.v1"
 RUNTIME = "io.containerd.runtime.v2"
+VOLUME = "io.containerd.volume.v1"
+"""ctrstore's own plugin type (containerd has none): named volumes (``ctrstore.volumes``)."""
 
 T = TypeVar("T")
 

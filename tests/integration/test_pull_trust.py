@@ -340,7 +340,7 @@ def test_repull_fetches_the_layers_gc_took_while_a_container_held_the_snapshots(
     cli(store, "pull", "--plain", ref)
     cli(store, "run", "-d", "--name", holder, ref, "sleep", "1000")
     try:
-        cli(store, "rmi", ref)
+        cli(store, "rmi", "-f", ref)  # -f: the container uses it
         cli(store, "gc")
         assert len(blob_files(store)) == 0, "gc should have taken every blob of the removed image"
         out = cli(store, "pull", "--plain", ref).stdout

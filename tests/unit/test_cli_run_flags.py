@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctrstore.cli._run_flags import parse_mount, parse_volume
-from ctrstore.errdefs import InvalidArgument, NotFound, Unimplemented
+from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.oci import SpecMount
 
 
@@ -40,13 +40,29 @@ def test_parse_volume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("{d}:/d:rw,ro", InvalidArgument, "duplicated read/write"),
         ("{d}:/d:z", InvalidArgument, "unknown option 'z'"),
         ("{d}:/d:ro:x", InvalidArgument, "expected HOST_PATH"),
-        ("/only-one", Unimplemented, "anonymous volumes"),
-        ("myvol:/d", Unimplemented, "named volumes"),
+        ("{d}:/d:nocopy", InvalidArgument, "unknown option 'nocopy'"),
+        ("bad name:/d", NotFound, "does not exist"),
     ],
 )
 def test_parse_volume_errors(tmp_path: Path, spec: str, exc: type[Exception], match: str) -> None:
     with pytest.raises(exc, match=match):
         parse_volume(spec.format(d=tmp_path))
+
+
+def test_parse_volume_named_and_anonymous() -> None:
+    """docker's reading: a source that is a volume name is a named volume; one path alone (or
+    with options only) an anonymous volume; both reach the manager as type "volume"."""
+    rw = ("rbind", "rw", "rprivate")
+    assert parse_volume("myvol:/d") == SpecMount("/d", "myvol", "volume", rw)
+    assert parse_volume("my.vol_2:/d:ro,nocopy") == SpecMount(
+        "/d", "my.vol_2", "volume", ("rbind", "ro", "rprivate", "nocopy")
+    )
+    assert parse_volume("/only-one") == SpecMount("/only-one", "", "volume", rw)
+    assert parse_volume("/data:ro") == SpecMount("/data", "", "volume", ("rbind", "ro", "rprivate"))
+    assert parse_mount("type=volume,src=v1,dst=/d,volume-nocopy") == SpecMount(
+        "/d", "v1", "volume", (*rw, "nocopy")
+    )
+    assert parse_mount("type=volume,dst=/d,ro") == SpecMount("/d", "", "volume", ("rbind", "ro", "rprivate"))
 
 
 def test_parse_mount(tmp_path: Path) -> None:
@@ -61,7 +77,8 @@ def test_parse_mount(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "exc", "match"),
     [
-        ("type=volume,src=v,dst=/d", InvalidArgument, "type 'volume' is not supported"),
+        ("type=volume,src=-v,dst=/d", InvalidArgument, "not a valid volume name"),
+        ("type=bind,src={d},dst=/d,volume-nocopy", InvalidArgument, "volume-nocopy is for type=volume"),
         ("type=tmpfs,dst=/d", InvalidArgument, "only type=bind"),
         ("src={d},dst=/d", InvalidArgument, "type=bind is required"),
         ("type=bind,src={d},dst=/d,color=red", InvalidArgument, "unknown key 'color'"),

@@ -192,6 +192,8 @@ CLI_MAY_IMPORT = {
     "ctrstore",  # __version__
     "ctrstore.client",
     "ctrstore.client.containers",  # new_id_and_name
+    "ctrstore.client.housekeeping",  # df, prune, rmi: the results the CLI prints
+    "ctrstore.client.info",  # system info, version
     # what the CLI parses and prints
     "ctrstore._timeutil",
     "ctrstore.config",

@@ -91,7 +91,8 @@ def cli(
       ctrstore exec web sh                     run a command in it
       ctrstore ps -a; ctrstore rm -f web       list and remove containers
       ctrstore snapshots tree                  the unpacked layers
-      ctrstore gc --dry-run                    what garbage collection would remove
+      ctrstore system df                       what the store takes on disk
+      ctrstore system prune                    remove what is not used and free its space
       ctrstore plugin ls                       what works on this machine
     """
     if debug:
@@ -108,19 +109,24 @@ def _lazy(module: str, attr: str) -> tuple[str, str]:
 # Command name -> where it is defined. Modules are imported only for the command that runs,
 # which keeps start-up short (``--help`` imports them all, to show each one's summary).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "c": _lazy("containers", "containers"),
     "check": _lazy("check", "check"),
     "commit": _lazy("containers", "commit"),
     "config": _lazy("config", "config"),
+    "container": _lazy("containers", "containers"),
     "containers": _lazy("containers", "containers"),
     "content": _lazy("content", "content"),
     "create": _lazy("containers", "create"),
     "exec": _lazy("containers", "exec_"),
     "gc": _lazy("gc", "gc"),
+    "i": _lazy("images", "images"),
     "image": _lazy("images", "images"),
     "images": _lazy("images", "images"),
+    "info": _lazy("system", "info"),
     "inspect": _lazy("containers", "inspect"),
     "kill": _lazy("containers", "kill"),
     "leases": _lazy("leases", "leases"),
+    "load": _lazy("archives", "load"),
     "login": _lazy("transfer", "login"),
     "logout": _lazy("transfer", "logout"),
     "logs": _lazy("containers", "logs"),
@@ -134,11 +140,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": _lazy("containers", "rm"),
     "rmi": _lazy("images", "rm"),
     "run": _lazy("containers", "run"),
+    "save": _lazy("archives", "save"),
     "serve": _lazy("serve", "serve"),
     "snapshot": _lazy("snapshots", "snapshots"),
     "snapshots": _lazy("snapshots", "snapshots"),
     "start": _lazy("containers", "start"),
     "stop": _lazy("containers", "stop"),
+    "system": _lazy("system", "system"),
+    "t": _lazy("tasks", "tasks"),
+    "tag": _lazy("images", "tag"),
+    "task": _lazy("tasks", "tasks"),
+    "tasks": _lazy("tasks", "tasks"),
+    "version": _lazy("system", "version"),
+    "volume": _lazy("volumes", "volume"),
+    "volumes": _lazy("volumes", "volume"),
     "wait": _lazy("containers", "wait"),
 }
 

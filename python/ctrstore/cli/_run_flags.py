@@ -12,7 +12,7 @@ import re
 
 import click
 
-from ctrstore.errdefs import InvalidArgument, NotFound, Unimplemented, from_oserror
+from ctrstore.errdefs import InvalidArgument, NotFound, from_oserror
 from ctrstore.oci.spec import NetMode, SpecMount
 
 _PROPAGATIONS = frozenset({"private", "rprivate", "shared", "rshared", "slave", "rslave"})
@@ -50,31 +50,50 @@ def _bind_options(readonly: bool, propagation: str, recursive: bool = True) -> t
     return ("rbind" if recursive else "bind", "ro" if readonly else "rw", propagation)
 
 
-def parse_volume(spec: str) -> SpecMount:
-    """Parse ``-v HOST:CONTAINER[:OPTS]``: a bind mount of a host path.
+def _volume_options(opt: str) -> bool:
+    """Whether every comma-separated item of ``opt`` is a -v option (``/data:ro`` is an
+    anonymous volume with options, as docker reads it; ``/a:/b`` a bind)."""
+    return all(o in ("ro", "rw", "nocopy", "bind", "rbind") or o in _PROPAGATIONS for o in opt.split(","))
 
-    ``OPTS`` is a comma-separated list of ``ro``/``rw``, ``bind``/``rbind`` and one propagation
-    mode (default ``rprivate``). The result's options are ``[rbind, rw|ro, <propagation>]``.
-    A relative host path is made absolute; one that does not exist is NotFound. Named and
-    anonymous volumes are Unimplemented.
+
+def parse_volume(spec: str) -> SpecMount:
+    """Parse ``-v [SOURCE:]CONTAINER[:OPTS]``, as docker does:
+
+    - ``-v /host/path:/ctr`` (or ``./rel:/ctr``): a bind mount of a host path (made absolute;
+      one that does not exist is NotFound);
+    - ``-v NAME:/ctr``: the named volume NAME (a SOURCE matching docker's volume-name rule),
+      created on first use: a mount of type ``volume`` whose source is NAME;
+    - ``-v /ctr`` (or ``-v /ctr:ro``): an anonymous volume, type ``volume`` with source "".
+
+    ``OPTS`` is a comma-separated list of ``ro``/``rw``, ``bind``/``rbind``, one propagation
+    mode (default ``rprivate``) and, for volumes, ``nocopy`` (do not copy the image's content
+    into an empty volume). The result's options are ``[rbind, rw|ro, <propagation>]`` (plus
+    ``nocopy``).
     """
     parts = spec.lstrip(":").split(":")
-    if len(parts) == 1:
-        raise Unimplemented(
-            f"volume {spec!r}: anonymous volumes are not supported; use -v HOST_PATH:CONTAINER_PATH"
-        )
     if len(parts) > 3:
-        raise InvalidArgument(f"volume {spec!r}: expected HOST_PATH:CONTAINER_PATH[:OPTIONS]")
-    source, dest = parts[0], parts[1]
-    if source and not source.startswith((".", "/")) and _VOLUME_NAME.match(source):
-        raise Unimplemented(
-            f"volume {spec!r}: named volumes are not supported; give a path (./{source} for a relative one)"
+        raise InvalidArgument(
+            f"volume {spec!r}: expected HOST_PATH:CONTAINER_PATH[:OPTIONS], NAME:CONTAINER_PATH[:OPTIONS] "
+            "or CONTAINER_PATH[:OPTIONS]"
         )
+    if len(parts) == 1 or (len(parts) == 2 and parts[0].startswith("/") and _volume_options(parts[1])):
+        source, dest, opts = "", parts[0], parts[1:]
+        kind = "volume"
+    else:
+        source, dest, opts = parts[0], parts[1], parts[2:]
+        kind = (
+            "volume"
+            if source and not source.startswith((".", "/")) and _VOLUME_NAME.match(source)
+            else "bind"
+        )
+    nocopy = False
     readonly: bool | None = None
     propagation: str | None = None
     recursive: bool | None = None
-    for opt in parts[2].split(",") if len(parts) == 3 else []:
-        if opt in ("ro", "rw"):
+    for opt in opts[0].split(",") if opts else []:
+        if opt == "nocopy" and kind == "volume":
+            nocopy = True
+        elif opt in ("ro", "rw"):
             if readonly is not None:
                 raise InvalidArgument(f"volume {spec!r}: duplicated read/write option {opt!r}")
             readonly = opt == "ro"
@@ -89,15 +108,13 @@ def parse_volume(spec: str) -> SpecMount:
         elif opt:
             raise InvalidArgument(
                 f"volume {spec!r}: unknown option {opt!r} "
-                "(supported: ro, rw, bind, rbind, [r]private, [r]shared, [r]slave)"
+                "(supported: ro, rw, bind, rbind, [r]private, [r]shared, [r]slave, and nocopy for volumes)"
             )
     dest = _clean_destination(dest, spec)
-    return SpecMount(
-        dest,
-        _host_source(source, spec),
-        "bind",
-        _bind_options(bool(readonly), propagation or "rprivate", recursive is not False),
-    )
+    options = _bind_options(bool(readonly), propagation or "rprivate", recursive is not False)
+    if kind == "volume":
+        return SpecMount(dest, source, "volume", options + (("nocopy",) if nocopy else ()))
+    return SpecMount(dest, _host_source(source, spec), "bind", options)
 
 
 def _parse_bool(key: str, value: str, spec: str) -> bool:
@@ -110,17 +127,21 @@ def _parse_bool(key: str, value: str, spec: str) -> bool:
 
 
 def parse_mount(spec: str) -> SpecMount:
-    """Parse ``--mount type=bind,source=HOST,target=CONTAINER[,readonly][,...]``.
+    """Parse ``--mount type=bind,source=HOST,target=CONTAINER[,readonly][,...]`` or
+    ``--mount type=volume[,source=NAME],target=CONTAINER[,readonly][,volume-nocopy]``.
 
-    Keys: ``type`` (must be ``bind``), ``source``/``src``, ``target``/``dst``/``destination``,
-    ``readonly``/``ro`` (bare or ``=true|false``), ``bind-propagation`` (default ``rprivate``)
-    and ``bind-nonrecursive``. Anything else is InvalidArgument; a missing host path NotFound.
+    Keys: ``type`` (``bind`` or ``volume``), ``source``/``src``, ``target``/``dst``/
+    ``destination``, ``readonly``/``ro`` (bare or ``=true|false``), ``bind-propagation``
+    (default ``rprivate``) and ``bind-nonrecursive`` for binds, ``volume-nocopy`` for volumes
+    (a volume without a source is anonymous). Anything else is InvalidArgument; a missing host
+    path NotFound.
     """
     typ: str | None = None
     source = dest = ""
     readonly = False
     propagation = "rprivate"
     recursive = True
+    nocopy = False
     for fld in spec.split(","):
         key, sep, value = fld.partition("=")
         key = key.strip().lower()
@@ -131,10 +152,15 @@ def parse_mount(spec: str) -> SpecMount:
             if key == "bind-nonrecursive":
                 recursive = False
                 continue
+            if key == "volume-nocopy":
+                nocopy = True
+                continue
             raise InvalidArgument(f"mount {spec!r}: invalid field {fld!r}: must be a key=value pair")
         if key == "type":
-            if value != "bind":
-                raise InvalidArgument(f"mount {spec!r}: type {value!r} is not supported; only type=bind is")
+            if value not in ("bind", "volume"):
+                raise InvalidArgument(
+                    f"mount {spec!r}: type {value!r} is not supported; only type=bind or volume is"
+                )
             typ = value
         elif key in ("source", "src"):
             source = value
@@ -148,12 +174,20 @@ def parse_mount(spec: str) -> SpecMount:
             propagation = value
         elif key == "bind-nonrecursive":
             recursive = not _parse_bool(key, value, spec)
+        elif key == "volume-nocopy":
+            nocopy = _parse_bool(key, value, spec)
         else:
             raise InvalidArgument(f"mount {spec!r}: unknown key {key!r}")
     if typ is None:
-        raise InvalidArgument(f"mount {spec!r}: type=bind is required (no other type is supported)")
+        raise InvalidArgument(f"mount {spec!r}: type=bind is required (or type=volume)")
     dest = _clean_destination(dest, spec)
     options = _bind_options(readonly, propagation, recursive)
+    if typ == "volume":
+        if source and not _VOLUME_NAME.match(source):
+            raise InvalidArgument(f"mount {spec!r}: {source!r} is not a valid volume name")
+        return SpecMount(dest, source, "volume", options + (("nocopy",) if nocopy else ()))
+    if nocopy:
+        raise InvalidArgument(f"mount {spec!r}: volume-nocopy is for type=volume")
     return SpecMount(dest, _host_source(source, spec), "bind", options)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, table
 from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
 from ctrstore.client.containers import new_id_and_name
@@ -84,15 +85,17 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
                 "-v",
                 "volumes",
                 multiple=True,
-                metavar="HOST:CTR[:ro]",
-                help="Bind-mount a host path.",
+                metavar="[SRC:]CTR[:OPTS]",
+                help="Bind-mount a host path (/host:/ctr), mount a named volume (NAME:/ctr, created "
+                "on first use and filled from the image), or an anonymous volume (/ctr). OPTS: ro, "
+                "nocopy, propagation.",
             ),
             click.option(
                 "--mount",
                 "mounts",
                 multiple=True,
-                metavar="type=bind,source=,target=[,readonly]",
-                help="Mount, in docker's --mount syntax (bind only).",
+                metavar="type=bind|volume,source=,target=[,readonly]",
+                help="Mount, in docker's --mount syntax (bind or volume).",
             ),
             click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal."),
             click.option(
@@ -109,7 +112,9 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
 @click.option("--detach", "-d", is_flag=True, help="Run in the background and print the container id.")
-@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option(
+    "--rm", "remove", is_flag=True, help="Remove the container, and its anonymous volumes, when it exits."
+)
 @_container_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -128,7 +133,7 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
         try:
             mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None)
         except BaseException:
-            mgr.delete(cid, force=True)
+            mgr.delete(cid, force=True, volumes=True)
             raise
         click.echo(cid)
         return
@@ -136,10 +141,10 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
         status = mgr.run_attached(cid, fresh=True)
     except BaseException:
         if remove:
-            mgr.delete(cid, force=True)
+            mgr.delete(cid, force=True, volumes=True)
         raise
     if remove:  # `runc run` deleted its task when the process exited
-        mgr.delete(cid, force=True, task_gone=True)
+        mgr.delete(cid, force=True, task_gone=True, volumes=True)
     sys.exit(status)
 
 
@@ -150,7 +155,7 @@ def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
     if client.config.source:
         argv += ["--config", client.config.source]
     argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", namespace]
-    return [*argv, "rm", "--force", cid]
+    return [*argv, "rm", "--force", "--volumes", cid]
 
 
 @click.command("create", context_settings={"allow_interspersed_args": False})
@@ -326,13 +331,16 @@ def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
 
 @click.command("rm")
 @click.option("--force", "-f", is_flag=True, help="Kill running containers first.")
+@click.option(
+    "--volumes", "-v", is_flag=True, help="Remove the anonymous volumes made for them too (named ones stay)."
+)
 @click.argument("ids", nargs=-1, required=True)
 @pass_state
-def rm(st: State, force: bool, ids: tuple[str, ...]) -> None:
+def rm(st: State, force: bool, volumes: bool, ids: tuple[str, ...]) -> None:
     """Remove containers: their mount, bundle, snapshot and record."""
     mgr = st.client().containers
     for ref in ids:
-        mgr.delete(mgr.resolve(ref), force=force)
+        mgr.delete(mgr.resolve(ref), force=force, volumes=volumes)
         click.echo(ref)
 
 
@@ -391,7 +399,26 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
     click.echo(img.target.digest)
 
 
-containers = click.Group("containers", help="Containers (the same commands as at the top level).")
-for _cmd in (create, ps, rm, inspect):
+@click.command("prune")
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
+)
+@pass_state
+def prune(st: State, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove every stopped container and free the space of their writable layers."""
+    from ctrstore.cli._prune import confirm, print_prune
+    from ctrstore.client.housekeeping import prune_containers
+
+    confirm("WARNING! This will remove all stopped containers.", force)
+    print_prune(prune_containers(st.client(), filters=filters), "Deleted Containers")
+
+
+containers = AliasGroup("containers", help="Containers (the same commands as at the top level).")
+for _cmd in (create, ps, rm, inspect, prune):
     containers.add_command(_cmd)
 containers.add_command(ps, "ls")

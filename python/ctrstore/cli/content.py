@@ -8,12 +8,13 @@ from typing import BinaryIO
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, ago, human_size, labels_text, pass_state, progress, table
 from ctrstore.content.sniff import describe
 from ctrstore.labels import parse_assignments
 
 
-@click.group("content")
+@click.group("content", cls=AliasGroup)
 def content() -> None:
     """Content-addressed blobs: list, read, write, label, remove.
 

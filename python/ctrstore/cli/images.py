@@ -11,21 +11,23 @@ from typing import IO
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
-from ctrstore.errdefs import NotFound
+from ctrstore.cli._prune import confirm, docker_size, print_prune
+from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.images import read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
 
 
-@click.group("images", invoke_without_command=True)
+@click.group("images", cls=AliasGroup, invoke_without_command=True)
 @click.pass_context
 def images(ctx: click.Context) -> None:
     """Images: names pointing at manifests or indexes in the content store.
 
-    Pull, push, list, inspect, tag, remove, check, mount, import and export. Removing an
-    image leaves its blobs and snapshots to `ctrstore gc`. Without a subcommand, lists
-    images (as `nerdctl images` does).
+    Pull, push, list, inspect, tag, remove, prune, check, mount, import and export.
+    Removing an image (rm, prune) frees the blobs and snapshots only it held at once. Without a
+    subcommand, lists images (as `nerdctl images` does).
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(ls)
@@ -80,16 +82,59 @@ def inspect(st: State, name: str) -> None:
 
 @images.command("rm")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--gc", "run_gc", is_flag=True, help="Run garbage collection afterwards.")
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Remove images that containers were made from (they keep their layers).",
+)
+@click.option(
+    "--no-prune", is_flag=True, help="Leave the blobs and snapshots to a later `ctrstore gc` (no gc now)."
+)
+@click.option("--gc", "run_gc", is_flag=True, hidden=True, help="Accepted for compatibility: gc runs anyway.")
 @pass_state
-def rm(st: State, names: tuple[str, ...], run_gc: bool) -> None:
-    """Remove images (their blobs and snapshots stay until `ctrstore gc`)."""
-    client = st.client()
-    for n in names:
-        client.images.delete(n)
+def rm(st: State, names: tuple[str, ...], force: bool, no_prune: bool, run_gc: bool) -> None:
+    """Remove images, and free the space they held at once.
+
+    Each NAME is removed, then garbage collection frees the blobs and unpacked layers that no
+    other image, container or lease holds (shared layers stay), and the space freed is
+    printed on stderr. An image a container was made from is refused unless --force; every
+    name is checked first, so a refusal removes none.
+    """
+    from ctrstore.client.housekeeping import remove_images
+
+    report = remove_images(st.client(), names, force=force, prune=not no_prune)
+    for n in report.untagged:
         click.echo(n)
-    if run_gc:
-        client.gc()
+    if not no_prune:
+        click.echo(f"Total reclaimed space: {docker_size(report.space_reclaimed)}", err=True)
+
+
+@images.command("prune")
+@click.option(
+    "--all", "-a", "all_", is_flag=True, help="Remove every image no container uses, not only dangling ones."
+)
+@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
+)
+@pass_state
+def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove unused images and free their space.
+
+    Without --all, only dangling images go (names with a digest and no tag); with --all, every
+    image no container of this namespace was made from. Then garbage collection frees what
+    they alone held, and the space freed is printed.
+    """
+    from ctrstore.client.housekeeping import prune_images
+
+    what = "all images without at least one container associated to them" if all_ else "all dangling images"
+    confirm(f"WARNING! This will remove {what}.", force)
+    print_prune(prune_images(st.client(), all=all_, filters=filters), "Deleted Images")
 
 
 @images.command("tag")
@@ -168,9 +213,12 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     """Write images as an OCI image layout tar to OUT (- for stdout).
 
     Every config and layer must be in the content store (see `images check`); an incomplete
-    image fails naming the missing blob. OUT appears only when the archive is whole.
+    image fails naming the missing blob. OUT appears only when the archive is whole. A
+    terminal is refused as - (redirect stdout, or give a file).
     """
     client = st.client()
+    if out == "-":
+        refuse_terminal(sys.stdout)
     imgs = [client.images.get(n) for n in names]
     if out == "-":
         client.export_archive(imgs, sys.stdout.buffer)
@@ -202,12 +250,34 @@ def _write_whole(out: str, write: Callable[[IO[bytes]], object]) -> None:
 
 
 @images.command("import")
-@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @pass_state
 def import_(st: State, archive: str) -> None:
-    """Import an OCI image layout tar or a `docker save` archive."""
-    for img in st.client().import_archive(archive):
+    """Import an OCI image layout tar or a `docker save` archive (- reads it from stdin)."""
+    for img in import_from(st, archive):
         click.echo(f"{img.name}  {img.target.digest}")
+
+
+def refuse_terminal(stream: IO[str]) -> None:
+    """An archive is not for a terminal (docker: "cowardly refusing to save to a terminal")."""
+    if stream.isatty():
+        raise InvalidArgument(
+            "refusing to write an image archive to a terminal: redirect stdout (> file.tar) or give a file"
+        )
+
+
+def import_from(st: State, archive: str) -> list[Image]:
+    """Import ``archive``, or stdin for ``-`` (which must not be a terminal): a regular file
+    on stdin is read in place, a pipe is spooled into a temporary file under the store's root
+    first (the archive is read out of order)."""
+    client = st.client()
+    if archive != "-":
+        return client.import_archive(archive)
+    if sys.stdin.isatty():
+        raise InvalidArgument(
+            "refusing to read an image archive from a terminal: redirect stdin (< file.tar)"
+        )
+    return client.import_stream(sys.stdin.buffer)
 
 
 def _add_transfer_commands() -> None:

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, labels_text, pass_state, table
 from ctrstore.labels import parse_assignments
 
 
-@click.group("leases")
+@click.group("leases", cls=AliasGroup)
 def leases() -> None:
     """Leases: named holds that keep resources from gc."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, labels_text, pass_state, table
 from ctrstore.labels import parse_assignments
 
 
-@click.group("namespaces")
+@click.group("namespaces", cls=AliasGroup)
 def namespaces() -> None:
     """Namespaces: separate sets of images, blob records, leases and containers.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
 from ctrstore.labels import parse_assignments
 from ctrstore.mount import mount_command
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ctrstore.metadata.snapshots import SnapshotStore
 
 
-@click.group("snapshots")
+@click.group("snapshots", cls=AliasGroup)
 @click.option(
     "--snapshotter",
     "-s",

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ctrstore.metadata.images import Image
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
+    from ctrstore.volumes import VolumeStore
 
 __all__ = ["DEFAULT_NAMESPACE", "Client", "ImageCheck"]
 
@@ -140,7 +141,28 @@ class Client:
             snapshotter=self.snapshotter,
             unpack=lambda name, snapshotter: self.unpack(name, snapshotter=snapshotter),
             tasks=self.tasks,
+            volumes=self._volumes_or_none(),
         )
+
+    @property
+    def volumes(self) -> VolumeStore:
+        """Named volumes in this namespace (the ``io.containerd.volume.v1.local`` plugin; see
+        ``ctrstore.volumes``)."""
+        from ctrstore.plugin import VOLUME
+        from ctrstore.volumes import LocalVolumes
+
+        return self.plugins.get_single(VOLUME, LocalVolumes).store(self.namespace)
+
+    def _volumes_or_none(self) -> VolumeStore | None:
+        """The volumes, or None when the plugin is disabled or skipped (containers then take
+        no volume mounts)."""
+        from ctrstore.plugin import VOLUME
+
+        if not any(p.registration.type == VOLUME and p.status == "ok" for p in self.plugins):
+            if any(p.registration.type == VOLUME and p.status == "error" for p in self.plugins):
+                return self.volumes  # raises the plugin's error
+            return None
+        return self.volumes
 
     @property
     def leases(self) -> LeaseManager:
@@ -383,6 +405,13 @@ class Client:
         from ctrstore.client.archive import import_archive
 
         return import_archive(self, path)
+
+    def import_stream(self, stream: IO[bytes]) -> list[Image]:
+        """Import an archive read from ``stream`` (e.g. stdin); see
+        ``ctrstore.client.archive.import_stream``."""
+        from ctrstore.client.archive import import_stream
+
+        return import_stream(self, stream)
 
     def export_archive(self, images: Sequence[Image], out: IO[bytes]) -> int:
         """Write ``images`` as an OCI layout tar to ``out``; returns the number of blobs."""

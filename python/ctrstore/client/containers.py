@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
 from ctrstore.labels import CONTAINER_NAME
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ctrstore.mount import Mount
     from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
+    from ctrstore.volumes import VolumeStore
 
 __all__ = ["RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
 
@@ -73,6 +75,7 @@ class ContainerManager:
         snapshotter: Callable[[str | None], NamedSnapshotter],
         unpack: Callable[[str, str], UnpackResult],
         tasks: Tasks,
+        volumes: VolumeStore | None = None,
     ) -> None:
         self.store = store
         self.images = images
@@ -80,6 +83,8 @@ class ContainerManager:
         self.snapshotter = snapshotter
         self.unpack = unpack
         self.tasks = tasks
+        self.volumes = volumes
+        """Named volumes (``-v NAME:/path``, anonymous ones, ``rm -v``): ``ctrstore.volumes``."""
         self.namespace = store.namespace
 
     # -- places ----------------------------------------------------------------------------
@@ -144,7 +149,10 @@ class ContainerManager:
         unpacked = self.unpack(image_name, sn_name)
         config = read_config(self.content, resolve(self.content, image.target).config)
         bundle = self.tasks.bundle(cid)
+        vols = ContainerVolumes(self.volumes)
         with ExitStack() as undo:
+            opts = vols.prepare(opts, config)
+            undo.callback(vols.undo)
             try:
                 # Writable even for a read-only rootfs (nerdctl's --read-only; the spec's
                 # root.readonly has runc remount it read-only once the mount points for
@@ -163,6 +171,7 @@ class ContainerManager:
             from ctrstore.mount import mount_all
 
             mount_all(mounts, rootfs)
+            vols.copy_up(rootfs)
             spec = generate(cid, self.namespace, config, opts, rootfs)
             bundle.write_spec(spec)
             record = self.store.create(
@@ -173,9 +182,11 @@ class ContainerManager:
                     snapshot_key=cid,
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
-                    labels={**(labels or {}), **({CONTAINER_NAME: name} if name else {})},
+                    labels={**(labels or {}), **vols.labels(), **({CONTAINER_NAME: name} if name else {})},
                 )
             )
+            undo.callback(self.store.delete, cid)
+            vols.confirm()
             undo.pop_all()
         return record
 
@@ -238,11 +249,14 @@ class ContainerManager:
         self.store.get(cid)
         return self.tasks.logs(cid, follow=follow)
 
-    def delete(self, cid: str, *, force: bool = False, task_gone: bool = False) -> None:
+    def delete(
+        self, cid: str, *, force: bool = False, task_gone: bool = False, volumes: bool = False
+    ) -> list[str]:
         """Remove the container: its task (killed first with ``force``), rootfs mount, bundle,
         snapshot and record. Works after a killed shim or a reboot too. ``task_gone``: the
         caller knows the runtime has no task left (an attached ``runc run`` returned), so the
-        runtime is not asked."""
+        runtime is not asked. ``volumes``: also remove the anonymous volumes made for it that
+        no other container uses (``rm -v``; named volumes stay). Returns the volumes removed."""
         c = self.store.get(cid)
         self.tasks.delete(cid, c.spec, force=force, task_gone=task_gone)
         if c.snapshot_key:
@@ -251,3 +265,6 @@ class ContainerManager:
             except NotFound:
                 pass
         self.store.delete(cid)
+        if volumes and self.volumes is not None:
+            return self.volumes.remove_many(anonymous_volumes(c.labels), if_unused=True)
+        return []

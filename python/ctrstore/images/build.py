@@ -159,6 +159,8 @@ class ImageSpec:
     working_dir: str = ""
     user: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: Sequence[str] = ()
+    """Paths that get an anonymous volume in each container (the config's ``Volumes``)."""
     platform: Platform = field(default_factory=host)
 
 
@@ -200,6 +202,7 @@ def build_image(
         diff_id = sha256_bytes(tar)
         diff_ids.append(diff_id)
         layer_descs.append(store_blob(content, blob, media_type, {UNCOMPRESSED: diff_id}))
+    volumes: dict[str, Any] = {p: {} for p in spec.volumes}
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,
@@ -213,6 +216,7 @@ def build_image(
                 "WorkingDir": spec.working_dir,
                 "User": spec.user,
                 "Labels": dict(spec.labels) or None,
+                "Volumes": volumes or None,
             }.items()
             if v
         },

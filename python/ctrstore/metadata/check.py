@@ -16,6 +16,10 @@ What is reconciled (area: inconsistency -> what ``repair`` does):
 - leases: a lease whose owner process is gone -> delete it (what gc would do)
 - containers: a bundle under ``state`` (rootfs mounted or not) for no container record, older
   than a minute -> unmount the rootfs, remove the bundle
+- volumes: a volume directory with data but no record (a lost meta.db) -> record it again
+  (labelled ``ctrstore.io/recovered``); a record whose ``_data`` is gone -> make an empty one
+  (so its containers start); a ``.new-*``/``.rm-*`` leftover of a cut-short create or remove,
+  older than a minute -> remove it
 - database: meta.db missing or empty while blobs or snapshots exist -> rebuild (below)
 - database: meta.db corrupt -> move it aside (``meta.db.corrupt-<time>``), rebuild (below)
 
@@ -230,6 +234,7 @@ def check(
         _check_ingests(cur, content, report, repair)
         _check_snapshots(cur, snapshotters, report, repair)
         _check_containers(cur, state, report, repair)
+        _check_volumes(cur, root, report, repair)
     return report
 
 
@@ -388,6 +393,53 @@ def _check_containers(cur: sqlite3.Cursor, state: Path, report: CheckReport, rep
                     report.add("containers", f"{problem} (repair failed: {e})", "unmount, remove", False)
                     continue
             report.add("containers", problem, "unmount its rootfs and remove the bundle", repair)
+
+
+def _check_volumes(cur: sqlite3.Cursor, root: Path, report: CheckReport, repair: bool) -> None:
+    from ctrstore.plugin import VOLUME
+
+    base = root / f"{VOLUME}.local" / "volumes"
+    records = {(ns, n) for ns, n in cur.execute("SELECT namespace, name FROM volumes")}
+    for ns, name in sorted(records):
+        data = base / ns / name / "_data"
+        if data.is_dir():
+            continue
+        if repair:
+            data.mkdir(parents=True, exist_ok=True)
+        report.add(
+            "volumes",
+            f"volume {ns}/{name}: its data directory {data} is gone",
+            "make it again, empty",
+            repair,
+        )
+    if not base.is_dir():
+        return
+    for nsdir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for d in sorted(nsdir.iterdir()):
+            if d.name.startswith((".new-", ".rm-")):
+                try:
+                    if time.time() - d.lstat().st_mtime < BUNDLE_GRACE_SECONDS:
+                        continue  # a create or remove under way
+                except FileNotFoundError:
+                    continue
+                if repair:
+                    shutil.rmtree(d, ignore_errors=True)
+                report.add(
+                    "volumes", f"{d} is left from a volume create or remove cut short", "remove it", repair
+                )
+            elif (nsdir.name, d.name) not in records and (d / "_data").is_dir():
+                if repair:
+                    DB.ensure_namespace(cur, nsdir.name)
+                    ts = timestamp()
+                    labels = {labelutil.RECOVERED: format_rfc3339(now())}
+                    cur.execute(
+                        "INSERT INTO volumes(namespace, name, labels, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (nsdir.name, d.name, dumps(labels), ts, ts),
+                    )
+                report.add(
+                    "volumes", f"volume directory {d} has no record", "record the volume again", repair
+                )
 
 
 def move_aside(path: Path) -> Path:

@@ -12,6 +12,7 @@ Schema (one row per object, labels as JSON objects, times as RFC 3339 text)::
                                                         --       | snapshots/<snapshotter>
     snapshots(namespace, snapshotter, key) PK, backend_key, parent, labels
     containers(namespace, id) PK, image, snapshotter, snapshot_key, runtime, spec, labels
+    volumes(namespace, name) PK, driver, labels         -- v2: named volumes (ctrstore.volumes)
 
 Several processes may use one meta.db at once: WAL journal, a busy timeout, and every write in
 a ``BEGIN IMMEDIATE`` transaction (``DB.write()``), which also serialises writers against gc.
@@ -113,7 +114,20 @@ CREATE TABLE containers (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# v2: named volumes, whose data lives in the volume plugin's directory (ctrstore.volumes).
+_V2 = """
+CREATE TABLE volumes (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    name TEXT NOT NULL,
+    driver TEXT NOT NULL DEFAULT 'local',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,7 +43,7 @@ from ctrstore.errdefs import NotFound
 from ctrstore.metadata.db import DB, loads_labels
 from ctrstore.metadata.leases import owner_gone
 
-__all__ = ["GCResult", "SnapshotCleaner", "collect"]
+__all__ = ["GCResult", "Reachability", "SnapshotCleaner", "collect", "reachability"]
 
 Node = tuple[str, str, str]
 """(kind, namespace, key): kind is content, snapshot, image, ingest, lease or container;
@@ -138,10 +138,10 @@ class _Graph:
             for src in _label_targets(ns, labels, _BREF, _BREF_SNAPSHOT):
                 self.label_edges[src].append(node)
 
-    def mark(self) -> set[Node]:
+    def mark(self, roots: Iterable[tuple[Node, bool]] | None = None) -> set[Node]:
         full: set[Node] = set()
         flat: set[Node] = set()
-        stack = list(self.roots)
+        stack = list(self.roots if roots is None else roots)
         while stack:
             node, is_flat = stack.pop()
             if node in full or (is_flat and node in flat):
@@ -216,6 +216,36 @@ def _build(cur: sqlite3.Cursor, at: datetime) -> _Graph:
             continue
         g.edges[lease].append(target)
     return g
+
+
+class Reachability:
+    """The gc graph of the whole store, read in one transaction, for the questions
+    housekeeping asks (``system df``, what a prune would free): what is reachable from every
+    root, or from only the roots a predicate keeps. gc itself does not use it."""
+
+    def __init__(self, graph: _Graph) -> None:
+        self._graph = graph
+
+    @property
+    def nodes(self) -> set[Node]:
+        return self._graph.nodes
+
+    @property
+    def roots(self) -> list[Node]:
+        return [n for n, _ in self._graph.roots]
+
+    def mark(self, keep: Callable[[Node], bool] | None = None) -> set[Node]:
+        """The nodes gc would keep if only the roots ``keep`` accepts were roots (all of them
+        without ``keep``)."""
+        if keep is None:
+            return self._graph.mark()
+        return self._graph.mark((n, flat) for n, flat in self._graph.roots if keep(n))
+
+
+def reachability(db: DB) -> Reachability:
+    """The store's gc graph as it is now (see :class:`Reachability`)."""
+    with db.read() as cur:
+        return Reachability(_build(cur, now()))
 
 
 _SWEEP = {

@@ -24,6 +24,7 @@ _OWNED = (
     ("content", "blobs"),
     ("containers", "containers"),
     ("snapshots", "snapshots"),
+    ("volumes", "volumes"),
 )
 
 

@@ -333,6 +333,11 @@ def _mounts(opts: SpecOptions) -> tuple[list[dict[str, Any]], str | None]:
     destination, as Docker does) and the rootfs propagation the user's mounts need."""
     seen: set[str] = set()
     for m in opts.mounts:
+        if m.type == "volume":
+            raise InvalidArgument(
+                f"mount {m.destination}: a volume mount is made a bind mount of the volume by "
+                "ContainerManager.create (ctrstore.client.volumes), not by generate"
+            )
         if m.destination in seen:
             raise InvalidArgument(f"duplicate mount point {m.destination}")
         seen.add(m.destination)

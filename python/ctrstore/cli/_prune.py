@@ -1,0 +1,50 @@
+"""What the prune commands share: docker's confirmation prompt, its sizes and its report."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from ctrstore.cli._common import printable
+from ctrstore.errdefs import Aborted
+
+if TYPE_CHECKING:
+    from ctrstore.client.housekeeping import PruneReport
+
+__all__ = ["confirm", "docker_size", "print_prune"]
+
+
+def docker_size(n: int) -> str:
+    """A size as docker prints it (``units.HumanSize``: decimal units, 3 significant
+    digits): ``0B``, ``512B``, ``16.4kB``, ``3.1MB``, ``1.23GB``."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if size < 1000 or unit == "PB":
+            return f"{size:.3g}{unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def confirm(warning: str, force: bool) -> None:
+    """Ask ``Are you sure you want to continue? [y/N]`` after ``warning`` (on stderr), unless
+    ``force``; anything but y/yes aborts (exit status 1, nothing removed)."""
+    if force:
+        return
+    click.echo(f"{warning}\nAre you sure you want to continue? [y/N] ", err=True, nl=False)
+    answer = sys.stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
+        if not answer.endswith("\n"):
+            click.echo(err=True)
+        raise Aborted("not confirmed: nothing removed (--force removes without asking)")
+
+
+def print_prune(report: PruneReport, heading: str) -> None:
+    """docker's prune output: the heading and what went, then the space reclaimed."""
+    if report.deleted:
+        click.echo(f"{heading}:")
+        for name in report.deleted:
+            click.echo(printable(name))
+        click.echo()
+    click.echo(f"Total reclaimed space: {docker_size(report.space_reclaimed)}")
