@@ -32,6 +32,7 @@ from ctrstore.client.objects import (
     UsageRow,
     _argv,
     container_status,
+    env_list,
 )
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound, Unimplemented, from_oserror
 from ctrstore.metadata.images import Image, ImageStore
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from ctrstore.content import Provider
     from ctrstore.images.platforms import Platform
 
-__all__ = ["Containers", "Images", "RunOptions", "disk_usage", "env_list", "prune", "spec_options"]
+__all__ = ["Containers", "Images", "RunOptions", "disk_usage", "prune", "remove_command", "spec_options"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,23 +84,6 @@ class RunOptions(TypedDict, total=False):
     privileged: bool
     cap_add: Sequence[str]
     cap_drop: Sequence[str]
-
-
-def env_list(environment: Mapping[str, str] | Sequence[str] | None) -> list[str]:
-    """``{"K": "V"}`` or ``["K=V"]`` as the spec's ``K=V`` list (a bare ``K`` in a list
-    deletes K, as in :class:`~ctrstore.oci.SpecOptions`)."""
-    if environment is None:
-        return []
-    if isinstance(environment, str):
-        raise InvalidArgument(f"environment {environment!r}: give a mapping or a list of K=V strings")
-    if isinstance(environment, Mapping):
-        out = []
-        for k, v in environment.items():
-            if not isinstance(k, str) or not k or "=" in k:
-                raise InvalidArgument(f"environment: invalid variable name {k!r}")
-            out.append(f"{k}={v}")
-        return out
-    return [str(e) for e in environment]
 
 
 def _bind(source: str, dest: str, mode: str, what: str) -> SpecMount:
@@ -356,7 +340,8 @@ def _blob_sizes(client: Client) -> dict[str, int]:
 def prune(client: Client, *, containers: bool = True, images: bool = False) -> PruneReport:
     """Remove every container that is not running or paused (``containers``), every image no
     container is made from (``images``), then collect garbage; what was removed and the
-    bytes freed (blobs gc removed, and the writable snapshots of removed containers).
+    bytes freed (the writable snapshots of removed containers, the blobs and snapshots gc
+    removed, measured just before).
 
     Written with what the store has today (container and image removal, gc); the
     housekeeping library (``prune``, ``system df``) takes its place once it is there."""
@@ -383,9 +368,20 @@ def prune(client: Client, *, containers: bool = True, images: bool = False) -> P
             if img.name not in used:
                 client.images.delete(img.name)
                 removed_images.append(img.name)
+    # What gc will free, measured before it goes: the blobs' sizes, the snapshots' usage.
     sizes = _blob_sizes(client)
+    snapshots: dict[str, int] = {}
+    for entry in client.gc(dry_run=True).records.get("snapshots", []):
+        ns, sn, key = entry.split("/", 2)  # <namespace>/<snapshotter>/<key>
+        if ns != client.namespace:
+            continue
+        try:
+            snapshots[entry] = client.snapshotter(sn).usage(key).size
+        except CtrstoreError:
+            pass
     result = client.gc()
     freed += sum(sizes.get(d, 0) for d in result.blobs)
+    freed += sum(snapshots.get(entry, 0) for entry in result.records.get("snapshots", []))
     return PruneReport(removed, removed_images, result, freed)
 
 

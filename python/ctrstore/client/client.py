@@ -35,6 +35,7 @@ from ctrstore.metadata import (
     SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
+from ctrstore.metadata.images import Image
 from ctrstore.metadata.leases import process_owner
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
     from ctrstore.metadata.gc import GCResult
-    from ctrstore.metadata.images import Image
     from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult

@@ -42,6 +42,7 @@ __all__ = [
     "RunResult",
     "UsageRow",
     "container_status",
+    "env_list",
 ]
 
 ContainerStatus = Literal["created", "running", "paused", "exited"]
@@ -232,6 +233,23 @@ class ImageView(Image):
 # Containers
 
 
+def env_list(environment: Mapping[str, str] | Sequence[str] | None) -> list[str]:
+    """``{"K": "V"}`` or ``["K=V"]`` as the spec's ``K=V`` list (a bare ``K`` in a list
+    deletes K, as in :class:`~ctrstore.oci.SpecOptions`)."""
+    if environment is None:
+        return []
+    if isinstance(environment, str):
+        raise InvalidArgument(f"environment {environment!r}: give a mapping or a list of K=V strings")
+    if isinstance(environment, Mapping):
+        out = []
+        for k, v in environment.items():
+            if not isinstance(k, str) or not k or "=" in k:
+                raise InvalidArgument(f"environment: invalid variable name {k!r}")
+            out.append(f"{k}={v}")
+        return out
+    return [str(e) for e in environment]
+
+
 def _signal_name(sig: str | int) -> str:
     if isinstance(sig, int):
         return str(sig)
@@ -389,8 +407,6 @@ class Container:
         absolute path, ``user`` a name or id (``[:group]``) of the container's
         ``/etc/passwd``. FailedPrecondition if it is not running; a command the runtime cannot
         start (not found) is raised as the runtime's error."""
-        from ctrstore.client.api import env_list
-
         capture = self._manager.tasks.exec_captured(
             self.id,
             _argv(cmd, f"exec in container {self.id}"),
