@@ -21,7 +21,14 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.client import Capture, Container, ExecResult, ImageView, RunResult
-from ctrstore.errdefs import CtrstoreError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from ctrstore.images import read_json, resolve
 from ctrstore.metadata.images import Image
 from ctrstore.mount import mountinfo, unmount
@@ -360,7 +367,10 @@ def test_images_get_and_list_are_views(api: Client) -> None:
     assert img.config["config"]["Cmd"] == ["sh"]
     assert img.size == r.config.size + sum(layer.size for layer in r.layers)
     assert img.tags == [BUSYBOX]
-    api.images.create(Image("localhost/other:2", img.target))
+    other = img.tag("localhost/other:2")
+    assert (other.name, other.id) == ("localhost/other:2", img.id)
+    with pytest.raises(AlreadyExists):
+        img.tag("localhost/other:2")
     busybox_image(api.content, api.images, "localhost/echo:1", cmd=("echo",))
     views = {v.name: v for v in api.images.list()}
     assert sorted(views) == ["localhost/busybox:latest", "localhost/echo:1", "localhost/other:2"]

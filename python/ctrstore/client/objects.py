@@ -221,6 +221,15 @@ class ImageView(Image):
         r = self.resolved
         return r.config.size + sum(layer.size for layer in r.layers)
 
+    def tag(self, name: str, *, force: bool = False) -> ImageView:
+        """Give the image another name (docker-py's ``image.tag``): a new record naming the
+        same target, with the same labels. AlreadyExists if the name is taken, unless
+        ``force`` (which points that name here). This view's :attr:`tags` stay as they were
+        read; get the image again for the new list."""
+        src = self._source()
+        new = Image(name, self.target, dict(self.labels))
+        return ImageView.of(src.images.upsert(new) if force else src.images.create(new), src)
+
     @cached_property
     def tags(self) -> list[str]:
         """Every name of the namespace that names the same target, this one included, sorted."""
