@@ -102,9 +102,15 @@ def test_client_is_a_context_manager_that_closes_its_databases(tmp_path: Path) -
     with Client(root=root, state=tmp_path / "state") as client:
         assert client.images.list() == []
         assert any(f.endswith("meta.db") for f in _open_files(root))
+        images, containers = client.images, client.containers
     assert [f for f in _open_files(root) if ".db" in f] == []
     with pytest.raises(FailedPrecondition, match="closed"):
         client.images.list()
+    # Stores (and so Container handles) kept from a closed client say so too.
+    with pytest.raises(FailedPrecondition, match=r"meta\.db: it is closed"):
+        images.list()
+    with pytest.raises(FailedPrecondition, match="closed"):
+        containers.list(all=True)
 
 
 def test_leaving_the_block_releases_an_open_lease(tmp_path: Path) -> None:
