@@ -10,6 +10,7 @@ store on this machine. Every container is removed by the ``api`` fixture's teard
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -388,6 +389,7 @@ def test_images_get_and_list_are_views(api: Client) -> None:
     # still the records they were: equal to them, and usable wherever an Image is
     record = api.metadata.images(api.namespace).get(BUSYBOX)
     assert img == record and record == img
+    assert dataclasses.asdict(img) == dataclasses.asdict(record)  # (what a JSON output prints)
     assert [i.name for i in api.images.list("name==localhost/echo:1")] == ["localhost/echo:1"]
     with pytest.raises(NotFound):
         api.images.get("localhost/none:1")

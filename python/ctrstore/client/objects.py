@@ -13,7 +13,7 @@ reloads itself). Statuses are docker's words: ``created``, ``running``, ``paused
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -158,29 +158,23 @@ class ImageView(Image):
     :attr:`config` and :attr:`size`. These are read from the content store on first use
     (so a missing blob is NotFound then, not when the view is made) and kept.
 
-    It is an :class:`~ctrstore.metadata.images.Image`, and equal to the record it shows."""
-
-    source: ImageSource | None = field(default=None, repr=False)
-    """Where the view reads from (None: a bare record, whose extras cannot be read)."""
-    known_tags: tuple[str, ...] | None = field(default=None, repr=False)
-    """The image's names, when the maker knew them (a listing does)."""
+    It is an :class:`~ctrstore.metadata.images.Image`, and equal to the record it shows: its
+    dataclass fields are the record's (``dataclasses.asdict`` gives the record); where it reads
+    from is kept beside them (a ``dataclasses.replace`` of a view is a view that cannot read)."""
 
     @classmethod
     def of(cls, image: Image, source: ImageSource, tags: Sequence[str] | None = None) -> ImageView:
-        return cls(
-            image.name,
-            image.target,
-            image.labels,
-            image.created_at,
-            image.updated_at,
-            source,
-            None if tags is None else tuple(sorted(tags)),
-        )
+        """A view of ``image`` reading from ``source``; ``tags``: its names, if known."""
+        view = cls(image.name, image.target, image.labels, image.created_at, image.updated_at)
+        object.__setattr__(view, "_view_source", source)
+        object.__setattr__(view, "_view_tags", None if tags is None else sorted(tags))
+        return view
 
     def _source(self) -> ImageSource:
-        if self.source is None:
+        source: ImageSource | None = getattr(self, "_view_source", None)
+        if source is None:
             raise FailedPrecondition(f"image {self.name!r}: this view has no store to read from")
-        return self.source
+        return source
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Image):
@@ -233,8 +227,9 @@ class ImageView(Image):
     @cached_property
     def tags(self) -> list[str]:
         """Every name of the namespace that names the same target, this one included, sorted."""
-        if self.known_tags is not None:
-            return list(self.known_tags)
+        known: list[str] | None = getattr(self, "_view_tags", None)
+        if known is not None:
+            return list(known)
         return sorted(self._source().names_by_target().get(self.target.digest, [self.name]))
 
 
