@@ -34,7 +34,14 @@ from ctrstore.client.objects import (
     container_status,
     env_list,
 )
-from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound, Unimplemented, from_oserror
+from ctrstore.errdefs import (
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+    from_oserror,
+)
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.oci.spec import NetMode, SpecMount, SpecOptions
 from ctrstore.runtime.tasks import TaskStatus
@@ -358,8 +365,8 @@ def prune(client: Client, *, containers: bool = True, images: bool = False) -> P
                 pass
             try:
                 mgr.delete(c.id, force=False)
-            except NotFound:
-                continue  # removed meanwhile (an --rm container's shim)
+            except (NotFound, FailedPrecondition):
+                continue  # removed meanwhile (an --rm container's shim), or started again
             removed.append(c.id)
     removed_images: list[str] = []
     if images:
