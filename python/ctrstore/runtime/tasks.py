@@ -263,24 +263,20 @@ class Tasks:
     ) -> int:
         """Run ``args`` in the running task (``runc exec``); its exit status. ``user`` is a
         name or id, ``[:group]``, resolved in the container's ``/etc/passwd``."""
-        uid_gid, gids = self._exec_user(cid, cwd, user)
-        return self.runc().exec(
-            cid, args, tty=tty, env=env or [], cwd=cwd, user=uid_gid, additional_gids=gids, detach=detach
-        )
-
-    def _exec_user(self, cid: str, cwd: str | None, user: str | None) -> tuple[str | None, tuple[int, ...]]:
-        """Check that an exec can run (the task runs, ``cwd`` is absolute); ``user`` as runc's
-        ``uid:gid`` and additional gids."""
         from ctrstore.oci.user import resolve_user
 
         if self.status(cid).status != "running":
             raise FailedPrecondition(f"container {cid} is not running")
         if cwd is not None and not cwd.startswith("/"):
             raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
-        if not user:
-            return None, ()
-        u = resolve_user(self.bundle(cid).rootfs, user)
-        return f"{u.uid}:{u.gid}", u.additional_gids
+        uid_gid: str | None = None
+        gids: tuple[int, ...] = ()
+        if user:
+            u = resolve_user(self.bundle(cid).rootfs, user)
+            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
+        return self.runc().exec(
+            cid, args, tty=tty, env=env or [], cwd=cwd, user=uid_gid, additional_gids=gids, detach=detach
+        )
 
     # -- captured output (the Python API) ------------------------------------------------------
     def exec_captured(
@@ -294,9 +290,20 @@ class Tasks:
     ) -> Capture:
         """Start ``args`` in the running task with its stdout and stderr captured apart (see
         ``ctrstore.runtime.capture``); as :meth:`exec` otherwise, without a terminal."""
+        from ctrstore.oci.user import resolve_user
+
         if not args:
             raise InvalidArgument(f"exec in container {cid}: no command given")
-        uid_gid, gids = self._exec_user(cid, cwd, user)
+        # (The checks of exec, above.)
+        if self.status(cid).status != "running":
+            raise FailedPrecondition(f"container {cid} is not running")
+        if cwd is not None and not cwd.startswith("/"):
+            raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        uid_gid: str | None = None
+        gids: tuple[int, ...] = ()
+        if user:
+            u = resolve_user(self.bundle(cid).rootfs, user)
+            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
         flags: list[str] = []
         for e in env:
             flags += ["--env", e]
