@@ -6,7 +6,12 @@ The data's way (see docs/architecture.md)::
 
 Start with ``Client`` (``ctrstore.client``): it opens a store and pulls, pushes, unpacks,
 runs and commits; ``Client.content``, ``.images``, ``.snapshotter()``, ``.containers`` and
-``.leases`` are its stores, ``Client.gc`` and ``Client.check_store`` keep it tidy.
+``.leases`` are its stores, ``Client.gc`` and ``Client.check_store`` keep it tidy. The
+everyday API is shaped after docker-py's (docs/python-api.md)::
+
+    with Client() as client:
+        client.pull("docker.io/library/busybox:latest")
+        result = client.run("busybox", ["echo", "hello"], remove=True)  # result.stdout == b"hello\n"
 
 Nothing is imported until it is used (PEP 562): ``import ctrstore`` alone loads no store, and
 importing ``ctrstore.x`` (which runs this file first) costs only what ``x`` needs.

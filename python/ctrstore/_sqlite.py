@@ -157,6 +157,7 @@ class Database:
         self.path = path
         self.what = what
         self._lock = threading.RLock()
+        self.closed = False
         try:
             self.conn = self._open(timeout)
         except sqlite3.Error as e:
@@ -179,6 +180,7 @@ class Database:
         return conn
 
     def close(self) -> None:
+        self.closed = True
         self.conn.close()
 
     def execute(self, sql: str) -> None:
@@ -192,6 +194,8 @@ class Database:
     def transaction(self, writable: bool) -> Iterator[sqlite3.Cursor]:
         doing = "writing" if writable else "reading"
         with self._lock:
+            if self.closed:  # (e.g. a store kept after its Client was closed)
+                raise FailedPrecondition(f"{doing} {self.what} {self.path}: it is closed")
             cur = self.conn.cursor()
             try:
                 try:

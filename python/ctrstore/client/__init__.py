@@ -3,10 +3,38 @@ and a state directory) in one namespace, and orchestrates what needs several of 
 once — ``pull``, ``push``, ``containers`` (create, start, delete), ``commit``, ``archive``
 (import and export). The layers below (``ctrstore.images``, ``ctrstore.unpack``,
 ``ctrstore.runtime``, ``ctrstore.oci``) take roles (a content store, an image store, a
-snapshotter), never the Client; see docs/architecture.md, "Layers of the code"."""
+snapshotter), never the Client; see docs/architecture.md, "Layers of the code".
+
+The everyday Python API (docs/python-api.md) hands out the objects of ``objects``
+(``Container``, ``ImageView``, ``RunResult``, ``ExecResult``, ...) through the collections of
+``api`` (``client.containers``, ``client.images``)."""
 
 from __future__ import annotations
 
 from ctrstore.client.client import DEFAULT_NAMESPACE, Client, ImageCheck
+from ctrstore.client.objects import (
+    Container,
+    ContainerStatus,
+    DiskUsage,
+    ExecResult,
+    ImageView,
+    PruneReport,
+    RunResult,
+    UsageRow,
+)
+from ctrstore.runtime.capture import Capture
 
-__all__ = ["DEFAULT_NAMESPACE", "Client", "ImageCheck"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "Capture",
+    "Client",
+    "Container",
+    "ContainerStatus",
+    "DiskUsage",
+    "ExecResult",
+    "ImageCheck",
+    "ImageView",
+    "PruneReport",
+    "RunResult",
+    "UsageRow",
+]

@@ -13,21 +13,21 @@ other modules â€” ``pull``, ``push``, ``containers``, ``commit``, ``archive`` â€
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Literal, Unpack, overload
 
 from ctrstore.config import Config, check_dir_option, load
-from ctrstore.errdefs import CtrstoreError, NotFound
+from ctrstore.errdefs import CtrstoreError, FailedPrecondition, NotFound
 from ctrstore.images import Resolved, resolve
 from ctrstore.images.platforms import Platform
 from ctrstore.labels import DISTRIBUTION_SOURCE, GC_ROOT, LEASE_OWNER
 from ctrstore.metadata import (
     ContentStore,
-    ImageStore,
     Lease,
     LeaseManager,
     Metadata,
@@ -35,18 +35,20 @@ from ctrstore.metadata import (
     SnapshotStore,
 )
 from ctrstore.metadata.db import validate_identifier
+from ctrstore.metadata.images import Image
 from ctrstore.metadata.leases import process_owner
 from ctrstore.mount import remove_stale_temp_mounts
 from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 
 if TYPE_CHECKING:
     from ctrstore.archive import ApplyStats
-    from ctrstore.client.containers import ContainerManager
+    from ctrstore.client.api import Containers, Images, RunOptions
+    from ctrstore.client.objects import Container, DiskUsage, ImageView, PruneReport, RunResult
     from ctrstore.client.pull import PullResult
     from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
     from ctrstore.metadata.gc import GCResult
-    from ctrstore.metadata.images import Image
+    from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
     from ctrstore.volumes import VolumeStore
@@ -68,6 +70,11 @@ class ImageCheck:
 
 
 class Client:
+    """One store (``root``, ``state``; default: the config's) seen from one namespace.
+
+    Use it as a context manager (``with Client(...) as client:``): leaving the block releases
+    a lease a ``with client.lease()`` block left open and closes the store's databases."""
+
     def __init__(
         self,
         *,
@@ -98,9 +105,31 @@ class Client:
         self.state = Path(cfg.state)
         self.plugins = PluginSet(self.root, self.state, cfg.plugins, set(cfg.disabled_plugins))
         self._lease: str | None = None
+        self._lease_keep = False
+        self._closed = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Release the lease of a ``with client.lease()`` block still open (unless it was made
+        with ``keep``), then :meth:`close`."""
+        try:
+            lease, self._lease = self._lease, None
+            if lease is not None and not self._lease_keep and not self._closed:
+                try:
+                    self.leases.delete(lease)
+                except NotFound:
+                    pass
+        finally:
+            self.close()
 
     @property
     def metadata(self) -> Metadata:
+        if self._closed:
+            raise FailedPrecondition(f"the client of {self.root} is closed")
         return self.plugins.get_single(METADATA, Metadata)
 
     @property
@@ -113,8 +142,13 @@ class Client:
         return self.metadata.content(self.namespace, lease=self._lease)
 
     @property
-    def images(self) -> ImageStore:
-        return self.metadata.images(self.namespace, lease=self._lease)
+    def images(self) -> Images:
+        """The namespace's image store, whose ``get`` and ``list`` give
+        :class:`~ctrstore.client.objects.ImageView`\\ s: records with ``id``, ``tags``,
+        ``config`` and ``size`` (see ``ctrstore.client.api.Images``)."""
+        from ctrstore.client.api import Images
+
+        return Images(self.metadata.images(self.namespace, lease=self._lease), self.content)
 
     def snapshotter(self, name: str | None = None) -> SnapshotStore:
         """A snapshotter (default: the config's ``snapshotter``, overlayfs) in this namespace."""
@@ -130,11 +164,12 @@ class Client:
         return self.plugins.get_single(RUNTIME, TaskManager).tasks(self.namespace, self.config)
 
     @property
-    def containers(self) -> ContainerManager:
-        """Containers and their tasks in this namespace (see ``ctrstore.client.containers``)."""
-        from ctrstore.client.containers import ContainerManager
+    def containers(self) -> Containers:
+        """Containers and their tasks in this namespace (see ``ctrstore.client.containers``),
+        with docker-py's ``get``, ``list`` and ``run`` (``ctrstore.client.api.Containers``)."""
+        from ctrstore.client.api import Containers, remove_command
 
-        return ContainerManager(
+        mgr = Containers(
             store=self.metadata.containers(self.namespace),
             images=self.images,
             content=self.content,
@@ -143,6 +178,8 @@ class Client:
             tasks=self.tasks,
             volumes=self._volumes_or_none(),
         )
+        mgr.remove_command = remove_command(self)
+        return mgr
 
     @property
     def volumes(self) -> VolumeStore:
@@ -184,10 +221,12 @@ class Client:
             return
         labels = {} if keep else {LEASE_OWNER: process_owner()}
         lease = self.leases.create(expire=expire, labels=labels)
-        self._lease = lease.id
+        self._lease, self._lease_keep = lease.id, keep
         try:
             yield lease
         except BaseException:
+            if self._lease != lease.id:
+                raise  # released when the client was closed (``__exit__``)
             self._lease = None
             if not keep:
                 try:
@@ -195,6 +234,8 @@ class Client:
                 except CtrstoreError:
                     pass  # e.g. a full disk: the first error is the one to report; gc frees it
             raise
+        if self._lease != lease.id:
+            return  # released when the client was closed (``__exit__``)
         self._lease = None
         if not keep:
             self.leases.delete(lease.id)
@@ -379,6 +420,7 @@ class Client:
             self.plugins = PluginSet(
                 self.root, self.state, self.config.plugins, set(self.config.disabled_plugins)
             )
+            self._closed = False
             md = self.metadata
         report = check(
             md.db,
@@ -392,12 +434,14 @@ class Client:
         report.findings[:0] = pre.findings
         return report
 
-    def commit(self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip") -> Image:
+    def commit(
+        self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"
+    ) -> ImageView:
         """Image ``name``: the image of ``container`` (its id, name or a unique id prefix) plus
         one layer with the container's changes (see ``ctrstore.client.commit``)."""
         from ctrstore.client.commit import commit_container
 
-        return commit_container(self, container, name, compression=compression)
+        return self.images.get(commit_container(self, container, name, compression=compression).name)
 
     def import_archive(self, path: str | os.PathLike[str]) -> list[Image]:
         """Import an OCI layout tar or a ``docker save`` tar; returns the images named
@@ -435,7 +479,113 @@ class Client:
         result.mounts = remove_stale_temp_mounts(self.root / "tmpmounts", dry_run=dry_run)
         return result
 
+    # -- the everyday API (docs/python-api.md) -----------------------------------------------------
+    @overload
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: Literal[False] = False,
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> RunResult: ...
+
+    @overload
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: Literal[True],
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Container: ...
+
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: bool = False,
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> RunResult | Container:
+        """Run ``command`` in a new container from ``image``: a :class:`RunResult` (exit
+        status, stdout, stderr) once it has exited, or with ``detach=True`` the running
+        :class:`Container` (see ``ctrstore.client.api.Containers.run`` for every option)."""
+        mgr = self.containers
+        if detach:
+            return mgr.run(
+                image,
+                command,
+                detach=True,
+                remove=remove,
+                name=name,
+                labels=labels,
+                snapshotter=snapshotter,
+                spec=spec,
+                **options,
+            )
+        return mgr.run(
+            image,
+            command,
+            remove=remove,
+            name=name,
+            labels=labels,
+            snapshotter=snapshotter,
+            spec=spec,
+            **options,
+        )
+
+    def export(
+        self,
+        images: str | Image | Sequence[str | Image],
+        dest: str | os.PathLike[str] | IO[bytes],
+    ) -> int:
+        """Write ``images`` (names or images) as one OCI layout tar to ``dest`` (a path, or a
+        binary file open for writing); returns the number of blobs written."""
+        wanted = [images] if isinstance(images, str | Image) else list(images)
+        records = [i if isinstance(i, Image) else self.images.get(i) for i in wanted]
+        if isinstance(dest, str | os.PathLike):
+            with open(dest, "wb") as out:
+                return self.export_archive(records, out)
+        return self.export_archive(records, dest)
+
+    def import_(self, source: str | os.PathLike[str]) -> list[ImageView]:
+        """Import an OCI layout tar or a ``docker save`` tar; the images it named."""
+        return [self.images.get(i.name) for i in self.import_archive(source)]
+
+    def prune(self, *, containers: bool = True, images: bool = False) -> PruneReport:
+        """Remove stopped containers (``containers``), images no container is made from
+        (``images``), then collect garbage; what went and the bytes freed (see
+        ``ctrstore.client.api.prune``)."""
+        from ctrstore.client.api import prune
+
+        return prune(self, containers=containers, images=images)
+
+    def df(self) -> DiskUsage:
+        """Disk usage of the namespace's images and containers, as ``docker system df``
+        counts it (see ``ctrstore.client.api.disk_usage``)."""
+        from ctrstore.client.api import disk_usage
+
+        return disk_usage(self)
+
     def close(self) -> None:
+        """Close the store's databases. The client cannot be used afterwards (a new one can)."""
+        self._closed = True
         for p in self.plugins:
             closer = getattr(p.instance, "close", None)
             if callable(closer):

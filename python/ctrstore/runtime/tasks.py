@@ -37,6 +37,7 @@ from ctrstore.errdefs import (
 )
 from ctrstore.runtime._proc import alive
 from ctrstore.runtime.bundle import Bundle
+from ctrstore.runtime.capture import Capture
 from ctrstore.runtime.runc import Runc, find_runtime
 
 if TYPE_CHECKING:
@@ -276,6 +277,82 @@ class Tasks:
         return self.runc().exec(
             cid, args, tty=tty, env=env or [], cwd=cwd, user=uid_gid, additional_gids=gids, detach=detach
         )
+
+    # -- captured output (the Python API) ------------------------------------------------------
+    def exec_captured(
+        self,
+        cid: str,
+        args: Sequence[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str | None = None,
+    ) -> Capture:
+        """Start ``args`` in the running task with its stdout and stderr captured apart (see
+        ``ctrstore.runtime.capture``); as :meth:`exec` otherwise, without a terminal."""
+        from ctrstore.oci.user import resolve_user
+
+        if not args:
+            raise InvalidArgument(f"exec in container {cid}: no command given")
+        # (The checks of exec, above.)
+        if self.status(cid).status != "running":
+            raise FailedPrecondition(f"container {cid} is not running")
+        if cwd is not None and not cwd.startswith("/"):
+            raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        uid_gid: str | None = None
+        gids: tuple[int, ...] = ()
+        if user:
+            u = resolve_user(self.bundle(cid).rootfs, user)
+            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
+        flags: list[str] = []
+        for e in env:
+            flags += ["--env", e]
+        if cwd:
+            flags += ["--cwd", cwd]
+        if uid_gid:
+            flags += ["--user", uid_gid]
+        for g in gids:
+            flags += ["--additional-gids", str(g)]
+        return Capture(self.runc(), "exec", [*flags, cid, *args], what=f"exec in container {cid}")
+
+    def run_captured(
+        self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False
+    ) -> Capture:
+        """:meth:`run_attached` with the process's stdout and stderr captured apart instead of
+        our terminal's (see ``ctrstore.runtime.capture``); the exit status is recorded in
+        ``exit.json`` when it ends. A spec asking for a terminal is refused: a captured run
+        has none (start it detached instead)."""
+        if spec.get("process", {}).get("terminal"):
+            raise InvalidArgument(f"container {cid} wants a terminal: a captured run has none (detach it)")
+        runc = self.runc()
+        if fresh:
+            bundle = self.bundle(cid)
+        else:
+            st = self.status(cid)
+            if st.status in ("running", "paused"):
+                raise FailedPrecondition(f"container {cid} is already {st.status}")
+            bundle = self.ensure_bundle(cid, spec, mounts)
+            runc.delete(cid, force=True)
+        bundle.clear_recorders(exit_too=True)
+        bundle.attach_pid.write_text(str(os.getpid()))
+
+        def recorded(status: int) -> None:
+            try:
+                bundle.write_exit(status)
+            finally:
+                bundle.attach_pid.unlink(missing_ok=True)
+
+        try:
+            return Capture(
+                runc,
+                "run",
+                ["--bundle", str(bundle.path), cid],
+                what=f"running container {cid}",
+                on_exit=recorded,
+            )
+        except BaseException:
+            bundle.attach_pid.unlink(missing_ok=True)
+            raise
 
     def logs(self, cid: str, *, follow: bool = False) -> Iterator[bytes]:
         """What a detached task wrote; with ``follow``, until it stops."""

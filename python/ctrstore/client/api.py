@@ -1,0 +1,464 @@
+"""The Python API's collections, shaped after docker-py's ``client.containers`` and
+``client.images``: :class:`Containers` (``get``, ``list``, ``run``) and :class:`Images`
+(``get``, ``list`` giving :class:`~ctrstore.client.objects.ImageView`\\ s), plus the mapping
+from ``run``'s keyword options onto :class:`ctrstore.oci.SpecOptions` (:func:`spec_options`).
+
+They extend what was there: ``Containers`` is a :class:`~ctrstore.client.containers.
+ContainerManager` (create, start, exec, delete... by container id keep working) and
+``Images`` an :class:`~ctrstore.metadata.images.ImageStore` whose ``get`` and ``list`` give
+views that are still image records. ``SpecOptions`` stays the full-control path
+(``run(image, spec=SpecOptions(...))``); the keywords are the everyday subset.
+
+Housekeeping (:func:`prune`, :func:`disk_usage`) is written here with what the store has
+today — container and image removal, gc, content and snapshot sizes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
+
+from ctrstore.client.containers import ContainerManager, new_id_and_name
+from ctrstore.client.objects import (
+    Container,
+    DiskUsage,
+    ImageSource,
+    ImageView,
+    PruneReport,
+    RunResult,
+    UsageRow,
+    _argv,
+    container_status,
+    env_list,
+)
+from ctrstore.errdefs import (
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+    from_oserror,
+)
+from ctrstore.metadata.images import Image, ImageStore
+from ctrstore.oci.spec import NetMode, SpecMount, SpecOptions
+from ctrstore.runtime.tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from ctrstore.client.client import Client
+    from ctrstore.content import Provider
+    from ctrstore.images.platforms import Platform
+
+__all__ = ["Containers", "Images", "RunOptions", "disk_usage", "prune", "remove_command", "spec_options"]
+
+
+# --------------------------------------------------------------------------------------------
+# run's options
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``run`` that shape the container's spec (docker-py's names),
+    each mapped onto a field of :class:`~ctrstore.oci.SpecOptions` by :func:`spec_options`:
+
+    ==================  ====================================================================
+    ``environment``     ``{"K": "V"}`` or ``["K=V", ...]`` → ``env`` (on top of the image's)
+    ``volumes``         ``{"/host": {"bind": "/ctr", "mode": "ro"}}`` or ``["/host:/ctr:ro"]``
+                        → ``mounts`` (recursive bind mounts, ``rw`` by default)
+    ``mounts``          :class:`~ctrstore.oci.SpecMount` values → ``mounts``, as they are
+    ``working_dir``     → ``cwd`` (absolute)
+    ``user``            name or id, ``[:group]`` → ``user``
+    ``hostname``        → ``hostname``
+    ``tty``             → ``tty`` (detached runs only: a captured run has no terminal)
+    ``read_only``       → ``read_only`` (the root file system)
+    ``network_mode``    ``"private"`` (default), ``"none"``, ``"host"`` → ``net``
+    ``privileged``      → ``privileged``
+    ``cap_add``         → ``cap_add`` (``"NET_ADMIN"``, ``"CAP_SYS_TIME"``, ``"ALL"``)
+    ``cap_drop``        → ``cap_drop``
+    ==================  ====================================================================
+    """
+
+    environment: Mapping[str, str] | Sequence[str]
+    volumes: Mapping[str, Mapping[str, str]] | Sequence[str]
+    mounts: Sequence[SpecMount]
+    working_dir: str
+    user: str
+    hostname: str
+    tty: bool
+    read_only: bool
+    network_mode: NetMode
+    privileged: bool
+    cap_add: Sequence[str]
+    cap_drop: Sequence[str]
+
+
+def _bind(source: str, dest: str, mode: str, what: str) -> SpecMount:
+    """A ``volumes`` entry as a recursive bind mount (the CLI's ``-v`` defaults)."""
+    if not source:
+        raise InvalidArgument(f"volume {what}: no host path given")
+    if not source.startswith(("/", ".")):
+        raise Unimplemented(f"volume {what}: named volumes are not supported; give a host path")
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"volume {what}: the container path {dest!r} must be absolute")
+    if mode not in ("ro", "rw"):
+        raise InvalidArgument(f"volume {what}: mode {mode!r} must be ro or rw")
+    path = os.path.abspath(source)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise NotFound(f"volume {what}: the host path {path} does not exist") from None
+    except OSError as e:
+        raise from_oserror(e, f"volume {what}: host path {path}") from None
+    return SpecMount(os.path.normpath(dest), path, "bind", ("rbind", mode, "rprivate"))
+
+
+def _volumes(volumes: Mapping[str, Mapping[str, str]] | Sequence[str]) -> list[SpecMount]:
+    if isinstance(volumes, str):
+        raise InvalidArgument(f"volumes {volumes!r}: give a mapping or a list of HOST:CONTAINER[:MODE]")
+    out = []
+    if isinstance(volumes, Mapping):
+        for source, bind in volumes.items():
+            if not isinstance(bind, Mapping) or not isinstance(bind.get("bind"), str):
+                raise InvalidArgument(
+                    f"volume {source!r}: give {{'bind': CONTAINER_PATH, 'mode': 'ro'|'rw'}}"
+                )
+            out.append(_bind(source, bind["bind"], bind.get("mode", "rw"), repr(source)))
+        return out
+    for v in volumes:
+        parts = str(v).split(":")
+        if len(parts) not in (2, 3):
+            raise InvalidArgument(f"volume {v!r}: expected HOST_PATH:CONTAINER_PATH[:ro|rw]")
+        out.append(_bind(parts[0], parts[1], parts[2] if len(parts) == 3 else "rw", repr(v)))
+    return out
+
+
+def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[RunOptions]) -> SpecOptions:
+    """The :class:`~ctrstore.oci.SpecOptions` that ``run(image, command, **options)`` makes
+    (see :class:`RunOptions` for each key). ``command`` is a list, or a string split as a
+    shell would; None runs the image's own command."""
+    unknown = set(options) - set(RunOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"run() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    return SpecOptions(
+        args=[] if command is None else _argv(command, "run"),
+        env=env_list(options.get("environment")),
+        cwd=options.get("working_dir"),
+        user=options.get("user"),
+        hostname=options.get("hostname"),
+        tty=bool(options.get("tty", False)),
+        read_only=bool(options.get("read_only", False)),
+        net=options.get("network_mode", "private"),
+        mounts=[*_volumes(options.get("volumes", [])), *options.get("mounts", [])],
+        privileged=bool(options.get("privileged", False)),
+        cap_add=list(options.get("cap_add", [])),
+        cap_drop=list(options.get("cap_drop", [])),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Containers
+
+
+class Containers(ContainerManager):
+    """The containers of one namespace: the :class:`ContainerManager` (by container id) plus
+    docker-py's ``get``, ``list`` and ``run``, which hand out
+    :class:`~ctrstore.client.objects.Container` objects."""
+
+    remove_command: Callable[[str], list[str]] | None = None
+    """The command the shim runs to remove a ``run(detach=True, remove=True)`` container when
+    it exits (the Client sets it: ``ctrstore rm --force <id>`` on this store)."""
+
+    def get(self, ref: str) -> Container:
+        """The container named by ``ref``: its id, its name or a unique prefix of its id.
+        NotFound if there is none."""
+        cid = self.resolve(ref)
+        return Container(self, self.store.get(cid), self.status(cid))
+
+    def list(self, *filters: str, all: bool = False) -> builtins.list[Container]:
+        """The running (and paused) containers, newest first; with ``all``, every one.
+        ``filters`` are containerd's (``labels."nerdctl/name"==web``, ``image==...``)."""
+        records = sorted(
+            self.store.list(*filters), key=lambda c: (c.created_at is not None, c.created_at), reverse=True
+        )
+        out = []
+        for record in records:
+            c = Container(self, record, self.status(record.id))
+            if all or c.status in ("running", "paused"):
+                out.append(c)
+        return out
+
+    @overload
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: Literal[False] = False,
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> RunResult: ...
+
+    @overload
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: Literal[True],
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Container: ...
+
+    def run(
+        self,
+        image: str | Image,
+        command: str | Sequence[str] | None = None,
+        *,
+        detach: bool = False,
+        remove: bool = False,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        snapshotter: str | None = None,
+        spec: SpecOptions | None = None,
+        **options: Unpack[RunOptions],
+    ) -> RunResult | Container:
+        """Run ``command`` (default: the image's) in a new container from ``image`` (a stored
+        image: a name as stored or as a registry reference normalises, or an Image).
+
+        Without ``detach``: wait for it to exit and return a :class:`RunResult` with its exit
+        status and its stdout and stderr, captured apart. With ``detach=True``: start it under
+        a shim and return the running :class:`Container` (its output goes to its log).
+        ``remove`` removes the container once it has exited. ``name`` is its name and id
+        (default: a random id, named after the image). The other keywords are
+        :class:`RunOptions`; ``spec`` instead gives the whole
+        :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords).
+
+        If the runtime cannot start the command (not found...), its error is raised. Whenever
+        ``run`` raises, the container it made is removed again."""
+        if spec is not None:
+            if command is not None or options:
+                given = sorted(options) or ["command"]
+                raise InvalidArgument(f"run: give either spec or {', '.join(given)}, not both")
+            opts = spec
+        else:
+            opts = spec_options(command, **options)
+        image_name = image.name if isinstance(image, Image) else self.images.get(image).name
+        cid, cname = new_id_and_name(name, image_name)
+        record = self.create(cid, image_name, opts, snapshotter=snapshotter, labels=labels, name=cname)
+        if detach:
+            return self._run_detached(record.id, remove)
+        try:
+            with self.tasks.run_captured(cid, record.spec, self._mounts(record), fresh=True) as capture:
+                code, stdout, stderr = capture.collect()
+        except BaseException:
+            self.delete(cid, force=True)
+            raise
+        if remove:  # `runc run` deleted its task when the process exited
+            self.delete(cid, force=True, task_gone=True)
+        return RunResult(cid, code, stdout, stderr, removed=remove)
+
+    def _run_detached(self, cid: str, remove: bool) -> Container:
+        on_exit = None
+        if remove:
+            if self.remove_command is None:
+                self.delete(cid, force=True)
+                raise Unimplemented("run(detach=True, remove=True) needs a client that knows its store")
+            on_exit = self.remove_command(cid)
+        try:
+            self.start(cid, on_exit=on_exit)
+        except BaseException:
+            self.delete(cid, force=True)
+            raise
+        try:
+            return self.get(cid)
+        except NotFound:  # it exited and removed itself already
+            from ctrstore.metadata.containers import Container as ContainerRecord
+
+            return Container(self, ContainerRecord(cid), TaskStatus("stopped"))
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+
+def _normalized(name: str) -> str | None:
+    """``name`` as a registry reference normalises (``busybox`` is
+    ``docker.io/library/busybox:latest``); None if it is not one."""
+    from ctrstore.remotes.reference import normalize
+
+    try:
+        return normalize(name)
+    except InvalidArgument:
+        return None
+
+
+class Images(ImageStore):
+    """The namespace's image store whose ``get`` and ``list`` give
+    :class:`~ctrstore.client.objects.ImageView`\\ s (records with ``id``, ``tags``,
+    ``config`` and ``size``); everything else is the :class:`ImageStore`'s."""
+
+    def __init__(self, store: ImageStore, content: Provider, platform: Platform | None = None) -> None:
+        super().__init__(store.db, store.namespace, lease=store.lease)
+        self.source = ImageSource(content, self, platform)
+
+    def get(self, name: str) -> ImageView:
+        """The image ``name``: as stored, else as it normalises as a registry reference
+        (``busybox`` finds ``docker.io/library/busybox:latest``, as a pull names it)."""
+        try:
+            img = super().get(name)
+        except NotFound:
+            normalized = _normalized(name)
+            if normalized is None or normalized == name:
+                raise
+            try:
+                img = super().get(normalized)
+            except NotFound:
+                raise NotFound(
+                    f"image {name!r} (or {normalized!r}) not found in namespace {self.namespace!r}"
+                ) from None
+        return ImageView.of(img, self.source)
+
+    def list(self, *filters: str) -> builtins.list[ImageView]:  # type: ignore[override]
+        # (A list of ImageView is a list of Image to every reader; the base's return type is
+        # only invariant because a list can be appended to.)
+        """The images (filtered as :meth:`ImageStore.list` filters them), with their tags."""
+        records = super().list(*filters)
+        names = self.source.names_by_target() if records else {}
+        return [ImageView.of(i, self.source, names.get(i.target.digest, [i.name])) for i in records]
+
+
+# --------------------------------------------------------------------------------------------
+# Housekeeping
+
+
+def _blob_sizes(client: Client) -> dict[str, int]:
+    return {info.digest: info.size for info in client.metadata.content_backend.walk()}
+
+
+def prune(client: Client, *, containers: bool = True, images: bool = False) -> PruneReport:
+    """Remove every container that is not running or paused (``containers``), every image no
+    container is made from (``images``), then collect garbage; what was removed and the
+    bytes freed (the writable snapshots of removed containers, the blobs and snapshots gc
+    removed, measured just before).
+
+    Written with what the store has today (container and image removal, gc); the
+    housekeeping library (``prune``, ``system df``) takes its place once it is there."""
+    mgr = client.containers
+    removed: list[str] = []
+    freed = 0
+    if containers:
+        for c in mgr.list(all=True):
+            if c.status in ("running", "paused"):
+                continue
+            try:
+                freed += client.snapshotter(c.record.snapshotter).usage(c.record.snapshot_key).size
+            except CtrstoreError:
+                pass
+            try:
+                mgr.delete(c.id, force=False)
+            except (NotFound, FailedPrecondition):
+                continue  # removed meanwhile (an --rm container's shim), or started again
+            removed.append(c.id)
+    removed_images: list[str] = []
+    if images:
+        used = {r.image for r in mgr.store.list()}
+        for img in ImageStore.list(client.images):
+            if img.name not in used:
+                client.images.delete(img.name)
+                removed_images.append(img.name)
+    # What gc will free, measured before it goes: the blobs' sizes, the snapshots' usage.
+    sizes = _blob_sizes(client)
+    snapshots: dict[str, int] = {}
+    for entry in client.gc(dry_run=True).records.get("snapshots", []):
+        ns, sn, key = entry.split("/", 2)  # <namespace>/<snapshotter>/<key>
+        if ns != client.namespace:
+            continue
+        try:
+            snapshots[entry] = client.snapshotter(sn).usage(key).size
+        except CtrstoreError:
+            pass
+    result = client.gc()
+    freed += sum(sizes.get(d, 0) for d in result.blobs)
+    freed += sum(snapshots.get(entry, 0) for entry in result.records.get("snapshots", []))
+    return PruneReport(removed, removed_images, result, freed)
+
+
+def disk_usage(client: Client) -> DiskUsage:
+    """The namespace's images (unique blobs of their manifests, configs and layers; active:
+    used by a container; reclaimable: blobs only unused images hold) and containers (their
+    writable snapshots; active: running or paused; reclaimable: the others').
+
+    Written with what the store has today; the housekeeping library's ``system df`` takes its
+    place once it is there."""
+    from ctrstore.images import children
+
+    content = client.content
+    mgr = client.containers
+    records = mgr.store.list()
+    used_names = {r.image for r in records}
+    imgs = ImageStore.list(client.images)
+
+    def blobs(img: Image) -> set[str]:
+        seen: set[str] = set()
+        todo = [img.target]
+        while todo:
+            d = todo.pop()
+            if d.digest in seen:
+                continue
+            try:
+                content.info(d.digest)
+            except NotFound:
+                continue
+            seen.add(d.digest)
+            todo.extend(children(content, d))
+        return seen
+
+    per_image = {img.name: blobs(img) for img in imgs}
+    size_of: dict[str, int] = {}
+    for digests in per_image.values():
+        for d in digests - size_of.keys():
+            size_of[d] = content.info(d).size
+    in_use = set().union(*(per_image[n] for n in per_image if n in used_names))
+    all_blobs = set(size_of)
+    images_row = UsageRow(
+        total=len(imgs),
+        active=sum(1 for img in imgs if img.name in used_names),
+        size=sum(size_of[d] for d in all_blobs),
+        reclaimable=sum(size_of[d] for d in all_blobs - in_use),
+    )
+    total = active = size = reclaimable = 0
+    for r in records:
+        total += 1
+        try:
+            used = client.snapshotter(r.snapshotter).usage(r.snapshot_key).size
+        except CtrstoreError:
+            used = 0
+        size += used
+        if container_status(mgr.status(r.id)) in ("running", "paused"):
+            active += 1
+        else:
+            reclaimable += used
+    return DiskUsage(images_row, UsageRow(total, active, size, reclaimable))
+
+
+def remove_command(client: Client) -> Callable[[str], list[str]]:
+    """The command that removes a container of ``client``'s store and namespace: what the
+    shim runs when a ``run(detach=True, remove=True)`` container exits."""
+
+    def command(cid: str) -> list[str]:
+        argv = [sys.executable, "-m", "ctrstore"]
+        if client.config.source:
+            argv += ["--config", client.config.source]
+        argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", client.namespace]
+        return [*argv, "rm", "--force", cid]
+
+    return command
