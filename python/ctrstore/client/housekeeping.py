@@ -550,7 +550,7 @@ def _verbose(
     du: DiskUsage,
     client: Client,
     reach: Reachability,
-    images: list[Image],
+    images: Sequence[Image],
     containers: list[Container],
     used: Mapping[str, list[str]],
     active: set[str],
