@@ -110,7 +110,9 @@ def _lazy(module: str, attr: str) -> tuple[str, str]:
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": _lazy("check", "check"),
     "commit": _lazy("containers", "commit"),
+    "completion": _lazy("completion", "completion"),
     "config": _lazy("config", "config"),
+    "container": _lazy("containers", "containers"),
     "containers": _lazy("containers", "containers"),
     "content": _lazy("content", "content"),
     "create": _lazy("containers", "create"),
@@ -118,7 +120,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": _lazy("gc", "gc"),
     "image": _lazy("images", "images"),
     "images": _lazy("images", "images"),
-    "inspect": _lazy("containers", "inspect"),
+    "inspect": _lazy("objects", "inspect"),
     "kill": _lazy("containers", "kill"),
     "leases": _lazy("leases", "leases"),
     "login": _lazy("transfer", "login"),
@@ -146,6 +148,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: a failure is one line on stderr and exit status 1 (with
     ``--debug`` or ``CTRSTORE_DEBUG=1``, the traceback too)."""
+    if os.environ.get("_CTRSTORE_COMPLETE"):  # a shell asking for completions
+        from ctrstore.cli.completion import register
+
+        register()
     try:
         cli.main(args=argv, prog_name="ctrstore", standalone_mode=False)
     except click.exceptions.Abort:
