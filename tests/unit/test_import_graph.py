@@ -192,6 +192,7 @@ CLI_MAY_IMPORT = {
     "ctrstore",  # __version__
     "ctrstore.client",
     "ctrstore.client.containers",  # new_id_and_name
+    "ctrstore.client.dockercompat",  # docker's objects: ps, images, inspect
     # what the CLI parses and prints
     "ctrstore._timeutil",
     "ctrstore.config",

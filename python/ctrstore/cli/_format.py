@@ -204,13 +204,10 @@ def _write_cells(
     keep: Iterable[str] = (),
 ) -> None:
     colour = colour_enabled()
-    if fit and (width := _terminal_width()) is not None:
-        heads = lines[0] if header and lines else []
-        _fit(lines, width, padding, {i for i, h in enumerate(heads) if h in set(keep)})
-    widths = _column_widths(lines, minwidth, padding)
     heads = lines[0] if header and lines else []
-    for n, (cells, ws) in enumerate(zip(lines, widths, strict=True)):
-        parts = []
+    codes: list[list[str | None]] = []
+    for n, cells in enumerate(lines):  # decided on whole cells, before any is cut
+        row: list[str | None] = []
         for i, cell in enumerate(cells):
             code: str | None = None
             if colour:
@@ -218,8 +215,16 @@ def _write_cells(
                     code = _BOLD
                 elif i < len(heads) and (pick := _COLOURED_COLUMNS.get(heads[i])) is not None:
                     code = pick(cell)
+            row.append(code)
+        codes.append(row)
+    if fit and (width := _terminal_width()) is not None:
+        _fit(lines, width, padding, {i for i, h in enumerate(heads) if h in set(keep)})
+    widths = _column_widths(lines, minwidth, padding)
+    for cells, ws, cs in zip(lines, widths, codes, strict=True):
+        parts = []
+        for i, cell in enumerate(cells):
             pad = " " * (ws[i] - len(cell)) if i < len(ws) else ""
-            parts.append(_sgr(code, cell) + pad)
+            parts.append(_sgr(cs[i], cell) + pad)
         out("".join(parts))
 
 

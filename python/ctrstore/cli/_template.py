@@ -546,8 +546,8 @@ def _pad(s: Any, prefix: int, suffix: int) -> Any:
 
 
 def _truncate(s: Any, n: int) -> str:
-    s = go_str(s)
-    return s if len(s) < int(n) else s[: int(n)]
+    text = go_str(s)
+    return text if len(text) < int(n) else text[: int(n)]
 
 
 def _len(v: Any) -> int:
@@ -657,11 +657,12 @@ def _cmp(op: str) -> Callable[..., bool]:
             raise _err(f"{op}: too many arguments")
         if op == "ne":
             return not _eq(a, b)
-        if not (isinstance(a, int | float) and isinstance(b, int | float)) and not (
-            isinstance(a, str) and isinstance(b, str)
-        ):
+        x: Any = a
+        y: Any = b
+        numbers = isinstance(a, int | float) and isinstance(b, int | float)
+        if not numbers and not (isinstance(a, str) and isinstance(b, str)):
             raise _err(f"{op}: incompatible types for comparison ({_type(a)}, {_type(b)})")
-        return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+        return bool({"lt": x < y, "le": x <= y, "gt": x > y, "ge": x >= y}[op])
 
     return f
 

@@ -70,7 +70,7 @@ class _Bash(BashComplete):
 
     source_template: ClassVar[str] = _SOURCE_BASH
 
-    def source_vars(self) -> dict[str, Any]:
+    def source_vars(self) -> Any:  # click's _SourceVarsDict, plus the line's variable
         return {**super().source_vars(), "line_var": _LINE_VAR}
 
     def get_completion_args(self) -> tuple[list[str], str]:

@@ -14,8 +14,8 @@ from typing import IO, Any
 import click
 
 from ctrstore._timeutil import now
-from ctrstore.cli._common import State, labels_text, pass_state, printable, table
-from ctrstore.cli._format import Listing, format_option, write_list
+from ctrstore.cli._common import State, labels_text, pass_state, printable
+from ctrstore.cli._format import Listing, format_option, write_list, write_table
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.errdefs import CtrstoreError, NotFound
 from ctrstore.labels import parse_assignments
@@ -216,8 +216,9 @@ def label(st: State, name: str, labels: tuple[str, ...]) -> None:
 
 @images.command("check")
 @click.argument("names", nargs=-1, shell_complete=complete("image"))
+@format_option
 @pass_state
-def check(st: State, names: tuple[str, ...]) -> None:
+def check(st: State, names: tuple[str, ...], fmt: str | None) -> None:
     """Check that every blob of each image is present and that it is unpacked."""
     client = st.client()
     rows = []
@@ -225,7 +226,7 @@ def check(st: State, names: tuple[str, ...]) -> None:
         c = client.check(n)
         status = "complete" if c.complete else f"incomplete ({len(c.missing)} missing)"
         rows.append([n, status, "yes" if c.unpacked else "no"])
-    table(["REF", "STATUS", "UNPACKED"], rows)
+    write_table(["REF", "STATUS", "UNPACKED"], rows, fmt)
 
 
 @images.command("unpack")

@@ -182,8 +182,8 @@ def complete(*kinds: str) -> Callable[[click.Context, click.Parameter, str], lis
             if st is not ctx.find_root().obj:
                 with contextlib.suppress(Exception):
                     st.close()
-        seen: set[str] = set()
-        return [CompletionItem(n) for n in out if n.startswith(incomplete) and not (n in seen or seen.add(n))]
+        unique = dict.fromkeys(n for n in out if n.startswith(incomplete))
+        return [CompletionItem(n) for n in unique]
 
     return names
 

@@ -833,7 +833,7 @@ class ContainerFilter:
             checks: list[tuple[str, Callable[[str], bool]]] = [
                 ("id", lambda v: s["Id"].startswith(v)),
                 ("name", lambda v: _search(v, name)),
-                ("label", lambda v: _labels_match(labels, dict([v.split("=", 1) if "=" in v else (v, "")]))),
+                ("label", lambda v: _labels_match(labels, {v.partition("=")[0]: v.partition("=")[2]})),
                 ("exited", lambda v: s["State"] == "exited" and s["ExitCode"] == int(v)),
                 ("status", lambda v: s["State"] == v),
                 (
