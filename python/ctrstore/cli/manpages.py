@@ -126,11 +126,11 @@ def pages(root: click.Group, *, date: str) -> dict[str, str]:
     def walk(cmd: click.Command, path: list[str], parent: click.Context) -> None:
         ctx = click.Context(cmd, info_name=path[-1], parent=parent)
         file = "-".join(path) + ".1"
-        if id(cmd) in first:
+        if id(cmd) in first:  # another name: a link (and links for its subcommands)
             out[file] = f".so man1/{first[id(cmd)]}\n"
-            return
-        first[id(cmd)] = file
-        out[file] = render(cmd, path, ctx, date=date)
+        else:
+            first[id(cmd)] = file
+            out[file] = render(cmd, path, ctx, date=date)
         for sub in _subcommands(cmd, ctx):
             assert isinstance(cmd, click.Group)
             sc = cmd.get_command(ctx, sub)
