@@ -156,7 +156,7 @@ def test_tabwriter_columns_as_docker() -> None:
 
 def test_fit_cuts_the_widest_column_but_keeps_ids() -> None:
     lines = [["CONTAINER ID", "IMAGE", "COMMAND"], ["0123456789ab", "x" * 40, '"' + "y" * 30 + '"']]
-    _fit(lines, 50, 3, keep={0})
+    _fit(lines, 50, 10, 3, keep={0})
     assert lines[1][0] == "0123456789ab"
     assert sum(max(len(r[c]) for r in lines) for c in range(3)) + 6 <= 50
     assert lines[1][1].endswith("…")

@@ -171,23 +171,24 @@ def _column_widths(lines: Sequence[Sequence[str]], minwidth: int, padding: int) 
     return widths
 
 
-def _fit(lines: list[list[str]], total: int, padding: int, keep: set[int]) -> None:
-    """Cut the widest cells (``…``) until every line fits ``total`` columns, leaving the
-    columns in ``keep`` (ids) whole and no column narrower than its header."""
+def _fit(lines: list[list[str]], total: int, minwidth: int, padding: int, keep: set[int]) -> None:
+    """Cut the widest cells (``…``) until every line fits ``total`` columns (as laid out by
+    :func:`_column_widths`), leaving the columns in ``keep`` whole and none narrower than its
+    header (or 4 characters)."""
     if not lines or len({len(c) for c in lines}) != 1:
         return
     ncol = len(lines[0])
     header = lines[0]
-    for _ in range(200):
+    for _ in range(1000):
         widths = [max(len(r[c]) for r in lines) for c in range(ncol)]
-        need = sum(widths) + padding * (ncol - 1)
+        need = sum(max(w + padding, minwidth) for w in widths[:-1]) + widths[-1]
         if need <= total:
             return
-        cands = [c for c in range(ncol) if c not in keep and widths[c] > max(len(header[c]), 8)]
+        cands = [c for c in range(ncol) if c not in keep and widths[c] > max(len(header[c]), 4)]
         if not cands:
             return
         c = max(cands, key=lambda i: widths[i])
-        target = max(widths[c] - (need - total), len(header[c]), 8)
+        target = max(widths[c] - max(need - total, 1), len(header[c]), 4)
         for r in lines[1:]:
             if len(r[c]) > target:
                 r[c] = r[c][: target - 1] + "…"
@@ -218,7 +219,7 @@ def _write_cells(
             row.append(code)
         codes.append(row)
     if fit and (width := _terminal_width()) is not None:
-        _fit(lines, width, padding, {i for i, h in enumerate(heads) if h in set(keep)})
+        _fit(lines, width, minwidth, padding, {i for i, h in enumerate(heads) if h in set(keep)})
     widths = _column_widths(lines, minwidth, padding)
     for cells, ws, cs in zip(lines, widths, codes, strict=True):
         parts = []
