@@ -35,7 +35,6 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Union
 
 from ctrstore.cli._common import printable
@@ -59,6 +58,8 @@ def _go_float(f: float) -> str:
         return "+Inf" if f > 0 else "-Inf"
     if f == 0:
         return "0"
+    from decimal import Decimal
+
     d = Decimal(repr(f))
     exp = d.adjusted()
     if exp < -4 or exp >= 6:

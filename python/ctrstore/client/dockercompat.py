@@ -32,7 +32,6 @@ from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, normalize
 from ctrstore.labels import CONTAINER_NAME
 from ctrstore.oci.spec import default_mounts
-from ctrstore.remotes.reference import parse as parse_reference
 
 if TYPE_CHECKING:
     from ctrstore.client.client import Client
@@ -134,26 +133,42 @@ def _rfc3339(t: datetime | str | None) -> str:
 
 
 # -- names ----------------------------------------------------------------------------------------
+def _split_name(name: str) -> tuple[str, str | None]:
+    """``(repository, tag)`` of an image name, as the reference grammar cuts it (a ``:``
+    after the last ``/`` starts the tag; a digest is dropped)."""
+    rest = name.partition("@")[0]
+    colon = rest.rfind(":")
+    if colon > rest.rfind("/"):
+        return rest[:colon], rest[colon + 1 :]
+    return rest, None
+
+
+def _familiar_repo(repo: str) -> str:
+    """distribution/reference's ``FamiliarName``: Docker Hub's ``docker.io/`` and, for a
+    one-component path, ``library/`` are left out."""
+    for hub in ("docker.io/", "index.docker.io/"):
+        if repo.startswith(hub):
+            path = repo[len(hub) :]
+            if path.startswith("library/") and path.count("/") == 1:
+                path = path[len("library/") :]
+            return path
+    return repo
+
+
 def repo_tag(name: str) -> tuple[str, str]:
     """``(REPOSITORY, TAG)`` of an image name as docker and nerdctl show it: the familiar
     repository (``busybox``, ``127.0.0.1:5000/team/app``) and the tag, ``<none>`` for what is
     missing (nerdctl's ``ParseRepoTag``)."""
-    try:
-        ref = parse_reference(name, default_tag=False)
-    except CtrstoreError:
-        return "<none>", "<none>"
-    fam = ref.familiar().split("@", 1)[0]
-    repo = fam.rsplit(":", 1)[0] if ref.tag else fam
-    return repo or "<none>", ref.tag or "<none>"
+    repo, tag = _split_name(name)
+    return _familiar_repo(repo) or "<none>", tag or "<none>"
 
 
 def familiar(name: str) -> str:
-    """The short form docker shows of an image name (``busybox:latest`` for
-    ``docker.io/library/busybox:latest``); the name itself if it is not a reference."""
-    try:
-        return parse_reference(name, default_tag=False).familiar()
-    except CtrstoreError:
-        return name
+    """The short form docker shows of an image name: ``busybox:latest`` for
+    ``docker.io/library/busybox:latest`` (distribution/reference's ``FamiliarString``)."""
+    repo, tag = _split_name(name)
+    digest = name.partition("@")[2]
+    return _familiar_repo(repo) + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 def find_image(client: Client, ref: str) -> Image:
@@ -161,6 +176,8 @@ def find_image(client: Client, ref: str) -> Image:
     (``busybox`` is ``docker.io/library/busybox:latest``), the familiar one, or its ID (the
     target digest, ``sha256:`` optional, a unique prefix of at least 4 hex digits is enough).
     NotFound if nothing matches; InvalidArgument if an ID prefix is ambiguous."""
+    from ctrstore.remotes.reference import parse as parse_reference
+
     store = client.images
     with contextlib.suppress(NotFound):
         return store.get(ref)
@@ -871,6 +888,8 @@ def _search(pattern: str, text: str) -> bool:
 def _same_repo(image: str, ref: str) -> bool:
     """``ancestor=busybox`` matches a container of ``busybox:latest`` (docker resolves the
     name the same way)."""
+    from ctrstore.remotes.reference import parse as parse_reference
+
     try:
         return str(parse_reference(image)) == str(parse_reference(ref))
     except CtrstoreError:
