@@ -370,7 +370,7 @@ def image_inspect(client: Client, image: Image, *, snapshotter: str | None = Non
         },
         "Metadata": {"LastTagTime": _rfc3339(image.updated_at or image.created_at)},
         "Descriptor": image.target.to_json(),
-        "Manifest": r.manifest.to_json(),
+        "ManifestDescriptor": r.manifest.to_json(),
         "ConfigDescriptor": r.config.to_json(),
         "Labels": dict(image.labels),
     }
