@@ -100,7 +100,7 @@ def test_control_characters_are_escaped(tmp_path: Path) -> None:
     finally:
         c.close()
     outputs = {
-        "images ls": cli(store, "images", "ls"),
+        "images ls": cli(store, "images", "ls", "--format", "{{.Name}} {{.Labels}}"),
         "content ls": cli(store, "content", "ls"),
         "namespaces ls": cli(store, "namespaces", "ls"),
         "leases ls": cli(store, "leases", "ls"),
@@ -188,7 +188,7 @@ def test_unreadable_store_is_one_permission_line(tmp_path: Path) -> None:
     content_dir = store / "root" / "io.containerd.content.v1.content"
     blobs = content_dir / "blobs" / "sha256"
     digest = "sha256:" + sorted(os.listdir(blobs))[0]
-    r = _without_dac(store, "images", "ls")
+    r = _without_dac(store, "images", "ls", "--format", "{{.Name}}")
     assert r.returncode == 0 and "example.com/app:1" in r.stdout, r.stderr  # modes still allow it
     try:
         blobs.chmod(0)

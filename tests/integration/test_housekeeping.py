@@ -255,7 +255,7 @@ def test_system_prune_removes_what_it_lists(busybox_store: Path) -> None:
     assert "Deleted Images:\nlocalhost/busybox@sha256:" in out
     assert "Deleted Volumes:\n" in out and "named" not in out  # named volumes stay
     assert run(store, "ps", "-aq").stdout == ""
-    assert run(store, "images", "ls", "-q").stdout == f"{IMAGE}\n"  # tagged: not dangling
+    assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{IMAGE}\n"  # tagged: not dangling
     assert run(store, "volume", "ls", "-q").stdout == "named\n"
     # -a: every unused image; its space comes back.
     out = run(store, "system", "prune", "-a", "-f").stdout
@@ -323,11 +323,12 @@ def test_rmi_refuses_an_image_in_use(busybox_store: Path) -> None:
         r = run(store, "rmi", *names, ok=False)
         one_line_error(r, "failed precondition", IMAGE, user, "rmi -f")
     # Nothing was removed, not even the unused name given with it.
-    assert run(store, "images", "ls", "-q").stdout.split() == sorted([IMAGE, "localhost/other:1"])
+    listed = run(store, "images", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(listed) == sorted([IMAGE, "localhost/other:1"])
     assert blob_files(store) == blobs
     # -f removes the name; the container keeps its layers and still runs.
     run(store, "rmi", "-f", IMAGE, "localhost/other:1")
-    assert run(store, "images", "ls", "-q").stdout == ""
+    assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == ""
     assert blob_files(store) == [] and len(snapshot_dirs(store)) == 4  # 3 layers + the container's
     assert run(store, "start", "-a", user).stdout == "hello from a ctrstore image\n"
     run(store, "rm", user)
@@ -341,16 +342,18 @@ def test_image_prune_takes_dangling_images_only(busybox_store: Path) -> None:
     run(store, "tag", IMAGE, digest_name)
     out = run(store, "image", "prune", "-f").stdout
     assert out.startswith(f"Deleted Images:\n{digest_name}\n") and reclaimed(out) == "0B"
-    assert run(store, "images", "ls", "-q").stdout == f"{IMAGE}\n"
+    assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{IMAGE}\n"
     # -a with a container made from it: kept.
     user = unique_name("user")
     run(store, "create", "--name", user, IMAGE, "true")
     assert reclaimed(run(store, "image", "prune", "-a", "-f").stdout) == "0B"
-    assert run(store, "images", "ls", "-q").stdout == f"{IMAGE}\n"
+    assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{IMAGE}\n"
     # A filter that matches nothing removes nothing.
     run(store, "rm", user)
     out = run(store, "image", "prune", "-a", "-f", "--filter", "label=nope").stdout
-    assert reclaimed(out) == "0B" and run(store, "images", "ls", "-q").stdout == f"{IMAGE}\n"
+    assert (
+        reclaimed(out) == "0B" and run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{IMAGE}\n"
+    )
     one_line_error(
         run(store, "image", "prune", "-f", "--filter", "color=red", ok=False), "invalid argument", "color"
     )

@@ -106,7 +106,7 @@ def test_cli_pull_shows_progress_lines(tmp_path: Path, registry: RegistryServer)
     ).stdout
     assert "up to date" in again
     ls = subprocess.run(
-        [sys.executable, "-m", "ctrstore", "images", "ls", "-q"],
+        [sys.executable, "-m", "ctrstore", "images", "ls", "--format", "{{.Name}}"],
         capture_output=True,
         text=True,
         env=env,

@@ -267,7 +267,7 @@ def test_attached_status_is_recorded(rt: Client, capfd: pytest.CaptureFixture[st
     assert mgr.status(cid).status == "created"
     assert mgr.run_attached(cid) == 3
     st = mgr.status(cid)
-    assert (st.status, st.exit_status) == ("stopped", 3) and st.exited_at
+    assert (st.status, st.exit_status) == ("exited", 3) and st.exited_at  # docker's word (#12)
     assert mgr.wait(cid, 5) == 3
     assert mgr.run_attached(cid) == 3  # again: a stopped container can run again
     mgr.delete(cid)
@@ -381,7 +381,7 @@ def test_stop_kills_after_timeout(rt: Client) -> None:
     assert mgr.stop(cid, timeout=0.5) == 137
     assert time.monotonic() - t < 8
     st = mgr.status(cid)
-    assert (st.status, st.exit_status) == ("stopped", 137)
+    assert (st.status, st.exit_status) == ("exited", 137)
     assert mgr.stop(cid, timeout=0.5) is None  # stopping a stopped container does nothing
     assert mgr.wait(cid, 1) == 137
     mgr.delete(cid)  # stopped: no --force needed
@@ -710,7 +710,7 @@ def test_killed_shim(rt: Client, tmp_path: Path) -> None:
     mgr.start(cid)
     _kill_task(mgr, cid)
     st = mgr.status(cid)
-    assert st.status == "stopped" and st.exit_status == 255  # as containerd reports a dead shim
+    assert st.status == "exited" and st.exit_status == 255  # as containerd reports a dead shim
     assert mgr.wait(cid, 5) == 255
     ps = cli(tmp_path, "ps", "-a").stdout
     assert "Exited (255)" in ps and cid in ps
@@ -732,7 +732,7 @@ def test_reboot(rt: Client, tmp_path: Path) -> None:
     shutil.rmtree(rt.state / "runc" / "default")
     assert our_mounts(rt) == []
     st = mgr.status(cid)
-    assert st.status == "stopped" and st.exit_status == 255
+    assert st.status == "exited" and st.exit_status == 255
     assert "Exited (255)" in cli(tmp_path, "ps", "-a").stdout
     # start: the rootfs is mounted again, with what the container wrote before.
     assert mgr.start(cid).status == "running"

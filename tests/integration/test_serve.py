@@ -403,7 +403,7 @@ def test_tls_and_basic_auth(tmp_path: Path, upstream: Upstream) -> None:
             f"{srv.host}/{REPO}:{TAG}",
             env={"HOME": str(home)},
         )
-        assert f"{srv.host}/{REPO}:{TAG}" in ctrstore(other, "images", "ls", "-q")
+        assert f"{srv.host}/{REPO}:{TAG}" in ctrstore(other, "images", "ls", "--format", "{{.Name}}")
         if shutil.which("skopeo"):
             certs = tmp_path / "skopeo-certs"
             certs.mkdir()

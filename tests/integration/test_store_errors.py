@@ -115,7 +115,7 @@ def test_commit_on_a_full_disk_is_one_line_and_leaves_no_ingest(small_fs: Path) 
         line = one_line_failure(run(small_fs, "commit", cid, "localhost/full:1"))
         assert line.startswith("ctrstore: no space left on device while writing "), line
         assert c.content.list_statuses() == []
-        assert "localhost/full:1" not in run(small_fs, "images", "ls", "-q").stdout
+        assert "localhost/full:1" not in run(small_fs, "images", "ls", "--format", "{{.Name}}").stdout
         r = run(small_fs, "check")
         assert r.returncode == 0, r.stdout + r.stderr
     finally:

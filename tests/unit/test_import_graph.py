@@ -194,6 +194,7 @@ CLI_MAY_IMPORT = {
     "ctrstore.client.containers",  # new_id_and_name
     "ctrstore.client.housekeeping",  # df, prune, rmi: the results the CLI prints
     "ctrstore.client.info",  # system info, version
+    "ctrstore.client.dockercompat",  # docker's objects: ps, images, inspect
     # what the CLI parses and prints
     "ctrstore._timeutil",
     "ctrstore.config",

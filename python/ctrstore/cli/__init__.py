@@ -112,6 +112,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "c": _lazy("containers", "containers"),
     "check": _lazy("check", "check"),
     "commit": _lazy("containers", "commit"),
+    "completion": _lazy("completion", "completion"),
     "config": _lazy("config", "config"),
     "container": _lazy("containers", "containers"),
     "containers": _lazy("containers", "containers"),
@@ -123,7 +124,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": _lazy("images", "images"),
     "images": _lazy("images", "images"),
     "info": _lazy("system", "info"),
-    "inspect": _lazy("containers", "inspect"),
+    "inspect": _lazy("objects", "inspect"),
     "kill": _lazy("containers", "kill"),
     "leases": _lazy("leases", "leases"),
     "load": _lazy("archives", "load"),
@@ -161,6 +162,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: a failure is one line on stderr and exit status 1 (with
     ``--debug`` or ``CTRSTORE_DEBUG=1``, the traceback too)."""
+    if os.environ.get("_CTRSTORE_COMPLETE"):  # a shell asking for completions
+        from ctrstore.cli.completion import register
+
+        register()
     try:
         cli.main(args=argv, prog_name="ctrstore", standalone_mode=False)
     except click.exceptions.Abort:

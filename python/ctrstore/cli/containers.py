@@ -1,58 +1,25 @@
 """Containers, shaped like nerdctl: ``run``, ``create``, ``start``, ``exec``, ``ps``, ``logs``,
-``stop``, ``kill``, ``rm``, ``inspect``, ``wait``, ``commit``."""
+``stop``, ``kill``, ``rm``, ``inspect``, ``wait``, ``commit``. ``ps`` and ``inspect`` print
+docker's fields (``ctrstore.client.dockercompat``) through ``ctrstore.cli._format``."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, pass_state, table
+from ctrstore.cli._common import State, pass_state, printable
+from ctrstore.cli._format import Listing, format_option, write_list
 from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
+from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.client.containers import new_id_and_name
 from ctrstore.oci.spec import SpecOptions
-
-
-def _human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration`` (``Less than a second``, ``About a minute``, ...)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = round(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
-def _since(t: datetime | str | None) -> str:
-    from ctrstore._timeutil import now, parse_rfc3339
-
-    if t is None:
-        return ""
-    when = parse_rfc3339(t) if isinstance(t, str) else t
-    return _human_duration(max((now() - when).total_seconds(), 0)) + " ago"
 
 
 def _command(args: list[str]) -> str:
@@ -116,7 +83,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
     "--rm", "remove", is_flag=True, help="Remove the container, and its anonymous volumes, when it exits."
 )
 @_container_options
-@click.argument("image")
+@click.argument("image", shell_complete=complete("image"))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
 def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
@@ -160,7 +127,7 @@ def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
 
 @click.command("create", context_settings={"allow_interspersed_args": False})
 @_container_options
-@click.argument("image")
+@click.argument("image", shell_complete=complete("image"))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
 def create(st: State, /, **create_args: Any) -> None:
@@ -207,7 +174,7 @@ def _create(
 
 @click.command("start")
 @click.option("--attach", "-a", is_flag=True, help="Attach to the container and exit with its status.")
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1, required=True, shell_complete=complete("container"))
 @pass_state
 def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
     """Start created (or stopped) containers."""
@@ -227,7 +194,7 @@ def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
 @click.option("--env", "-e", multiple=True, metavar="KEY=VALUE")
 @click.option("--workdir", "-w", metavar="DIR")
 @click.option("--user", "-u", metavar="UID[:GID]")
-@click.argument("container")
+@click.argument("container", shell_complete=complete("container"))
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_state
 def exec_(
@@ -255,43 +222,154 @@ def exec_(
     sys.exit(status)
 
 
+PS = Listing(
+    default="table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+    headers={
+        "ID": "CONTAINER ID",
+        "Image": "IMAGE",
+        "Command": "COMMAND",
+        "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED",
+        "Ports": "PORTS",
+        "State": "STATE",
+        "Status": "STATUS",
+        "Size": "SIZE",
+        "Names": "NAMES",
+        "Labels": "LABELS",
+        "Mounts": "MOUNTS",
+        "LocalVolumes": "LOCAL VOLUMES",
+        "Networks": "NETWORKS",
+    },
+)
+
+
+def _ports_text(ports: dict[str, Any]) -> str:
+    """docker's PORTS: ``0.0.0.0:8080->80/tcp, 443/tcp``."""
+    out = []
+    for key, bindings in sorted(ports.items()):
+        if not bindings:
+            out.append(key)
+        for b in bindings or []:
+            out.append(f"{b.get('HostIp', '')}:{b.get('HostPort', '')}->{key}")
+    return ", ".join(out)
+
+
+def _ps_row(s: dict[str, Any], trunc: bool) -> dict[str, Any]:
+    """docker's ``ps`` fields (its formatter's ``ContainerContext``) of a container summary;
+    keys sorted, as docker's ``{{json .}}`` has them."""
+    from ctrstore.client.dockercompat import familiar, go_time, human_duration, human_size
+
+    labels: dict[str, str] = s["Labels"]
+    args = s["Command"].split(" ") if s["Command"] else []
+    created = datetime.fromtimestamp(s["Created"], UTC)
+    mounts = [m.get("Name") or m["Source"] for m in s["Mounts"]]
+    size = "0B"
+    if "SizeRw" in s:
+        size = human_size(s["SizeRw"], 3)
+        if s["SizeRootFs"] > 0:
+            size += f" (virtual {human_size(s['SizeRootFs'], 3)})"
+    image = s["Image"]
+    if trunc:
+        image = familiar(image)
+    return {
+        "Command": _command(args) if trunc else json.dumps(s["Command"], ensure_ascii=False),
+        "CreatedAt": go_time(created),
+        "ID": s["Id"][:12] if trunc else s["Id"],
+        "Image": image,
+        "Label": lambda key: labels.get(str(key), ""),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": str(sum(1 for m in s["Mounts"] if m.get("Driver") == "local")),
+        "Mounts": ",".join(_ellipsis(m, 15) if trunc else m for m in mounts),
+        "Names": s["Names"][0].lstrip("/"),
+        "Networks": ",".join(sorted(s["NetworkSettings"]["Networks"])),
+        "Ports": _ports_text(s["PortBindings"]),
+        "RunningFor": human_duration(max((now() - created).total_seconds(), 0)) + " ago",
+        "Size": size,
+        "State": s["State"],
+        "Status": s["Status"],
+    }
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 @click.command("ps")
-@click.option("--all", "-a", "show_all", is_flag=True, help="Show stopped containers too.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only ids.")
-@click.option("--no-trunc", is_flag=True, help="Do not cut ids and commands short.")
+@click.option("--all", "-a", "show_all", is_flag=True, help="Show every container (default: running ones).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only ids (whole, so that each names one container).")
+@click.option("--no-trunc", is_flag=True, help="Do not cut ids, images and commands short.")
+@click.option(
+    "--filter",
+    "-f",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="id, name, label, exited, status, ancestor, before, since, volume, network (docker's).",
+)
+@click.option(
+    "--last", "-n", type=click.IntRange(min=-1), default=-1, help="Show the N last created (any state)."
+)
+@click.option("--latest", "-l", is_flag=True, help="Show the last created container (any state).")
+@click.option("--size", "-s", is_flag=True, help="Show the size of each container's writable layer.")
+@format_option
 @pass_state
-def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
-    """List containers (running ones unless -a), newest first, as nerdctl ps does."""
-    mgr = st.client().containers
-    rows = []
+def ps(
+    st: State,
+    show_all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+    last: int,
+    latest: bool,
+    size: bool,
+    fmt: str | None,
+) -> None:
+    """List containers (running ones unless -a), newest first, as docker ps does.
+
+    \b
+      ctrstore ps -a --filter status=exited --filter label=app=web
+      ctrstore ps --format '{{.Names}}\\t{{.Status}}'
+      ctrstore ps -a --format json | jq -r .Names
+    """
+    from ctrstore.client.dockercompat import ContainerFilter, container_summary
+
+    client = st.client()
+    mgr = client.containers
+    flt = ContainerFilter.parse(filters)
     containers = mgr.store.list()
     containers.sort(key=lambda c: (c.created_at is not None, c.created_at), reverse=True)
+    if latest:
+        last = 1
+    if last >= 0:
+        containers = containers[:last]
+        show_all = True
+    show_all = show_all or flt.needs_all()
+    want_size = size or (fmt is not None and ".Size" in fmt)
+    created = {c.id: c.created_at for c in mgr.store.list()}
+    match = flt.matcher(client, created)
+    rows = []
     for c in containers:
         s = mgr.status(c.id)
         if not show_all and s.status not in ("running", "paused"):
             continue
-        cid = c.id if no_trunc else c.id[:12]
-        if quiet:
-            click.echo(c.id)
+        summary = container_summary(client, c, s, size=want_size)
+        if not match(summary):
             continue
-        args = [str(a) for a in c.spec.get("process", {}).get("args", [])]
-        if s.status == "stopped":
-            code = "?" if s.exit_status is None else s.exit_status
-            status = f"Exited ({code}) {_since(s.exited_at)}".rstrip()
-        elif s.status == "running":
-            status = "Up"
-        else:
-            status = s.status.capitalize()
-        command = json.dumps(" ".join(args), ensure_ascii=False) if no_trunc else _command(args)
-        created = _since(c.created_at) or "-"
-        rows.append([cid, c.image, command, created, status, "", mgr.name_of(c)])
-    if not quiet:
-        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+        if quiet and fmt in (None, "", "table"):
+            click.echo(printable(c.id))
+            continue
+        rows.append(_ps_row(summary, not no_trunc))
+    if quiet and fmt in (None, "", "table"):
+        return
+    listing = PS
+    if size and fmt in (None, "", "table"):
+        listing = Listing(PS.default + "\t{{.Size}}", PS.headers)
+    write_list(rows, fmt, listing, trunc=not no_trunc)
 
 
 @click.command("logs")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the container stops.")
-@click.argument("container")
+@click.argument("container", shell_complete=complete("container"))
 @pass_state
 def logs(st: State, follow: bool, container: str) -> None:
     """Print what a detached container wrote to stdout and stderr."""
@@ -304,7 +382,7 @@ def logs(st: State, follow: bool, container: str) -> None:
 
 @click.command("stop")
 @click.option("--time", "-t", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1, required=True, shell_complete=complete("container"))
 @pass_state
 def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
     """Stop containers: SIGTERM, then SIGKILL after --time seconds."""
@@ -316,7 +394,7 @@ def stop(st: State, timeout: int, ids: tuple[str, ...]) -> None:
 
 @click.command("kill")
 @click.option("--signal", "-s", "sig", default="SIGKILL", show_default=True)
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1, required=True, shell_complete=complete("container"))
 @pass_state
 def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
     """Send a signal to containers' processes."""
@@ -334,7 +412,7 @@ def kill(st: State, sig: str, ids: tuple[str, ...]) -> None:
 @click.option(
     "--volumes", "-v", is_flag=True, help="Remove the anonymous volumes made for them too (named ones stay)."
 )
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1, required=True, shell_complete=complete("container"))
 @pass_state
 def rm(st: State, force: bool, volumes: bool, ids: tuple[str, ...]) -> None:
     """Remove containers: their mount, bundle, snapshot and record."""
@@ -344,42 +422,26 @@ def rm(st: State, force: bool, volumes: bool, ids: tuple[str, ...]) -> None:
         click.echo(ref)
 
 
-@click.command("inspect")
-@click.argument("ids", nargs=-1, required=True)
-@pass_state
-def inspect(st: State, ids: tuple[str, ...]) -> None:
-    """Show containers' records and task status as JSON."""
+def _inspect_container(st: State, ref: str, size: bool) -> dict[str, Any]:
+    from ctrstore.client.dockercompat import container_inspect
+
+    client = st.client()
+    return container_inspect(client, client.containers.resolve(ref), size=size)
+
+
+def _container_names(st: State) -> list[str]:
     mgr = st.client().containers
-    out = []
-    for ref in ids:
-        cid = mgr.resolve(ref)
-        c = mgr.store.get(cid)
-        s = mgr.status(cid)
-        out.append(
-            {
-                "ID": c.id,
-                "Name": mgr.name_of(c),
-                "Image": c.image,
-                "Snapshotter": c.snapshotter,
-                "SnapshotKey": c.snapshot_key,
-                "Runtime": c.runtime,
-                "Labels": c.labels,
-                "CreatedAt": c.created_at.isoformat() if c.created_at else None,
-                "State": {
-                    "Status": s.status,
-                    "Pid": s.pid,
-                    "ExitCode": s.exit_status,
-                    "FinishedAt": s.exited_at,
-                },
-                "Bundle": str(mgr.bundle(cid)),
-                "Spec": c.spec,
-            }
-        )
-    click.echo(json.dumps(out, indent=2))
+    return [mgr.name_of(c) for c in mgr.store.list()]
+
+
+CONTAINER = ObjectKind("container", inspect=_inspect_container, names=_container_names)
+"""Containers in ``ctrstore inspect`` and shell completion (see ``ctrstore.cli.objects``)."""
+
+inspect = inspect_command("container", help="Show containers as docker's JSON (or through --format).")
 
 
 @click.command("wait")
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1, required=True, shell_complete=complete("container"))
 @pass_state
 def wait(st: State, ids: tuple[str, ...]) -> None:
     """Wait for containers to stop; print their exit statuses."""
@@ -390,8 +452,8 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
 
 @click.command("commit")
 @click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True)
-@click.argument("container")
-@click.argument("image")
+@click.argument("container", shell_complete=complete("container"))
+@click.argument("image", shell_complete=complete("image"))
 @pass_state
 def commit(st: State, compression: str, container: str, image: str) -> None:
     """Make IMAGE from a container: its image's layers plus one with the container's changes."""

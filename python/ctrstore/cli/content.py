@@ -9,7 +9,8 @@ from typing import BinaryIO
 import click
 
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, ago, human_size, labels_text, pass_state, progress, table
+from ctrstore.cli._common import State, ago, human_size, labels_text, pass_state, progress
+from ctrstore.cli._format import format_option, write_table
 from ctrstore.content.sniff import describe
 from ctrstore.labels import parse_assignments
 
@@ -27,9 +28,10 @@ def content() -> None:
 @content.command("ls")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the digests.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show what each blob is (libmagic).")
+@format_option
 @click.argument("filters", nargs=-1)
 @pass_state
-def ls(st: State, quiet: bool, verbose: bool, filters: tuple[str, ...]) -> None:
+def ls(st: State, quiet: bool, verbose: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List the blobs of the namespace, optionally matching FILTERS."""
     store = st.client().content
     infos = list(store.walk(*filters))
@@ -44,7 +46,7 @@ def ls(st: State, quiet: bool, verbose: bool, filters: tuple[str, ...]) -> None:
         if verbose:
             row.append(describe(store.backend.blob_path(i.digest))[1])
         rows.append(row)
-    table([*headers, "TYPE"] if verbose else headers, rows)
+    write_table([*headers, "TYPE"] if verbose else headers, rows, fmt)
 
 
 @content.command("get")
@@ -133,8 +135,9 @@ def ingest(
 
 @content.command("active")
 @click.argument("filters", nargs=-1)
+@format_option
 @pass_state
-def active(st: State, filters: tuple[str, ...]) -> None:
+def active(st: State, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List ingests in progress (filter on `ref`)."""
     rows = [
         [
@@ -146,7 +149,7 @@ def active(st: State, filters: tuple[str, ...]) -> None:
         ]
         for s in st.client().content.list_statuses(*filters)
     ]
-    table(["REF", "SIZE", "TOTAL", "STARTED", "UPDATED"], rows)
+    write_table(["REF", "SIZE", "TOTAL", "STARTED", "UPDATED"], rows, fmt)
 
 
 @content.command("abort")

@@ -1,87 +1,182 @@
-"""``ctrstore images``, as ``ctr images``, with nerdctl-style shortcuts (``images``, ``rmi``)."""
+"""``ctrstore images``, as ``ctr images``, with nerdctl-style shortcuts (``images``, ``rmi``);
+``images``/``images ls`` and ``images inspect`` print nerdctl's and docker's fields
+(``ctrstore.client.dockercompat``) through ``ctrstore.cli._format``."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import IO
+from dataclasses import replace
+from typing import IO, Any
 
 import click
 
+from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
+from ctrstore.cli._common import State, labels_text, pass_state, printable
+from ctrstore.cli._format import Listing, format_option, write_list, write_table
 from ctrstore.cli._prune import confirm, docker_size, print_prune
-from ctrstore.errdefs import InvalidArgument, NotFound
-from ctrstore.images import read_json
+from ctrstore.cli.objects import ObjectKind, complete, inspect_command
+from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
 
 
-@click.group("images", cls=AliasGroup, invoke_without_command=True)
-@click.pass_context
-def images(ctx: click.Context) -> None:
+class _ListByDefault(AliasGroup):
+    """``ctrstore images [OPTIONS] [REPOSITORY[:TAG]]`` lists, as ``nerdctl images``: what is
+    not a subcommand goes to ``ls``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.resilient_parsing:  # completing: offer the subcommands
+            return super().parse_args(ctx, args)
+        if not args or (self.get_command(ctx, args[0]) is None and args[0] not in ("-h", "--help")):
+            args = ["ls", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("images", cls=_ListByDefault)
+def images() -> None:
     """Images: names pointing at manifests or indexes in the content store.
 
     Pull, push, list, inspect, tag, remove, prune, check, mount, import and export.
     Removing an image (rm, prune) frees the blobs and snapshots only it held at once. Without a
     subcommand, lists images (as `nerdctl images` does).
     """
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(ls)
 
 
-def _size(st: State, img: Image) -> str:
-    try:
-        r = st.client().resolve(img)
-    except Exception:
-        return "-"
-    return human_size(r.config.size + sum(layer.size for layer in r.layers))
+IMAGES = Listing(
+    default="table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Platform}}\t{{.Size}}"
+    "\t{{.BlobSize}}",
+    headers={
+        "Repository": "REPOSITORY",
+        "Tag": "TAG",
+        "Digest": "DIGEST",
+        "ID": "IMAGE ID",
+        "CreatedSince": "CREATED",
+        "CreatedAt": "CREATED AT",
+        "Platform": "PLATFORM",
+        "Size": "SIZE",
+        "BlobSize": "BLOB SIZE",
+        "Name": "NAME",
+        "Labels": "LABELS",
+    },
+    keep=("IMAGE ID", "TAG", "DIGEST"),
+)
+
+
+def _image_rows(st: State, img: Image, trunc: bool) -> list[dict[str, Any]]:
+    """nerdctl's ``images`` fields (one object per platform the store holds), keyed as
+    nerdctl's ``{{json .}}`` has them; ``Labels`` (the record's) is ctrstore's own."""
+    from ctrstore.client.dockercompat import go_time, human_duration, human_size, image_platforms, repo_tag
+
+    repo, tag = repo_tag(img.name)
+    digest = img.target.digest
+    out = []
+    for p in image_platforms(st.client(), img):
+        created = img.created_at
+        out.append(
+            {
+                "CreatedAt": go_time(created),
+                "CreatedSince": (human_duration(max((now() - created).total_seconds(), 0)) + " ago")
+                if created
+                else "",
+                "Digest": digest,
+                "ID": digest.partition(":")[2][:12] if trunc else digest,
+                "Repository": repo,
+                "Tag": tag,
+                "Name": img.name,
+                "Size": human_size(p.size),
+                "BlobSize": human_size(p.blob_size),
+                "Platform": str(p.platform),
+                "Labels": ",".join(f"{k}={v}" for k, v in sorted(img.labels.items())),
+            }
+        )
+    return out
 
 
 @images.command("ls")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the names.")
-@click.argument("filters", nargs=-1)
+@click.option("--quiet", "-q", is_flag=True, help="Print only image IDs.")
+@click.option(
+    "--all", "-a", "all_", is_flag=True, help="Every image (there are no intermediate ones to hide)."
+)
+@click.option("--digests", is_flag=True, help="Show the DIGEST column.")
+@click.option("--no-trunc", is_flag=True, help="Show whole image IDs.")
+@click.option("--names", is_flag=True, help="Show the image name as one NAME column.")
+@click.option(
+    "--filter",
+    "-f",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="reference=PATTERN, before=IMAGE, since=IMAGE, label=KEY[=VALUE], dangling=true|false.",
+)
+@format_option
+@click.argument("refs", nargs=-1, shell_complete=complete("image"))
 @pass_state
-def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
-    """List images (filter on name, target.digest, target.mediatype, labels)."""
-    imgs = st.client().images.list(*filters)
-    if quiet:
-        for i in imgs:
-            click.echo(printable(i.name))
-        return
-    table(
-        ["REF", "TYPE", "DIGEST", "SIZE", "LABELS"],
-        [[i.name, i.target.media_type, i.target.digest, _size(st, i), labels_text(i.labels)] for i in imgs],
-    )
+def ls(
+    st: State,
+    quiet: bool,
+    all_: bool,
+    digests: bool,
+    no_trunc: bool,
+    names: bool,
+    filters: tuple[str, ...],
+    fmt: str | None,
+    refs: tuple[str, ...],
+) -> None:
+    """List images, newest first, as nerdctl images does (one line per platform held).
 
+    REFS are REPOSITORY[:TAG] patterns (a reference filter each), or containerd filters
+    such as 'name~=app' or 'labels."k"==v' (as ctr images ls takes them).
 
-@images.command("inspect")
-@click.argument("name")
-@pass_state
-def inspect(st: State, name: str) -> None:
-    """Show an image's record, manifest and config as JSON."""
+    \b
+      ctrstore images --filter dangling=true -q
+      ctrstore images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+      ctrstore images --format json | jq -r .ID
+    """
+    from ctrstore.client.dockercompat import ImageFilter
+
     client = st.client()
-    img = client.images.get(name)
-    out: dict[str, object] = {
-        "Name": img.name,
-        "Target": img.target.to_json(),
-        "Labels": img.labels,
-        "CreatedAt": img.created_at.isoformat() if img.created_at else None,
-    }
-    try:
-        r = client.resolve(img)
-        out["Manifest"] = r.doc
-        out["Config"] = read_json(client.content, r.config)
-    except Exception as e:
-        out["Error"] = str(e)
-    click.echo(json.dumps(out, indent=2))
+    ctr_filters = [r for r in refs if any(op in r for op in ("==", "!=", "~="))]
+    patterns = [f"reference={r}" for r in refs if r not in ctr_filters]
+    flt = ImageFilter.parse([*filters, *patterns])
+    imgs = flt.apply(client, client.images.list(*ctr_filters))
+    imgs.sort(key=lambda i: (i.created_at is not None, i.created_at), reverse=True)
+    rows = []
+    for img in imgs:
+        try:
+            rows.extend(_image_rows(st, img, not no_trunc))
+        except CtrstoreError as e:
+            click.echo(printable(f"ctrstore: warning: image {img.name}: {e}"), err=True)
+    columns = IMAGES.default
+    if names:
+        columns = columns.replace("{{.Repository}}\t{{.Tag}}", "{{.Name}}")
+    if digests:
+        columns = columns.replace("{{.ID}}", "{{.Digest}}\t{{.ID}}")
+    write_list(rows, fmt, replace(IMAGES, default=columns), quiet=quiet, trunc=not no_trunc)
+
+
+def _inspect_image(st: State, ref: str, size: bool) -> dict[str, Any]:
+    from ctrstore.client.dockercompat import find_image, image_inspect
+
+    client = st.client()
+    return image_inspect(client, find_image(client, ref))
+
+
+def _image_names(st: State) -> list[str]:
+    return [i.name for i in st.client().images.list()]
+
+
+IMAGE = ObjectKind("image", inspect=_inspect_image, names=_image_names)
+"""Images in ``ctrstore inspect`` and shell completion (see ``ctrstore.cli.objects``)."""
+
+images.add_command(inspect_command("image", help="Show images as docker's JSON (or through --format)."))
 
 
 @images.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete("image"))
 @click.option(
     "--force",
     "-f",
@@ -138,7 +233,7 @@ def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
 
 
 @images.command("tag")
-@click.argument("source")
+@click.argument("source", shell_complete=complete("image"))
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--force", "-f", is_flag=True, help="Replace an existing target name.")
 @pass_state
@@ -156,7 +251,7 @@ def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
 
 
 @images.command("label")
-@click.argument("name")
+@click.argument("name", shell_complete=complete("image"))
 @click.argument("labels", nargs=-1, required=True)
 @pass_state
 def label(st: State, name: str, labels: tuple[str, ...]) -> None:
@@ -165,9 +260,10 @@ def label(st: State, name: str, labels: tuple[str, ...]) -> None:
 
 
 @images.command("check")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete("image"))
+@format_option
 @pass_state
-def check(st: State, names: tuple[str, ...]) -> None:
+def check(st: State, names: tuple[str, ...], fmt: str | None) -> None:
     """Check that every blob of each image is present and that it is unpacked."""
     client = st.client()
     rows = []
@@ -175,11 +271,11 @@ def check(st: State, names: tuple[str, ...]) -> None:
         c = client.check(n)
         status = "complete" if c.complete else f"incomplete ({len(c.missing)} missing)"
         rows.append([n, status, "yes" if c.unpacked else "no"])
-    table(["REF", "STATUS", "UNPACKED"], rows)
+    write_table(["REF", "STATUS", "UNPACKED"], rows, fmt)
 
 
 @images.command("unpack")
-@click.argument("name")
+@click.argument("name", shell_complete=complete("image"))
 @pass_state
 def unpack(st: State, name: str) -> None:
     """Unpack a stored image into snapshots."""
@@ -188,7 +284,7 @@ def unpack(st: State, name: str) -> None:
 
 
 @images.command("mount")
-@click.argument("name")
+@click.argument("name", shell_complete=complete("image"))
 @click.argument("target", type=click.Path(file_okay=False))
 @pass_state
 def mount(st: State, name: str, target: str) -> None:
@@ -207,7 +303,7 @@ def unmount(st: State, target: str) -> None:
 
 @images.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete("image"))
 @pass_state
 def export(st: State, out: str, names: tuple[str, ...]) -> None:
     """Write images as an OCI image layout tar to OUT (- for stdout).

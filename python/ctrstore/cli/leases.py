@@ -7,7 +7,8 @@ from datetime import timedelta
 import click
 
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, labels_text, pass_state, table
+from ctrstore.cli._common import State, labels_text, pass_state
+from ctrstore.cli._format import format_option, write_table
 from ctrstore.labels import parse_assignments
 
 
@@ -18,18 +19,20 @@ def leases() -> None:
 
 @leases.command("ls")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the ids.")
+@format_option
 @click.argument("filters", nargs=-1)
 @pass_state
-def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
+def ls(st: State, quiet: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List leases (filter on `id` and `labels`)."""
     items = st.client().leases.list(*filters)
     if quiet:
         for lease in items:
             click.echo(lease.id)
         return
-    table(
+    write_table(
         ["ID", "CREATED AT", "LABELS"],
         [[x.id, x.created_at.isoformat(), labels_text(x.labels)] for x in items],
+        fmt,
     )
 
 
@@ -64,7 +67,8 @@ def rm(st: State, ids: tuple[str, ...]) -> None:
 
 @leases.command("resources")
 @click.argument("lease_id")
+@format_option
 @pass_state
-def resources(st: State, lease_id: str) -> None:
+def resources(st: State, lease_id: str, fmt: str | None) -> None:
     """List what a lease holds."""
-    table(["TYPE", "ID"], [[r.type, r.id] for r in st.client().leases.resources(lease_id)])
+    write_table(["TYPE", "ID"], [[r.type, r.id] for r in st.client().leases.resources(lease_id)], fmt)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, labels_text, pass_state, table
+from ctrstore.cli._common import State, labels_text, pass_state
+from ctrstore.cli._format import format_option, write_table
 from ctrstore.labels import parse_assignments
 
 
@@ -19,15 +20,16 @@ def namespaces() -> None:
 
 @namespaces.command("ls")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the names.")
+@format_option
 @pass_state
-def ls(st: State, quiet: bool) -> None:
+def ls(st: State, quiet: bool, fmt: str | None) -> None:
     """List namespaces."""
     nss = st.client().namespaces.list()
     if quiet:
         for ns in nss:
             click.echo(ns.name)
         return
-    table(["NAME", "LABELS"], [[ns.name, labels_text(ns.labels)] for ns in nss])
+    write_table(["NAME", "LABELS"], [[ns.name, labels_text(ns.labels)] for ns in nss], fmt)
 
 
 @namespaces.command("create")

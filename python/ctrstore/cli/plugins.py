@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ctrstore.cli._common import State, pass_state, table
+from ctrstore.cli._common import State, pass_state
+from ctrstore.cli._format import format_option, write_table
 
 
 @click.group("plugin")
@@ -14,8 +15,9 @@ def plugin() -> None:
 
 @plugin.command("ls")
 @click.option("--detailed", "-d", is_flag=True, help="Show each plugin's data directory and full error.")
+@format_option
 @pass_state
-def ls(st: State, detailed: bool) -> None:
+def ls(st: State, detailed: bool, fmt: str | None) -> None:
     """List plugins: TYPE, ID, PLATFORMS, STATUS (ok, skip or error, with the reason)."""
     client = st.client()
     rows = []
@@ -26,4 +28,4 @@ def ls(st: State, detailed: bool) -> None:
             row.append(str(client.root / p.uri))
         rows.append(row)
     headers = ["TYPE", "ID", "PLATFORMS", "STATUS"]
-    table([*headers, "ROOT"] if detailed else headers, rows)
+    write_table([*headers, "ROOT"] if detailed else headers, rows, fmt)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
+from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable
+from ctrstore.cli._format import format_option, write_table
 from ctrstore.labels import parse_assignments
 from ctrstore.mount import mount_command
 from ctrstore.snapshots import Info
@@ -46,11 +47,13 @@ def _store(st: State) -> SnapshotStore:
 
 
 @snapshots.command("ls")
+@format_option
 @click.argument("filters", nargs=-1)
 @pass_state
-def ls(st: State, filters: tuple[str, ...]) -> None:
+def ls(st: State, fmt: str | None, filters: tuple[str, ...]) -> None:
     """List snapshots: KEY, PARENT, KIND (filter on name, parent, kind, labels)."""
-    table(["KEY", "PARENT", "KIND"], [[i.name, i.parent, str(i.kind)] for i in _store(st).walk(*filters)])
+    rows = [[i.name, i.parent, str(i.kind)] for i in _store(st).walk(*filters)]
+    write_table(["KEY", "PARENT", "KIND"], rows, fmt)
 
 
 @snapshots.command("tree")
@@ -147,9 +150,10 @@ def rm(st: State, keys: tuple[str, ...]) -> None:
 
 
 @snapshots.command("usage")
+@format_option
 @click.argument("keys", nargs=-1)
 @pass_state
-def usage(st: State, keys: tuple[str, ...]) -> None:
+def usage(st: State, fmt: str | None, keys: tuple[str, ...]) -> None:
     """Disk usage of snapshots (all when no KEY is given): KEY, SIZE, INODES."""
     store = _store(st)
     names = keys or tuple(i.name for i in store.walk())
@@ -157,7 +161,7 @@ def usage(st: State, keys: tuple[str, ...]) -> None:
     for k in names:
         u = store.usage(k)
         rows.append([k, human_size(u.size), u.inodes])
-    table(["KEY", "SIZE", "INODES"], rows)
+    write_table(["KEY", "SIZE", "INODES"], rows, fmt)
 
 
 @snapshots.command("label")

@@ -10,7 +10,7 @@ container in meta.db. Its task is then run by the runtime plugin
 the container writes lands in its snapshot's ``fs``.
 
 Every step is undone if a later one fails: no mount, snapshot, bundle or record is left
-behind. After a reboot or a killed shim, the container shows as stopped (exit status 255)
+behind. After a reboot or a killed shim, the container shows as exited (exit status 255)
 and ``delete`` still cleans up; ``start`` mounts the rootfs again (and makes the bundle again
 from the record if /run was emptied).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +45,11 @@ if TYPE_CHECKING:
     from ctrstore.unpack import UnpackResult
     from ctrstore.volumes import VolumeStore
 
-__all__ = ["RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
+__all__ = ["EXITED", "RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
+EXITED = "exited"
+"""A container whose task has ended, as docker says it (containerd's task status ``stopped``)."""
 
 
 def new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
@@ -212,7 +215,11 @@ class ContainerManager:
         return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh)
 
     def status(self, cid: str) -> TaskStatus:
-        return self.tasks.status(cid)
+        """The container's task status in docker's words: ``created``, ``running``,
+        ``paused``, ``exited`` (what containerd and the runtime call ``stopped``) or
+        ``unknown`` (no bundle: /run was emptied by a reboot)."""
+        st = self.tasks.status(cid)
+        return replace(st, status=EXITED) if st.status == "stopped" else st
 
     def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
         self.store.get(cid)

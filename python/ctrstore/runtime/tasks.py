@@ -70,6 +70,21 @@ class TaskStatus:
     pid: int = 0
     exit_status: int | None = None
     exited_at: str | None = None
+    started_at: str | None = None
+    """When the task last started (RFC 3339), if known: runc's ``created`` for a live task,
+    else when ``runc create`` wrote ``init.pid`` (tasks run attached have none)."""
+
+
+def _started_at(bundle: Bundle) -> str | None:
+    """When ``runc create`` wrote the bundle's ``init.pid`` (RFC 3339), if it did."""
+    from datetime import UTC, datetime
+
+    from ctrstore._timeutil import format_rfc3339
+
+    try:
+        return format_rfc3339(datetime.fromtimestamp(bundle.init_pid.stat().st_mtime, UTC))
+    except OSError:
+        return None
 
 
 class Tasks:
@@ -189,13 +204,14 @@ class Tasks:
             s = str(state.get("status", "unknown"))
             pid = int(state.get("pid", 0))
             if s != "stopped" and not (s == "running" and not alive(pid)):
-                return TaskStatus(s, pid)
+                created = state.get("created")
+                return TaskStatus(s, pid, started_at=created if isinstance(created, str) else None)
         # The recorder writes exit.json, then removes its pid file: look at them in the
         # other order, so that a recorder seen gone has left its exit.json to be read.
         recorder = bundle.recorder_alive()
         ex = bundle.read_exit()
         if ex is not None:
-            return TaskStatus("stopped", 0, ex[0], ex[1])
+            return TaskStatus("stopped", 0, ex[0], ex[1], _started_at(bundle))
         if recorder:
             # Still starting the task, or about to record how it ended.
             return TaskStatus("stopped" if state is not None else "created")
