@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from ctrstore.cli._common import State, pass_state, table
-from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
+from ctrstore.cli._run_flags import expand_env, parse_mount, parse_volume
+from ctrstore.cli.network import network_flags
 from ctrstore.client.containers import new_id_and_name
+from ctrstore.network import NetworkOptions, format_ports
 from ctrstore.oci.spec import SpecOptions
 
 
@@ -72,14 +74,6 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
             click.option("--workdir", "-w", metavar="DIR", help="Working directory inside the container."),
             click.option("--user", "-u", metavar="USER[:GROUP]", help="User (name or uid) to run as."),
             click.option(
-                "--net",
-                "--network",
-                default="private",
-                show_default=True,
-                metavar="MODE",
-                help="bridge or private (a new namespace, loopback only for now), host, or none.",
-            ),
-            click.option(
                 "--volume",
                 "-v",
                 "volumes",
@@ -104,7 +98,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
         ]
     ):
         f = opt(f)
-    return f
+    return network_flags(f)
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
@@ -120,6 +114,14 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
     The container's root file system is an overlay of the image's layers with a new writable
     snapshot on top; what the container writes lands in that snapshot. Without -d the command
     is attached to this terminal and ctrstore exits with its exit status.
+
+    \b
+    Networking, as docker's: the container is on the default network "bridge" (its own
+    namespace, an address from 10.4.0.0/24, the host reachable as the gateway) unless
+    --network says otherwise; -p publishes its ports on the host. It gets /etc/hosts,
+    /etc/hostname and /etc/resolv.conf of its own (the host's name servers, or --dns):
+      ctrstore run -d -p 8080:80 --name web IMAGE httpd -f -p 80   (curl 127.0.0.1:8080)
+      ctrstore run --rm --network none IMAGE ip addr               (loopback only)
     """
     client = st.client()
     mgr = client.containers
@@ -170,7 +172,7 @@ def _create(
     env: tuple[str, ...],
     workdir: str | None,
     user: str | None,
-    net: str,
+    network: NetworkOptions,
     volumes: tuple[str, ...],
     mounts: tuple[str, ...],
     tty: bool,
@@ -183,7 +185,6 @@ def _create(
 ) -> str:
     """What ``run`` and ``create`` share: the options of _container_options, made into a
     container; returns its id."""
-    mode = net_mode(net)
     opts = SpecOptions(
         args=list(command),
         env=expand_env(env),
@@ -192,11 +193,10 @@ def _create(
         hostname=hostname,
         tty=tty,
         read_only=read_only,
-        net=mode,
         mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
     )
     cid, cname = new_id_and_name(name, image)
-    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname)
+    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname, network=network)
     return cid
 
 
@@ -279,7 +279,8 @@ def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
             status = s.status.capitalize()
         command = json.dumps(" ".join(args), ensure_ascii=False) if no_trunc else _command(args)
         created = _since(c.created_at) or "-"
-        rows.append([cid, c.image, command, created, status, "", mgr.name_of(c)])
+        ports = format_ports(mgr.ports(c.id)) if s.status in ("running", "paused") else ""
+        rows.append([cid, c.image, command, created, status, ports, mgr.name_of(c)])
     if not quiet:
         table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
 
@@ -364,6 +365,7 @@ def inspect(st: State, ids: tuple[str, ...]) -> None:
                     "FinishedAt": s.exited_at,
                 },
                 "Bundle": str(mgr.bundle(cid)),
+                "NetworkSettings": mgr.network_settings(cid),
                 "Spec": c.spec,
             }
         )

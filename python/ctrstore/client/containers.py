@@ -16,6 +16,12 @@ from the record if /run was emptied).
 
 Containers have names as nerdctl gives them (the ``nerdctl/name`` label), and a user may
 name one by its id, its name or a unique prefix of its id (:meth:`ContainerManager.resolve`).
+
+Networking (:mod:`ctrstore.network`) is asked for with :class:`~ctrstore.network.NetworkOptions`
+(recorded in the ``ctrstore.io/network`` extension of the record): ``create`` points the spec
+at the container's namespace and ``/etc`` files, every start attaches the container to its
+CNI networks just before the task is created, and the shim (or ``run_attached``, or
+``delete``) detaches it.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
+from ctrstore.errdefs import AlreadyExists, CtrstoreError, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
-from ctrstore.labels import CONTAINER_NAME
+from ctrstore.labels import CONTAINER_NAME, NETWORK_EXTENSION
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.runc import Runc
@@ -39,6 +45,9 @@ if TYPE_CHECKING:
     from ctrstore.metadata.containers import ContainerStore
     from ctrstore.metadata.images import ImageStore
     from ctrstore.mount import Mount
+    from ctrstore.network import NetworkOptions, PortMapping
+    from ctrstore.network.manager import NetworkManager
+    from ctrstore.runtime.bundle import Bundle
     from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
 
@@ -73,6 +82,7 @@ class ContainerManager:
         snapshotter: Callable[[str | None], NamedSnapshotter],
         unpack: Callable[[str, str], UnpackResult],
         tasks: Tasks,
+        network: Callable[[], NetworkManager] | None = None,
     ) -> None:
         self.store = store
         self.images = images
@@ -80,6 +90,8 @@ class ContainerManager:
         self.snapshotter = snapshotter
         self.unpack = unpack
         self.tasks = tasks
+        self.network = network
+        """The network plugin (asked for only by containers that use networking)."""
         self.namespace = store.namespace
 
     # -- places ----------------------------------------------------------------------------
@@ -127,11 +139,15 @@ class ContainerManager:
         snapshotter: str | None = None,
         labels: Mapping[str, str] | None = None,
         name: str | None = None,
+        network: NetworkOptions | None = None,
     ) -> Container:
         """Create container ``cid`` from image ``image_name`` (unpacked first if needed) with
         the spec ``opts`` make; ``name`` is recorded as its ``nerdctl/name`` label (see
-        :func:`new_id_and_name`)."""
+        :func:`new_id_and_name`). ``network``: its networks, published ports, addresses and
+        DNS (then ``opts.net`` follows it); without it, ``opts.net`` alone decides (``host``,
+        or a namespace with loopback only) and no CNI network is used."""
         validate_container_id(cid)
+        net_opts, opts = _network_options(network, opts)
         runc = self.runc()  # fail early and clearly when no runtime is installed
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
@@ -164,6 +180,7 @@ class ContainerManager:
 
             mount_all(mounts, rootfs)
             spec = generate(cid, self.namespace, config, opts, rootfs)
+            self._network().prepare(net_opts, spec, bundle)
             bundle.write_spec(spec)
             record = self.store.create(
                 Container(
@@ -174,6 +191,7 @@ class ContainerManager:
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
                     labels={**(labels or {}), **({CONTAINER_NAME: name} if name else {})},
+                    extensions={NETWORK_EXTENSION: net_opts.to_json()},
                 )
             )
             undo.pop_all()
@@ -181,6 +199,56 @@ class ContainerManager:
 
     def _mounts(self, c: Container) -> Callable[[], Sequence[Mount]]:
         return lambda: self.snapshotter(c.snapshotter).mounts(c.snapshot_key)
+
+    # -- networking ------------------------------------------------------------------------
+    def _network(self) -> NetworkManager:
+        if self.network is None:
+            from ctrstore.errdefs import FailedPrecondition
+
+            raise FailedPrecondition("no network plugin: containers cannot be given networking here")
+        return self.network()
+
+    @staticmethod
+    def network_options(c: Container) -> NetworkOptions | None:
+        """The networking the container was created with (None for a record made before
+        ctrstore had networking: then its spec alone decides)."""
+        from ctrstore.network import NetworkOptions
+
+        doc = c.extensions.get(NETWORK_EXTENSION)
+        return None if doc is None else NetworkOptions.from_json(doc)
+
+    def _network_up(self, c: Container) -> _NetworkUp:
+        return _NetworkUp(self, c)
+
+    def _network_down(self, bundle: Bundle) -> None:
+        if bundle.network_record.exists():
+            self._network().teardown(bundle)
+
+    def network_settings(self, cid: str) -> dict[str, Any]:
+        """docker's ``NetworkSettings``: the container's addresses and published ports while
+        it is attached (``inspect``, ``port``, ``ps``)."""
+        c = self.store.get(cid)
+        opts = self.network_options(c)
+        if opts is None and not self.tasks.bundle(cid).network_record.exists():
+            return {"IPAddress": "", "Ports": {}, "Networks": {}}
+        return self._network().settings(opts, self.tasks.bundle(cid))
+
+    def ports(self, cid: str) -> list[PortMapping]:
+        """The container's published ports: as set up while it is attached (free host ports
+        chosen), else as asked for (host port 0: chosen at start)."""
+        from ctrstore.network.attach import Record
+
+        c = self.store.get(cid)
+        rec = None
+        if self.network is not None:
+            try:
+                rec = Record.load(self.tasks.bundle(cid).network_record)
+            except CtrstoreError:
+                rec = None
+        if rec is not None:
+            return list(rec.ports)
+        opts = self.network_options(c)
+        return list(opts.ports) if opts is not None else []
 
     # -- tasks -----------------------------------------------------------------------------
     def start(self, cid: str, *, on_exit: Sequence[str] | None = None) -> TaskStatus:
@@ -191,14 +259,23 @@ class ContainerManager:
         ``on_exit``: a command the shim runs once the process has exited and its status is
         recorded (``run -d --rm`` removes the container so)."""
         c = self.store.get(cid)
-        return self.tasks.start(cid, c.spec, self._mounts(c), on_exit=on_exit)
+        up = self._network_up(c)
+        try:
+            return self.tasks.start(cid, c.spec, self._mounts(c), on_exit=on_exit, before_create=up)
+        except BaseException:
+            up.undo()
+            raise
 
     def run_attached(self, cid: str, *, fresh: bool = False) -> int:
         """Run the container's process attached to our terminal; returns its exit status.
         ``fresh``: the container was just created, so there is no earlier task to check for
         or clean away (saves two runtime calls on ``run``)."""
         c = self.store.get(cid)
-        return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh)
+        up = self._network_up(c)
+        try:
+            return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh, before_create=up)
+        finally:
+            up.undo()  # the process has exited: detach it (a crashed run leaves it to rm, gc)
 
     def status(self, cid: str) -> TaskStatus:
         return self.tasks.status(cid)
@@ -244,10 +321,49 @@ class ContainerManager:
         caller knows the runtime has no task left (an attached ``runc run`` returned), so the
         runtime is not asked."""
         c = self.store.get(cid)
-        self.tasks.delete(cid, c.spec, force=force, task_gone=task_gone)
+        self.tasks.delete(cid, c.spec, force=force, task_gone=task_gone, before_remove=self._network_down)
         if c.snapshot_key:
             try:
                 self.snapshotter(c.snapshotter).remove(c.snapshot_key)
             except NotFound:
                 pass
         self.store.delete(cid)
+
+
+class _NetworkUp:
+    """The ``before_create`` of a start: attach container ``c`` (with the bundle's paths) and
+    remember it, so that a start that fails afterwards can undo it."""
+
+    def __init__(self, mgr: ContainerManager, c: Container) -> None:
+        self.mgr = mgr
+        self.c = c
+        self.bundle: Bundle | None = None
+
+    def __call__(self, bundle: Bundle) -> None:
+        opts = self.mgr.network_options(self.c)
+        if opts is None:  # a record from before networking: only leftovers to tear down
+            self.mgr._network_down(bundle)
+            return
+        self.bundle = bundle
+        hostname = str(self.c.spec.get("hostname", ""))
+        self.mgr._network().setup(self.mgr.namespace, self.c.id, opts, bundle, hostname)
+
+    def undo(self) -> None:
+        if self.bundle is not None:
+            self.mgr._network_down(self.bundle)
+            self.bundle = None
+
+
+def _network_options(network: NetworkOptions | None, opts: SpecOptions) -> tuple[NetworkOptions, SpecOptions]:
+    """The networking of a new container and the spec options that go with it: ``host``
+    shares the host's namespace, everything else gets a new one (for CNI networks, the one
+    ctrstore makes at start)."""
+    from dataclasses import replace
+
+    from ctrstore.network import NetworkOptions
+
+    if network is None:
+        return NetworkOptions.for_mode(opts.net), opts
+    network.validate()
+    mode = network.mode
+    return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))
