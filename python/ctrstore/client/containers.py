@@ -143,9 +143,10 @@ class ContainerManager:
     ) -> Container:
         """Create container ``cid`` from image ``image_name`` (unpacked first if needed) with
         the spec ``opts`` make; ``name`` is recorded as its ``nerdctl/name`` label (see
-        :func:`new_id_and_name`). ``network``: its networks, published ports, addresses and
-        DNS (then ``opts.net`` follows it); without it, ``opts.net`` alone decides (``host``,
-        or a namespace with loopback only) and no CNI network is used."""
+        :func:`new_id_and_name`). ``network``: its networks, published ports, addresses, DNS
+        and its own ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` (then
+        ``opts.net`` follows it); without it, ``opts.net`` alone decides (``host``, or a
+        namespace with loopback only) and the image's own ``/etc`` files are left as they are."""
         validate_container_id(cid)
         net_opts, opts = _network_options(network, opts)
         runc = self.runc()  # fail early and clearly when no runtime is installed
@@ -180,7 +181,8 @@ class ContainerManager:
 
             mount_all(mounts, rootfs)
             spec = generate(cid, self.namespace, config, opts, rootfs)
-            self._network().prepare(net_opts, spec, bundle)
+            if net_opts is not None:
+                self._network().prepare(net_opts, spec, bundle)
             bundle.write_spec(spec)
             record = self.store.create(
                 Container(
@@ -191,7 +193,7 @@ class ContainerManager:
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
                     labels={**(labels or {}), **({CONTAINER_NAME: name} if name else {})},
-                    extensions={NETWORK_EXTENSION: net_opts.to_json()},
+                    extensions={NETWORK_EXTENSION: net_opts.to_json()} if net_opts else {},
                 )
             )
             undo.pop_all()
@@ -354,16 +356,16 @@ class _NetworkUp:
             self.bundle = None
 
 
-def _network_options(network: NetworkOptions | None, opts: SpecOptions) -> tuple[NetworkOptions, SpecOptions]:
+def _network_options(
+    network: NetworkOptions | None, opts: SpecOptions
+) -> tuple[NetworkOptions | None, SpecOptions]:
     """The networking of a new container and the spec options that go with it: ``host``
     shares the host's namespace, everything else gets a new one (for CNI networks, the one
     ctrstore makes at start)."""
     from dataclasses import replace
 
-    from ctrstore.network import NetworkOptions
-
     if network is None:
-        return NetworkOptions.for_mode(opts.net), opts
+        return None, opts
     network.validate()
     mode = network.mode
     return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))

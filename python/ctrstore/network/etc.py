@@ -11,6 +11,10 @@
   defaults (``8.8.8.8``, ``8.8.4.4``). ``--dns``, ``--dns-search`` and ``--dns-option``
   replace the servers, the search list and the options. With ``--network host``, loopback
   servers are kept (they are the host's).
+
+Where the image has none of these files, runc makes an empty one in the container's
+snapshot to mount over (as under nerdctl), so ``commit`` keeps three empty files there;
+docker keeps them out of its commits with an "init" layer under the container's.
 """
 
 from __future__ import annotations

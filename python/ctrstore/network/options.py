@@ -150,9 +150,3 @@ class NetworkOptions:
             dns_search=_strings(obj, "dns_search"),
             dns_options=_strings(obj, "dns_options"),
         )
-
-    @classmethod
-    def for_mode(cls, net: str) -> NetworkOptions:
-        """The networking of a spec-only network mode (``SpecOptions.net``): ``host``, or
-        loopback only for ``none`` and ``private``."""
-        return cls(networks=["host" if net == "host" else "none"])
