@@ -410,7 +410,10 @@ def test_reboot_with_state_wiped(busybox_store: Path, tn: ScratchNetwork) -> Non
         bundle = state / "io.containerd.runtime.v2.task" / "default" / name
         unmount(bundle / "rootfs")
         unmount(bundle / "netns")
-    assert bridge_ports(tn.bridge) == []  # the veths went with their namespaces
+    deadline = time.monotonic() + 10  # the veths go with their namespaces (the kernel frees them a bit later)
+    while bridge_ports(tn.bridge) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bridge_ports(tn.bridge) == []
     masq = chain_name("bridge", f"default-{names[0]}")
     assert [r for r in iptables_rules() if masq in r]  # a reboot would have taken these too
     shutil.rmtree(state)
