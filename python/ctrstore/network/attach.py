@@ -30,9 +30,10 @@ from __future__ import annotations
 __all__ = ["LOOPBACK_CONFLIST", "Attachment", "DamagedRecord", "Record", "addresses", "attach", "detach"]
 
 import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,30 +206,58 @@ def attach(
         [Attachment("cni-loopback", "lo", dict(LOOPBACK_CONFLIST)), *attachments],
         list(ports),
     )
-    netns.create(netns_path)
-    try:
-        record.save(record_path)
-        for att in record.attachments:
-            rt = RuntimeConf(container_id, str(netns_path), att.ifname, att.args, att.capabilities)
+    with _locked(record_path, create=True):
+        netns.create(netns_path)
+        try:
+            record.save(record_path)
+            for att in record.attachments:
+                rt = RuntimeConf(container_id, str(netns_path), att.ifname, att.args, att.capabilities)
 
-            def progress(result: dict[str, Any], att: Attachment = att) -> None:
-                att.result = result
-                record.save(record_path)
+                def progress(result: dict[str, Any], att: Attachment = att) -> None:
+                    att.result = result
+                    record.save(record_path)
 
-            plugins.add(att.conflist, rt, progress=progress)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            detach(record_path)
-        if not record_path.exists():  # (else the next cleanup DELs what is left, then unmounts)
+                plugins.add(att.conflist, rt, progress=progress)
+        except BaseException:
             with contextlib.suppress(Exception):
-                netns.remove(netns_path)
-        raise
+                _detach(record_path)
+            if not record_path.exists():  # (else the next cleanup DELs what is left, then unmounts)
+                with contextlib.suppress(Exception):
+                    netns.remove(netns_path)
+            raise
     return record
+
+
+@contextlib.contextmanager
+def _locked(record_path: Path, *, create: bool = False) -> Iterator[bool]:
+    """Hold the lock of a container's networking (``flock`` on the record's directory): the
+    shim, ``rm``, ``gc`` and a start never tear down or set up at the same time. Yields
+    whether the directory exists (without it there is no record)."""
+    d = record_path.parent
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield False
+        return
+    except OSError as e:
+        raise from_oserror(e, f"locking {d}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)
 
 
 def detach(record_path: Path) -> Record | None:
     """Tear down what the record at ``record_path`` says was set up, then remove it; the
     record, or None if there was none. Raises the first DEL error (the record stays)."""
+    with _locked(record_path) as exists:
+        return _detach(record_path) if exists else None
+
+
+def _detach(record_path: Path) -> Record | None:
     record = Record.load(record_path)
     if record is None:
         return None
