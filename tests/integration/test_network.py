@@ -121,6 +121,16 @@ def test_publish_reach_and_leave_nothing(busybox_store: Path, tn: ScratchNetwork
     assert web in json.loads(cli(store, "network", "inspect", "bridge").stdout)[0]["Containers"]
     cid = f"default-{web}"
     assert [r for r in iptables_rules() if f'id: \\"{cid}\\"' in r]  # (the check below can fail)
+    # ctrstore check runs CNI CHECK on running containers: a DNAT chain emptied is found.
+    cli(store, "check")
+    dnat = chain_name("bridge", cid, "DN-")
+    subprocess.run(["iptables", "-w", "-t", "nat", "-F", dnat], check=True, timeout=30)
+    r = cli(store, "check", ok=False)
+    assert (
+        r.returncode == 1
+        and f"container default/{web}: CNI CHECK: eth0 on network bridge: CNI plugin portmap CHECK"
+        in r.stdout
+    ), r.stdout
     cli(store, "stop", "-t", "1", web)
     assert leftovers(tn, cid, [ip], store) == []
     assert settings(store, web)["IPAddress"] == ""

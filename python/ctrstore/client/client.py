@@ -391,12 +391,20 @@ class Client:
 
     def _check_networks(self, report: CheckReport, repair: bool) -> None:
         """Networking left by a container that is gone or whose task ended without tearing it
-        down (``ctrstore.client.networks``): veths, addresses, iptables rules, namespaces."""
+        down (``ctrstore.client.networks``): veths, addresses, iptables rules, namespaces; and
+        running containers' networking that CNI CHECK finds wrong (reported, not repaired)."""
         try:
             networks = self.networks
             networks.manager  # noqa: B018  (the plugin may be unavailable: nothing to check)
         except CtrstoreError:
             return
+        for ref, problems in networks.check():
+            for p in problems:
+                report.add(
+                    "network",
+                    f"container {ref.namespace}/{ref.container}: CNI CHECK: {p}",
+                    "restart the container (stop, start) to set its networking up again",
+                )
         for ref in networks.stale():
             problem = (
                 f"container {ref.namespace}/{ref.container} is not running, its networking is still set up"

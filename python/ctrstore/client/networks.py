@@ -233,6 +233,27 @@ class Networks:
             out.append(ref)
         return out
 
+    def check(self) -> builtins.list[tuple[RecordRef, builtins.list[str]]]:
+        """CNI CHECK of the networking of every container whose task runs (``ctrstore check``):
+        the records with problems, and the problems."""
+        from ctrstore.network.attach import check
+
+        out = []
+        stale = {r.path for r in self.stale()}
+        tasks = self._tasks()
+        for ref in self.manager.records():
+            if ref.path in stale:
+                continue
+            if tasks.tasks(ref.namespace, self.client.config).status(ref.container).status != "running":
+                continue
+            try:
+                problems = check(ref.path)
+            except CtrstoreError as e:
+                problems = [str(e)]
+            if problems:
+                out.append((ref, problems))
+        return out
+
     def cleanup(self, *, dry_run: bool = False) -> tuple[builtins.list[str], builtins.list[str]]:
         """Tear down the stale records (:meth:`stale`): ``(done, failed)``, each entry
         ``<namespace>/<id>`` (failed ones with the reason)."""

@@ -27,7 +27,16 @@ killed shim, a crashed ``run`` or a reboot left.
 
 from __future__ import annotations
 
-__all__ = ["LOOPBACK_CONFLIST", "Attachment", "DamagedRecord", "Record", "addresses", "attach", "detach"]
+__all__ = [
+    "LOOPBACK_CONFLIST",
+    "Attachment",
+    "DamagedRecord",
+    "Record",
+    "addresses",
+    "attach",
+    "check",
+    "detach",
+]
 
 import contextlib
 import fcntl
@@ -286,6 +295,29 @@ def _detach(record_path: Path) -> Record | None:
     except OSError as e:
         raise from_oserror(e, f"removing network record {record_path}") from None
     return record
+
+
+def check(record_path: Path) -> list[str]:
+    """CNI CHECK of every attachment in the record (each plugin given its ADD's result): what
+    is wrong, one line each (nothing: all is as the plugins set it up)."""
+    problems: list[str] = []
+    with _locked(record_path) as exists:
+        record = Record.load(record_path) if exists else None
+        if record is None:
+            return problems
+        if not netns.is_netns(Path(record.netns)):
+            return [f"its network namespace {record.netns} is gone"]
+        plugins = CNIPlugins(record.bin_dirs)
+        for att in record.attachments:
+            if att.result is None:
+                problems.append(f"{att.ifname} on network {att.network} was never set up")
+                continue
+            rt = RuntimeConf(record.container_id, record.netns, att.ifname, att.args, att.capabilities)
+            try:
+                plugins.check(att.conflist, rt, att.result)
+            except CtrstoreError as e:
+                problems.append(f"{att.ifname} on network {att.network}: {e}")
+    return problems
 
 
 def _masquerade_leftovers(att: Attachment, container_id: str) -> None:
