@@ -65,6 +65,7 @@ def _command(args: list[str]) -> str:
 
 
 def _container_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = network_flags(f)  # (first: its options come last in --help)
     for opt in reversed(
         [
             click.option("--name", metavar="NAME", help="Container id (default: a random one)."),
@@ -98,7 +99,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
         ]
     ):
         f = opt(f)
-    return network_flags(f)
+    return f
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
