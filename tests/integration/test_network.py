@@ -206,6 +206,13 @@ def test_network_create_inspect_rm_prune(busybox_store: Path, tn: ScratchNetwork
         assert settings(store, ctr)["Networks"][name]["IPAddress"] == ip
         one_line_error(cli(store, "network", "rm", name, ok=False), "failed precondition", "in use", ctr)
         one_line_error(cli(store, "network", "rm", "host", ok=False), "invalid argument", "pre-defined")
+        # On two networks: eth0 and eth1, an address on each.
+        r = cli(
+            store, "run", "--rm", "--network", "bridge", "--net", name, BUSYBOX, "sh", "-c", "ip -o -4 addr"
+        )
+        addrs = {line.split()[1]: line.split()[3] for line in r.stdout.splitlines()}
+        assert addrs["eth0"].startswith(str(tn.subnet.network_address)[:-1]) and addrs["eth0"].endswith("/24")
+        assert addrs["eth1"].startswith(subnet[:-4]) and addrs["eth1"] != f"{ip}/24"
         cli(store, "stop", "-t", "0", ctr)
         one_line_error(
             cli(store, "network", "rm", name, ok=False), "failed precondition", "in use"
