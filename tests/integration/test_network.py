@@ -29,6 +29,7 @@ import pytest
 from ctrstore.mount import unmount
 from ctrstore.network.iptables import chain_name
 from tests.support.cli import CLI_TIMEOUT, one_line_error, store_env, unique_name
+from tests.support.cli import cli as config_cli
 from tests.support.cli import run as cli
 from tests.support.images import BUSYBOX
 from tests.support.network import (
@@ -184,7 +185,15 @@ def test_network_create_inspect_rm_prune(busybox_store: Path, tn: ScratchNetwork
     store = busybox_store
     name = unique_name("net")
     subnet = str(free_subnet())
-    net_id = cli(store, "network", "create", "--subnet", subnet, name).stdout.strip()
+    # (host-local's allocations of the new network under the test's dir, not /run/ctrstore)
+    (store / "config.toml").write_text(
+        f'[plugins."io.ctrstore.network.v1.cni"]\nipam_dir = "{tn.ipam_dir}"\n'
+    )
+    created = config_cli(store, "network", "create", "--subnet", subnet, name)
+    assert created.returncode == 0, created.stderr
+    net_id = created.stdout.strip()
+    conflist = json.loads(next(tn.conf_dir.glob(f"*{name}.conflist")).read_text())
+    assert conflist["plugins"][0]["ipam"]["dataDir"] == str(tn.ipam_dir)
     try:
         doc = json.loads(cli(store, "network", "inspect", name).stdout)[0]
         assert doc["Id"] == net_id and doc["IPAM"]["Config"][0]["Subnet"] == subnet
