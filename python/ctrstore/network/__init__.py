@@ -23,8 +23,21 @@ exits (by the shim), when it is removed, and by the cleanups after a killed shim
 
 from __future__ import annotations
 
-from ctrstore.network.options import HOST_GATEWAY, NetworkOptions, parse_add_host
-from ctrstore.network.ports import PortMapping, format_ports, parse_private_port, parse_publish
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ctrstore.network.options import HOST_GATEWAY, NetworkOptions, parse_add_host
+    from ctrstore.network.ports import PortMapping, format_ports, parse_private_port, parse_publish
+
+_WHERE = {
+    **dict.fromkeys(("HOST_GATEWAY", "NetworkOptions", "parse_add_host"), "ctrstore.network.options"),
+    **dict.fromkeys(
+        ("PortMapping", "format_ports", "parse_private_port", "parse_publish"), "ctrstore.network.ports"
+    ),
+}
+"""Where each name of ``__all__`` is defined; imported on first use (every command initialises
+the network plugin, and most need none of this), as ``ctrstore/__init__.py`` does."""
 
 __all__ = [
     "HOST_GATEWAY",
@@ -35,3 +48,15 @@ __all__ = [
     "parse_private_port",
     "parse_publish",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ctrstore.network' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

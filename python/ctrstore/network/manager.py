@@ -24,30 +24,28 @@ import builtins
 __all__ = ["DEFAULT_BIN_DIRS", "DEFAULT_CONF_DIR", "DEFAULT_IPAM_DIR", "NetPaths", "NetworkManager"]
 
 import contextlib
-import errno
 import ipaddress
 import os
-import socket
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
-from ctrstore.network import etc, iptables, netns
-from ctrstore.network.attach import Attachment, DamagedRecord, Record, addresses, attach, detach
-from ctrstore.network.cni import CNIPlugins
-from ctrstore.network.conflist import (
-    DEFAULT_NETWORK,
-    Network,
-    NetworkStore,
-    network_id,
-    validate_network_name,
-)
-from ctrstore.network.netns import is_netns
-from ctrstore.network.options import HOST_GATEWAY, NetworkOptions
-from ctrstore.network.ports import PortMapping
+
+if TYPE_CHECKING:
+    import socket
+
+    from ctrstore.network.attach import Record
+    from ctrstore.network.cni import CNIPlugins
+    from ctrstore.network.conflist import Network, NetworkStore
+    from ctrstore.network.options import NetworkOptions
+    from ctrstore.network.ports import PortMapping
+
+# (Every command initialises the plugin: what only some of them need is imported where it is
+# used.)
+DEFAULT_NETWORK = "bridge"
 
 DEFAULT_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 """Where CNI plugins are looked for: Debian's containernetworking-plugins, then upstream's."""
@@ -115,8 +113,9 @@ class NetworkManager:
         records_root: Path,
         state: Path,
     ) -> None:
-        self.plugins = CNIPlugins(bin_dirs)
-        self.store = NetworkStore(Path(conf_dir), ipam_dir)
+        self.bin_dirs = list(bin_dirs)
+        self.conf_dir = Path(conf_dir)
+        self.ipam_dir = ipam_dir
         self.default_bridge = bridge
         try:
             self.default_subnet = ipaddress.IPv4Network(subnet)
@@ -124,6 +123,18 @@ class NetworkManager:
             raise InvalidArgument(f"network plugin: subnet {subnet!r}: {e}") from None
         self.records_root = records_root
         self.state = state
+
+    @cached_property
+    def plugins(self) -> CNIPlugins:
+        from ctrstore.network.cni import CNIPlugins
+
+        return CNIPlugins(self.bin_dirs)
+
+    @cached_property
+    def store(self) -> NetworkStore:
+        from ctrstore.network.conflist import NetworkStore
+
+        return NetworkStore(self.conf_dir, self.ipam_dir)
 
     # -- networks -----------------------------------------------------------------------------
     def list(self) -> builtins.list[Network]:
@@ -167,6 +178,8 @@ class NetworkManager:
     ) -> Network:
         """A new bridge network (``network create``). Without ``subnet``, the first free /24
         from 10.4.1.0/24; a given one must not overlap another network's or a host route."""
+        from ctrstore.network.conflist import network_id, validate_network_name
+
         validate_network_name(name)
         if name == DEFAULT_NETWORK:
             with contextlib.suppress(NotFound):
@@ -209,6 +222,10 @@ class NetworkManager:
         """Remove a network ctrstore made: its file, then its bridge with the firewall's
         isolation rules for it, and host-local's directory for it (when no address is
         allocated in it). The caller checks that no container uses it."""
+        import subprocess
+
+        from ctrstore.network import iptables
+
         self.store.remove_file(net)
         if net.bridge:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -282,6 +299,10 @@ class NetworkManager:
     ) -> None:
         """``hosts``, ``hostname`` and ``resolv.conf`` for the container (with its addresses
         once it is attached)."""
+        from ctrstore.network import etc
+        from ctrstore.network.attach import addresses
+        from ctrstore.network.options import HOST_GATEWAY
+
         host = opts.mode == "host"
         ips: builtins.list[str] = []
         gateway = ""
@@ -317,6 +338,8 @@ class NetworkManager:
         """Before the task is created: tear down what an earlier task left, then attach the
         container to its networks (CNI) and write its ``/etc`` files. Returns the record (None
         without CNI networks). On a failure nothing is left set up."""
+        from ctrstore.network.attach import Attachment, attach, detach
+
         self.teardown(paths)
         if opts.mode != "cni":
             self.write_files(opts, paths, hostname, None)
@@ -354,6 +377,9 @@ class NetworkManager:
         """DEL what the container's record says was set up (see ``attach.detach``). A record
         that cannot be read (damaged by hand) is removed with the namespace at ``paths.netns``:
         what else it set up cannot be known, and the container must stay removable."""
+        from ctrstore.network import netns
+        from ctrstore.network.attach import DamagedRecord, detach
+
         try:
             return detach(paths.network_record)
         except DamagedRecord:
@@ -364,6 +390,8 @@ class NetworkManager:
 
     def record(self, paths: NetPaths) -> Record | None:
         """The container's record while it is attached (None otherwise)."""
+        from ctrstore.network.attach import Record
+
         return Record.load(paths.network_record)
 
     # -- ports ----------------------------------------------------------------------------------
@@ -371,6 +399,11 @@ class NetworkManager:
         """The mappings with a free host port chosen where none is given; AlreadyExists if a
         given one is published by another container of this store, or a program of the host
         listens on it (docker's "port is already allocated")."""
+        from dataclasses import replace
+
+        from ctrstore.network.attach import Record
+        from ctrstore.network.netns import is_netns
+
         if not ports:
             return []
         taken: dict[tuple[int, str], tuple[str, str]] = {}
@@ -421,6 +454,9 @@ class NetworkManager:
         marker = self.state / BOOTED
         if marker.exists():
             return []
+        from ctrstore.network.attach import Record, detach
+        from ctrstore.network.netns import is_netns
+
         done = []
         for ref in self.records():
             with contextlib.suppress(Exception):
@@ -436,6 +472,8 @@ class NetworkManager:
     def settings(self, opts: NetworkOptions | None, paths: NetPaths) -> dict[str, Any]:
         """docker's ``NetworkSettings`` of a container: its addresses and ports while it is
         attached; the requested ports otherwise."""
+        from ctrstore.network.attach import addresses
+
         rec = None
         with contextlib.suppress(Exception):
             rec = self.record(paths)
@@ -477,6 +515,8 @@ class NetworkManager:
 
 
 def _sock(p: PortMapping) -> socket.socket:
+    import socket
+
     kind = socket.SOCK_DGRAM if p.protocol == "udp" else socket.SOCK_STREAM
     s = socket.socket(socket.AF_INET, kind)
     if kind == socket.SOCK_STREAM:
@@ -485,6 +525,8 @@ def _sock(p: PortMapping) -> socket.socket:
 
 
 def _check_free(p: PortMapping) -> None:
+    import errno
+
     if p.protocol == "sctp":
         return
     with _sock(p) as s:
@@ -502,6 +544,8 @@ def _check_free(p: PortMapping) -> None:
 
 def _free_port(p: PortMapping) -> int:
     """A port the kernel says is free now (from its ephemeral range, as docker's allocator)."""
+    from ctrstore.network.ports import PortMapping
+
     proto = PortMapping(p.container_port, 0, "tcp" if p.protocol == "sctp" else p.protocol, p.host_ip)
     with _sock(proto) as s:
         try:
