@@ -32,7 +32,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctrstore.errdefs import AlreadyExists, CtrstoreError, InvalidArgument, NotFound
+from ctrstore.client import networks
+from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
 from ctrstore.labels import CONTAINER_NAME, NETWORK_EXTENSION
 from ctrstore.metadata.containers import Container
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from ctrstore.mount import Mount
     from ctrstore.network import NetworkOptions, PortMapping
     from ctrstore.network.manager import NetworkManager
-    from ctrstore.runtime.bundle import Bundle
     from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
 
@@ -148,7 +148,7 @@ class ContainerManager:
         ``opts.net`` follows it); without it, ``opts.net`` alone decides (``host``, or a
         namespace with loopback only) and the image's own ``/etc`` files are left as they are."""
         validate_container_id(cid)
-        net_opts, opts = _network_options(network, opts)
+        net_opts, opts = networks.spec_options(network, opts)
         runc = self.runc()  # fail early and clearly when no runtime is installed
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
@@ -202,55 +202,19 @@ class ContainerManager:
     def _mounts(self, c: Container) -> Callable[[], Sequence[Mount]]:
         return lambda: self.snapshotter(c.snapshotter).mounts(c.snapshot_key)
 
-    # -- networking ------------------------------------------------------------------------
+    # -- networking (ctrstore.client.networks) -----------------------------------------------
     def _network(self) -> NetworkManager:
-        if self.network is None:
-            from ctrstore.errdefs import FailedPrecondition
-
-            raise FailedPrecondition("no network plugin: containers cannot be given networking here")
-        return self.network()
-
-    @staticmethod
-    def network_options(c: Container) -> NetworkOptions | None:
-        """The networking the container was created with (None for a record made before
-        ctrstore had networking: then its spec alone decides)."""
-        from ctrstore.network import NetworkOptions
-
-        doc = c.extensions.get(NETWORK_EXTENSION)
-        return None if doc is None else NetworkOptions.from_json(doc)
-
-    def _network_up(self, c: Container) -> _NetworkUp:
-        return _NetworkUp(self, c)
-
-    def _network_down(self, bundle: Bundle) -> None:
-        if bundle.network_record.exists():
-            self._network().teardown(bundle)
+        return networks.plugin(self.network)
 
     def network_settings(self, cid: str) -> dict[str, Any]:
         """docker's ``NetworkSettings``: the container's addresses and published ports while
-        it is attached (``inspect``, ``port``, ``ps``)."""
-        c = self.store.get(cid)
-        opts = self.network_options(c)
-        if opts is None and not self.tasks.bundle(cid).network_record.exists():
-            return {"IPAddress": "", "Ports": {}, "Networks": {}}
-        return self._network().settings(opts, self.tasks.bundle(cid))
+        it is attached (``inspect``)."""
+        return networks.settings(self.network, self.store.get(cid), self.tasks.bundle(cid))
 
     def ports(self, cid: str) -> list[PortMapping]:
         """The container's published ports: as set up while it is attached (free host ports
-        chosen), else as asked for (host port 0: chosen at start)."""
-        from ctrstore.network.attach import Record
-
-        c = self.store.get(cid)
-        rec = None
-        if self.network is not None:
-            try:
-                rec = Record.load(self.tasks.bundle(cid).network_record)
-            except CtrstoreError:
-                rec = None
-        if rec is not None:
-            return list(rec.ports)
-        opts = self.network_options(c)
-        return list(opts.ports) if opts is not None else []
+        chosen), else as asked for (host port 0: chosen at start) (``port``, ``ps``)."""
+        return networks.ports(self.store.get(cid), self.tasks.bundle(cid))
 
     # -- tasks -----------------------------------------------------------------------------
     def start(self, cid: str, *, on_exit: Sequence[str] | None = None) -> TaskStatus:
@@ -261,7 +225,7 @@ class ContainerManager:
         ``on_exit``: a command the shim runs once the process has exited and its status is
         recorded (``run -d --rm`` removes the container so)."""
         c = self.store.get(cid)
-        up = self._network_up(c)
+        up = networks.Attacher(self.network, self.namespace, c)
         try:
             return self.tasks.start(cid, c.spec, self._mounts(c), on_exit=on_exit, before_create=up)
         except BaseException:
@@ -273,7 +237,7 @@ class ContainerManager:
         ``fresh``: the container was just created, so there is no earlier task to check for
         or clean away (saves two runtime calls on ``run``)."""
         c = self.store.get(cid)
-        up = self._network_up(c)
+        up = networks.Attacher(self.network, self.namespace, c)
         try:
             return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh, before_create=up)
         finally:
@@ -323,49 +287,12 @@ class ContainerManager:
         caller knows the runtime has no task left (an attached ``runc run`` returned), so the
         runtime is not asked."""
         c = self.store.get(cid)
-        self.tasks.delete(cid, c.spec, force=force, task_gone=task_gone, before_remove=self._network_down)
+        self.tasks.delete(
+            cid, c.spec, force=force, task_gone=task_gone, before_remove=networks.Detacher(self.network)
+        )
         if c.snapshot_key:
             try:
                 self.snapshotter(c.snapshotter).remove(c.snapshot_key)
             except NotFound:
                 pass
         self.store.delete(cid)
-
-
-class _NetworkUp:
-    """The ``before_create`` of a start: attach container ``c`` (with the bundle's paths) and
-    remember it, so that a start that fails afterwards can undo it."""
-
-    def __init__(self, mgr: ContainerManager, c: Container) -> None:
-        self.mgr = mgr
-        self.c = c
-        self.bundle: Bundle | None = None
-
-    def __call__(self, bundle: Bundle) -> None:
-        opts = self.mgr.network_options(self.c)
-        if opts is None:  # a record from before networking: only leftovers to tear down
-            self.mgr._network_down(bundle)
-            return
-        self.bundle = bundle
-        hostname = str(self.c.spec.get("hostname", ""))
-        self.mgr._network().setup(self.mgr.namespace, self.c.id, opts, bundle, hostname)
-
-    def undo(self) -> None:
-        if self.bundle is not None:
-            self.mgr._network_down(self.bundle)
-            self.bundle = None
-
-
-def _network_options(
-    network: NetworkOptions | None, opts: SpecOptions
-) -> tuple[NetworkOptions | None, SpecOptions]:
-    """The networking of a new container and the spec options that go with it: ``host``
-    shares the host's namespace, everything else gets a new one (for CNI networks, the one
-    ctrstore makes at start)."""
-    from dataclasses import replace
-
-    if network is None:
-        return None, opts
-    network.validate()
-    mode = network.mode
-    return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))

@@ -1,5 +1,8 @@
-"""A store's networks seen with its containers: ``ctrstore network ls|create|rm|inspect|prune``
-and the cleanup of networking that stopped tasks left behind.
+"""A store's networks seen with its containers: ``ctrstore network ls|create|rm|inspect|prune``,
+the cleanup of networking that stopped tasks left behind, and the network side of
+``ContainerManager`` (``client/containers.py``): the options of a new container, attaching at
+each start (:class:`Attacher`, the ``before_create`` of the task's start), detaching before its
+bundle is removed (:class:`Detacher`), and its settings and published ports.
 
 The networks themselves (conflists) and the attaching are the network plugin's
 (``ctrstore.network.manager``); what needs the containers of every namespace too — whether a
@@ -15,7 +18,17 @@ from __future__ import annotations
 
 import builtins
 
-__all__ = ["RECORD_GRACE_SECONDS", "Networks"]
+__all__ = [
+    "RECORD_GRACE_SECONDS",
+    "Attacher",
+    "Detacher",
+    "Networks",
+    "network_options",
+    "plugin",
+    "ports",
+    "settings",
+    "spec_options",
+]
 
 import time
 from datetime import UTC
@@ -25,12 +38,111 @@ from typing import TYPE_CHECKING, Any
 from ctrstore.errdefs import CtrstoreError, FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ctrstore.client.client import Client
+    from ctrstore.metadata.containers import Container
+    from ctrstore.network import NetworkOptions, PortMapping
     from ctrstore.network.conflist import Network
     from ctrstore.network.manager import NetworkManager, RecordRef
+    from ctrstore.oci.spec import SpecOptions
+    from ctrstore.runtime.bundle import Bundle
     from ctrstore.runtime.manager import TaskManager
 
+
 RECORD_GRACE_SECONDS = 60.0
+
+
+# -- one container ---------------------------------------------------------------------------
+def plugin(getter: Callable[[], NetworkManager] | None) -> NetworkManager:
+    """The network plugin's instance; FailedPrecondition if this client has none."""
+    if getter is None:
+        raise FailedPrecondition("no network plugin: containers cannot be given networking here")
+    return getter()
+
+
+def network_options(c: Container) -> NetworkOptions | None:
+    """The networking container ``c`` was created with (its ``ctrstore.io/network``
+    extension); None for a record made without (then its spec alone decides)."""
+    from ctrstore.labels import NETWORK_EXTENSION
+    from ctrstore.network import NetworkOptions
+
+    doc = c.extensions.get(NETWORK_EXTENSION)
+    return None if doc is None else NetworkOptions.from_json(doc)
+
+
+def spec_options(
+    network: NetworkOptions | None, opts: SpecOptions
+) -> tuple[NetworkOptions | None, SpecOptions]:
+    """The networking of a new container and the spec options that go with it: ``host``
+    shares the host's namespace, everything else gets a new one (for CNI networks, the one
+    ctrstore makes at start)."""
+    from dataclasses import replace
+
+    if network is None:
+        return None, opts
+    network.validate()
+    mode = network.mode
+    return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))
+
+
+class Attacher:
+    """The ``before_create`` of a container's start: attach it (with its bundle's paths), and
+    remember that it did, so that a start that fails afterwards can :meth:`undo` it."""
+
+    def __init__(self, getter: Callable[[], NetworkManager] | None, namespace: str, c: Container) -> None:
+        self.getter = getter
+        self.namespace = namespace
+        self.c = c
+        self.bundle: Bundle | None = None
+
+    def __call__(self, bundle: Bundle) -> None:
+        opts = network_options(self.c)
+        if opts is None:  # no networking of its own: only leftovers to tear down
+            Detacher(self.getter)(bundle)
+            return
+        self.bundle = bundle
+        hostname = str(self.c.spec.get("hostname", ""))
+        plugin(self.getter).setup(self.namespace, self.c.id, opts, bundle, hostname)
+
+    def undo(self) -> None:
+        if self.bundle is not None:
+            Detacher(self.getter)(self.bundle)
+            self.bundle = None
+
+
+class Detacher:
+    """The ``before_remove`` of a container's delete (and :meth:`Attacher.undo`): tear down
+    what its record says was set up."""
+
+    def __init__(self, getter: Callable[[], NetworkManager] | None) -> None:
+        self.getter = getter
+
+    def __call__(self, bundle: Bundle) -> None:
+        if bundle.network_record.exists():
+            plugin(self.getter).teardown(bundle)
+
+
+def settings(getter: Callable[[], NetworkManager] | None, c: Container, bundle: Bundle) -> dict[str, Any]:
+    """docker's ``NetworkSettings`` of container ``c``."""
+    opts = network_options(c)
+    if opts is None and not bundle.network_record.exists():
+        return {"IPAddress": "", "Ports": {}, "Networks": {}}
+    return plugin(getter).settings(opts, bundle)
+
+
+def ports(c: Container, bundle: Bundle) -> builtins.list[PortMapping]:
+    """Container ``c``'s published ports: as set up while it is attached, else as asked for."""
+    from ctrstore.network.attach import Record
+
+    try:
+        rec = Record.load(bundle.network_record)
+    except CtrstoreError:
+        rec = None
+    if rec is not None:
+        return list(rec.ports)
+    opts = network_options(c)
+    return list(opts.ports) if opts is not None else []
 
 
 class Networks:
@@ -62,14 +174,13 @@ class Networks:
 
     def users(self, name: str) -> builtins.list[tuple[str, str, str]]:
         """``(namespace, id, name)`` of every container (of every namespace) on network ``name``."""
-        from ctrstore.client.containers import ContainerManager
         from ctrstore.labels import CONTAINER_NAME
 
         out = []
         for ns in self.client.namespaces.list():
             for c in self.client.metadata.containers(ns.name).list():
                 try:
-                    opts = ContainerManager.network_options(c)
+                    opts = network_options(c)
                 except CtrstoreError:
                     continue
                 if opts is not None and name in opts.networks:
@@ -107,13 +218,11 @@ class Networks:
         return out
 
     def _all_options(self) -> builtins.list[tuple[str, builtins.list[str]]]:
-        from ctrstore.client.containers import ContainerManager
-
         out = []
         for ns in self.client.namespaces.list():
             for c in self.client.metadata.containers(ns.name).list():
                 try:
-                    opts = ContainerManager.network_options(c)
+                    opts = network_options(c)
                 except CtrstoreError:
                     continue
                 if opts is not None:
