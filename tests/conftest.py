@@ -4,6 +4,11 @@ small (the root file system here makes new files slow).
 Every test that uses ``tmp_path`` must leave nothing mounted below it: ``_no_leaked_mounts``
 detaches what is left and fails the test. (A mount left in a temp dir makes pytest's own
 clean-up of old temp dirs fail, in a later run, with a ResourceWarning that fails the whole run.)
+
+Containers put on the default network (``bridge``, what ``ctrstore run`` gives unasked) are on a
+network of the session (``_session_network``): ``NETCONFPATH`` points at a conflist directory
+of its own, whose ``bridge`` has a bridge and subnet of its own, removed at the end. No test
+touches the machine's ``ctrstore0``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.mount import mountinfo, unmount
+from tests.support.network import cni_available, make_test_network, remove_test_network
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -26,6 +34,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(needs_root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default network of this session's containers (see the module's docstring). The
+    bridge plugin turns IP forwarding on for a gateway; if it was off, it is turned off again."""
+    if os.geteuid() != 0 or cni_available() is not None:
+        yield
+        return
+    forward = IP_FORWARD.read_text().strip() if IP_FORWARD.exists() else ""
+    tn = make_test_network(tmp_path_factory.mktemp("session-network"))
+    old = os.environ.get("NETCONFPATH")
+    os.environ["NETCONFPATH"] = str(tn.conf_dir)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("NETCONFPATH", None)
+        else:
+            os.environ["NETCONFPATH"] = old
+        remove_test_network(tn)
+        if forward == "0":
+            IP_FORWARD.write_text("0\n")
 
 
 @pytest.fixture

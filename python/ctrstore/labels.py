@@ -67,6 +67,9 @@ RECOVERED = "ctrstore.io/recovered"
 """On a record ``check --repair`` rebuilt from the files: when."""
 SERVE_LEASE = "ctrstore.io/serve"
 """On the leases ``ctrstore serve --push`` holds uploads with (ctrstore.server.registry)."""
+NETWORK_EXTENSION = "ctrstore.io/network"
+"""The extension (not a label: it may be longer than a label may) of a container's record
+that holds its networking (``ctrstore.network.NetworkOptions`` as JSON)."""
 
 
 def validate(labels: Mapping[str, str]) -> dict[str, str]:

@@ -206,6 +206,7 @@ CLI_MAY_IMPORT = {
     "ctrstore.labels",
     "ctrstore.metadata.images",  # Image: images tag
     "ctrstore.mount",  # mount_command: snapshots mounts
+    "ctrstore.network",  # NetworkOptions, -p and --add-host parsing: run and create flags, port
     "ctrstore.oci.spec",  # SpecOptions: run and create flags
     "ctrstore.plugins.builtins",  # config default: every plugin's table
     "ctrstore.remotes",  # login, logout: no store involved

@@ -1,19 +1,17 @@
-"""What ``run`` and ``create`` flags mean, as nerdctl parses them: ``-v``, ``--mount``, ``-e``
-and ``--net``, turned into :class:`ctrstore.oci.SpecOptions` parts. Only the command line has
+"""What ``run`` and ``create`` flags mean, as nerdctl parses them: ``-v``, ``--mount`` and
+``-e``, turned into :class:`ctrstore.oci.SpecOptions` parts. Only the command line has
 this grammar; the Python API takes :class:`ctrstore.oci.SpecMount` values directly."""
 
 from __future__ import annotations
 
-__all__ = ["NETS", "expand_env", "net_mode", "parse_mount", "parse_volume"]
+__all__ = ["expand_env", "parse_mount", "parse_volume"]
 
 import os
 import posixpath
 import re
 
-import click
-
 from ctrstore.errdefs import InvalidArgument, NotFound, from_oserror
-from ctrstore.oci.spec import NetMode, SpecMount
+from ctrstore.oci.spec import SpecMount
 
 _PROPAGATIONS = frozenset({"private", "rprivate", "shared", "rshared", "slave", "rslave"})
 # Docker's volume-name rule: a -v source matching it is a named volume, not a path.
@@ -192,18 +190,7 @@ def parse_mount(spec: str) -> SpecMount:
 
 
 # --------------------------------------------------------------------------------------------
-# -e, --net
-
-
-NETS: dict[str, NetMode] = {"host": "host", "none": "none", "private": "private", "bridge": "private"}
-"""``--net`` values: nerdctl's ``bridge`` is a new namespace here (loopback only, for now)."""
-
-
-def net_mode(net: str) -> NetMode:
-    """The spec's network mode for ``--net NET``; a usage error for anything else."""
-    if net not in NETS:
-        raise click.BadParameter(f"{net!r}: use bridge (private), host or none", param_hint="--net")
-    return NETS[net]
+# -e (the network flags are ctrstore.cli.network's)
 
 
 def expand_env(items: tuple[str, ...] | list[str]) -> list[str]:

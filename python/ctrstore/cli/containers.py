@@ -16,9 +16,11 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list
-from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
+from ctrstore.cli._run_flags import expand_env, parse_mount, parse_volume
+from ctrstore.cli.network import network_flags
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.client.containers import new_id_and_name
+from ctrstore.network import NetworkOptions
 from ctrstore.oci.spec import SpecOptions
 
 
@@ -31,6 +33,7 @@ def _command(args: list[str]) -> str:
 
 
 def _container_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = network_flags(f)  # (first: its options come last in --help)
     for opt in reversed(
         [
             click.option("--name", metavar="NAME", help="Container id (default: a random one)."),
@@ -39,14 +42,6 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--workdir", "-w", metavar="DIR", help="Working directory inside the container."),
             click.option("--user", "-u", metavar="USER[:GROUP]", help="User (name or uid) to run as."),
-            click.option(
-                "--net",
-                "--network",
-                default="private",
-                show_default=True,
-                metavar="MODE",
-                help="bridge or private (a new namespace, loopback only for now), host, or none.",
-            ),
             click.option(
                 "--volume",
                 "-v",
@@ -92,6 +87,14 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
     The container's root file system is an overlay of the image's layers with a new writable
     snapshot on top; what the container writes lands in that snapshot. Without -d the command
     is attached to this terminal and ctrstore exits with its exit status.
+
+    \b
+    Networking, as docker's: the container is on the default network "bridge" (its own
+    namespace, an address from 10.4.0.0/24, the host reachable as the gateway) unless
+    --network says otherwise; -p publishes its ports on the host. It gets /etc/hosts,
+    /etc/hostname and /etc/resolv.conf of its own (the host's name servers, or --dns):
+      ctrstore run -d -p 8080:80 --name web IMAGE httpd -f -p 80   (curl 127.0.0.1:8080)
+      ctrstore run --rm --network none IMAGE ip addr               (loopback only)
     """
     client = st.client()
     mgr = client.containers
@@ -142,7 +145,7 @@ def _create(
     env: tuple[str, ...],
     workdir: str | None,
     user: str | None,
-    net: str,
+    network: NetworkOptions,
     volumes: tuple[str, ...],
     mounts: tuple[str, ...],
     tty: bool,
@@ -155,7 +158,6 @@ def _create(
 ) -> str:
     """What ``run`` and ``create`` share: the options of _container_options, made into a
     container; returns its id."""
-    mode = net_mode(net)
     opts = SpecOptions(
         args=list(command),
         env=expand_env(env),
@@ -164,11 +166,10 @@ def _create(
         hostname=hostname,
         tty=tty,
         read_only=read_only,
-        net=mode,
         mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
     )
     cid, cname = new_id_and_name(name, image)
-    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname)
+    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname, network=network)
     return cid
 
 

@@ -43,11 +43,14 @@ from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 if TYPE_CHECKING:
     from ctrstore.archive import ApplyStats
     from ctrstore.client.api import Containers, Images, RunOptions
+    from ctrstore.client.networks import Networks
     from ctrstore.client.objects import Container, DiskUsage, ImageView, PruneReport, RunResult
     from ctrstore.client.pull import PullResult
     from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
     from ctrstore.metadata.gc import GCResult
+    from ctrstore.metadata.images import Image
+    from ctrstore.network.manager import NetworkManager
     from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.tasks import Tasks
     from ctrstore.unpack import UnpackResult
@@ -177,6 +180,7 @@ class Client:
             unpack=lambda name, snapshotter: self.unpack(name, snapshotter=snapshotter),
             tasks=self.tasks,
             volumes=self._volumes_or_none(),
+            network=self.network_plugin,
         )
         mgr.remove_command = remove_command(self)
         return mgr
@@ -200,6 +204,22 @@ class Client:
                 return self.volumes  # raises the plugin's error
             return None
         return self.volumes
+
+    def network_plugin(self) -> NetworkManager:
+        """The network plugin's instance (``io.ctrstore.network.v1`` ``cni``, see
+        ``ctrstore.network.manager``): conflists and containers' attachments."""
+        from ctrstore.network.manager import NetworkManager
+        from ctrstore.plugins.network import NETWORK
+
+        return self.plugins.get_single(NETWORK, NetworkManager)
+
+    @property
+    def networks(self) -> Networks:
+        """The store's networks and who uses them (``ctrstore network``; see
+        ``ctrstore.client.networks``)."""
+        from ctrstore.client.networks import Networks
+
+        return Networks(self)
 
     @property
     def leases(self) -> LeaseManager:
@@ -422,6 +442,7 @@ class Client:
             )
             self._closed = False
             md = self.metadata
+        self._check_networks(pre, repair)  # (first: an orphan bundle's mounted netns stops its removal)
         report = check(
             md.db,
             md.content_backend,
@@ -433,6 +454,37 @@ class Client:
         )
         report.findings[:0] = pre.findings
         return report
+
+    def _check_networks(self, report: CheckReport, repair: bool) -> None:
+        """Networking left by a container that is gone or whose task ended without tearing it
+        down (``ctrstore.client.networks``): veths, addresses, iptables rules, namespaces; and
+        running containers' networking that CNI CHECK finds wrong (reported, not repaired)."""
+        try:
+            networks = self.networks
+            networks.manager  # noqa: B018  (the plugin may be unavailable: nothing to check)
+        except CtrstoreError:
+            return
+        for ref, problems in networks.check():
+            for p in problems:
+                report.add(
+                    "network",
+                    f"container {ref.namespace}/{ref.container}: CNI CHECK: {p}",
+                    "restart the container (stop, start) to set its networking up again",
+                )
+        for ref in networks.stale():
+            problem = (
+                f"container {ref.namespace}/{ref.container} is not running, its networking is still set up"
+            )
+            action = "tear it down (CNI DEL, unmount its namespace)"
+            if not repair:
+                report.add("network", problem, action)
+                continue
+            try:
+                networks.teardown(ref)
+            except CtrstoreError as e:
+                report.add("network", f"{problem} (repair failed: {e})", action)
+                continue
+            report.add("network", problem, action, True)
 
     def commit(
         self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"
@@ -473,8 +525,15 @@ class Client:
         return apply(self.snapshotter(snapshotter).mounts(key), layer, tmp_dir=self.root / "tmpmounts")
 
     def gc(self, *, dry_run: bool = False) -> GCResult:
-        """Remove everything no root references (see ``ctrstore.metadata.gc``), and the
-        temporary mounts of processes that were killed while they were up."""
+        """Remove everything no root references (see ``ctrstore.metadata.gc``), after tearing
+        down the networking that containers which are gone or stopped left set up (see
+        ``ctrstore.client.networks``); and the temporary mounts of processes that were killed
+        while they were up."""
+        if not dry_run:
+            try:
+                self.networks.cleanup()
+            except CtrstoreError:
+                pass  # no network plugin here: nothing of it to clean
         result = self.metadata.gc(dry_run=dry_run)
         result.mounts = remove_stale_temp_mounts(self.root / "tmpmounts", dry_run=dry_run)
         return result

@@ -16,6 +16,12 @@ from the record if /run was emptied).
 
 Containers have names as nerdctl gives them (the ``nerdctl/name`` label), and a user may
 name one by its id, its name or a unique prefix of its id (:meth:`ContainerManager.resolve`).
+
+Networking (:mod:`ctrstore.network`) is asked for with :class:`~ctrstore.network.NetworkOptions`
+(recorded in the ``ctrstore.io/network`` extension of the record): ``create`` points the spec
+at the container's namespace and ``/etc`` files, every start attaches the container to its
+CNI networks just before the task is created, and the shim (or ``run_attached``, or
+``delete``) detaches it.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ctrstore.client import networks
 from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
 from ctrstore.images import read_config, resolve
-from ctrstore.labels import CONTAINER_NAME
+from ctrstore.labels import CONTAINER_NAME, NETWORK_EXTENSION
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.runc import Runc
@@ -41,6 +48,8 @@ if TYPE_CHECKING:
     from ctrstore.metadata.containers import ContainerStore
     from ctrstore.metadata.images import ImageStore
     from ctrstore.mount import Mount
+    from ctrstore.network import NetworkOptions, PortMapping
+    from ctrstore.network.manager import NetworkManager
     from ctrstore.snapshots import NamedSnapshotter
     from ctrstore.unpack import UnpackResult
     from ctrstore.volumes import VolumeStore
@@ -79,6 +88,7 @@ class ContainerManager:
         unpack: Callable[[str, str], UnpackResult],
         tasks: Tasks,
         volumes: VolumeStore | None = None,
+        network: Callable[[], NetworkManager] | None = None,
     ) -> None:
         self.store = store
         self.images = images
@@ -88,6 +98,8 @@ class ContainerManager:
         self.tasks = tasks
         self.volumes = volumes
         """Named volumes (``-v NAME:/path``, anonymous ones, ``rm -v``): ``ctrstore.volumes``."""
+        self.network = network
+        """The network plugin (asked for only by containers that use networking)."""
         self.namespace = store.namespace
 
     # -- places ----------------------------------------------------------------------------
@@ -135,11 +147,16 @@ class ContainerManager:
         snapshotter: str | None = None,
         labels: Mapping[str, str] | None = None,
         name: str | None = None,
+        network: NetworkOptions | None = None,
     ) -> Container:
         """Create container ``cid`` from image ``image_name`` (unpacked first if needed) with
         the spec ``opts`` make; ``name`` is recorded as its ``nerdctl/name`` label (see
-        :func:`new_id_and_name`)."""
+        :func:`new_id_and_name`). ``network``: its networks, published ports, addresses, DNS
+        and its own ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` (then
+        ``opts.net`` follows it); without it, ``opts.net`` alone decides (``host``, or a
+        namespace with loopback only) and the image's own ``/etc`` files are left as they are."""
         validate_container_id(cid)
+        net_opts, opts = networks.spec_options(network, opts)
         runc = self.runc()  # fail early and clearly when no runtime is installed
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
@@ -176,6 +193,8 @@ class ContainerManager:
             mount_all(mounts, rootfs)
             vols.copy_up(rootfs)
             spec = generate(cid, self.namespace, config, opts, rootfs)
+            if net_opts is not None:
+                self._network().prepare(net_opts, spec, bundle)
             bundle.write_spec(spec)
             record = self.store.create(
                 Container(
@@ -186,6 +205,7 @@ class ContainerManager:
                     runtime={"name": RUNTIME_NAME, "options": {"binary": runc.binary}},
                     spec=spec,
                     labels={**(labels or {}), **vols.labels(), **({CONTAINER_NAME: name} if name else {})},
+                    extensions={NETWORK_EXTENSION: net_opts.to_json()} if net_opts else {},
                 )
             )
             undo.callback(self.store.delete, cid)
@@ -196,6 +216,20 @@ class ContainerManager:
     def _mounts(self, c: Container) -> Callable[[], Sequence[Mount]]:
         return lambda: self.snapshotter(c.snapshotter).mounts(c.snapshot_key)
 
+    # -- networking (ctrstore.client.networks) -----------------------------------------------
+    def _network(self) -> NetworkManager:
+        return networks.plugin(self.network)
+
+    def network_settings(self, cid: str) -> dict[str, Any]:
+        """docker's ``NetworkSettings``: the container's addresses and published ports while
+        it is attached (``inspect``)."""
+        return networks.settings(self.network, self.store.get(cid), self.tasks.bundle(cid))
+
+    def ports(self, cid: str) -> list[PortMapping]:
+        """The container's published ports: as set up while it is attached (free host ports
+        chosen), else as asked for (host port 0: chosen at start) (``port``, ``ps``)."""
+        return networks.ports(self.store.get(cid), self.tasks.bundle(cid))
+
     # -- tasks -----------------------------------------------------------------------------
     def start(self, cid: str, *, on_exit: Sequence[str] | None = None) -> TaskStatus:
         """Start the container's process detached, under a shim; returns once it runs. If
@@ -205,14 +239,23 @@ class ContainerManager:
         ``on_exit``: a command the shim runs once the process has exited and its status is
         recorded (``run -d --rm`` removes the container so)."""
         c = self.store.get(cid)
-        return self.tasks.start(cid, c.spec, self._mounts(c), on_exit=on_exit)
+        up = networks.Attacher(self.network, self.namespace, c)
+        try:
+            return self.tasks.start(cid, c.spec, self._mounts(c), on_exit=on_exit, before_create=up)
+        except BaseException:
+            up.undo()
+            raise
 
     def run_attached(self, cid: str, *, fresh: bool = False) -> int:
         """Run the container's process attached to our terminal; returns its exit status.
         ``fresh``: the container was just created, so there is no earlier task to check for
         or clean away (saves two runtime calls on ``run``)."""
         c = self.store.get(cid)
-        return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh)
+        up = networks.Attacher(self.network, self.namespace, c)
+        try:
+            return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh, before_create=up)
+        finally:
+            up.undo()  # the process has exited: detach it (a crashed run leaves it to rm, gc)
 
     def status(self, cid: str) -> TaskStatus:
         """The container's task status in docker's words: ``created``, ``running``,
@@ -265,7 +308,9 @@ class ContainerManager:
         runtime is not asked. ``volumes``: also remove the anonymous volumes made for it that
         no other container uses (``rm -v``; named volumes stay). Returns the volumes removed."""
         c = self.store.get(cid)
-        self.tasks.delete(cid, c.spec, force=force, task_gone=task_gone)
+        self.tasks.delete(
+            cid, c.spec, force=force, task_gone=task_gone, before_remove=networks.Detacher(self.network)
+        )
         if c.snapshot_key:
             try:
                 self.snapshotter(c.snapshotter).remove(c.snapshot_key)

@@ -26,6 +26,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ctrstore._timeutil import format_rfc3339, now, parse_rfc3339
+from ctrstore.client import networks
+from ctrstore.client.networks import network_options
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound
 from ctrstore.images import chain_ids, read_config, read_json, resolve
 from ctrstore.images import mediatypes as mt
@@ -551,17 +553,25 @@ def _namespaces(c: Container) -> dict[str, str | None]:
 
 
 def _network_mode(c: Container) -> str:
+    """docker's ``HostConfig.NetworkMode``: the first network the container was created on
+    (``bridge``, a network's name, ``host``, ``none``); for a record made without network
+    options, what its spec says."""
+    opts = network_options(c)
+    if opts is not None:
+        return opts.networks[0]
     ns = _namespaces(c)
     if "network" not in ns:
         return "host"
     return "none" if ns["network"] is None else "container"
 
 
-def _network_settings(c: Container, st: TaskStatus) -> dict[str, Any]:
+def _network_settings(client: Client, c: Container, st: TaskStatus) -> dict[str, Any]:
     """docker's ``NetworkSettings``; ``Ports`` as docker's ``{"80/tcp": [{"HostIp": "0.0.0.0",
-    "HostPort": "8080"}]}`` (``ps`` shows them as ``0.0.0.0:8080->80/tcp``)."""
+    "HostPort": "8080"}]}`` (``ps`` shows them as ``0.0.0.0:8080->80/tcp``). Addresses,
+    ports and networks come from the container's CNI attachment (``client.containers
+    .network_settings``), as long as it is attached."""
     has_netns = "network" in _namespaces(c)
-    return {
+    base = {
         "Bridge": "",
         "SandboxID": "",
         "SandboxKey": f"/proc/{st.pid}/ns/net" if has_netns and st.pid else "",
@@ -575,6 +585,11 @@ def _network_settings(c: Container, st: TaskStatus) -> dict[str, Any]:
         "MacAddress": "",
         "Networks": {},
     }
+    mgr = client.containers
+    try:
+        return base | networks.settings(mgr.network, c, mgr.tasks.bundle(c.id))
+    except NotFound:
+        return base  # removed meanwhile (a --rm container's shim): as it was
 
 
 def _host_config(c: Container, mounts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -736,7 +751,7 @@ def container_inspect(client: Client, cid: str, *, size: bool = False) -> dict[s
     out |= {
         "Mounts": mounts,
         "Config": _config(c, image_config),
-        "NetworkSettings": _network_settings(c, st),
+        "NetworkSettings": _network_settings(client, c, st),
     }
     return out
 
@@ -770,7 +785,7 @@ def container_summary(client: Client, c: Container, st: TaskStatus, *, size: boo
     args = [str(a) for a in proc.get("args", []) or []]
     mounts = _mounts(c)
     state = _state(st)
-    net = _network_settings(c, st)
+    net = _network_settings(client, c, st)
     out: dict[str, Any] = {
         "Id": c.id,
         "Names": ["/" + (c.labels.get(CONTAINER_NAME) or c.id)],

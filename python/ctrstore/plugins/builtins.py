@@ -5,7 +5,7 @@ lookup costs every command some 30 ms, so it is off by default)."""
 
 from __future__ import annotations
 
-from ctrstore.plugins import content, metadata, runtime, snapshots, volumes  # noqa: F401  (registration side effects)
+from ctrstore.plugins import content, metadata, network, runtime, snapshots, volumes  # noqa: F401  (registration side effects)
 
 _loaded = False
 

@@ -14,6 +14,12 @@ containerd's ``core/runtime/v2/bundle.go`` lays it out:
 ``attach.pid``      the ``run`` process of an attached task, while it runs
 ``shim.log``        the shim's own output (and that of its ``--on-exit`` command)
 ``exit.json``       how the task ended: ``{"status": N, "exited_at": RFC 3339}``
+``netns``           the container's network namespace, bind-mounted here while it is attached
+                    to CNI networks (``ctrstore.network``)
+``hosts``           bind-mounted on the container's ``/etc/hosts``; ``hostname`` and
+                    ``resolv.conf`` likewise on ``/etc/hostname`` and ``/etc/resolv.conf``
+``work/network.json``  what was set up on its networks (under ``root``: it outlives a reboot
+                    that empties ``state``, so that what a reboot did not clear is torn down)
 ==================  ==========================================================================
 
 The shim (``shim.pid``) or the attached ``run`` (``attach.pid``) is the task's *recorder*: it
@@ -93,6 +99,26 @@ class Bundle:
     @property
     def exit_json(self) -> Path:
         return self.path / "exit.json"
+
+    @property
+    def netns(self) -> Path:
+        return self.path / "netns"
+
+    @property
+    def hosts(self) -> Path:
+        return self.path / "hosts"
+
+    @property
+    def hostname(self) -> Path:
+        return self.path / "hostname"
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.path / "resolv.conf"
+
+    @property
+    def network_record(self) -> Path:
+        return self.work / "network.json"
 
     # -- making and removing it ---------------------------------------------------------------
     def exists(self) -> bool:

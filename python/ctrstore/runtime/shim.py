@@ -4,7 +4,8 @@
 makes itself the child subreaper, creates and starts the container with the OCI runtime (the
 container's stdout and stderr go to ``<bundle>/log``), tells its starter over a pipe whether
 that worked, then waits for the container's init process and records how it ended in
-``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``. (Every file of
+``<bundle>/exit.json`` (after detaching it from its CNI networks, if it has any). Commands
+find it again through ``<bundle>/shim.pid``. (Every file of
 the bundle is named in :mod:`ctrstore.runtime.bundle`.)
 
 What it tells its starter is one JSON line: ``{"ok": true}``, or ``{"error": {"kind": ...,
@@ -91,6 +92,20 @@ def error_answer(e: BaseException) -> dict[str, object]:
     return {"error": {"kind": kind, "message": str(e) or type(e).__name__}}
 
 
+def _network_down(bundle: Bundle) -> None:
+    """Detach the exited container from its networks (``ctrstore.network.attach``), before
+    its exit is recorded: once ``stop`` returns, nothing of its networking is left. A failure
+    is logged (shim.log) and left to ``rm``, ``gc`` or ``check --repair``."""
+    if not bundle.network_record.exists():
+        return
+    from ctrstore.network.attach import detach
+
+    try:
+        detach(bundle.network_record)
+    except Exception as e:
+        print(f"ctrstore-shim: tearing down the network: {e}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctrstore-shim")
     p.add_argument("--runtime", required=True)
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     if copier is not None:
         copier.join(2)  # the rest of what the container wrote to its terminal
+    _network_down(bundle)
     bundle.write_exit(status)
     bundle.shim_pid.unlink(missing_ok=True)
     if a.on_exit:

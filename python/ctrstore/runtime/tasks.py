@@ -122,14 +122,22 @@ class Tasks:
 
     # -- starting ------------------------------------------------------------------------------
     def start(
-        self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, on_exit: Sequence[str] | None = None
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        mounts: Mounts,
+        *,
+        on_exit: Sequence[str] | None = None,
+        before_create: Callable[[Bundle], None] | None = None,
     ) -> TaskStatus:
         """Start the task detached, under a shim; returns once it runs. If the runtime cannot
         start it (no such command, ...), the shim's error is raised as its errdefs class and
         the container is left as it was: created, and removable.
 
         ``on_exit``: a command the shim runs once the process has exited and its status is
-        recorded (``run -d --rm`` removes the container so)."""
+        recorded (``run -d --rm`` removes the container so). ``before_create``: called with
+        the bundle once it is ready and no task runs, just before the shim creates the task
+        (the container's networking is set up so)."""
         st = self.status(cid)
         if st.status in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is already {st.status}")
@@ -137,6 +145,8 @@ class Tasks:
         bundle = self.ensure_bundle(cid, spec, mounts)
         runc.delete(cid, force=True)  # a stopped task from an earlier start
         bundle.clear_recorders()
+        if before_create is not None:
+            before_create(bundle)
         r, w = os.pipe()
         try:
             with open(os.devnull, "rb") as devnull, open(bundle.shim_log, "ab") as shim_log:
@@ -174,10 +184,19 @@ class Tasks:
             raise error
         return self.status(cid)
 
-    def run_attached(self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False) -> int:
+    def run_attached(
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        mounts: Mounts,
+        *,
+        fresh: bool = False,
+        before_create: Callable[[Bundle], None] | None = None,
+    ) -> int:
         """Run the task attached to our terminal (``runc run``); returns its exit status.
         ``fresh``: the bundle was just made, so there is no earlier task to check for or
-        clean away (saves two runtime calls on ``run``)."""
+        clean away (saves two runtime calls on ``run``). ``before_create``: as for
+        :meth:`start`."""
         runc = self.runc()
         if fresh:
             bundle = self.bundle(cid)
@@ -188,6 +207,8 @@ class Tasks:
             bundle = self.ensure_bundle(cid, spec, mounts)
             runc.delete(cid, force=True)
         bundle.clear_recorders(exit_too=True)
+        if before_create is not None:
+            before_create(bundle)
         bundle.attach_pid.write_text(str(os.getpid()))
         try:
             status = runc.run_foreground(cid, bundle.path)
@@ -390,11 +411,19 @@ class Tasks:
 
     # -- delete --------------------------------------------------------------------------------
     def delete(
-        self, cid: str, spec: Mapping[str, Any], *, force: bool = False, task_gone: bool = False
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        *,
+        force: bool = False,
+        task_gone: bool = False,
+        before_remove: Callable[[Bundle], None] | None = None,
     ) -> None:
         """Remove the task (killed first with ``force``), its cgroups, rootfs mount and
         bundle. Works after a killed shim or a reboot too. ``task_gone``: the caller knows the
-        runtime has no task left (an attached ``runc run`` returned), so it is not asked."""
+        runtime has no task left (an attached ``runc run`` returned), so it is not asked.
+        ``before_remove``: called with the bundle once the task is gone, before the bundle is
+        removed (the container's networking is torn down so); if it raises, the bundle stays."""
         if not task_gone:
             st = self.status(cid)
             if st.status in ("running", "paused"):
@@ -409,6 +438,8 @@ class Tasks:
         deadline = time.monotonic() + 5
         while bundle.recorder_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+        if before_remove is not None:
+            before_remove(bundle)
         remove_cgroups(spec)
         bundle.remove()
 

@@ -1,0 +1,152 @@
+"""What a container asks of the network (``run``'s network flags), recorded with the
+container (the ``ctrstore.io/network`` extension of its record) and set up at each start."""
+
+from __future__ import annotations
+
+__all__ = ["HOST_GATEWAY", "NetworkOptions", "parse_add_host"]
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ctrstore.errdefs import InvalidArgument
+from ctrstore.network.conflist import DEFAULT_NETWORK, PSEUDO_NETWORKS
+from ctrstore.network.ports import PortMapping
+
+HOST_GATEWAY = "host-gateway"
+"""``--add-host NAME:host-gateway``: the address of the host on the container's (first)
+network, as docker's special value."""
+
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,253})$")
+
+
+def parse_add_host(spec: str) -> tuple[str, str]:
+    """``--add-host NAME:IP`` (or ``NAME=IP``; IP may be IPv6 or ``host-gateway``)."""
+    sep = "=" if "=" in spec else ":"
+    name, _, ip = spec.partition(sep)
+    if not name or not ip:
+        raise InvalidArgument(f"add-host {spec!r}: expected NAME:IP")
+    if not _HOSTNAME.match(name):
+        raise InvalidArgument(f"add-host {spec!r}: invalid host name {name!r}")
+    if ip != HOST_GATEWAY:
+        ip = ip.removeprefix("[").removesuffix("]")
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise InvalidArgument(f"add-host {spec!r}: invalid IP address {ip!r}") from None
+    return name, ip
+
+
+def _strings(obj: dict[str, Any], key: str) -> list[str]:
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"network options: {key!r} must be a list of strings")
+    return list(value)
+
+
+@dataclass
+class NetworkOptions:
+    """A container's networking, as ``docker run`` flags give it.
+
+    ``networks``: ``["host"]`` (the host's namespace), ``["none"]`` (loopback only), or the
+    names of CNI networks (default: the default network, ``bridge``), attached as ``eth0``,
+    ``eth1``, ... ``ports``: published ports (``-p``), ``ip``: the address on the first
+    network (``--ip``), ``add_hosts``: ``(name, ip)`` lines of ``/etc/hosts``, and ``dns``,
+    ``dns_search``, ``dns_options`` for ``/etc/resolv.conf``. The host name is the spec's."""
+
+    networks: list[str] = field(default_factory=lambda: [DEFAULT_NETWORK])
+    ports: list[PortMapping] = field(default_factory=list)
+    ip: str | None = None
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+
+    @property
+    def mode(self) -> Literal["host", "none", "cni"]:
+        if self.networks == ["host"]:
+            return "host"
+        if self.networks == ["none"]:
+            return "none"
+        return "cni"
+
+    def validate(self) -> NetworkOptions:
+        """Check the combination (InvalidArgument naming the flag); returns self."""
+        if not self.networks:
+            raise InvalidArgument("no network given (use --network none for loopback only)")
+        if len(set(self.networks)) != len(self.networks):
+            raise InvalidArgument(f"a network is given twice: {', '.join(self.networks)}")
+        pseudo = [n for n in self.networks if n in PSEUDO_NETWORKS]
+        if pseudo and len(self.networks) > 1:
+            raise InvalidArgument(f"--network {pseudo[0]} cannot be combined with other networks")
+        for n in self.networks:
+            if n.startswith("container:") or n.startswith("ns:"):
+                raise InvalidArgument(f"--network {n}: joining another namespace is not supported")
+        if self.ports and self.mode != "cni":
+            raise InvalidArgument(
+                f"--publish needs a bridge network: with --network {self.networks[0]} there is nothing to "
+                "publish through" + (" (the container's ports are the host's)" if self.mode == "host" else "")
+            )
+        if self.ip is not None:
+            if self.mode != "cni":
+                raise InvalidArgument(f"--ip needs a bridge network, not --network {self.networks[0]}")
+            if len(self.networks) > 1:
+                raise InvalidArgument("--ip works with one network only")
+            try:
+                addr = ipaddress.ip_address(self.ip)
+            except ValueError:
+                raise InvalidArgument(f"--ip {self.ip!r}: not an IP address") from None
+            if addr.version != 4:
+                raise InvalidArgument(f"--ip {self.ip}: only IPv4 addresses are supported")
+        seen: dict[tuple[str, int, str], PortMapping] = {}
+        for p in self.ports:
+            if p.host_port:
+                key = (p.host_ip, p.host_port, p.protocol)
+                if key in seen:
+                    raise InvalidArgument(f"host port {p.public}/{p.protocol} is published twice")
+                seen[key] = p
+        for d in self.dns:
+            try:
+                ipaddress.ip_address(d)
+            except ValueError:
+                raise InvalidArgument(f"--dns {d!r}: not an IP address") from None
+        for s in (*self.dns_search, *self.dns_options):
+            if not s or any(c.isspace() for c in s):
+                raise InvalidArgument(f"invalid DNS search domain or option {s!r}")
+        if self.mode == "none" and any(ip == HOST_GATEWAY for _, ip in self.add_hosts):
+            raise InvalidArgument("--add-host NAME:host-gateway needs a network (not --network none)")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"networks": list(self.networks)}
+        if self.ports:
+            out["ports"] = [p.to_json() for p in self.ports]
+        if self.ip:
+            out["ip"] = self.ip
+        if self.add_hosts:
+            out["add_hosts"] = [f"{n}:{ip}" for n, ip in self.add_hosts]
+        for key in ("dns", "dns_search", "dns_options"):
+            if getattr(self, key):
+                out[key] = list(getattr(self, key))
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> NetworkOptions:
+        if not isinstance(obj, dict):
+            raise InvalidArgument(f"network options must be an object, got {type(obj).__name__}")
+        ports = obj.get("ports", [])
+        if not isinstance(ports, list):
+            raise InvalidArgument("network options: 'ports' must be a list")
+        ip = obj.get("ip")
+        if ip is not None and not isinstance(ip, str):
+            raise InvalidArgument("network options: 'ip' must be a string")
+        return cls(
+            networks=_strings(obj, "networks") or [DEFAULT_NETWORK],
+            ports=[PortMapping.from_json(p) for p in ports],
+            ip=ip,
+            add_hosts=[parse_add_host(h) for h in _strings(obj, "add_hosts")],
+            dns=_strings(obj, "dns"),
+            dns_search=_strings(obj, "dns_search"),
+            dns_options=_strings(obj, "dns_options"),
+        )
