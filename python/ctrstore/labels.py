@@ -51,6 +51,14 @@ OVERLAY_UPPERDIR = "containerd.io/snapshot/overlay.upperdir"
 # Containers.
 CONTAINER_NAME = "nerdctl/name"
 """The container's name, as nerdctl records it (``--name``, else ``<image>-<id[:5]>``)."""
+RESTART_POLICY = "containerd.io/restart.policy"
+"""``--restart``: ``always``, ``on-failure[:N]``, ``unless-stopped`` (containerd's and nerdctl's
+key; here the container's shim restarts it, see ctrstore.runtime.restart)."""
+STOP_SIGNAL = "io.containerd.image.config.stop-signal"
+"""The signal ``stop`` sends first: ``--stop-signal``, else the image's StopSignal (containerd's
+``WithImageStopSignal``)."""
+OPEN_STDIN = "ctrstore.io/open-stdin"
+"""``true``: the container's stdin stays open for ``attach`` (``-i``, docker's OpenStdin)."""
 
 # ctrstore's own.
 LEASE_OWNER = "ctrstore.io/lease.owner"

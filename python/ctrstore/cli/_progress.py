@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.cli._common import human_size
 from ctrstore.images.pull import Status
@@ -24,9 +24,12 @@ _BAR = 38
 
 
 class ProgressView:
-    def __init__(self, mode: Mode = "auto") -> None:
+    def __init__(self, mode: Mode = "auto", file: IO[str] | None = None) -> None:
+        """``file``: where to show it (default stdout; ``run`` shows its pull on stderr)."""
+        self.file = file
+        out = sys.stdout if file is None else file
         if mode == "auto":
-            mode = "tty" if sys.stdout.isatty() else "plain"
+            mode = "tty" if out.isatty() else "plain"
         self.mode = mode
         self.lines: dict[str, Status] = {}
         self.started = time.monotonic()
@@ -38,7 +41,7 @@ class ProgressView:
             prev = self.lines.get(s.key)
             self.lines[s.key] = s
             if self.mode == "plain" and (prev is None or prev.state != s.state) and s.state != "downloading":
-                print(f"{s.key}: {s.state}", flush=True)
+                print(f"{s.key}: {s.state}", flush=True, file=self.file)
             elif self.mode == "tty" and self._live is not None:
                 self._live.update(self._render())
 
@@ -73,7 +76,10 @@ class ProgressView:
             from rich.live import Live
 
             self._live = Live(
-                self._render(), console=Console(highlight=False), refresh_per_second=8, transient=False
+                self._render(),
+                console=Console(highlight=False, file=self.file),
+                refresh_per_second=8,
+                transient=False,
             )
             self._live.__enter__()
         return self
@@ -86,4 +92,4 @@ class ProgressView:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
         elif self.mode == "plain":
-            print(self._summary(), flush=True)
+            print(self._summary(), flush=True, file=self.file)

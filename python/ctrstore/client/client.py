@@ -132,12 +132,15 @@ class Client:
         """Containers and their tasks in this namespace (see ``ctrstore.client.containers``)."""
         from ctrstore.client.containers import ContainerManager
 
+        def unpack(name: str, snapshotter: str | None, platform: Platform | None) -> UnpackResult:
+            return self.unpack(name, snapshotter=snapshotter, platform=platform)
+
         return ContainerManager(
             store=self.metadata.containers(self.namespace),
             images=self.images,
             content=self.content,
             snapshotter=self.snapshotter,
-            unpack=lambda name, snapshotter: self.unpack(name, snapshotter=snapshotter),
+            unpack=unpack,
             tasks=self.tasks,
         )
 

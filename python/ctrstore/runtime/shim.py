@@ -1,8 +1,8 @@
-"""The per-container shim: what keeps a detached container alive without a daemon.
+"""The per-container shim: the one long-lived process of a container, with no daemon.
 
-``ctrstore run -d`` starts ``python -m ctrstore.runtime.shim`` in its own session. The shim
-makes itself the child subreaper, creates and starts the container with the OCI runtime (the
-container's stdout and stderr go to ``<bundle>/log``), tells its starter over a pipe whether
+Every task — ``run -d``, and attached ``run``/``start -a`` too — is started by ``python -m
+ctrstore.runtime.shim`` in its own session. The shim makes itself the child subreaper,
+creates and starts the container with the OCI runtime, tells its starter over a pipe whether
 that worked, then waits for the container's init process and records how it ended in
 ``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``. (Every file of
 the bundle is named in :mod:`ctrstore.runtime.bundle`.)
@@ -11,9 +11,21 @@ What it tells its starter is one JSON line: ``{"ok": true}``, or ``{"error": {"k
 "message": ...}}`` with the errdefs kind of the failure, which the starter raises as that
 class (``errdefs.class_of_kind``).
 
-With a terminal (``process.terminal`` in the spec, ``run -d -t``) runc hands the pty master
-to the shim over a unix socket (``--console-socket``); the shim keeps it open for the
-container's life and copies what the container writes to ``<bundle>/log``.
+While the task runs the shim holds its stdio:
+
+- **Output.** The container's stdout and stderr are pipes (with a terminal, ``-t``: the pty
+  master, which runc hands over a unix socket, ``--console-socket``). The shim copies them,
+  line by line with stream and time, into ``<bundle>/log`` (:mod:`ctrstore.runtime.logs`) and
+  to every client attached to ``<bundle>/attach.sock`` (:mod:`ctrstore.runtime.attach`).
+- **Input.** With ``--stdin`` (``-i``) the container's stdin is a pipe the shim keeps open, so
+  ``attach`` can type into it later; with ``--stdin-once`` (an attached ``run -i``) it is closed
+  when the client's stdin ends.
+- **Attached runs.** With ``--attach-first`` the shim answers once the container is created
+  and starts its process only when a client has attached (or after 10 s), so the client sees
+  all of its output.
+- **Restarts.** With ``--restart POLICY`` the shim is the restart manager
+  (:mod:`ctrstore.runtime.restart`): it starts the process again, in the same bundle, until
+  the policy says no or the user stopped the container (the bundle's ``stopping`` marker).
 """
 
 from __future__ import annotations
@@ -21,24 +33,35 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ctrstore._timeutil import format_rfc3339, now
 from ctrstore.errdefs import CtrstoreError
+from ctrstore.runtime.attach import EXIT, STDERR, STDOUT, AttachServer
 from ctrstore.runtime.bundle import Bundle
+from ctrstore.runtime.logs import LogWriter, Stream
+from ctrstore.runtime.restart import RestartPolicy, RestartRecord, backoff, write_record
 from ctrstore.runtime.runc import Runc
 
 PR_SET_CHILD_SUBREAPER = 36
+ATTACH_WAIT = 10.0
+"""Seconds an ``--attach-first`` shim waits for its client before starting the process anyway."""
 
 
 def _subreaper() -> None:
@@ -55,23 +78,6 @@ def _receive_master(listener: socket.socket) -> int:
     if not fds:
         raise OSError("the runtime sent no terminal over the console socket")
     return fds[0]
-
-
-def _copy_terminal(master: int, log_path: Path) -> threading.Thread:
-    def copy() -> None:
-        with open(log_path, "ab", buffering=0) as log:
-            while True:
-                try:
-                    data = os.read(master, 1 << 16)
-                except OSError:  # EIO: every slave end is closed, the container is gone
-                    break
-                if not data:
-                    break
-                log.write(data)
-
-    t = threading.Thread(target=copy, daemon=True)
-    t.start()
-    return t
 
 
 def _tell(ready: IO[str], answer: Mapping[str, object]) -> None:
@@ -91,6 +97,261 @@ def error_answer(e: BaseException) -> dict[str, object]:
     return {"error": {"kind": kind, "message": str(e) or type(e).__name__}}
 
 
+@dataclass
+class _Run:
+    """One run of the task's process: its init, its terminal (if any), and the threads
+    copying its output."""
+
+    init_pid: int = 0
+    master: int | None = None
+    copiers: list[threading.Thread] = field(default_factory=list)
+
+    def finish(self) -> None:
+        """Wait (a little) for the copiers to reach the end of the output, then let go of
+        the terminal."""
+        for t in self.copiers:
+            t.join(5)
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = None
+
+
+def _copier(
+    fd: int, stream: Stream, log: LogWriter, server: AttachServer, *, close: bool
+) -> threading.Thread:
+    def copy() -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError:  # EIO: every slave end of a terminal is closed
+                    break
+                if not data:
+                    break
+                log.write(stream, data)
+                server.broadcast(STDOUT if stream == "stdout" else STDERR, data)
+        finally:
+            log.flush(stream)
+            if close:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    t = threading.Thread(target=copy, daemon=True)
+    t.start()
+    return t
+
+
+class Shim:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.id: str = a.id
+        self.bundle = Bundle(Path(a.bundle))
+        self.runc = Runc(a.runtime, Path(a.runtime_root))
+        self.policy = RestartPolicy.parse(a.restart)
+        self.tty = self.bundle.wants_terminal()
+        self.log = LogWriter(self.bundle.log)
+        self.run = _Run()
+        self.stdin_r: int | None = None
+        self.stdin_w: int | None = None
+        self._stdin_lock = threading.Lock()
+        self.started = threading.Event()
+        """Set while the process runs: typed input waits for it (what reaches a terminal before
+        the runtime has set it up may be flushed away)."""
+        if a.stdin and not self.tty:
+            self.stdin_r, self.stdin_w = os.pipe2(os.O_CLOEXEC)
+        self.server = AttachServer(
+            self.bundle.path, on_stdin=self._stdin, on_resize=self._resize, on_signal=self._signal
+        )
+
+    # -- what attached clients ask for -----------------------------------------------------------
+    def _stdin(self, data: bytes) -> None:
+        self.started.wait(ATTACH_WAIT)
+        with self._stdin_lock:
+            if self.tty and self.a.stdin:
+                if data and self.run.master is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(self.run.master, data)
+                return
+            if self.stdin_w is None:
+                return
+            if not data:
+                if self.a.stdin_once:
+                    os.close(self.stdin_w)
+                    self.stdin_w = None
+                return
+            try:
+                os.write(self.stdin_w, data)
+            except OSError:  # nobody reads it any more
+                os.close(self.stdin_w)
+                self.stdin_w = None
+
+    def _resize(self, rows: int, cols: int) -> None:
+        if self.run.master is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.run.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _signal(self, name: str) -> None:
+        if name.isalnum():
+            with contextlib.suppress(CtrstoreError):
+                self.runc.kill(self.id, name)
+
+    # -- one run -----------------------------------------------------------------------------
+    def _launch(self) -> _Run:
+        """Create the container (not yet started) with its stdio wired to us."""
+        b = self.bundle
+        run = _Run()
+        if self.tty:
+            # A short path: a unix socket's path must fit in 108 bytes, bundles may not.
+            sock_dir = Path(tempfile.mkdtemp(prefix="ctrstore-console-"))
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                    listener.bind(str(sock_dir / "sock"))
+                    listener.listen(1)
+                    with open(os.devnull, "wb") as devnull:
+                        self.runc.create(
+                            self.id,
+                            b.path,
+                            b.init_pid,
+                            devnull,
+                            log_json=b.log_json,
+                            console_socket=sock_dir / "sock",
+                        )
+                    run.master = _receive_master(listener)
+            finally:
+                shutil.rmtree(sock_dir, ignore_errors=True)
+            run.copiers.append(_copier(run.master, "stdout", self.log, self.server, close=False))
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                self.runc.create(
+                    self.id,
+                    b.path,
+                    b.init_pid,
+                    out_w,
+                    log_json=b.log_json,
+                    stdin=self.stdin_r,
+                    stderr=err_w,
+                )
+            except BaseException:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            run.copiers = [
+                _copier(out_r, "stdout", self.log, self.server, close=True),
+                _copier(err_r, "stderr", self.log, self.server, close=True),
+            ]
+        run.init_pid = int(b.init_pid.read_text())
+        self.run = run
+        return run
+
+    def _start(self) -> None:
+        try:
+            self.runc.start(self.id)
+        except BaseException:
+            self.runc.delete(self.id, force=True)
+            raise
+
+    def _wait(self, init_pid: int) -> int:
+        """The init's exit status (128 + signal for a signal, 255 if it was not ours to reap)."""
+        while True:
+            try:
+                _, wstatus = os.waitpid(init_pid, 0)
+            except ChildProcessError:
+                return 255  # (it should be ours: runc create's orphan, and we are the subreaper)
+            except InterruptedError:  # pragma: no cover
+                continue
+            status = os.waitstatus_to_exitcode(wstatus)
+            return 128 - status if status < 0 else status
+
+    def _oom_killed(self) -> bool:
+        from ctrstore.runtime.cgroups import Cgroups, cgroups_path_of
+
+        try:
+            path = cgroups_path_of(json.loads(self.bundle.config_json.read_text()))
+            return path is not None and Cgroups(path).oom_kills() > 0
+        except (OSError, ValueError):
+            return False
+
+    def _stopped_by_user(self) -> bool:
+        return self.bundle.stopping.exists()
+
+    def _reap_orphans(self) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+
+    # -- the whole life -----------------------------------------------------------------------
+    def serve(self, tell: Callable[[Mapping[str, object]], None]) -> int:
+        """Run the task (again and again, as the restart policy says); returns the last exit
+        status. ``tell`` answers our starter, once."""
+        told = False
+        restarts = 0
+        status = 255
+        oom = False
+        while True:
+            started = time.monotonic()
+            try:
+                run = self._launch()
+                if not told and self.a.attach_first:
+                    tell({"ok": True})
+                    told = True
+                    self.server.wait_for_client(ATTACH_WAIT)
+                self._start()
+                self.started.set()
+            except BaseException as e:
+                with contextlib.suppress(Exception):
+                    self.runc.delete(self.id, force=True)
+                self.run.finish()
+                if not told:
+                    tell(error_answer(e))
+                    return -1
+                self.server.broadcast(EXIT, json.dumps(error_answer(e)).encode())
+                print(f"ctrstore-shim: starting {self.id} again failed: {e}", file=sys.stderr, flush=True)
+                break
+            if not told:
+                tell({"ok": True})
+                told = True
+            if restarts:
+                write_record(self.bundle.restart_json, RestartRecord(restarts, False, status, _now()))
+            status = self._wait(run.init_pid)
+            self.started.clear()
+            run.finish()
+            self._reap_orphans()
+            oom = self._oom_killed()
+            again = self.policy.should_restart(status, restarts, stopped_by_user=self._stopped_by_user())
+            self.server.broadcast(EXIT, json.dumps({"status": status, "restarting": again}).encode())
+            if not again:
+                break
+            write_record(self.bundle.restart_json, RestartRecord(restarts, True, status, _now()))
+            deadline = time.monotonic() + backoff(restarts, time.monotonic() - started)
+            while time.monotonic() < deadline and not self._stopped_by_user():
+                time.sleep(0.05)
+            if self._stopped_by_user():
+                write_record(self.bundle.restart_json, RestartRecord(restarts, False, status, _now()))
+                break
+            self.runc.delete(self.id, force=True)
+            restarts += 1
+        self.bundle.write_exit(status, oom_killed=oom)
+        return status
+
+    def close(self) -> None:
+        self.server.close()
+        self.log.close()
+        for fd in (self.stdin_r, self.stdin_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _now() -> str:
+    return format_rfc3339(now())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctrstore-shim")
     p.add_argument("--runtime", required=True)
@@ -99,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id", required=True)
     p.add_argument("--ready-fd", type=int, required=True)
     p.add_argument("--on-exit", help="JSON list: a command to run after the exit is recorded")
+    p.add_argument("--restart", default="no", help="restart policy (ctrstore.runtime.restart)")
+    p.add_argument("--stdin", action="store_true", help="keep the container's stdin open (-i)")
+    p.add_argument("--stdin-once", action="store_true", help="close it when the first client's stdin ends")
+    p.add_argument("--attach-first", action="store_true", help="start the process once a client attached")
     a = p.parse_args(argv)
     # Daemonize: our starter reaps the parent at once, the shim is nobody's child to wait for
     # (it is reparented to init, or to the nearest subreaper).
@@ -108,65 +373,25 @@ def main(argv: list[str] | None = None) -> int:
     ready = os.fdopen(a.ready_fd, "w")
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
-    runc = Runc(a.runtime, Path(a.runtime_root))
-    master: int | None = None
-    copier: threading.Thread | None = None
+    shim: Shim | None = None
     try:
         _subreaper()
         bundle.shim_pid.write_text(str(os.getpid()))
         bundle.exit_json.unlink(missing_ok=True)
         bundle.init_pid.unlink(missing_ok=True)
-        if bundle.wants_terminal():
-            # A short path: a unix socket's path must fit in 108 bytes, bundles may not.
-            sock_dir = Path(tempfile.mkdtemp(prefix="ctrstore-console-"))
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-                    listener.bind(str(sock_dir / "sock"))
-                    listener.listen(1)
-                    with open(bundle.log, "ab", buffering=0) as log:
-                        runc.create(
-                            a.id,
-                            bundle.path,
-                            bundle.init_pid,
-                            log,
-                            log_json=bundle.log_json,
-                            console_socket=sock_dir / "sock",
-                        )
-                    master = _receive_master(listener)
-            finally:
-                shutil.rmtree(sock_dir, ignore_errors=True)
-            copier = _copy_terminal(master, bundle.log)
-        else:
-            with open(bundle.log, "ab", buffering=0) as log:
-                runc.create(a.id, bundle.path, bundle.init_pid, log, log_json=bundle.log_json)
-        try:
-            runc.start(a.id)
-        except BaseException:
-            runc.delete(a.id, force=True)
-            raise
-        init_pid = int(bundle.init_pid.read_text())
+        shim = Shim(a)
+        status = shim.serve(lambda answer: _tell(ready, answer))
     except BaseException as e:
         with contextlib.suppress(Exception):
-            runc.delete(a.id, force=True)
+            Runc(a.runtime, Path(a.runtime_root)).delete(a.id, force=True)
         _tell(ready, error_answer(e))
+        status = -1
+    finally:
+        if shim is not None:
+            shim.close()
+    if status < 0:  # never started: the container stays created
         bundle.shim_pid.unlink(missing_ok=True)
         return 1
-    _tell(ready, {"ok": True})  # (if our starter is gone, the container still runs: keep watching it)
-    status = 255
-    while True:
-        try:
-            pid, wstatus = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break  # init was not ours to reap (it should be); report it as lost
-        except InterruptedError:  # pragma: no cover
-            continue
-        if pid == init_pid:
-            status = os.waitstatus_to_exitcode(wstatus)
-            status = 128 - status if status < 0 else status
-            break
-    if copier is not None:
-        copier.join(2)  # the rest of what the container wrote to its terminal
-    bundle.write_exit(status)
     bundle.shim_pid.unlink(missing_ok=True)
     if a.on_exit:
         # e.g. ``ctrstore rm`` for ``run -d --rm``; its output goes to our log (shim.log).

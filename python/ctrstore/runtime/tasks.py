@@ -41,6 +41,7 @@ from ctrstore.runtime.runc import Runc, find_runtime
 
 if TYPE_CHECKING:
     from ctrstore.mount import Mount
+    from ctrstore.runtime.logs import LogEntry
     from ctrstore.runtime.manager import TaskManager
 
 __all__ = ["LOST_EXIT_STATUS", "RuntimeConfig", "TaskStatus", "Tasks", "remove_cgroups", "shim_error"]
@@ -63,12 +64,17 @@ class RuntimeConfig(Protocol):
 @dataclass(frozen=True)
 class TaskStatus:
     status: str
-    """created (never started, or its start failed), running, paused, stopped, or unknown
-    (no bundle: /run was emptied by a reboot). A task whose shim died without recording an
-    exit status (killed, or a reboot) is stopped with 255, as containerd reports it."""
+    """created (never started, or its start failed), running, paused, restarting (its restart
+    policy will start it again), stopped, or unknown (no bundle: /run was emptied by a
+    reboot). A task whose shim died without recording an exit status (killed, or a reboot) is
+    stopped with 255, as containerd reports it."""
     pid: int = 0
     exit_status: int | None = None
     exited_at: str | None = None
+    restarts: int = 0
+    """How often the shim's restart policy started the process again."""
+    oom_killed: bool = False
+    """The task ended because the kernel's OOM killer killed its process (``-m``)."""
 
 
 class Tasks:
@@ -106,21 +112,44 @@ class Tasks:
 
     # -- starting ------------------------------------------------------------------------------
     def start(
-        self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, on_exit: Sequence[str] | None = None
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        mounts: Mounts,
+        *,
+        on_exit: Sequence[str] | None = None,
+        restart: str | None = None,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+        attach_first: bool = False,
+        fresh: bool = False,
     ) -> TaskStatus:
         """Start the task detached, under a shim; returns once it runs. If the runtime cannot
         start it (no such command, ...), the shim's error is raised as its errdefs class and
         the container is left as it was: created, and removable.
 
         ``on_exit``: a command the shim runs once the process has exited and its status is
-        recorded (``run -d --rm`` removes the container so)."""
-        st = self.status(cid)
-        if st.status in ("running", "paused"):
-            raise FailedPrecondition(f"container {cid} is already {st.status}")
+        recorded (``run -d --rm`` removes the container so). ``restart``: the restart policy
+        (``ctrstore.runtime.restart``). ``open_stdin``: keep the container's stdin open for
+        ``attach`` (``-i``); ``stdin_once``: close it when the first client's stdin ends.
+        ``attach_first``: return once the container is created, and have the shim start the
+        process only when a client attached (:meth:`attach`). ``fresh``: the bundle was just
+        made, so there is no earlier task to check for or clean away."""
+        from ctrstore.runtime.restart import RestartPolicy
+
+        policy = str(RestartPolicy.parse(restart))
         runc = self.runc()
-        bundle = self.ensure_bundle(cid, spec, mounts)
-        runc.delete(cid, force=True)  # a stopped task from an earlier start
+        if fresh:
+            bundle = self.bundle(cid)
+        else:
+            st = self.status(cid)
+            if st.status in ("running", "paused", "restarting"):
+                raise FailedPrecondition(f"container {cid} is already {st.status}")
+            bundle = self.ensure_bundle(cid, spec, mounts)
+            runc.delete(cid, force=True)  # a stopped task from an earlier start
         bundle.clear_recorders()
+        for f in (bundle.stopping, bundle.restart_json):
+            f.unlink(missing_ok=True)
         r, w = os.pipe()
         try:
             with open(os.devnull, "rb") as devnull, open(bundle.shim_log, "ab") as shim_log:
@@ -139,6 +168,11 @@ class Tasks:
                         cid,
                         "--ready-fd",
                         str(w),
+                        "--restart",
+                        policy,
+                        *(["--stdin"] if open_stdin else []),
+                        *(["--stdin-once"] if stdin_once else []),
+                        *(["--attach-first"] if attach_first else []),
                         *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
                     ],
                     stdin=devnull,
@@ -158,46 +192,90 @@ class Tasks:
             raise error
         return self.status(cid)
 
-    def run_attached(self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False) -> int:
-        """Run the task attached to our terminal (``runc run``); returns its exit status.
-        ``fresh``: the bundle was just made, so there is no earlier task to check for or
-        clean away (saves two runtime calls on ``run``)."""
-        runc = self.runc()
-        if fresh:
-            bundle = self.bundle(cid)
-        else:
-            st = self.status(cid)
-            if st.status in ("running", "paused"):
-                raise FailedPrecondition(f"container {cid} is already {st.status}")
-            bundle = self.ensure_bundle(cid, spec, mounts)
-            runc.delete(cid, force=True)
-        bundle.clear_recorders(exit_too=True)
-        bundle.attach_pid.write_text(str(os.getpid()))
-        try:
-            status = runc.run_foreground(cid, bundle.path)
-            bundle.write_exit(status)
-        finally:
-            bundle.attach_pid.unlink(missing_ok=True)
+    def attach(
+        self,
+        cid: str,
+        *,
+        stdin: bool,
+        tty: bool,
+        proxy_signals: bool = True,
+        detach_keys: bytes | None = None,
+    ) -> int | None:
+        """Attach our stdio (fds 0, 1, 2) to the running task through its shim
+        (:func:`ctrstore.runtime.attach.attach`); its exit status, or None if we detached
+        (with ``detach_keys``, default Ctrl-P Ctrl-Q) while it runs on."""
+        from ctrstore.runtime.attach import DETACH_KEYS, attach
+
+        if self.status(cid).status not in ("running", "paused", "created", "restarting"):
+            raise FailedPrecondition(f"cannot attach to container {cid}: it is not running")
+        status = attach(
+            self.bundle(cid).path,
+            stdin=stdin,
+            tty=tty,
+            proxy_signals=proxy_signals,
+            detach_keys=DETACH_KEYS if detach_keys is None else detach_keys,
+        )
+        if status is None and not self.active(cid):
+            return self.wait(cid, 10)  # the shim went away without a word
         return status
+
+    def run_attached(
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        mounts: Mounts,
+        *,
+        fresh: bool = False,
+        open_stdin: bool = False,
+        restart: str | None = None,
+        on_exit: Sequence[str] | None = None,
+        proxy_signals: bool = True,
+        detach_keys: bytes | None = None,
+    ) -> int | None:
+        """Run the task under its shim with our stdio attached (as ``docker run`` without
+        ``-d``: the shim starts the process once we are attached, so we see all its output,
+        which is logged too); returns its exit status, or None if we detached. ``open_stdin``
+        (``-i``): what we read goes to its stdin, which closes when ours ends. ``fresh``: the
+        bundle was just made (saves two runtime calls on ``run``)."""
+        self.start(
+            cid,
+            spec,
+            mounts,
+            on_exit=on_exit,
+            restart=restart,
+            open_stdin=open_stdin,
+            stdin_once=open_stdin,
+            attach_first=True,
+            fresh=fresh,
+        )
+        tty = bool(spec.get("process", {}).get("terminal"))
+        return self.attach(
+            cid, stdin=open_stdin, tty=tty, proxy_signals=proxy_signals, detach_keys=detach_keys
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def status(self, cid: str) -> TaskStatus:
+        from ctrstore.runtime.restart import read_record
+
         bundle = self.bundle(cid)
+        restarts = read_record(bundle.restart_json)
         state = self.runc().state(cid) if self.runtime_installed() else None
         if state is not None:
             s = str(state.get("status", "unknown"))
             pid = int(state.get("pid", 0))
             if s != "stopped" and not (s == "running" and not alive(pid)):
-                return TaskStatus(s, pid)
+                return TaskStatus(s, pid, restarts=restarts.count)
         # The recorder writes exit.json, then removes its pid file: look at them in the
         # other order, so that a recorder seen gone has left its exit.json to be read.
         recorder = bundle.recorder_alive()
         ex = bundle.read_exit()
         if ex is not None:
-            return TaskStatus("stopped", 0, ex[0], ex[1])
+            return TaskStatus("stopped", 0, ex[0], ex[1], restarts.count, bundle.oom_killed())
         if recorder:
+            if restarts.restarting:
+                return TaskStatus("restarting", 0, restarts.last_exit, restarts.at, restarts.count)
             # Still starting the task, or about to record how it ended.
-            return TaskStatus("stopped" if state is not None else "created")
+            return TaskStatus("stopped" if state is not None else "created", restarts=restarts.count)
         if recorder is False or state is not None:
             # The shim was killed, or the machine rebooted: nobody will record an exit
             # status. As containerd does for a dead shim, the task ended with 255.
@@ -206,22 +284,41 @@ class Tasks:
                     bundle.write_exit(LOST_EXIT_STATUS)
                     bundle.clear_recorders()
                 ex = bundle.read_exit()
-            return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None)
+            return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None, restarts.count)
         return TaskStatus("created" if bundle.exists() else "unknown")
 
     def active(self, cid: str) -> bool:
         """Running, or paused, or being started: more output may come."""
         st = self.status(cid).status
-        return st in ("running", "paused") or (st == "created" and bool(self.bundle(cid).recorder_alive()))
+        return st in ("running", "paused", "restarting") or (
+            st == "created" and bool(self.bundle(cid).recorder_alive())
+        )
 
     # -- signals and waiting -------------------------------------------------------------------
-    def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
-        if self.status(cid).status not in ("running", "paused"):
+    def mark_stopping(self, cid: str) -> None:
+        """The user stops the task: its shim must not restart it (``stopping`` marker)."""
+        with contextlib.suppress(OSError):
+            self.bundle(cid).stopping.touch()
+
+    def kill(
+        self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False, final: bool = False
+    ) -> None:
+        """Signal the task's init (all its processes with ``all_processes``). ``final``: the
+        signal is meant to end it (SIGKILL, its stop signal), so its restart policy does not
+        start it again (as docker kill)."""
+        st = self.status(cid).status
+        if st == "restarting" and final:
+            self.mark_stopping(cid)
+            return
+        if st not in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
+        if final:
+            self.mark_stopping(cid)
         self.runc().kill(cid, signal, all_processes=all_processes)
 
     def wait(self, cid: str, timeout: float | None = None) -> int:
-        """Block until the task stops; its exit status."""
+        """Block until the task stops (for good: a task its restart policy restarts is waited
+        for until it stops restarting); its exit status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             st = self.status(cid)
@@ -233,20 +330,46 @@ class Tasks:
                 raise Unavailable(f"container {cid} still running after {timeout}s")
             time.sleep(0.05)
 
-    def stop(self, cid: str, timeout: float = 10.0) -> int | None:
-        """SIGTERM to the task's init, then SIGKILL to all its processes after ``timeout``
-        seconds (as nerdctl stop); the exit status if it was running."""
-        if self.status(cid).status not in ("running", "paused"):
+    def stop(self, cid: str, timeout: float = 10.0, signal: str = "SIGTERM") -> int | None:
+        """``signal`` (the container's stop signal, SIGTERM by default) to the task's init,
+        then SIGKILL to all its processes after ``timeout`` seconds (as docker stop); its
+        restart policy does not start it again. The exit status if it was running."""
+        st = self.status(cid).status
+        if st == "restarting":
+            self.mark_stopping(cid)
+            return self.wait(cid, timeout + 10)
+        if st not in ("running", "paused"):
             return None
+        self.mark_stopping(cid)
         runc = self.runc()
         with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
-            runc.kill(cid, "SIGTERM")
+            runc.kill(cid, signal)
         try:
             return self.wait(cid, timeout)
         except Unavailable:
             with contextlib.suppress(FailedPrecondition):
                 runc.kill(cid, "SIGKILL", all_processes=True)
+            if self.status(cid).status == "paused":
+                with contextlib.suppress(FailedPrecondition):
+                    runc.resume(cid)
             return self.wait(cid, 10)
+
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the task (``runc pause``: the freezer cgroup)."""
+        if self.status(cid).status != "running":
+            raise FailedPrecondition(f"container {cid} is not running")
+        self.runc().pause(cid)
+
+    def resume(self, cid: str) -> None:
+        if self.status(cid).status != "paused":
+            raise FailedPrecondition(f"container {cid} is not paused")
+        self.runc().resume(cid)
+
+    def pids(self, cid: str) -> list[int]:
+        """The host pids of the task's processes (``runc ps``)."""
+        if self.status(cid).status not in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        return self.runc().ps(cid)
 
     # -- exec and logs -------------------------------------------------------------------------
     def exec(
@@ -263,11 +386,20 @@ class Tasks:
         """Run ``args`` in the running task (``runc exec``); its exit status. ``user`` is a
         name or id, ``[:group]``, resolved in the container's ``/etc/passwd``."""
         from ctrstore.oci.user import resolve_user
+        from ctrstore.runtime.lookpath import check_command
 
-        if self.status(cid).status != "running":
+        st = self.status(cid)
+        if st.status != "running":
             raise FailedPrecondition(f"container {cid} is not running")
         if cwd is not None and not cwd.startswith("/"):
             raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        if not args:
+            raise InvalidArgument("no command given to exec")
+        with contextlib.suppress(OSError, ValueError):
+            spec = json.loads(self.bundle(cid).config_json.read_text())
+            process = spec.get("process", {})
+            env_all = [*process.get("env", []), *(env or [])]
+            check_command(Path(f"/proc/{st.pid}/root"), args[0], env_all, cwd or process.get("cwd", "/"))
         uid_gid: str | None = None
         gids: tuple[int, ...] = ()
         if user:
@@ -278,22 +410,31 @@ class Tasks:
         )
 
     def logs(self, cid: str, *, follow: bool = False) -> Iterator[bytes]:
-        """What a detached task wrote; with ``follow``, until it stops."""
-        log = self.bundle(cid).log
-        if not log.exists():
-            return
-        with open(log, "rb") as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if chunk:
-                    yield chunk
-                    continue
-                if not follow or not self.active(cid):
-                    rest = f.read()
-                    if rest:
-                        yield rest
-                    return
-                time.sleep(0.1)
+        """What the task wrote to stdout and stderr, in order (see :meth:`log_entries`)."""
+        for e in self.log_entries(cid, follow=follow):
+            yield e.data
+
+    def log_entries(
+        self,
+        cid: str,
+        *,
+        follow: bool = False,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        tail: int | None = None,
+    ) -> Iterator[LogEntry]:
+        """The task's log (:mod:`ctrstore.runtime.logs`): every line with its stream and time,
+        those from ``since_ns`` to before ``until_ns``, the last ``tail`` of them; with
+        ``follow``, then what comes until the task stops for good."""
+        from ctrstore.runtime.logs import read_log
+
+        return read_log(
+            self.bundle(cid).log,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            tail=tail,
+            follow=(lambda: self.active(cid)) if follow else None,
+        )
 
     # -- delete --------------------------------------------------------------------------------
     def delete(
@@ -304,11 +445,16 @@ class Tasks:
         runtime has no task left (an attached ``runc run`` returned), so it is not asked."""
         if not task_gone:
             st = self.status(cid)
-            if st.status in ("running", "paused"):
+            if st.status in ("running", "paused", "restarting"):
                 if not force:
                     raise FailedPrecondition(f"container {cid} is {st.status}; stop it first or use --force")
-                with contextlib.suppress(FailedPrecondition):
-                    self.runc().kill(cid, "SIGKILL", all_processes=True)
+                self.mark_stopping(cid)
+                if st.status != "restarting":
+                    with contextlib.suppress(FailedPrecondition):
+                        self.runc().kill(cid, "SIGKILL", all_processes=True)
+                    if st.status == "paused":
+                        with contextlib.suppress(FailedPrecondition):
+                            self.runc().resume(cid)
                 self.wait(cid, 10)
             if self.runtime_installed():
                 self.runc().delete(cid, force=True)
