@@ -145,6 +145,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "start": _lazy("containers", "start"),
     "stats": _lazy("stats", "stats"),
     "stop": _lazy("containers", "stop"),
+    "tag": _lazy("images", "tag"),
     "top": _lazy("stats", "top"),
     "unpause": _lazy("lifecycle", "unpause"),
     "wait": _lazy("containers", "wait"),

@@ -365,7 +365,7 @@ def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
     containers.sort(key=lambda c: (c.created_at is not None, c.created_at), reverse=True)
     for c in containers:
         s = mgr.status(c.id)
-        if not show_all and s.status not in ("running", "paused"):
+        if not show_all and s.status not in ("running", "paused", "restarting"):
             continue
         cid = c.id if no_trunc else c.id[:12]
         if quiet:
@@ -377,6 +377,8 @@ def ps(st: State, show_all: bool, quiet: bool, no_trunc: bool) -> None:
             status = f"Exited ({code}) {_since(s.exited_at)}".rstrip()
         elif s.status == "running":
             status = "Up"
+        elif s.status == "restarting":  # docker's: the last exit, and when
+            status = f"Restarting ({s.exit_status}) {_since(s.exited_at)}".rstrip()
         else:
             status = s.status.capitalize()
         command = json.dumps(" ".join(args), ensure_ascii=False) if no_trunc else _command(args)
@@ -496,7 +498,9 @@ def inspect(st: State, ids: tuple[str, ...]) -> None:
                     "Pid": s.pid,
                     "ExitCode": s.exit_status,
                     "FinishedAt": s.exited_at,
+                    "OOMKilled": s.oom_killed,
                 },
+                "RestartCount": s.restarts,
                 "Bundle": str(mgr.bundle(cid)),
                 "Spec": c.spec,
             }
@@ -520,8 +524,13 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
 @click.argument("image")
 @pass_state
 def commit(st: State, compression: str, container: str, image: str) -> None:
-    """Make IMAGE from a container: its image's layers plus one with the container's changes."""
-    img = st.client().commit(container, image, compression="zstd" if compression == "zstd" else "gzip")
+    """Make IMAGE from a container: its image's layers plus one with the container's changes.
+    IMAGE is normalised as pull names images (app:1 is docker.io/library/app:1)."""
+    from ctrstore.cli.images import new_image_name
+
+    img = st.client().commit(
+        container, new_image_name(image), compression="zstd" if compression == "zstd" else "gzip"
+    )
     click.echo(img.target.digest)
 
 

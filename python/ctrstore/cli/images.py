@@ -12,7 +12,7 @@ from typing import IO
 import click
 
 from ctrstore.cli._common import State, human_size, labels_text, pass_state, printable, table
-from ctrstore.errdefs import NotFound
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.images import read_json
 from ctrstore.labels import parse_assignments
 from ctrstore.metadata.images import Image
@@ -29,6 +29,18 @@ def images(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(ls)
+
+
+def new_image_name(name: str) -> str:
+    """A name given to an image (``tag``, ``commit``), normalised as ``pull`` names images
+    (``app:1`` -> ``docker.io/library/app:1``), so that ``run app:1`` finds it as it finds a
+    pulled one. A name that is no reference is left for the image store to reject."""
+    from ctrstore.remotes import normalize
+
+    try:
+        return normalize(name)
+    except InvalidArgument:
+        return name
 
 
 def _size(st: State, img: Image) -> str:
@@ -60,9 +72,10 @@ def ls(st: State, quiet: bool, filters: tuple[str, ...]) -> None:
 @click.argument("name")
 @pass_state
 def inspect(st: State, name: str) -> None:
-    """Show an image's record, manifest and config as JSON."""
+    """Show an image's record, manifest and config as JSON (NAME as run takes it: alpine, an
+    ID prefix...)."""
     client = st.client()
-    img = client.images.get(name)
+    img = client.images.lookup(name)
     out: dict[str, object] = {
         "Name": img.name,
         "Target": img.target.to_json(),
@@ -80,14 +93,34 @@ def inspect(st: State, name: str) -> None:
 
 @images.command("rm")
 @click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Remove every name of an image given by ID.")
 @click.option("--gc", "run_gc", is_flag=True, help="Run garbage collection afterwards.")
 @pass_state
-def rm(st: State, names: tuple[str, ...], run_gc: bool) -> None:
-    """Remove images (their blobs and snapshots stay until `ctrstore gc`)."""
+def rm(st: State, names: tuple[str, ...], force: bool, run_gc: bool) -> None:
+    """Remove images (their blobs and snapshots stay until `ctrstore gc`).
+
+    NAME is an image as run takes it: alpine, alpine:3, docker.io/library/alpine:latest,
+    name@sha256:..., or an image ID prefix (which removes that one name, or with -f every
+    name of the image)."""
     client = st.client()
     for n in names:
-        client.images.delete(n)
-        click.echo(n)
+        img = client.images.lookup(n)
+        doomed = [img.name]
+        if (
+            img.name != n
+            and n.removeprefix("sha256:")
+            and img.target.digest.startswith("sha256:" + n.removeprefix("sha256:"))
+        ):
+            same = [i.name for i in client.images.list() if i.target.digest == img.target.digest]
+            if len(same) > 1 and not force:
+                raise FailedPrecondition(
+                    f"image {n} has {len(same)} names ({', '.join(same)}): "
+                    "remove them by name, or use --force to remove them all"
+                )
+            doomed = same
+        for name in doomed:
+            client.images.delete(name)
+            click.echo(n if doomed == [img.name] else name)
     if run_gc:
         client.gc()
 
@@ -98,11 +131,12 @@ def rm(st: State, names: tuple[str, ...], run_gc: bool) -> None:
 @click.option("--force", "-f", is_flag=True, help="Replace an existing target name.")
 @pass_state
 def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
-    """Give image SOURCE more names."""
+    """Give image SOURCE more names. TARGETs are normalised as pull names images: app:1 is
+    docker.io/library/app:1."""
     store = st.client().images
-    img = store.get(source)
+    img = store.lookup(source)
     for t in targets:
-        new = Image(t, img.target, dict(img.labels))
+        new = Image(new_image_name(t), img.target, dict(img.labels))
         if force:
             store.upsert(new)
         else:
@@ -171,7 +205,7 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     image fails naming the missing blob. OUT appears only when the archive is whole.
     """
     client = st.client()
-    imgs = [client.images.get(n) for n in names]
+    imgs = [client.images.lookup(n) for n in names]
     if out == "-":
         client.export_archive(imgs, sys.stdout.buffer)
         return

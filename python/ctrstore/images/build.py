@@ -160,6 +160,8 @@ class ImageSpec:
     user: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     platform: Platform = field(default_factory=host)
+    stop_signal: str = ""
+    """The config's StopSignal (the signal ``stop`` sends first)."""
 
 
 def store_blob(
@@ -213,6 +215,7 @@ def build_image(
                 "WorkingDir": spec.working_dir,
                 "User": spec.user,
                 "Labels": dict(spec.labels) or None,
+                "StopSignal": spec.stop_signal,
             }.items()
             if v
         },

@@ -274,8 +274,8 @@ def attach(
     ``stdout_fd``/``stderr_fd``; with ``stdin``, what we read from ``stdin_fd`` goes to it
     (in raw mode when that is a terminal and the task has one; ``detach_keys`` typed there
     detach). Unless our terminal is raw, SIGINT, SIGTERM and SIGHUP sent to us are passed on
-    to the task (``proxy_signals``, docker's ``--sig-proxy``). Returns the task's exit status, or None if we detached or the
-    shim went away without telling one."""
+    to the task (``proxy_signals``, docker's ``--sig-proxy``). Returns the task's exit
+    status, or None if we detached or the shim went away without telling one."""
     client = Client(bundle_dir, stdin=stdin)
     detached = threading.Event()
     restore: Callable[[], None] | None = None

@@ -66,6 +66,17 @@ def _open_in_root(root: Path, path: str, flags: int, what: str) -> int:
         raise from_oserror(e, f"{what}: {path} in the container") from None
 
 
+def _open_dir(root: Path, path: str, what: str) -> int:
+    """A directory in the container (an ``O_PATH`` descriptor). Not opened with
+    ``O_DIRECTORY``: ``open_in_root`` follows a symlink in the last component only when the
+    first open of it does not fail, and ``O_DIRECTORY`` makes it fail on the link itself."""
+    fd = _open_in_root(root, path, os.O_PATH, what)
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidArgument(f"{what}: {path} is not a directory in the container")
+    return fd
+
+
 # ---------------------------------------------------------------------------------------------
 # Out of the container
 
@@ -120,7 +131,7 @@ def _source(root: Path, src: str, follow_link: bool) -> Iterator[tuple[int, str,
             os.close(fd)
         return
     parent, base = posixpath.split(path)
-    pfd = _open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY, what)
+    pfd = _open_dir(root, parent, what)
     try:
         try:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
@@ -319,7 +330,7 @@ def copy_in(root: Path, src: str | BinaryIO, dest: str, *, archive: bool = False
         parent, base = posixpath.split(path)
         if not base:
             raise InvalidArgument(f"{what}: give a path in the container")
-        pfd = _open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY, what)
+        pfd = _open_dir(root, parent, what)
         try:
             _apply(pfd, None, host, base, archive)
         finally:

@@ -288,7 +288,9 @@ class Shim:
     # -- the whole life -----------------------------------------------------------------------
     def serve(self, tell: Callable[[Mapping[str, object]], None]) -> int:
         """Run the task (again and again, as the restart policy says); returns the last exit
-        status. ``tell`` answers our starter, once."""
+        status. ``tell`` answers our starter, once. The final exit is recorded
+        (``exit.json``) before attached clients hear of it, so that what they do next sees
+        the task stopped."""
         told = False
         restarts = 0
         status = 255
@@ -310,9 +312,10 @@ class Shim:
                 if not told:
                     tell(error_answer(e))
                     return -1
+                print(f"ctrstore-shim: starting {self.id} failed: {e}", file=sys.stderr, flush=True)
+                self.bundle.write_exit(status if restarts else 255, oom_killed=oom)
                 self.server.broadcast(EXIT, json.dumps(error_answer(e)).encode())
-                print(f"ctrstore-shim: starting {self.id} again failed: {e}", file=sys.stderr, flush=True)
-                break
+                return status
             if not told:
                 tell({"ok": True})
                 told = True
@@ -324,9 +327,9 @@ class Shim:
             self._reap_orphans()
             oom = self._oom_killed()
             again = self.policy.should_restart(status, restarts, stopped_by_user=self._stopped_by_user())
-            self.server.broadcast(EXIT, json.dumps({"status": status, "restarting": again}).encode())
             if not again:
                 break
+            self.server.broadcast(EXIT, json.dumps({"status": status, "restarting": True}).encode())
             write_record(self.bundle.restart_json, RestartRecord(restarts, True, status, _now()))
             deadline = time.monotonic() + backoff(restarts, time.monotonic() - started)
             while time.monotonic() < deadline and not self._stopped_by_user():
@@ -337,6 +340,7 @@ class Shim:
             self.runc.delete(self.id, force=True)
             restarts += 1
         self.bundle.write_exit(status, oom_killed=oom)
+        self.server.broadcast(EXIT, json.dumps({"status": status, "restarting": False}).encode())
         return status
 
     def close(self) -> None:

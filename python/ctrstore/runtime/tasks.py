@@ -306,14 +306,13 @@ class Tasks:
         """Signal the task's init (all its processes with ``all_processes``). ``final``: the
         signal is meant to end it (SIGKILL, its stop signal), so its restart policy does not
         start it again (as docker kill)."""
-        st = self.status(cid).status
-        if st == "restarting" and final:
+        st = self.status(cid)
+        if final and self._live(st, cid):
             self.mark_stopping(cid)
-            return
-        if st not in ("running", "paused"):
+            if st.status not in ("running", "paused"):
+                return  # between two runs: the marker is enough
+        if st.status not in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
-        if final:
-            self.mark_stopping(cid)
         self.runc().kill(cid, signal, all_processes=all_processes)
 
     def wait(self, cid: str, timeout: float | None = None) -> int:
@@ -330,29 +329,50 @@ class Tasks:
                 raise Unavailable(f"container {cid} still running after {timeout}s")
             time.sleep(0.05)
 
+    def _live(self, st: TaskStatus, cid: str) -> bool:
+        """Whether the task runs, or will run again: running, paused, restarting, or between
+        two runs of its restart policy (its shim alive, no final exit recorded)."""
+        if st.status in ("running", "paused", "restarting"):
+            return True
+        return st.exit_status is None and bool(self.bundle(cid).recorder_alive())
+
+    def _signal_until_stopped(self, cid: str, signal: str, timeout: float) -> int | None:
+        """Send ``signal`` to the task whenever a run of it is seen (a restart policy may start
+        one more before it sees the ``stopping`` marker) until it has stopped for good or
+        ``timeout`` seconds passed; its exit status, or None on time-out."""
+        runc = self.runc()
+        deadline = time.monotonic() + timeout
+        signalled = 0
+        while True:
+            st = self.status(cid)
+            if st.status == "stopped" and st.exit_status is not None:
+                return st.exit_status
+            if not self._live(st, cid):
+                return st.exit_status
+            runs = st.status in ("running", "paused") or (st.status == "created" and signal == "SIGKILL")
+            if runs and st.pid and st.pid != signalled:
+                with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
+                    runc.kill(cid, signal, all_processes=signal == "SIGKILL")
+                    if st.status == "paused" and signal == "SIGKILL":
+                        runc.resume(cid)
+                signalled = st.pid
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
     def stop(self, cid: str, timeout: float = 10.0, signal: str = "SIGTERM") -> int | None:
         """``signal`` (the container's stop signal, SIGTERM by default) to the task's init,
         then SIGKILL to all its processes after ``timeout`` seconds (as docker stop); its
         restart policy does not start it again. The exit status if it was running."""
-        st = self.status(cid).status
-        if st == "restarting":
-            self.mark_stopping(cid)
-            return self.wait(cid, timeout + 10)
-        if st not in ("running", "paused"):
+        if not self._live(self.status(cid), cid):
             return None
         self.mark_stopping(cid)
-        runc = self.runc()
-        with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
-            runc.kill(cid, signal)
-        try:
-            return self.wait(cid, timeout)
-        except Unavailable:
-            with contextlib.suppress(FailedPrecondition):
-                runc.kill(cid, "SIGKILL", all_processes=True)
-            if self.status(cid).status == "paused":
-                with contextlib.suppress(FailedPrecondition):
-                    runc.resume(cid)
-            return self.wait(cid, 10)
+        status = self._signal_until_stopped(cid, signal, timeout)
+        if status is None:
+            status = self._signal_until_stopped(cid, "SIGKILL", 10)
+        if status is None:
+            raise Unavailable(f"container {cid} still running 10 s after SIGKILL")
+        return status
 
     def pause(self, cid: str) -> None:
         """Freeze every process of the task (``runc pause``: the freezer cgroup)."""
@@ -445,17 +465,12 @@ class Tasks:
         runtime has no task left (an attached ``runc run`` returned), so it is not asked."""
         if not task_gone:
             st = self.status(cid)
-            if st.status in ("running", "paused", "restarting"):
+            if self._live(st, cid):
                 if not force:
                     raise FailedPrecondition(f"container {cid} is {st.status}; stop it first or use --force")
                 self.mark_stopping(cid)
-                if st.status != "restarting":
-                    with contextlib.suppress(FailedPrecondition):
-                        self.runc().kill(cid, "SIGKILL", all_processes=True)
-                    if st.status == "paused":
-                        with contextlib.suppress(FailedPrecondition):
-                            self.runc().resume(cid)
-                self.wait(cid, 10)
+                if self._signal_until_stopped(cid, "SIGKILL", 10) is None:
+                    raise Unavailable(f"container {cid} still running 10 s after SIGKILL")
             if self.runtime_installed():
                 self.runc().delete(cid, force=True)
         bundle = self.bundle(cid)
