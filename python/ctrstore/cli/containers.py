@@ -107,7 +107,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal."),
             click.option(
-                "--interactive", "-i", is_flag=True, help="Keep stdin open (attached runs always do)."
+                "--interactive", "-i", is_flag=True, help="Send stdin to it (with -d: kept open for attach)."
             ),
             click.option("--read-only", is_flag=True, help="Mount the root file system read-only."),
             click.option("--hostname", "-h", metavar="NAME", help="Container host name."),
