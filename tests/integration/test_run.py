@@ -848,8 +848,19 @@ def test_runc_errors_are_classified(rt: Client) -> None:
     assert type(e.value) is Internal  # no errdefs kind of its own in runc
     mgr.kill(cid, "SIGKILL")
     assert mgr.wait(cid, 10) == 137
-    with pytest.raises(FailedPrecondition, match=f"^container {cid} is not running$"):
-        runc.kill(cid, "SIGKILL")
+    assert runc.state(cid) is None  # the shim deleted its runc state with the final exit
+    # A runc container that stopped with nobody to delete it: kill is FailedPrecondition.
+    raw = f"{cid}-raw"
+    with (bundle / "log").open("ab") as log:
+        runc.create(raw, bundle, bundle / "raw.pid", log, log_json=bundle / "log.json")
+    runc.kill(raw, "SIGKILL")
+    deadline = time.monotonic() + 10
+    while (runc.state(raw) or {}).get("status") != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.raises(FailedPrecondition, match=f"^container {raw} is not running$"):
+        runc.kill(raw, "SIGKILL")
+    runc.delete(raw, force=True)
     mgr.delete(cid)
     assert_gone(rt, cid)
     # No log file is left in runc's state dir (each call's log is an unlinked file).

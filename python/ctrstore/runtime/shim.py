@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import ctypes
 import fcntl
+import gc
 import json
 import os
 import shutil
@@ -46,6 +47,8 @@ import tempfile
 import termios
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +67,17 @@ ATTACH_WAIT = 10.0
 """Seconds an ``--attach-first`` shim waits for its client before starting the process anyway."""
 
 
+PR_SET_NAME = 15
+PROCESS_NAME = b"ctrstore-shim"
+"""The shim's name in ps and ``/proc/<pid>/comm`` (a forked shim's command line is its
+starter's)."""
+
+
 def _subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)
 
 
 def _receive_master(listener: socket.socket) -> int:
@@ -339,6 +349,10 @@ class Shim:
                 break
             self.runc.delete(self.id, force=True)
             restarts += 1
+        # Stopped for good: its runc state and cgroups go now (what start or delete would do
+        # later), so that what comes next — rm, ps — has no runtime to ask.
+        with contextlib.suppress(CtrstoreError):
+            self.runc.delete(self.id, force=True)
         self.bundle.write_exit(status, oom_killed=oom)
         self.server.broadcast(EXIT, json.dumps({"status": status, "restarting": False}).encode())
         return status
@@ -356,7 +370,7 @@ def _now() -> str:
     return format_rfc3339(now())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ctrstore-shim")
     p.add_argument("--runtime", required=True)
     p.add_argument("--runtime-root", required=True)
@@ -368,7 +382,64 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stdin", action="store_true", help="keep the container's stdin open (-i)")
     p.add_argument("--stdin-once", action="store_true", help="close it when the first client's stdin ends")
     p.add_argument("--attach-first", action="store_true", help="start the process once a client attached")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ctrstore.runtime.shim ARGS``: the shim as a program of its own."""
+    return _daemon(parse_args(argv))
+
+
+def spawn(argv: list[str], shim_log: Path) -> int:
+    """Start a shim (the arguments of :func:`parse_args`) by forking this process, with no new
+    interpreter to start and no modules to import again: this is what ``run`` waits for on
+    every start. Returns the pid of the intermediate child, which the caller reaps at once
+    (the shim itself forks again and is nobody's child).
+
+    The child starts a session of its own in ``/``, with /dev/null as stdin and ``shim_log``
+    as stdout and stderr, closes every other descriptor it inherited but the ready pipe (a
+    database or lock of the caller's must not live on in it), freezes the objects it
+    inherited (never collected, so no finalizer of the caller's runs in it) and leaves with
+    ``os._exit``."""
+    a = parse_args(argv)
+    for f in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            f.flush()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: "multi-threaded fork")
+        pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        gc.freeze()
+        os.setsid()
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(shim_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, a.ready_fd)
+        os.closerange(a.ready_fd + 1, _max_fd())
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_DFL)
+        code = _daemon(a)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return min(os.sysconf("SC_OPEN_MAX"), 1 << 20)
+    except (ValueError, OSError):
+        return 1 << 16
+
+
+def _daemon(a: argparse.Namespace) -> int:
     # Daemonize: our starter reaps the parent at once, the shim is nobody's child to wait for
     # (it is reparented to init, or to the nearest subreaper).
     if os.fork() > 0:

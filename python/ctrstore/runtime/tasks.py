@@ -19,8 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +134,7 @@ class Tasks:
         process only when a client attached (:meth:`attach`). ``fresh``: the bundle was just
         made, so there is no earlier task to check for or clean away."""
         from ctrstore.runtime.restart import RestartPolicy
+        from ctrstore.runtime.shim import spawn
 
         policy = str(RestartPolicy.parse(restart))
         runc = self.runc()
@@ -147,49 +146,42 @@ class Tasks:
                 raise FailedPrecondition(f"container {cid} is already {st.status}")
             bundle = self.ensure_bundle(cid, spec, mounts)
             runc.delete(cid, force=True)  # a stopped task from an earlier start
-        bundle.clear_recorders()
+        bundle.clear_recorders(exit_too=True)
         for f in (bundle.stopping, bundle.restart_json):
             f.unlink(missing_ok=True)
         r, w = os.pipe()
         try:
-            with open(os.devnull, "rb") as devnull, open(bundle.shim_log, "ab") as shim_log:
-                launcher = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ctrstore.runtime.shim",
-                        "--runtime",
-                        runc.binary,
-                        "--runtime-root",
-                        str(runc.root),
-                        "--bundle",
-                        str(bundle.path),
-                        "--id",
-                        cid,
-                        "--ready-fd",
-                        str(w),
-                        "--restart",
-                        policy,
-                        *(["--stdin"] if open_stdin else []),
-                        *(["--stdin-once"] if stdin_once else []),
-                        *(["--attach-first"] if attach_first else []),
-                        *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
-                    ],
-                    stdin=devnull,
-                    stdout=shim_log,
-                    stderr=shim_log,
-                    pass_fds=(w,),
-                    start_new_session=True,
-                    cwd="/",  # never keep the caller's directory (or its mount) busy
-                )
+            first = spawn(
+                [
+                    "--runtime",
+                    runc.binary,
+                    "--runtime-root",
+                    str(runc.root),
+                    "--bundle",
+                    str(bundle.path),
+                    "--id",
+                    cid,
+                    "--ready-fd",
+                    str(w),
+                    "--restart",
+                    policy,
+                    *(["--stdin"] if open_stdin else []),
+                    *(["--stdin-once"] if stdin_once else []),
+                    *(["--attach-first"] if attach_first else []),
+                    *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
+                ],
+                bundle.shim_log,
+            )
         finally:
             os.close(w)
         with os.fdopen(r) as ready:
             answer = ready.read()
-        launcher.wait()  # the shim forked itself away; this reaps the process we started
+        os.waitpid(first, 0)  # the shim forked itself away; this reaps the process we started
         error = shim_error(cid, answer, bundle)
         if error is not None:
             raise error
+        if attach_first:
+            return TaskStatus("created", restarts=0)  # (its process starts once a client attaches)
         return self.status(cid)
 
     def attach(
@@ -206,8 +198,6 @@ class Tasks:
         (with ``detach_keys``, default Ctrl-P Ctrl-Q) while it runs on."""
         from ctrstore.runtime.attach import DETACH_KEYS, attach
 
-        if self.status(cid).status not in ("running", "paused", "created", "restarting"):
-            raise FailedPrecondition(f"cannot attach to container {cid}: it is not running")
         status = attach(
             self.bundle(cid).path,
             stdin=stdin,
@@ -461,9 +451,12 @@ class Tasks:
         self, cid: str, spec: Mapping[str, Any], *, force: bool = False, task_gone: bool = False
     ) -> None:
         """Remove the task (killed first with ``force``), its cgroups, rootfs mount and
-        bundle. Works after a killed shim or a reboot too. ``task_gone``: the caller knows the
-        runtime has no task left (an attached ``runc run`` returned), so it is not asked."""
-        if not task_gone:
+        bundle. Works after a killed shim or a reboot too. A task that stopped for good
+        (``exit.json``) is not asked about again; ``task_gone``: the caller knows the runtime
+        has no task left, so it is not asked at all."""
+        bundle = self.bundle(cid)
+        # exit.json is written once a task has stopped for good (start removes an old one).
+        if not task_gone and bundle.read_exit() is None:
             st = self.status(cid)
             if self._live(st, cid):
                 if not force:
@@ -471,12 +464,15 @@ class Tasks:
                 self.mark_stopping(cid)
                 if self._signal_until_stopped(cid, "SIGKILL", 10) is None:
                     raise Unavailable(f"container {cid} still running 10 s after SIGKILL")
-            if self.runtime_installed():
-                self.runc().delete(cid, force=True)
-        bundle = self.bundle(cid)
+        if (
+            not task_gone
+            and self.runtime_installed()
+            and (self.manager.runc_root / self.namespace / cid).exists()
+        ):
+            self.runc().delete(cid, force=True)
         deadline = time.monotonic() + 5
         while bundle.recorder_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.005)  # (a shim that has told its exit is gone within milliseconds)
         remove_cgroups(spec)
         bundle.remove()
 
