@@ -1,7 +1,9 @@
 """The per-container shim: the one long-lived process of a container, with no daemon.
 
-Every task — ``run -d``, and attached ``run``/``start -a`` too — is started by ``python -m
-ctrstore.runtime.shim`` in its own session. The shim makes itself the child subreaper,
+Every task — ``run -d``, and attached ``run``/``start -a`` too — is started by a shim in its
+own session: :func:`spawn` forks the starting process (``python -m ctrstore.runtime.shim`` is
+the same shim as a program of its own). The shim names itself ``ctrstore-shim``, makes itself
+the child subreaper,
 creates and starts the container with the OCI runtime, tells its starter over a pipe whether
 that worked, then waits for the container's init process and records how it ended in
 ``<bundle>/exit.json``. Commands find it again through ``<bundle>/shim.pid``. (Every file of
@@ -26,6 +28,10 @@ While the task runs the shim holds its stdio:
 - **Restarts.** With ``--restart POLICY`` the shim is the restart manager
   (:mod:`ctrstore.runtime.restart`): it starts the process again, in the same bundle, until
   the policy says no or the user stopped the container (the bundle's ``stopping`` marker).
+
+With the final exit the shim deletes the task's runc state (its cgroups go with it), records
+``exit.json``, and only then tells attached clients, so that what they do next finds the task
+stopped.
 """
 
 from __future__ import annotations
