@@ -548,7 +548,7 @@ def test_detach_keys_leave_it_running(store: Path) -> None:
 
 def test_logs_streams_times_tail_since_until(store: Path) -> None:
     talk = name("talk")
-    script = "echo one; echo err1 >&2; sleep 1.2; echo two; echo err2 >&2; printf 'no newline'"
+    script = "echo one; echo err1 >&2; sleep 1.2; echo two; echo err2 >&2; sleep 0.3; printf 'no newline'"
     r = run(store, "run", "--name", talk, IMAGE, "sh", "-c", script)  # attached runs are logged too
     assert r.stdout == "one\ntwo\nno newline" and r.stderr == "err1\nerr2\n"
     r = run(store, "logs", talk)
