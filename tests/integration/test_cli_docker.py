@@ -17,6 +17,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -503,6 +504,28 @@ def test_interactive_runs_and_attach(store: Path) -> None:
     r = run(store, "attach", reader, ok=False)
     assert r.returncode == 1 and "not running" in r.stderr
     run(store, "rm", reader)
+
+
+def test_signals_reach_an_attached_container(store: Path) -> None:
+    """docker's --sig-proxy: SIGTERM sent to an attached run goes to the container."""
+    script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ctrstore", "run", "--rm", IMAGE, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=store_env(store),
+    )
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert (p.returncode, out) == (7, b"got TERM\n"), err
+    assert run(store, "ps", "-a", "-q").stdout == ""
 
 
 def test_detach_keys_leave_it_running(store: Path) -> None:

@@ -313,6 +313,9 @@ def test_log_reading_cuts(tmp_path: Path) -> None:
     assert [e.data for e in read_log(path, until_ns=base + 2 * 10**9)] == [b"0\n", b"1\n"]
     assert [e.data for e in read_log(path, tail=1, until_ns=base + 3 * 10**9)] == [b"2\n"]
     assert list(read_log(tmp_path / "none")) == []
+    # A log of plain output (an older ctrstore's) is shown as it is.
+    (tmp_path / "plain").write_bytes(b"old line\nanother\n")
+    assert b"".join(e.data for e in read_log(tmp_path / "plain")) == b"old line\nanother\n"
 
 
 def test_log_times() -> None:

@@ -172,6 +172,8 @@ class LogWriter:
 
 
 def _decode(line: bytes) -> LogEntry | None:
+    """One whole line of the log. A line that is no entry is a log written before entries were
+    (plain output, by an older ctrstore): it is shown as it is, on stdout, timeless."""
     try:
         doc = json.loads(line)
         stream = doc["stream"]
@@ -180,7 +182,7 @@ def _decode(line: bytes) -> LogEntry | None:
             return None
         return LogEntry(stream, text.encode("utf-8", "surrogateescape"), parse_log_time(doc["time"]))
     except (ValueError, KeyError, TypeError, InvalidArgument, UnicodeEncodeError):
-        return None  # a torn or foreign line: skipped, as docker skips what it cannot decode
+        return LogEntry("stdout", line + b"\n", 0)
 
 
 def _entries(f: BinaryIO, follow: Callable[[], bool] | None) -> Iterator[LogEntry]:
