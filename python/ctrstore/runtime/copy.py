@@ -307,8 +307,8 @@ def copy_in(root: Path, src: str | BinaryIO, dest: str, *, archive: bool = False
                 raise NotFound(f"{what}: a tar stream goes into a directory, and {path} is none")
             _apply(fd, src, None, "", archive)
             return
-        host, contents, _ = src, src.endswith("/.") or src == ".", None
-        host = os.path.abspath(host)
+        contents = src.endswith("/.") or src == "."
+        host = os.path.abspath(src)
         try:
             hst = os.lstat(host)
         except FileNotFoundError:

@@ -50,9 +50,8 @@ def check_command(root: Path, command: str, env: Sequence[str], cwd: str = "/") 
             search = e[5:]
     denied = False
     for d in search.split(":"):
-        why = _probe(
-            root, posixpath.join(d or ".", command) if d.startswith("/") else posixpath.join(cwd, d, command)
-        )
+        # (an empty or relative PATH entry is relative to the working directory, as Go's)
+        why = _probe(root, posixpath.join(cwd, d, command))
         if why is None:
             return
         denied = denied or why == "permission denied"
