@@ -176,6 +176,11 @@ def test_exit_statuses(store: Path) -> None:
     assert r.returncode == 125 and "No such option" in r.stderr
     r = run(store, "run", "--rm", "--pull", "never", "localhost/nothere:1", "true", ok=False)
     assert r.returncode == 125 and r.stderr.startswith("ctrstore: not found: no such image")
+    r = run(store, "run", "--rm", "--platform", "linux/s390x", IMAGE, "true", ok=False)
+    assert r.returncode == 125 and "no manifest for platform linux/s390x" in r.stderr
+    assert run(store, "run", "--rm", "--platform", "linux/amd64", IMAGE, "true", ok=False).returncode == (
+        0 if os.uname().machine == "x86_64" else 125
+    )
     r = run(store, "run", "--rm", "-m", "1k", IMAGE, "true", ok=False)
     assert r.returncode == 125 and "minimum is 6MB" in r.stderr
     r = run(store, "run", "--rm", "--restart", "always", IMAGE, "true", ok=False)
