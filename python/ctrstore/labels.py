@@ -54,6 +54,14 @@ CONTAINER_NAME = "nerdctl/name"
 ANONYMOUS_VOLUMES = "nerdctl/anonymous-volumes"
 """On a container: the JSON list of the anonymous volumes made for it (``rm -v`` removes
 them), as nerdctl records it."""
+RESTART_POLICY = "containerd.io/restart.policy"
+"""``--restart``: ``always``, ``on-failure[:N]``, ``unless-stopped`` (containerd's and nerdctl's
+key; here the container's shim restarts it, see ctrstore.runtime.restart)."""
+STOP_SIGNAL = "io.containerd.image.config.stop-signal"
+"""The signal ``stop`` sends first: ``--stop-signal``, else the image's StopSignal (containerd's
+``WithImageStopSignal``)."""
+OPEN_STDIN = "ctrstore.io/open-stdin"
+"""``true``: the container's stdin stays open for ``attach`` (``-i``, docker's OpenStdin)."""
 
 # Volumes.
 VOLUME_ANONYMOUS = "com.docker.volume.anonymous"

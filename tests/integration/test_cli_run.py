@@ -183,15 +183,16 @@ def test_run_options(store: Path, tmp_path: Path) -> None:
     assert r.stdout.count(":") == Path("/proc/net/dev").read_text().count(":")
     r = run(store, "run", "--rm", "--net", "bogus", IMAGE, "true", ok=False)
     assert (
-        r.returncode == 1 and "ctrstore: not found: no such network: bogus" in r.stderr
-    )  # any name may be one
+        r.returncode == 125 and "ctrstore: not found: no such network: bogus" in r.stderr
+    )  # any name may be one; a failure of ctrstore's is docker's 125
 
 
 def test_logs_kill_wait(store: Path) -> None:
     talk = name("talk")
     run(store, "run", "-d", "--name", talk, IMAGE, "sh", "-c", "echo out; echo err >&2; exit 2")
     assert run(store, "wait", talk).stdout == "2\n"
-    assert run(store, "logs", talk).stdout == "out\nerr\n"
+    r = run(store, "logs", talk)
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")  # each stream where it came from
 
     trap = name("trap")
     script = "trap 'echo got USR1; exit 42' USR1; echo ready; while :; do sleep 0.05; done"
@@ -234,11 +235,12 @@ def test_names_and_id_prefixes(store: Path) -> None:
 
 
 def test_errors_leave_nothing(store: Path) -> None:
-    line = one_error_line(run(store, "run", "--rm", "localhost/nothing:1", "true", ok=False))
-    assert line.startswith("ctrstore: not found:")
-    # A command that is not in the image: run -d fails clearly and removes the container.
-    line = one_error_line(run(store, "run", "-d", "--name", name("nope"), IMAGE, "/nope", ok=False))
-    assert 'exec: "/nope": stat /nope: no such file or directory' in line
+    r = run(store, "run", "--rm", "--pull", "never", "localhost/nothing:1", "true", ok=False)
+    assert r.returncode == 125 and r.stderr.startswith("ctrstore: not found:"), r.stderr
+    # A command that is not in the image: run -d fails clearly (127) and removes the container.
+    r = run(store, "run", "-d", "--name", name("nope"), IMAGE, "/nope", ok=False)
+    assert r.returncode == 127 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert 'exec: "/nope": stat /nope: no such file or directory' in r.stderr
     assert run(store, "ps", "-a", "-q").stdout == ""
     # create + start: start fails, the container stays created and rm works.
     nope = name("nope")
@@ -252,8 +254,9 @@ def test_errors_leave_nothing(store: Path) -> None:
     # A missing runtime.
     cfg = store / "config.toml"
     cfg.write_text('runtime = "nonexistent-runtime"\n')
-    line = one_error_line(run(store, "--config", str(cfg), "run", "--rm", IMAGE, "true", ok=False))
-    assert line.startswith("ctrstore: failed precondition:") and "nonexistent-runtime" in line
+    r = run(store, "--config", str(cfg), "run", "--rm", IMAGE, "true", ok=False)
+    assert r.returncode == 125 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("ctrstore: failed precondition:") and "nonexistent-runtime" in r.stderr
     assert run(store, "ps", "-a", "-q").stdout == "" and our_mounts(store) == []
     assert sorted(os.listdir(store / "root" / OVERLAY / "snapshots")) == ["1", "2", "3"]
 

@@ -91,18 +91,19 @@ def our_mounts(store: Path) -> list[str]:
 
 
 def shims(store: Path) -> list[int]:
-    """Shim processes whose bundle is in this store."""
+    """Shim processes (named ``ctrstore-shim``) with a file of this store's bundles open."""
     found = []
     marker = str(store / "state" / TASKS)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "ctrstore-shim":
+                continue
+            targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
             continue
-        ours = any(a.decode(errors="replace").startswith(marker) for a in argv)
-        if b"ctrstore.runtime.shim" in argv and ours:
+        if any(t.startswith(marker) for t in targets):
             found.append(int(pid))
     return found
 

@@ -208,6 +208,8 @@ CLI_MAY_IMPORT = {
     "ctrstore.mount",  # mount_command: snapshots mounts
     "ctrstore.network",  # NetworkOptions, -p and --add-host parsing: run and create flags, port
     "ctrstore.oci.spec",  # SpecOptions: run and create flags
+    "ctrstore.oci.resources",  # Resources, Ulimit, DeviceMapping, find_init: run's limit flags
+    "ctrstore.runtime.restart",  # RestartPolicy: run's --restart, checked as it is parsed
     "ctrstore.plugins.builtins",  # config default: every plugin's table
     "ctrstore.remotes",  # login, logout: no store involved
     "ctrstore.snapshots",  # Info: snapshots label

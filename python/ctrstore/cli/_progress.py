@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.cli._common import human_size, printable
 from ctrstore.images.pull import Status
@@ -27,9 +27,12 @@ _BAR = 38
 
 
 class ProgressView:
-    def __init__(self, mode: Mode = "auto") -> None:
+    def __init__(self, mode: Mode = "auto", file: IO[str] | None = None) -> None:
+        """``file``: where to show it (default stdout; ``run`` shows its pull on stderr)."""
+        self.file = file
+        out = sys.stdout if file is None else file
         if mode == "auto":
-            mode = "tty" if sys.stdout.isatty() else "plain"
+            mode = "tty" if out.isatty() else "plain"
         self.mode = mode
         self.lines: dict[str, Status] = {}
         self.started = time.monotonic()
@@ -43,10 +46,10 @@ class ProgressView:
             if self.mode == "plain":
                 if s.state == "downloading":
                     if s.source and (prev is None or prev.source != s.source):
-                        print(f"{s.key}: downloading from {printable(s.source)}", flush=True)
+                        print(f"{s.key}: downloading from {printable(s.source)}", flush=True, file=self.file)
                 elif prev is None or prev.state != s.state:
                     why = f" ({printable(s.source)})" if s.state == "retrying" and s.source else ""
-                    print(f"{s.key}: {s.state}{why}", flush=True)
+                    print(f"{s.key}: {s.state}{why}", flush=True, file=self.file)
             elif self.mode == "tty" and self._live is not None:
                 self._live.update(self._render())
 
@@ -84,7 +87,10 @@ class ProgressView:
             from rich.live import Live
 
             self._live = Live(
-                self._render(), console=Console(highlight=False), refresh_per_second=8, transient=False
+                self._render(),
+                console=Console(highlight=False, file=self.file),
+                refresh_per_second=8,
+                transient=False,
             )
             self._live.__enter__()
         return self
@@ -97,7 +103,7 @@ class ProgressView:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
         elif self.mode == "plain":
-            print(self._summary(), flush=True)
+            print(self._summary(), flush=True, file=self.file)
 
 
 def _from(s: Status) -> str:

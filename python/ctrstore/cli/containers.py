@@ -16,10 +16,20 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list
-from ctrstore.cli._run_flags import expand_env, parse_mount, parse_volume
+from ctrstore.cli._run_flags import (
+    DockerExitCommand,
+    ExecExitCommand,
+    apply_run_flags,
+    expand_env,
+    parse_mount,
+    parse_volume,
+    run_flag_options,
+)
 from ctrstore.cli.network import network_flags
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.client.containers import new_id_and_name
+from ctrstore.images.platforms import Platform
+from ctrstore.labels import OPEN_STDIN
 from ctrstore.network import NetworkOptions
 from ctrstore.oci.spec import SpecOptions
 
@@ -61,7 +71,7 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal."),
             click.option(
-                "--interactive", "-i", is_flag=True, help="Keep stdin open (attached runs always do)."
+                "--interactive", "-i", is_flag=True, help="Send stdin to it (with -d: kept open for attach)."
             ),
             click.option("--read-only", is_flag=True, help="Mount the root file system read-only."),
             click.option("--hostname", "-h", metavar="NAME", help="Container host name."),
@@ -72,21 +82,42 @@ def _container_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
-@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.command("run", cls=DockerExitCommand, context_settings={"allow_interspersed_args": False})
 @click.option("--detach", "-d", is_flag=True, help="Run in the background and print the container id.")
 @click.option(
     "--rm", "remove", is_flag=True, help="Remove the container, and its anonymous volumes, when it exits."
 )
+@click.option(
+    "--detach-keys", metavar="KEYS", help="Keys that detach from an -it container (default ctrl-p,ctrl-q)."
+)
+@click.option(
+    "--sig-proxy/--no-sig-proxy", default=True, show_default=True, help="Pass signals to the container."
+)
 @_container_options
+@run_flag_options
 @click.argument("image", shell_complete=complete("image"))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
-    """Run COMMAND in a new container from IMAGE (pulled or imported before).
+def run(
+    st: State,
+    /,
+    detach: bool,
+    remove: bool,
+    detach_keys: str | None,
+    sig_proxy: bool,
+    **create_args: Any,
+) -> None:
+    """Run COMMAND in a new container from IMAGE, pulling IMAGE first if it is not here.
 
-    The container's root file system is an overlay of the image's layers with a new writable
-    snapshot on top; what the container writes lands in that snapshot. Without -d the command
-    is attached to this terminal and ctrstore exits with its exit status.
+    IMAGE is named as docker names it: alpine, alpine:3, docker.io/library/alpine:latest,
+    name@sha256:..., or an image ID prefix. The container's root file system is an overlay of
+    the image's layers with a new writable snapshot on top; what the container writes lands
+    in that snapshot. Without -d, ctrstore stays attached to it (with -i, stdin goes to it)
+    and exits with its status; its output is logged either way (ctrstore logs).
+
+    \b
+    Exit status: the command's; 125 if ctrstore fails (a bad flag, no such image), 126 if
+    the command cannot be run, 127 if it does not exist.
 
     \b
     Networking, as docker's: the container is on the default network "bridge" (its own
@@ -96,25 +127,34 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
       ctrstore run -d -p 8080:80 --name web IMAGE httpd -f -p 80   (curl 127.0.0.1:8080)
       ctrstore run --rm --network none IMAGE ip addr               (loopback only)
     """
+    from ctrstore.cli._run_flags import parse_detach_keys
+
+    if remove and create_args.get("restart") not in (None, "", "no"):
+        raise click.UsageError(
+            "--rm and --restart cannot be used together (a removed container cannot restart)"
+        )
+    keys = parse_detach_keys(detach_keys) if detach_keys else None
     client = st.client()
     mgr = client.containers
     cid = _create(st, **create_args)
     if detach:
         try:
-            mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None)
+            mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None, fresh=True)
         except BaseException:
             mgr.delete(cid, force=True, volumes=True)
             raise
         click.echo(cid)
         return
     try:
-        status = mgr.run_attached(cid, fresh=True)
+        status = mgr.run_attached(cid, fresh=True, proxy_signals=sig_proxy, detach_keys=keys)
     except BaseException:
         if remove:
             mgr.delete(cid, force=True, volumes=True)
         raise
-    if remove:  # `runc run` deleted its task when the process exited
-        mgr.delete(cid, force=True, task_gone=True, volumes=True)
+    if status is None:  # detached (ctrl-p ctrl-q): it runs on
+        return
+    if remove:
+        mgr.delete(cid, force=True, volumes=True)
     sys.exit(status)
 
 
@@ -128,13 +168,15 @@ def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
     return [*argv, "rm", "--force", "--volumes", cid]
 
 
-@click.command("create", context_settings={"allow_interspersed_args": False})
+@click.command("create", cls=DockerExitCommand, context_settings={"allow_interspersed_args": False})
 @_container_options
+@run_flag_options
 @click.argument("image", shell_complete=complete("image"))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_state
 def create(st: State, /, **create_args: Any) -> None:
-    """Create a container from IMAGE without starting it; prints its id."""
+    """Create a container from IMAGE (pulled first if it is not here) without starting it;
+    prints its id. Takes run's flags."""
     click.echo(_create(st, **create_args))
 
 
@@ -155,9 +197,11 @@ def _create(
     snapshotter: str | None,
     image: str,
     command: tuple[str, ...],
+    **flags: Any,
 ) -> str:
-    """What ``run`` and ``create`` share: the options of _container_options, made into a
-    container; returns its id."""
+    """What ``run`` and ``create`` share: the options of _container_options and
+    run_flag_options, made into a container (its image pulled as --pull says); returns its
+    id."""
     opts = SpecOptions(
         args=list(command),
         env=expand_env(env),
@@ -168,9 +212,72 @@ def _create(
         read_only=read_only,
         mounts=[parse_volume(v) for v in volumes] + [parse_mount(m) for m in mounts],
     )
+    labels = apply_run_flags(opts, flags)
+    if interactive:
+        labels[OPEN_STDIN] = "true"
+    platform = Platform.parse(flags["platform"]) if flags.get("platform") else None
+    if name:
+        st.client().containers.check_name_free(name)
+    image = _image_for_run(
+        st,
+        image,
+        platform=platform,
+        snapshotter=snapshotter,
+        pull=flags.get("pull", "missing"),
+        quiet=bool(flags.get("quiet")),
+        plain_http=bool(flags.get("plain_http")),
+        hosts_dir=flags.get("hosts_dir"),
+    )
     cid, cname = new_id_and_name(name, image)
-    st.client().containers.create(cid, image, opts, snapshotter=snapshotter, name=cname, network=network)
+    st.client().containers.create(
+        cid,
+        image,
+        opts,
+        snapshotter=snapshotter,
+        name=cname,
+        labels=labels,
+        platform=platform,
+        network=network,
+    )
     return cid
+
+
+def _image_for_run(
+    st: State,
+    ref: str,
+    *,
+    platform: Platform | None,
+    snapshotter: str | None,
+    pull: str = "missing",
+    quiet: bool = False,
+    plain_http: bool = False,
+    hosts_dir: str | None = None,
+) -> str:
+    """The stored name of the image ``run``/``create`` use: ``ref`` as users name images, pulled
+    (its progress on stderr) if it is not here (``--pull missing``), always (``always``) or
+    never (``never``: not here is an error)."""
+    from ctrstore.cli._progress import ProgressView
+    from ctrstore.errdefs import NotFound
+
+    client = st.client()
+    if pull != "always":
+        try:
+            return client.images.lookup(ref).name
+        except NotFound:
+            if pull == "never":
+                raise NotFound(f"no such image: {ref} (and --pull never)") from None
+        if not quiet:
+            click.echo(f"Unable to find image '{ref}' locally", err=True)
+    with ProgressView("quiet" if quiet else "auto", file=sys.stderr) as view:
+        result = client.pull(
+            ref,
+            platform=platform,
+            snapshotter=snapshotter,
+            plain_http=plain_http,
+            hosts_dir=hosts_dir,
+            progress=view,
+        )
+    return result.image.name
 
 
 @click.command("start")
@@ -188,7 +295,7 @@ def start(st: State, attach: bool, ids: tuple[str, ...]) -> None:
         click.echo(ref)
 
 
-@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.command("exec", cls=ExecExitCommand, context_settings={"allow_interspersed_args": False})
 @click.option("--tty", "-t", is_flag=True, help="Allocate a pseudo-terminal.")
 @click.option("--interactive", "-i", is_flag=True, help="Keep stdin open.")
 @click.option("--detach", "-d", is_flag=True, help="Run in the background.")
@@ -209,7 +316,8 @@ def exec_(
     container: str,
     command: tuple[str, ...],
 ) -> None:
-    """Run COMMAND in a running container; exits with its status."""
+    """Run COMMAND in a running container; exits with its status (126 if it cannot be run,
+    127 if it does not exist, 1 if ctrstore fails)."""
     mgr = st.client().containers
     status = mgr.exec(
         mgr.resolve(container),
@@ -351,7 +459,7 @@ def ps(
     rows = []
     for c in containers:
         s = mgr.status(c.id)
-        if not show_all and s.status not in ("running", "paused"):
+        if not show_all and s.status not in ("running", "paused", "restarting"):
             continue
         summary = container_summary(client, c, s, size=want_size)
         if not match(summary):
@@ -370,14 +478,46 @@ def ps(
 
 @click.command("logs")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the container stops.")
+@click.option("--tail", "-n", default="all", show_default=True, metavar="N", help="Only the last N lines.")
+@click.option(
+    "--since", metavar="TIME", help="Only lines from TIME on (2024-05-01T12:00:00Z, 10m, a Unix time)."
+)
+@click.option("--until", metavar="TIME", help="Only lines before TIME (same forms as --since).")
+@click.option("--timestamps", "-t", is_flag=True, help="Start each line with its time (RFC 3339, ns).")
 @click.argument("container", shell_complete=complete("container"))
 @pass_state
-def logs(st: State, follow: bool, container: str) -> None:
-    """Print what a detached container wrote to stdout and stderr."""
-    out = sys.stdout.buffer
+def logs(
+    st: State,
+    follow: bool,
+    tail: str,
+    since: str | None,
+    until: str | None,
+    timestamps: bool,
+    container: str,
+) -> None:
+    """Print what a container wrote: its stdout to stdout, its stderr to stderr.
+
+    Every run is logged, attached or not, line by line with the time it was written (the
+    json-file format docker and nerdctl use).
+    """
+    from ctrstore.client.containers import parse_log_time
+
+    if tail != "all" and not (tail.isdigit() or tail == "-1"):
+        raise click.BadParameter(f"{tail!r}: give a number of lines or all", param_hint="--tail")
     mgr = st.client().containers
-    for chunk in mgr.logs(mgr.resolve(container), follow=follow):
-        out.write(chunk)
+    entries = mgr.log_entries(
+        mgr.resolve(container),
+        follow=follow,
+        since_ns=parse_log_time(since) if since else None,
+        until_ns=parse_log_time(until) if until else None,
+        tail=None if tail in ("all", "-1") else int(tail),
+    )
+    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for e in entries:
+        out = outs[e.stream]
+        if timestamps:
+            out.write(e.time.encode() + b" ")
+        out.write(e.data)
         out.flush()
 
 
@@ -457,8 +597,13 @@ def wait(st: State, ids: tuple[str, ...]) -> None:
 @click.argument("image", shell_complete=complete("image"))
 @pass_state
 def commit(st: State, compression: str, container: str, image: str) -> None:
-    """Make IMAGE from a container: its image's layers plus one with the container's changes."""
-    img = st.client().commit(container, image, compression="zstd" if compression == "zstd" else "gzip")
+    """Make IMAGE from a container: its image's layers plus one with the container's changes.
+    IMAGE is normalised as pull names images (app:1 is docker.io/library/app:1)."""
+    from ctrstore.cli.images import new_image_name
+
+    img = st.client().commit(
+        container, new_image_name(image), compression="zstd" if compression == "zstd" else "gzip"
+    )
     click.echo(img.target.digest)
 
 

@@ -96,6 +96,18 @@ def _image_rows(st: State, img: Image, trunc: bool) -> list[dict[str, Any]]:
     return out
 
 
+def new_image_name(name: str) -> str:
+    """A name given to an image (``tag``, ``commit``), normalised as ``pull`` names images
+    (``app:1`` -> ``docker.io/library/app:1``), so that ``run app:1`` finds it as it finds a
+    pulled one. A name that is no reference is left for the image store to reject."""
+    from ctrstore.remotes import normalize
+
+    try:
+        return normalize(name)
+    except InvalidArgument:
+        return name
+
+
 @images.command("ls")
 @click.option("--quiet", "-q", is_flag=True, help="Print only image IDs.")
 @click.option(
@@ -238,11 +250,12 @@ def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
 @click.option("--force", "-f", is_flag=True, help="Replace an existing target name.")
 @pass_state
 def tag(st: State, source: str, targets: tuple[str, ...], force: bool) -> None:
-    """Give image SOURCE more names."""
+    """Give image SOURCE more names. TARGETs are normalised as pull names images: app:1 is
+    docker.io/library/app:1."""
     store = st.client().images
-    img = store.get(source)
+    img = store.lookup(source)
     for t in targets:
-        new = Image(t, img.target, dict(img.labels))
+        new = Image(new_image_name(t), img.target, dict(img.labels))
         if force:
             store.upsert(new)
         else:
@@ -315,7 +328,7 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     client = st.client()
     if out == "-":
         refuse_terminal(sys.stdout)
-    imgs = [client.images.get(n) for n in names]
+    imgs = [client.images.lookup(n) for n in names]
     if out == "-":
         client.export_archive(imgs, sys.stdout.buffer)
         return

@@ -102,9 +102,12 @@ def pull(
 def push(
     st: State, plain_http: bool, hosts_dir: str | None, quiet: bool, plain: bool, name: str, ref: str | None
 ) -> None:
-    """Push image NAME to its registry (or to REF): blobs first, then manifests, then the tag."""
+    """Push image NAME to its registry (or to REF): blobs first, then manifests, then the tag.
+    NAME is an image as run takes it (alpine, an ID prefix...)."""
+    client = st.client()
+    name = client.images.lookup(name).name
     with _view(quiet, plain) as view:
-        st.client().push(name, ref, plain_http=plain_http, hosts_dir=hosts_dir, progress=view)
+        client.push(name, ref, plain_http=plain_http, hosts_dir=hosts_dir, progress=view)
 
 
 @click.command("login")

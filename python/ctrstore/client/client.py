@@ -172,12 +172,15 @@ class Client:
         with docker-py's ``get``, ``list`` and ``run`` (``ctrstore.client.api.Containers``)."""
         from ctrstore.client.api import Containers, remove_command
 
+        def unpack(name: str, snapshotter: str | None, platform: Platform | None) -> UnpackResult:
+            return self.unpack(name, snapshotter=snapshotter, platform=platform)
+
         mgr = Containers(
             store=self.metadata.containers(self.namespace),
             images=self.images,
             content=self.content,
             snapshotter=self.snapshotter,
-            unpack=lambda name, snapshotter: self.unpack(name, snapshotter=snapshotter),
+            unpack=unpack,
             tasks=self.tasks,
             volumes=self._volumes_or_none(),
             network=self.network_plugin,

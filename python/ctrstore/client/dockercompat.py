@@ -7,7 +7,7 @@ and docker's ``--filter`` rules for both. The CLI prints these (``ctrstore inspe
 Field names, nesting and value types are docker's (``Id``, ``State.Status``,
 ``Config.Env``, ``RepoTags``...), so that a script written against ``docker inspect`` reads
 ctrstore's unchanged. What ctrstore has no notion of is there with docker's empty value
-(``RestartCount: 0``, ``ExecIDs: null``). A container's state is docker's word: ``created``,
+(``ExecIDs: null``). A container's state is docker's word: ``created``, ``restarting``,
 ``running``, ``paused``, ``exited``.
 
 Each section of a container is made by one function (``_state``, ``_host_config``,
@@ -32,7 +32,7 @@ from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound
 from ctrstore.images import chain_ids, read_config, read_json, resolve
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, normalize
-from ctrstore.labels import CONTAINER_NAME
+from ctrstore.labels import CONTAINER_NAME, RESTART_POLICY
 from ctrstore.oci.spec import default_mounts
 
 if TYPE_CHECKING:
@@ -488,6 +488,9 @@ def container_status_text(state: Mapping[str, Any]) -> str:
     if status == "exited":
         ago = _ago(state.get("FinishedAt"))
         return f"Exited ({state.get('ExitCode', 0)})" + (f" {ago}" if ago else "")
+    if status == "restarting":  # the exit its restart policy answers, and when
+        ago = _ago(state.get("FinishedAt"))
+        return f"Restarting ({state.get('ExitCode', 0)})" + (f" {ago}" if ago else "")
     if status == "dead":
         return "Dead"
     if status == "created":
@@ -495,20 +498,31 @@ def container_status_text(state: Mapping[str, Any]) -> str:
     return str(status or "unknown").capitalize()
 
 
+def _restart_policy(c: Container) -> dict[str, Any]:
+    """docker's ``HostConfig.RestartPolicy`` from the container's ``--restart`` label."""
+    from ctrstore.runtime.restart import RestartPolicy
+
+    try:
+        policy = RestartPolicy.parse(c.labels.get(RESTART_POLICY))
+    except CtrstoreError:
+        policy = RestartPolicy()
+    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries}
+
+
 def _state(st: TaskStatus) -> dict[str, Any]:
     """docker's ``State``."""
     return {
         "Status": st.status,
-        "Running": st.status in ("running", "paused"),
+        "Running": st.status in ("running", "paused", "restarting"),
         "Paused": st.status == "paused",
-        "Restarting": False,
-        "OOMKilled": False,
+        "Restarting": st.status == "restarting",
+        "OOMKilled": st.oom_killed,
         "Dead": False,
         "Pid": st.pid,
         "ExitCode": st.exit_status or 0,
         "Error": "",
         "StartedAt": _rfc3339(st.started_at),
-        "FinishedAt": _rfc3339(st.exited_at) if st.status == "exited" else ZERO_TIME,
+        "FinishedAt": _rfc3339(st.exited_at) if st.status in ("exited", "restarting") else ZERO_TIME,
     }
 
 
@@ -604,10 +618,10 @@ def _host_config(c: Container, mounts: Sequence[Mapping[str, Any]]) -> dict[str,
         "Binds": [f"{m['Source']}:{m['Destination']}" + (":ro" if not m["RW"] else "") for m in mounts]
         or None,
         "ContainerIDFile": "",
-        "LogConfig": {"Type": "file", "Config": {}},
+        "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": _network_mode(c),
         "PortBindings": {},
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": _restart_policy(c),
         "AutoRemove": False,
         "CapAdd": None,
         "CapDrop": None,
@@ -736,7 +750,7 @@ def container_inspect(client: Client, cid: str, *, size: bool = False) -> dict[s
         "HostsPath": "",
         "LogPath": str(bundle.log),
         "Name": "/" + mgr.name_of(c),
-        "RestartCount": 0,
+        "RestartCount": st.restarts,
         "Driver": c.snapshotter,
         "Platform": "linux",
         "MountLabel": "",

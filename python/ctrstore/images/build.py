@@ -162,6 +162,8 @@ class ImageSpec:
     volumes: Sequence[str] = ()
     """Paths that get an anonymous volume in each container (the config's ``Volumes``)."""
     platform: Platform = field(default_factory=host)
+    stop_signal: str = ""
+    """The config's StopSignal (the signal ``stop`` sends first)."""
 
 
 def store_blob(
@@ -217,6 +219,7 @@ def build_image(
                 "User": spec.user,
                 "Labels": dict(spec.labels) or None,
                 "Volumes": volumes or None,
+                "StopSignal": spec.stop_signal,
             }.items()
             if v
         },

@@ -65,6 +65,7 @@ from ctrstore.errdefs import InvalidArgument, from_oserror
 from ctrstore.metadata.db import validate_identifier
 from ctrstore.mount import Mount
 from ctrstore.oci.caps import capabilities, current_capabilities
+from ctrstore.oci.resources import DeviceMapping, Resources, Ulimit, apply_run_options
 from ctrstore.oci.user import resolve_user
 
 OCI_VERSION = "1.1.0"
@@ -278,6 +279,16 @@ class SpecOptions:
     cgroups_path: str | None = None
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
+    # docker's daily run flags, put in by ctrstore.oci.resources.apply_run_options:
+    entrypoint: list[str] | None = None
+    """Replaces the image's Entrypoint (``[]`` clears it); the image's Cmd is then not used."""
+    resources: Resources | None = None
+    ulimits: list[Ulimit] = field(default_factory=list)
+    devices: list[DeviceMapping] = field(default_factory=list)
+    shm_size: int | None = None
+    """Bytes of ``/dev/shm`` (default 64 MiB)."""
+    init: str | None = None
+    """The host path of an init binary (tini) to run the command under (``--init``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +382,8 @@ def generate(
     * user: ``opts.user``, else the image's User, resolved by :func:`resolve_user`.
     * hostname: ``opts.hostname``, else the first 12 characters of the id; with
       ``net="host"`` the host's name (nerdctl).
+    * ``entrypoint``, resources, ulimits, devices, ``/dev/shm``'s size and ``init``: as docker's
+      run flags, by :func:`ctrstore.oci.resources.apply_run_options`.
     * ``privileged``: all of this process's capabilities, no masked or read-only paths,
       writable ``/sys`` and ``/sys/fs/cgroup``, every host device, ``noNewPrivileges`` false;
       ``cap_add``/``cap_drop`` are then ignored (as Docker and nerdctl do).
@@ -381,7 +394,10 @@ def generate(
         raise InvalidArgument(f"network mode {opts.net!r} is not supported (use host, none or private)")
     cfg = _image_config(image_config)
 
-    args = [*cfg.entrypoint, *(opts.args or cfg.cmd)]
+    if opts.entrypoint is None:
+        args = [*cfg.entrypoint, *(opts.args or cfg.cmd)]
+    else:  # docker's --entrypoint: the image's Cmd goes with the Entrypoint it replaces
+        args = [*opts.entrypoint, *opts.args]
     if not args:
         raise InvalidArgument(
             "no command specified: the image has neither Entrypoint nor Cmd, give a command to run"
@@ -441,7 +457,7 @@ def generate(
     else:
         caps = capabilities(opts.cap_add, opts.cap_drop)
 
-    return {
+    spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": opts.tty,
@@ -458,3 +474,5 @@ def generate(
         "mounts": mounts,
         "linux": linux,
     }
+    apply_run_options(spec, opts)
+    return spec

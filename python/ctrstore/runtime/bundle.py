@@ -7,7 +7,8 @@ containerd's ``core/runtime/v2/bundle.go`` lays it out:
 ``config.json``     the OCI runtime spec
 ``rootfs/``         (0711) where the container's snapshot is mounted
 ``work``            a link to ``<root>/io.containerd.runtime.v2.task/<namespace>/<id>`` (0711)
-``log``             what the container writes to stdout and stderr (a detached task)
+``log``             what the container writes to stdout and stderr: JSON lines with stream
+                    and time (:mod:`ctrstore.runtime.logs`), written by the shim
 ``log.json``        runc's own log (``--log-format json``): where its errors are read from
 ``init.pid``        the container's init process, written by ``runc create``
 ``shim.pid``        the shim of a detached task, while it runs
@@ -20,6 +21,11 @@ containerd's ``core/runtime/v2/bundle.go`` lays it out:
                     ``resolv.conf`` likewise on ``/etc/hostname`` and ``/etc/resolv.conf``
 ``work/network.json``  what was set up on its networks (under ``root``: it outlives a reboot
                     that empties ``state``, so that what a reboot did not clear is torn down)
+``exit.json``       how the task ended: ``{"status": N, "exited_at": RFC 3339}`` (and
+                    ``"oom_killed": true`` when the kernel's OOM killer ended it)
+``attach.sock``     the shim's attach socket (:mod:`ctrstore.runtime.attach`)
+``restart.json``    restarts by the shim's restart policy (:mod:`ctrstore.runtime.restart`)
+``stopping``        the user stopped the task (``stop``, ``kill``, ``rm -f``): no restart
 ==================  ==========================================================================
 
 The shim (``shim.pid``) or the attached ``run`` (``attach.pid``) is the task's *recorder*: it
@@ -120,6 +126,14 @@ class Bundle:
     def network_record(self) -> Path:
         return self.work / "network.json"
 
+    @property
+    def restart_json(self) -> Path:
+        return self.path / "restart.json"
+
+    @property
+    def stopping(self) -> Path:
+        return self.path / "stopping"
+
     # -- making and removing it ---------------------------------------------------------------
     def exists(self) -> bool:
         return self.path.is_dir()
@@ -186,11 +200,21 @@ class Bundle:
         return bool(spec.get("process", {}).get("terminal"))
 
     # -- how the task ended ----------------------------------------------------------------------
-    def write_exit(self, status: int) -> None:
+    def write_exit(self, status: int, *, oom_killed: bool = False) -> None:
         """Record the exit status (atomically: a reader sees all of it or nothing)."""
         tmp = self.path / "exit.json.tmp"
-        tmp.write_text(json.dumps({"status": status, "exited_at": format_rfc3339(now())}))
+        doc: dict[str, Any] = {"status": status, "exited_at": format_rfc3339(now())}
+        if oom_killed:
+            doc["oom_killed"] = True
+        tmp.write_text(json.dumps(doc))
         tmp.rename(self.exit_json)
+
+    def oom_killed(self) -> bool:
+        """Whether ``exit.json`` says the OOM killer ended the task."""
+        try:
+            return json.loads(self.exit_json.read_text()).get("oom_killed") is True
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def read_exit(self) -> ExitRecord | None:
         try:

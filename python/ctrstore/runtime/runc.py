@@ -22,7 +22,7 @@ from ctrstore.errdefs import (
     NotFound,
 )
 
-__all__ = ["Runc", "find_runtime", "runc_error", "runtime_error"]
+__all__ = ["Runc", "command_status", "find_runtime", "runc_error", "runtime_error"]
 
 
 def find_runtime(name: str) -> str:
@@ -85,19 +85,22 @@ class Runc:
         cid: str,
         bundle: Path,
         pid_file: Path,
-        stdio: IO[bytes],
+        stdio: IO[bytes] | int,
         *,
         log_json: Path,
         console_socket: Path | None = None,
+        stdin: int | None = None,
+        stderr: int | None = None,
     ) -> None:
-        """Create the container; its init process inherits ``stdio`` as stdout and stderr
-        (so must runc itself: a pipe would be held open by the container). runc logs to
-        ``log_json`` (the bundle's ``log.json``, as under containerd) and the error is read
-        back from there; on failure ``stdio`` is cut back to where it was, dropping runc's
-        copy of it. With ``console_socket`` (a terminal), runc sends the pty master over that
-        unix socket."""
+        """Create the container; its init process inherits ``stdio`` as stdout (and as stderr
+        unless ``stderr`` is given) and ``stdin`` (default /dev/null) — so does runc itself.
+        runc logs to ``log_json`` (the bundle's ``log.json``, as under containerd) and the
+        error is read back from there; on failure a file ``stdio`` is cut back to where it
+        was, dropping runc's copy of it. With ``console_socket`` (a terminal), runc sends the
+        pty master over that unix socket."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        log_start = stdio.seek(0, os.SEEK_END)
+        seekable = not isinstance(stdio, int)
+        log_start = stdio.seek(0, os.SEEK_END) if not isinstance(stdio, int) else 0
         start = log_json.stat().st_size if log_json.exists() else 0
         extra = ["--console-socket", str(console_socket)] if console_socket else []
         r = subprocess.run(
@@ -117,13 +120,14 @@ class Runc:
                 *extra,
                 cid,
             ],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=stdio,
-            stderr=stdio,
+            stderr=stdio if stderr is None else stderr,
         )
         if r.returncode != 0:
             # The process never ran: what was written is runc's error (also on its stderr).
-            os.ftruncate(stdio.fileno(), log_start)
+            if seekable and not isinstance(stdio, int):
+                os.ftruncate(stdio.fileno(), log_start)
             logged = _last_error(log_json, start) or f"exit status {r.returncode}"
             cls = _class_of(logged)
             raise (
@@ -154,19 +158,24 @@ class Runc:
         except FailedPrecondition:
             raise FailedPrecondition(f"container {cid} is not running") from None
 
+    def pause(self, cid: str) -> None:
+        self._run("pause", cid, what=f"pausing container {cid}")
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid, what=f"resuming container {cid}")
+
+    def ps(self, cid: str) -> list[int]:
+        """The host pids of the container's processes."""
+        out = self._run("ps", "--format", "json", cid, what=f"listing the processes of container {cid}")
+        pids = json.loads(out or "[]")
+        return [int(p) for p in pids or []]
+
     def delete(self, cid: str, *, force: bool = False) -> None:
         """Delete the container's runtime state; nothing to do if there is none."""
         try:
             self._run("delete", *(["--force"] if force else []), cid, what=f"deleting container {cid}")
         except NotFound:
             pass
-
-    def run_foreground(self, cid: str, bundle: Path) -> int:
-        """``runc run``: attached to our stdio (and a pty if the spec asks for one); signals
-        sent to us are forwarded by runc. Returns the container's exit status."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        proc = subprocess.Popen(self.cmd("run", "--bundle", str(bundle), cid))
-        return _wait_forwarding(proc)
 
     def exec(
         self,
@@ -211,6 +220,24 @@ _RUNC_ERRORS: tuple[tuple[str, type[CtrstoreError]], ...] = (
     ("container paused", FailedPrecondition),
     ("container not paused", FailedPrecondition),
 )
+
+
+_NOT_FOUND = ("executable file not found", "no such file or directory")
+_NOT_RUNNABLE = ("permission denied", "is a directory", "exec format error", "not a directory")
+
+
+def command_status(message: str) -> int | None:
+    """docker's exit status for a container command the runtime could not run, from the
+    runtime's message (``exec: "x": executable file not found in $PATH``): 127 when it does
+    not exist, 126 when it cannot be run; None if the message is about something else."""
+    if 'exec: "' not in message and "exec failed" not in message:
+        return None
+    low = message.lower()
+    if any(t in low for t in _NOT_FOUND):
+        return 127
+    if any(t in low for t in _NOT_RUNNABLE):
+        return 126
+    return None
 
 
 def _class_of(message: str) -> type[CtrstoreError] | None:

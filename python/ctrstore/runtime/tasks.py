@@ -19,8 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from ctrstore.runtime.runc import Runc, find_runtime
 
 if TYPE_CHECKING:
     from ctrstore.mount import Mount
+    from ctrstore.runtime.logs import LogEntry
     from ctrstore.runtime.manager import TaskManager
 
 __all__ = ["LOST_EXIT_STATUS", "RuntimeConfig", "TaskStatus", "Tasks", "remove_cgroups", "shim_error"]
@@ -64,15 +63,20 @@ class RuntimeConfig(Protocol):
 @dataclass(frozen=True)
 class TaskStatus:
     status: str
-    """created (never started, or its start failed), running, paused, stopped, or unknown
-    (no bundle: /run was emptied by a reboot). A task whose shim died without recording an
-    exit status (killed, or a reboot) is stopped with 255, as containerd reports it."""
+    """created (never started, or its start failed), running, paused, restarting (its restart
+    policy will start it again), stopped, or unknown (no bundle: /run was emptied by a
+    reboot). A task whose shim died without recording an exit status (killed, or a reboot) is
+    stopped with 255, as containerd reports it."""
     pid: int = 0
     exit_status: int | None = None
     exited_at: str | None = None
+    restarts: int = 0
+    """How often the shim's restart policy started the process again."""
+    oom_killed: bool = False
+    """The task ended because the kernel's OOM killer killed its process (``-m``)."""
     started_at: str | None = None
     """When the task last started (RFC 3339), if known: runc's ``created`` for a live task,
-    else when ``runc create`` wrote ``init.pid`` (tasks run attached have none)."""
+    else when ``runc create`` wrote ``init.pid``."""
 
 
 def _started_at(bundle: Bundle) -> str | None:
@@ -129,113 +133,134 @@ class Tasks:
         *,
         on_exit: Sequence[str] | None = None,
         before_create: Callable[[Bundle], None] | None = None,
+        restart: str | None = None,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+        attach_first: bool = False,
+        fresh: bool = False,
     ) -> TaskStatus:
         """Start the task detached, under a shim; returns once it runs. If the runtime cannot
         start it (no such command, ...), the shim's error is raised as its errdefs class and
         the container is left as it was: created, and removable.
 
         ``on_exit``: a command the shim runs once the process has exited and its status is
-        recorded (``run -d --rm`` removes the container so). ``before_create``: called with
-        the bundle once it is ready and no task runs, just before the shim creates the task
-        (the container's networking is set up so)."""
-        st = self.status(cid)
-        if st.status in ("running", "paused"):
-            raise FailedPrecondition(f"container {cid} is already {st.status}")
-        runc = self.runc()
-        bundle = self.ensure_bundle(cid, spec, mounts)
-        runc.delete(cid, force=True)  # a stopped task from an earlier start
-        bundle.clear_recorders()
-        if before_create is not None:
-            before_create(bundle)
-        r, w = os.pipe()
-        try:
-            with open(os.devnull, "rb") as devnull, open(bundle.shim_log, "ab") as shim_log:
-                launcher = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ctrstore.runtime.shim",
-                        "--runtime",
-                        runc.binary,
-                        "--runtime-root",
-                        str(runc.root),
-                        "--bundle",
-                        str(bundle.path),
-                        "--id",
-                        cid,
-                        "--ready-fd",
-                        str(w),
-                        *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
-                    ],
-                    stdin=devnull,
-                    stdout=shim_log,
-                    stderr=shim_log,
-                    pass_fds=(w,),
-                    start_new_session=True,
-                    cwd="/",  # never keep the caller's directory (or its mount) busy
-                )
-        finally:
-            os.close(w)
-        with os.fdopen(r) as ready:
-            answer = ready.read()
-        launcher.wait()  # the shim forked itself away; this reaps the process we started
-        error = shim_error(cid, answer, bundle)
-        if error is not None:
-            raise error
-        return self.status(cid)
+        recorded (``run -d --rm`` removes the container so). ``restart``: the restart policy
+        (``ctrstore.runtime.restart``). ``open_stdin``: keep the container's stdin open for
+        ``attach`` (``-i``); ``stdin_once``: close it when the first client's stdin ends.
+        ``attach_first``: return once the container is created, and have the shim start the
+        process only when a client attached (:meth:`attach`). ``fresh``: the bundle was just
+        made, so there is no earlier task to check for or clean away. ``before_create``:
+        called with the bundle once it is ready and no task runs, just before the shim creates
+        the task (the container's networking is set up so)."""
+        from ctrstore.runtime.restart import RestartPolicy
+        from ctrstore.runtime.shim import spawn
 
-    def run_attached(
-        self,
-        cid: str,
-        spec: Mapping[str, Any],
-        mounts: Mounts,
-        *,
-        fresh: bool = False,
-        before_create: Callable[[Bundle], None] | None = None,
-    ) -> int:
-        """Run the task attached to our terminal (``runc run``); returns its exit status.
-        ``fresh``: the bundle was just made, so there is no earlier task to check for or
-        clean away (saves two runtime calls on ``run``). ``before_create``: as for
-        :meth:`start`."""
+        policy = str(RestartPolicy.parse(restart))
         runc = self.runc()
         if fresh:
             bundle = self.bundle(cid)
         else:
             st = self.status(cid)
-            if st.status in ("running", "paused"):
+            if st.status in ("running", "paused", "restarting"):
                 raise FailedPrecondition(f"container {cid} is already {st.status}")
             bundle = self.ensure_bundle(cid, spec, mounts)
-            runc.delete(cid, force=True)
+            runc.delete(cid, force=True)  # a stopped task from an earlier start
         bundle.clear_recorders(exit_too=True)
+        for f in (bundle.stopping, bundle.restart_json):
+            f.unlink(missing_ok=True)
         if before_create is not None:
             before_create(bundle)
-        bundle.attach_pid.write_text(str(os.getpid()))
+        r, w = os.pipe()
         try:
-            status = runc.run_foreground(cid, bundle.path)
-            bundle.write_exit(status)
+            first = spawn(
+                [
+                    "--runtime",
+                    runc.binary,
+                    "--runtime-root",
+                    str(runc.root),
+                    "--bundle",
+                    str(bundle.path),
+                    "--id",
+                    cid,
+                    "--ready-fd",
+                    str(w),
+                    "--restart",
+                    policy,
+                    *(["--stdin"] if open_stdin else []),
+                    *(["--stdin-once"] if stdin_once else []),
+                    *(["--attach-first"] if attach_first else []),
+                    *(["--on-exit", json.dumps(list(on_exit))] if on_exit else []),
+                ],
+                bundle.shim_log,
+            )
         finally:
-            bundle.attach_pid.unlink(missing_ok=True)
+            os.close(w)
+        with os.fdopen(r) as ready:
+            answer = ready.read()
+        os.waitpid(first, 0)  # the shim forked itself away; this reaps the process we started
+        error = shim_error(cid, answer, bundle)
+        if error is not None:
+            raise error
+        if attach_first:
+            return TaskStatus("created", restarts=0)  # (its process starts once a client attaches)
+        return self.status(cid)
+
+    def attach(
+        self,
+        cid: str,
+        *,
+        stdin: bool,
+        tty: bool,
+        proxy_signals: bool = True,
+        detach_keys: bytes | None = None,
+    ) -> int | None:
+        """Attach our stdio (fds 0, 1, 2) to the running task through its shim
+        (:func:`ctrstore.runtime.attach.attach`); its exit status, or None if we detached
+        (with ``detach_keys``, default Ctrl-P Ctrl-Q) while it runs on."""
+        from ctrstore.runtime.attach import DETACH_KEYS, attach
+
+        status = attach(
+            self.bundle(cid).path,
+            stdin=stdin,
+            tty=tty,
+            proxy_signals=proxy_signals,
+            detach_keys=DETACH_KEYS if detach_keys is None else detach_keys,
+        )
+        if status is None and not self.active(cid):
+            return self.wait(cid, 10)  # the shim went away without a word
         return status
 
     # -- state ---------------------------------------------------------------------------------
     def status(self, cid: str) -> TaskStatus:
+        from ctrstore.runtime.restart import read_record
+
         bundle = self.bundle(cid)
+        restarts = read_record(bundle.restart_json)
         state = self.runc().state(cid) if self.runtime_installed() else None
         if state is not None:
             s = str(state.get("status", "unknown"))
             pid = int(state.get("pid", 0))
             if s != "stopped" and not (s == "running" and not alive(pid)):
                 created = state.get("created")
-                return TaskStatus(s, pid, started_at=created if isinstance(created, str) else None)
+                return TaskStatus(
+                    s,
+                    pid,
+                    restarts=restarts.count,
+                    started_at=created if isinstance(created, str) else None,
+                )
         # The recorder writes exit.json, then removes its pid file: look at them in the
         # other order, so that a recorder seen gone has left its exit.json to be read.
         recorder = bundle.recorder_alive()
         ex = bundle.read_exit()
         if ex is not None:
-            return TaskStatus("stopped", 0, ex[0], ex[1], _started_at(bundle))
+            return TaskStatus(
+                "stopped", 0, ex[0], ex[1], restarts.count, bundle.oom_killed(), _started_at(bundle)
+            )
         if recorder:
+            if restarts.restarting:
+                return TaskStatus("restarting", 0, restarts.last_exit, restarts.at, restarts.count)
             # Still starting the task, or about to record how it ended.
-            return TaskStatus("stopped" if state is not None else "created")
+            return TaskStatus("stopped" if state is not None else "created", restarts=restarts.count)
         if recorder is False or state is not None:
             # The shim was killed, or the machine rebooted: nobody will record an exit
             # status. As containerd does for a dead shim, the task ended with 255.
@@ -244,22 +269,40 @@ class Tasks:
                     bundle.write_exit(LOST_EXIT_STATUS)
                     bundle.clear_recorders()
                 ex = bundle.read_exit()
-            return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None)
+            return TaskStatus("stopped", 0, LOST_EXIT_STATUS, ex[1] if ex else None, restarts.count)
         return TaskStatus("created" if bundle.exists() else "unknown")
 
     def active(self, cid: str) -> bool:
         """Running, or paused, or being started: more output may come."""
         st = self.status(cid).status
-        return st in ("running", "paused") or (st == "created" and bool(self.bundle(cid).recorder_alive()))
+        return st in ("running", "paused", "restarting") or (
+            st == "created" and bool(self.bundle(cid).recorder_alive())
+        )
 
     # -- signals and waiting -------------------------------------------------------------------
-    def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
-        if self.status(cid).status not in ("running", "paused"):
+    def mark_stopping(self, cid: str) -> None:
+        """The user stops the task: its shim must not restart it (``stopping`` marker)."""
+        with contextlib.suppress(OSError):
+            self.bundle(cid).stopping.touch()
+
+    def kill(
+        self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False, final: bool = False
+    ) -> None:
+        """Signal the task's init (all its processes with ``all_processes``). ``final``: the
+        signal is meant to end it (SIGKILL, its stop signal), so its restart policy does not
+        start it again (as docker kill)."""
+        st = self.status(cid)
+        if final and self._live(st, cid):
+            self.mark_stopping(cid)
+            if st.status not in ("running", "paused"):
+                return  # between two runs: the marker is enough
+        if st.status not in ("running", "paused"):
             raise FailedPrecondition(f"container {cid} is not running")
         self.runc().kill(cid, signal, all_processes=all_processes)
 
     def wait(self, cid: str, timeout: float | None = None) -> int:
-        """Block until the task stops; its exit status."""
+        """Block until the task stops (for good: a task its restart policy restarts is waited
+        for until it stops restarting); its exit status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             st = self.status(cid)
@@ -271,20 +314,67 @@ class Tasks:
                 raise Unavailable(f"container {cid} still running after {timeout}s")
             time.sleep(0.05)
 
-    def stop(self, cid: str, timeout: float = 10.0) -> int | None:
-        """SIGTERM to the task's init, then SIGKILL to all its processes after ``timeout``
-        seconds (as nerdctl stop); the exit status if it was running."""
-        if self.status(cid).status not in ("running", "paused"):
-            return None
+    def _live(self, st: TaskStatus, cid: str) -> bool:
+        """Whether the task runs, or will run again: running, paused, restarting, or between
+        two runs of its restart policy (its shim alive, no final exit recorded)."""
+        if st.status in ("running", "paused", "restarting"):
+            return True
+        return st.exit_status is None and bool(self.bundle(cid).recorder_alive())
+
+    def _signal_until_stopped(self, cid: str, signal: str, timeout: float) -> int | None:
+        """Send ``signal`` to the task whenever a run of it is seen (a restart policy may start
+        one more before it sees the ``stopping`` marker) until it has stopped for good or
+        ``timeout`` seconds passed; its exit status, or None on time-out."""
         runc = self.runc()
-        with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
-            runc.kill(cid, "SIGTERM")
-        try:
-            return self.wait(cid, timeout)
-        except Unavailable:
-            with contextlib.suppress(FailedPrecondition):
-                runc.kill(cid, "SIGKILL", all_processes=True)
-            return self.wait(cid, 10)
+        deadline = time.monotonic() + timeout
+        signalled = 0
+        while True:
+            st = self.status(cid)
+            if st.status == "stopped" and st.exit_status is not None:
+                return st.exit_status
+            if not self._live(st, cid):
+                return st.exit_status
+            runs = st.status in ("running", "paused") or (st.status == "created" and signal == "SIGKILL")
+            if runs and st.pid and st.pid != signalled:
+                with contextlib.suppress(FailedPrecondition):  # it exited meanwhile
+                    runc.kill(cid, signal, all_processes=signal == "SIGKILL")
+                    if st.status == "paused" and signal == "SIGKILL":
+                        runc.resume(cid)
+                signalled = st.pid
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def stop(self, cid: str, timeout: float = 10.0, signal: str = "SIGTERM") -> int | None:
+        """``signal`` (the container's stop signal, SIGTERM by default) to the task's init,
+        then SIGKILL to all its processes after ``timeout`` seconds (as docker stop); its
+        restart policy does not start it again. The exit status if it was running."""
+        if not self._live(self.status(cid), cid):
+            return None
+        self.mark_stopping(cid)
+        status = self._signal_until_stopped(cid, signal, timeout)
+        if status is None:
+            status = self._signal_until_stopped(cid, "SIGKILL", 10)
+        if status is None:
+            raise Unavailable(f"container {cid} still running 10 s after SIGKILL")
+        return status
+
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the task (``runc pause``: the freezer cgroup)."""
+        if self.status(cid).status != "running":
+            raise FailedPrecondition(f"container {cid} is not running")
+        self.runc().pause(cid)
+
+    def resume(self, cid: str) -> None:
+        if self.status(cid).status != "paused":
+            raise FailedPrecondition(f"container {cid} is not paused")
+        self.runc().resume(cid)
+
+    def pids(self, cid: str) -> list[int]:
+        """The host pids of the task's processes (``runc ps``)."""
+        if self.status(cid).status not in ("running", "paused"):
+            raise FailedPrecondition(f"container {cid} is not running")
+        return self.runc().ps(cid)
 
     # -- exec and logs -------------------------------------------------------------------------
     def exec(
@@ -301,11 +391,20 @@ class Tasks:
         """Run ``args`` in the running task (``runc exec``); its exit status. ``user`` is a
         name or id, ``[:group]``, resolved in the container's ``/etc/passwd``."""
         from ctrstore.oci.user import resolve_user
+        from ctrstore.runtime.lookpath import check_command
 
-        if self.status(cid).status != "running":
+        st = self.status(cid)
+        if st.status != "running":
             raise FailedPrecondition(f"container {cid} is not running")
         if cwd is not None and not cwd.startswith("/"):
             raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        if not args:
+            raise InvalidArgument("no command given to exec")
+        with contextlib.suppress(OSError, ValueError):
+            spec = json.loads(self.bundle(cid).config_json.read_text())
+            process = spec.get("process", {})
+            env_all = [*process.get("env", []), *(env or [])]
+            check_command(Path(f"/proc/{st.pid}/root"), args[0], env_all, cwd or process.get("cwd", "/"))
         uid_gid: str | None = None
         gids: tuple[int, ...] = ()
         if user:
@@ -355,9 +454,10 @@ class Tasks:
     def run_captured(
         self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False
     ) -> Capture:
-        """:meth:`run_attached` with the process's stdout and stderr captured apart instead of
-        our terminal's (see ``ctrstore.runtime.capture``); the exit status is recorded in
-        ``exit.json`` when it ends. A spec asking for a terminal is refused: a captured run
+        """Run the task in the foreground (``runc run``, no shim: the Python API's
+        ``client.run``) with the process's stdout and stderr captured apart (see
+        ``ctrstore.runtime.capture``); the exit status is recorded in ``exit.json`` when it
+        ends. A spec asking for a terminal is refused: a captured run
         has none (start it detached instead)."""
         if spec.get("process", {}).get("terminal"):
             raise InvalidArgument(f"container {cid} wants a terminal: a captured run has none (detach it)")
@@ -392,22 +492,31 @@ class Tasks:
             raise
 
     def logs(self, cid: str, *, follow: bool = False) -> Iterator[bytes]:
-        """What a detached task wrote; with ``follow``, until it stops."""
-        log = self.bundle(cid).log
-        if not log.exists():
-            return
-        with open(log, "rb") as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if chunk:
-                    yield chunk
-                    continue
-                if not follow or not self.active(cid):
-                    rest = f.read()
-                    if rest:
-                        yield rest
-                    return
-                time.sleep(0.1)
+        """What the task wrote to stdout and stderr, in order (see :meth:`log_entries`)."""
+        for e in self.log_entries(cid, follow=follow):
+            yield e.data
+
+    def log_entries(
+        self,
+        cid: str,
+        *,
+        follow: bool = False,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        tail: int | None = None,
+    ) -> Iterator[LogEntry]:
+        """The task's log (:mod:`ctrstore.runtime.logs`): every line with its stream and time,
+        those from ``since_ns`` to before ``until_ns``, the last ``tail`` of them; with
+        ``follow``, then what comes until the task stops for good."""
+        from ctrstore.runtime.logs import read_log
+
+        return read_log(
+            self.bundle(cid).log,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            tail=tail,
+            follow=(lambda: self.active(cid)) if follow else None,
+        )
 
     # -- delete --------------------------------------------------------------------------------
     def delete(
@@ -420,24 +529,30 @@ class Tasks:
         before_remove: Callable[[Bundle], None] | None = None,
     ) -> None:
         """Remove the task (killed first with ``force``), its cgroups, rootfs mount and
-        bundle. Works after a killed shim or a reboot too. ``task_gone``: the caller knows the
-        runtime has no task left (an attached ``runc run`` returned), so it is not asked.
-        ``before_remove``: called with the bundle once the task is gone, before the bundle is
-        removed (the container's networking is torn down so); if it raises, the bundle stays."""
-        if not task_gone:
+        bundle. Works after a killed shim or a reboot too. A task that stopped for good
+        (``exit.json``) is not asked about again; ``task_gone``: the caller knows the runtime
+        has no task left, so it is not asked at all. ``before_remove``: called with the bundle
+        once the task is gone, before the bundle is removed (the container's networking is torn
+        down so); if it raises, the bundle stays."""
+        bundle = self.bundle(cid)
+        # exit.json is written once a task has stopped for good (start removes an old one).
+        if not task_gone and bundle.read_exit() is None:
             st = self.status(cid)
-            if st.status in ("running", "paused"):
+            if self._live(st, cid):
                 if not force:
                     raise FailedPrecondition(f"container {cid} is {st.status}; stop it first or use --force")
-                with contextlib.suppress(FailedPrecondition):
-                    self.runc().kill(cid, "SIGKILL", all_processes=True)
-                self.wait(cid, 10)
-            if self.runtime_installed():
-                self.runc().delete(cid, force=True)
-        bundle = self.bundle(cid)
+                self.mark_stopping(cid)
+                if self._signal_until_stopped(cid, "SIGKILL", 10) is None:
+                    raise Unavailable(f"container {cid} still running 10 s after SIGKILL")
+        if (
+            not task_gone
+            and self.runtime_installed()
+            and (self.manager.runc_root / self.namespace / cid).exists()
+        ):
+            self.runc().delete(cid, force=True)
         deadline = time.monotonic() + 5
         while bundle.recorder_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.005)  # (a shim that has told its exit is gone within milliseconds)
         if before_remove is not None:
             before_remove(bundle)
         remove_cgroups(spec)
