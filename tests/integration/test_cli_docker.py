@@ -226,20 +226,20 @@ def test_run_pulls_and_names_images_as_docker(tmp_path: Path, registry: Registry
         r = run(store, "run", "--rm", "--hosts-dir", hosts, "alpine", "echo", "hi")
         assert r.stdout == "hi\n"
         assert "Unable to find image 'alpine' locally" in r.stderr and "layer-sha256:" in r.stderr
-        assert run(store, "images", "ls", "-q").stdout == "docker.io/library/alpine:latest\n"
-        # Found by every name docker takes, without pulling again.
         full = "docker.io/library/alpine:latest"
-        [img] = json.loads(f"[{run(store, 'images', 'inspect', 'alpine').stdout}]")
-        digest = img["Target"]["digest"]
+        assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{full}\n"
+        # Found by every name docker takes, without pulling again.
+        [img] = json.loads(run(store, "images", "inspect", "alpine").stdout)
+        digest = img["Id"]
         for ref in ("alpine", "alpine:latest", full, f"alpine@{digest}", digest[7:19], digest):
             r = run(store, "run", "--rm", "--pull", "never", ref, "true", ok=False)
             assert r.returncode == 0, (ref, r.stderr)
             assert "Unable to find" not in r.stderr
         # tag, inspect, export, push, rmi take them too; a new name is normalised.
         run(store, "tag", "alpine", "mine:1")
-        assert "docker.io/library/mine:1" in run(store, "images", "ls", "-q").stdout
+        assert "docker.io/library/mine:1" in run(store, "images", "ls", "--format", "{{.Name}}").stdout
         assert run(store, "run", "--rm", "mine:1", "true").returncode == 0
-        assert json.loads(run(store, "images", "inspect", digest[7:19]).stdout)["Target"]["digest"] == digest
+        assert json.loads(run(store, "images", "inspect", digest[7:19]).stdout)[0]["Id"] == digest
         run(store, "images", "export", str(tmp_path / "a.tar"), "alpine")
         assert tarfile.is_tarfile(tmp_path / "a.tar")
         run(store, "push", "--plain-http", "alpine", registry.ref("copies/alpine:2"))
@@ -247,7 +247,7 @@ def test_run_pulls_and_names_images_as_docker(tmp_path: Path, registry: Registry
         r = run(store, "rmi", digest[7:19], ok=False)
         assert r.returncode == 1 and "2 names" in r.stderr and "--force" in r.stderr
         run(store, "rmi", "mine:1")
-        assert run(store, "images", "ls", "-q").stdout == f"{full}\n"
+        assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == f"{full}\n"
         # --pull always fetches again; --pull never fails for what is not here.
         r = run(store, "run", "--rm", "--pull", "always", "--hosts-dir", hosts, "alpine", "true")
         assert "Unable to find" not in r.stderr and "resolv" in r.stderr
@@ -257,7 +257,7 @@ def test_run_pulls_and_names_images_as_docker(tmp_path: Path, registry: Registry
         assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
         # rmi of an image ID with one name left removes it.
         run(store, "rmi", digest[7:19])
-        assert run(store, "images", "ls", "-q").stdout == ""
+        assert run(store, "images", "ls", "--format", "{{.Name}}").stdout == ""
     finally:
         c = Client(root=store / "root", state=store / "state")
         for ctr in c.containers.store.list():
@@ -276,8 +276,10 @@ def test_limits_are_in_the_cgroup(store: Path) -> None:
         "run", "-d", "--name", box, "-m", "32m", "--memory-swap", "48m", "--cpus", "0.5",
         "--cpu-shares", "512", "--pids-limit", "20", IMAGE, "sleep", "1000",
     )  # fmt: skip
-    spec = inspect(store, box)["Spec"]
-    assert isinstance(spec, dict)
+    info = inspect(store, box)
+    assert info["HostConfig"]["Memory"] == 32 << 20  # type: ignore[index]
+    bundle = store / "state" / "io.containerd.runtime.v2.task" / "default" / str(info["Id"])
+    spec = json.loads((bundle / "config.json").read_text())
     res = spec["linux"]["resources"]
     assert res["memory"]["limit"] == 32 << 20 and res["cpu"] == {
         "quota": 50000,
@@ -330,7 +332,7 @@ def test_restart_on_failure_with_a_limit(store: Path) -> None:
         "-c",
         "echo run; exit 3",
     )
-    wait_for(lambda: state(store, flaky)["Status"] == "stopped", what="the last restart to end")
+    wait_for(lambda: state(store, flaky)["Status"] == "exited", what="the last restart to end")
     info = inspect(store, flaky)
     assert info["RestartCount"] == 2 and state(store, flaky)["ExitCode"] == 3
     assert run(store, "logs", flaky).stdout == "run\nrun\nrun\n"  # three runs, one log
@@ -362,18 +364,18 @@ def test_restart_always_until_stopped(store: Path, policy: str) -> None:
     # ps shows it waiting for its next start as docker does: "Restarting (<last status>) ...".
     wait_for(lambda: "Restarting (1) " in run(store, "ps").stdout, what="ps showing the restart")
     run(store, "stop", loop)
-    assert state(store, loop)["Status"] == "stopped"
+    assert state(store, loop)["Status"] == "exited"
     count = inspect(store, loop)["RestartCount"]
     time.sleep(1)
-    assert inspect(store, loop)["RestartCount"] == count and state(store, loop)["Status"] == "stopped"
+    assert inspect(store, loop)["RestartCount"] == count and state(store, loop)["Status"] == "exited"
     # start runs it under its policy again; kill (SIGKILL) ends it for good too.
     run(store, "start", loop)
     wait_for(lambda: int(str(inspect(store, loop)["RestartCount"])) >= 1, what="a restart after start")
     wait_for(lambda: state(store, loop)["Status"] == "running", what="running again")
     run(store, "kill", loop, ok=False)
-    wait_for(lambda: state(store, loop)["Status"] == "stopped", what="the kill")
+    wait_for(lambda: state(store, loop)["Status"] == "exited", what="the kill")
     time.sleep(0.5)
-    assert state(store, loop)["Status"] == "stopped"
+    assert state(store, loop)["Status"] == "exited"
     run(store, "rm", loop)
     assert_nothing_left(store, loop)
 
@@ -397,7 +399,7 @@ def test_entrypoint_env_file_labels_init(store: Path, tmp_path: Path) -> None:
     assert r.returncode == 125 and "env file" in r.stderr
     labelled = name("lab")
     run(store, "create", "--name", labelled, "-l", "tier=web", "--label", "team=a", IMAGE, "true")
-    labels = inspect(store, labelled)["Labels"]
+    labels = inspect(store, labelled)["Config"]["Labels"]  # type: ignore[index]
     assert isinstance(labels, dict) and labels["tier"] == "web" and labels["team"] == "a"
     run(store, "rm", labelled)
     if not any(shutil.which(n) for n in ("tini-static", "catatonit", "tini", "docker-init")):

@@ -352,9 +352,9 @@ def test_killed_shim_then_start_then_rm(busybox_store: Path, tn: ScratchNetwork)
 def test_gc_and_check_repair_tear_down_what_a_crashed_run_left(
     busybox_store: Path, tn: ScratchNetwork
 ) -> None:
-    """An attached run killed with -9 leaves its container running and attached; once the
-    container is gone too, check reports its networking and check --repair (or gc) tears it
-    down."""
+    """A container whose shim was killed with -9 (an attached run killed too) runs on,
+    attached, with nobody to detach it when it ends; once the container is gone too, check
+    reports its networking and check --repair (or gc) tears it down."""
     store = busybox_store
     names = [unique_name("crash"), unique_name("crash")]
     ips = []
@@ -373,9 +373,12 @@ def test_gc_and_check_repair_tear_down_what_a_crashed_run_left(
         ips.append(settings(store, name)["IPAddress"])
         run.kill()
         run.wait(CLI_TIMEOUT)
-    # The container outlives its run; its task is killed too (say, by an OOM killer).
+    # The container outlives its run; its shim is killed, then its task (say, by an OOM
+    # killer): nobody records the exit or detaches it.
     runc_root = store / "state" / "runc" / "default"
+    tasks = store / "state" / "io.containerd.runtime.v2.task" / "default"
     for name in names:
+        os.kill(int((tasks / name / "shim.pid").read_text()), signal.SIGKILL)
         r = subprocess.run(
             ["runc", "--root", str(runc_root), "state", name],
             capture_output=True,

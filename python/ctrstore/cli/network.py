@@ -50,10 +50,10 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
             "--publish",
             "-p",
             multiple=True,
-            metavar="[IP:][HOST:]CONTAINER[/PROTO]",
-            help="Publish a container port on the host through the network's portmap (also on 127.0.0.1): "
-            "-p 8080:80 (all addresses), -p 127.0.0.1:8080:80, -p 80 (a free host port), "
-            "-p 8000-8001:80-81, -p 53:53/udp.",
+            metavar="PORT",
+            help="Publish a container port on the host through the network's portmap (also on 127.0.0.1), "
+            "as [IP:][HOST:]CONTAINER[/PROTO]: -p 8080:80 (all addresses), -p 127.0.0.1:8080:80, "
+            "-p 80 (a free host port), -p 8000-8001:80-81, -p 53:53/udp.",
         ),
         click.option(
             "--ip", metavar="IPv4", help="The container's address on its (one) network, e.g. 10.4.0.50."

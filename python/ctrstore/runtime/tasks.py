@@ -259,7 +259,13 @@ class Tasks:
         if recorder:
             if restarts.restarting:
                 return TaskStatus("restarting", 0, restarts.last_exit, restarts.at, restarts.count)
-            # Still starting the task, or about to record how it ended.
+            if bundle.init_pid.exists():
+                # Its process has ended and the shim is recording how (after detaching it from
+                # its networks): until exit.json says so it counts as running, as docker's
+                # container does until containerd's exit event, so that "exited" always comes
+                # with its exit status.
+                return TaskStatus("running", 0, restarts=restarts.count)
+            # Still starting the task.
             return TaskStatus("stopped" if state is not None else "created", restarts=restarts.count)
         if recorder is False or state is not None:
             # The shim was killed, or the machine rebooted: nobody will record an exit
