@@ -336,6 +336,36 @@ def test_rmi_refuses_an_image_in_use(busybox_store: Path) -> None:
     assert snapshot_dirs(store) == []
 
 
+def test_rmi_takes_what_images_q_prints(busybox_store: Path) -> None:
+    """docker's rmi takes an image ID, or a unique prefix of it, as ``images -q`` prints it:
+    one function (``ImageStore.lookup``, through ``housekeeping.image_names``) finds images
+    for rmi, inspect and the API's ``images.get``."""
+    store = busybox_store
+    [image_id] = run(store, "images", "-q").stdout.split()
+    assert run(store, "inspect", "--type", "image", "-f", "{{.Id}}", image_id).stdout.strip()
+    # An ID naming an image of two names removes both, and only with -f (docker's rule).
+    run(store, "tag", IMAGE, "localhost/other:1")
+    assert run(store, "images", "-q").stdout.split() == [image_id, image_id]
+    r = run(store, "rmi", image_id, ok=False)
+    one_line_error(r, "failed precondition", image_id, IMAGE, "localhost/other:1", "rmi -f")
+    assert run(store, "rmi", "localhost/other:1").stdout == "localhost/other:1\n"
+    # A container made from the image by its ID prefix holds the image by its name.
+    user = unique_name("user")
+    run(store, "create", "--name", user, image_id[:6], "true")
+    r = run(store, "rmi", image_id, ok=False)
+    one_line_error(r, "failed precondition", IMAGE, user)
+    run(store, "rm", user)
+    c = store_client(store)
+    try:
+        assert c.images.get(image_id[:5]).name == IMAGE  # the API's images.get too
+    finally:
+        c.close()
+    r = run(store, "rmi", f"sha256:{image_id}")
+    assert r.stdout == f"{IMAGE}\n" and reclaimed(r.stderr) != "0B"
+    assert run(store, "images", "-q").stdout == ""
+    one_line_error(run(store, "rmi", image_id, ok=False), "not found", image_id)
+
+
 def test_image_prune_takes_dangling_images_only(busybox_store: Path) -> None:
     store = busybox_store
     digest_name = "localhost/busybox@sha256:" + "1" * 64

@@ -159,10 +159,10 @@ def ls(
 
 
 def _inspect_image(st: State, ref: str, size: bool) -> dict[str, Any]:
-    from ctrstore.client.dockercompat import find_image, image_inspect
+    from ctrstore.client.dockercompat import image_inspect
 
     client = st.client()
-    return image_inspect(client, find_image(client, ref))
+    return image_inspect(client, client.images.lookup(ref))
 
 
 def _image_names(st: State) -> list[str]:
@@ -181,7 +181,8 @@ images.add_command(inspect_command("image", help="Show images as docker's JSON (
     "--force",
     "-f",
     is_flag=True,
-    help="Remove images that containers were made from (they keep their layers).",
+    help="Remove images that containers were made from (they keep their layers), and every name "
+    "of an image given by an ID it has several names for.",
 )
 @click.option(
     "--no-prune", is_flag=True, help="Leave the blobs and snapshots to a later `ctrstore gc` (no gc now)."
@@ -191,10 +192,13 @@ images.add_command(inspect_command("image", help="Show images as docker's JSON (
 def rm(st: State, names: tuple[str, ...], force: bool, no_prune: bool, run_gc: bool) -> None:
     """Remove images, and free the space they held at once.
 
-    Each NAME is removed, then garbage collection frees the blobs and unpacked layers that no
-    other image, container or lease holds (shared layers stay), and the space freed is
-    printed on stderr. An image a container was made from is refused unless --force; every
-    name is checked first, so a refusal removes none.
+    NAME is an image as docker's rmi takes it: a name (busybox is
+    docker.io/library/busybox:latest), name@sha256:..., or an image ID (a unique prefix of
+    what `images -q` prints), which removes every name of that image (--force when there are
+    several). Then garbage collection frees the blobs and unpacked layers that no other
+    image, container or lease holds (shared layers stay), and the space freed is printed on
+    stderr. An image a container was made from is refused unless --force; every name is
+    checked first, so a refusal removes none.
     """
     from ctrstore.client.housekeeping import remove_images
 

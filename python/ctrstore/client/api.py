@@ -290,17 +290,6 @@ class Containers(ContainerManager):
 # Images
 
 
-def _normalized(name: str) -> str | None:
-    """``name`` as a registry reference normalises (``busybox`` is
-    ``docker.io/library/busybox:latest``); None if it is not one."""
-    from ctrstore.remotes.reference import normalize
-
-    try:
-        return normalize(name)
-    except InvalidArgument:
-        return None
-
-
 class Images(ImageStore):
     """The namespace's image store whose ``get`` and ``list`` give
     :class:`~ctrstore.client.objects.ImageView`\\ s (records with ``id``, ``tags``,
@@ -309,23 +298,15 @@ class Images(ImageStore):
     def __init__(self, store: ImageStore, content: Provider, platform: Platform | None = None) -> None:
         super().__init__(store.db, store.namespace, lease=store.lease)
         self.source = ImageSource(content, self, platform)
+        self._records = ImageStore(store.db, store.namespace, lease=store.lease)
 
     def get(self, name: str) -> ImageView:
-        """The image ``name``: as stored, else as it normalises as a registry reference
-        (``busybox`` finds ``docker.io/library/busybox:latest``, as a pull names it)."""
-        try:
-            img = super().get(name)
-        except NotFound:
-            normalized = _normalized(name)
-            if normalized is None or normalized == name:
-                raise
-            try:
-                img = super().get(normalized)
-            except NotFound:
-                raise NotFound(
-                    f"image {name!r} (or {normalized!r}) not found in namespace {self.namespace!r}"
-                ) from None
-        return ImageView.of(img, self.source)
+        """The image a docker user means by ``name`` (docker-py's ``images.get``): its name
+        as stored, the name as a registry reference normalises (``busybox`` finds
+        ``docker.io/library/busybox:latest``, as a pull names it), ``repo@sha256:...``, or its
+        ID, a unique prefix of the target's digest (what ``images -q`` prints); see
+        :meth:`ImageStore.lookup`. NotFound if there is none."""
+        return ImageView.of(self._records.lookup(name), self.source)
 
     def list(self, *filters: str) -> builtins.list[ImageView]:  # type: ignore[override]
         # (A list of ImageView is a list of Image to every reader; the base's return type is

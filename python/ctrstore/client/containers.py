@@ -144,6 +144,7 @@ class ContainerManager:
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
         image = self.images.get(image_name)
+        image_name = image.name  # as stored (not an ID or short name): what rmi and prune look for
         try:
             self.store.get(cid)
             raise AlreadyExists(f"container {cid!r} already exists")

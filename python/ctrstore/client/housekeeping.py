@@ -54,6 +54,7 @@ __all__ = [
     "collect",
     "dangling",
     "disk_usage",
+    "image_names",
     "images_in_use",
     "prune_containers",
     "prune_images",
@@ -213,18 +214,51 @@ def _names(client: Client, ids: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+def _by_id(ref: str, image: Image) -> bool:
+    """Whether ``ref`` named ``image`` by its ID (a prefix of its target's digest, as ``images
+    -q`` prints it), not by one of its names."""
+    hexpart = ref.removeprefix("sha256:")
+    return (
+        ref != image.name
+        and re.fullmatch(r"[0-9a-f]{1,64}", hexpart) is not None
+        and image.target.digest.startswith("sha256:" + hexpart)
+    )
+
+
+def image_names(client: Client, refs: Sequence[str], *, force: bool = False) -> list[str]:
+    """The names ``rmi REF...`` removes: each REF as a docker user gives it (a name, the name
+    as a registry reference normalises, ``repo@sha256:...``, or an image ID: what ``images
+    -q`` prints; see :meth:`~ctrstore.metadata.images.ImageStore.lookup`). An ID removes every
+    name of the image, which docker asks ``force`` for when there are several
+    (FailedPrecondition naming them). NotFound for a REF that names nothing."""
+    store = client.images
+    out: dict[str, None] = {}
+    for ref in refs:
+        img = store.lookup(ref)
+        if not _by_id(ref, img):
+            out[img.name] = None
+            continue
+        same = sorted(i.name for i in store.list() if i.target.digest == img.target.digest)
+        if len(same) > 1 and not force:
+            raise FailedPrecondition(
+                f"image {ref} has {len(same)} names ({', '.join(same)}): remove them by name, "
+                "or force with rmi -f to remove them all"
+            )
+        out.update(dict.fromkeys(same))
+    return list(out)
+
+
 def remove_images(
     client: Client, names: Sequence[str], *, force: bool = False, prune: bool = True
 ) -> RemoveReport:
-    """``rmi``: remove images by name, then (``prune``) run gc so the space they held comes
-    back at once. An image a container of this namespace was made from is refused
-    (FailedPrecondition naming the containers) unless ``force`` — the container keeps its
-    snapshots either way, so only the image's blobs and the layers no one else uses go.
-    Every name is checked before any is removed: one missing or in use removes none."""
+    """``rmi``: remove images (each as :func:`image_names` finds it: by name or ID), then
+    (``prune``) run gc so the space they held comes back at once. An image a container of
+    this namespace was made from is refused (FailedPrecondition naming the containers) unless
+    ``force`` — the container keeps its snapshots either way, so only the image's blobs and
+    the layers no one else uses go. Every name is checked before any is removed: one missing
+    or in use removes none."""
     store = client.images
-    wanted = list(dict.fromkeys(names))
-    for n in wanted:
-        store.get(n)  # NotFound names it
+    wanted = image_names(client, names, force=force)
     if not force:
         users = images_in_use(client)
         for n in wanted:
