@@ -443,9 +443,11 @@ def test_import_from_stdin_and_terminals_refused(busybox_store: Path, tmp_path: 
 
 def test_ctr_aliases_and_docker_names(busybox_store: Path) -> None:
     store = busybox_store
-    listing = run(store, "images", "ls").stdout
+    stable = ("--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}")  # not CREATED: it moves
+    listing = run(store, "images", "ls", *stable).stdout
+    assert listing.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "SIZE", *listing.split()[5:]]
     for args in (["i", "ls"], ["images", "list"], ["image", "list"]):
-        assert run(store, *args).stdout == listing
+        assert run(store, *args, *stable).stdout == listing
     web = unique_name("web")
     run(store, "run", "-d", "--name", web, IMAGE, "sleep", "1000")
     assert run(store, "c", "list", "-q").stdout.strip() == web
@@ -454,6 +456,7 @@ def test_ctr_aliases_and_docker_names(busybox_store: Path) -> None:
     assert tasks[0].split() == ["TASK", "PID", "STATUS"] and tasks[1].split()[::2] == [web, "RUNNING"]
     run(store, "tasks", "kill", "-s", "KILL", web)
     wait_for(lambda: web not in run(store, "ps", "-q").stdout)
+    assert run(store, "t", "ls").stdout.splitlines()[1].split()[::2] == [web, "STOPPED"]  # ctr's word
     run(store, "c", "del", web)
     run(store, "tag", IMAGE, "localhost/x:1")
     run(store, "i", "remove", "localhost/x:1")

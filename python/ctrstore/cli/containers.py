@@ -97,8 +97,10 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
     mgr = client.containers
     cid = _create(st, **create_args)
     if detach:
+        from ctrstore.client.api import remove_command
+
         try:
-            mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None)
+            mgr.start(cid, on_exit=remove_command(client, cid) if remove else None)
         except BaseException:
             mgr.delete(cid, force=True, volumes=True)
             raise
@@ -113,16 +115,6 @@ def run(st: State, /, detach: bool, remove: bool, **create_args: Any) -> None:
     if remove:  # `runc run` deleted its task when the process exited
         mgr.delete(cid, force=True, task_gone=True, volumes=True)
     sys.exit(status)
-
-
-def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
-    """The command the shim runs when a ``run -d --rm`` container exits."""
-    client = st.client()
-    argv = [sys.executable, "-m", "ctrstore"]
-    if client.config.source:
-        argv += ["--config", client.config.source]
-    argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", namespace]
-    return [*argv, "rm", "--force", "--volumes", cid]
 
 
 @click.command("create", context_settings={"allow_interspersed_args": False})

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
 from ctrstore.errdefs import AlreadyExists, InvalidArgument, NotFound
@@ -45,11 +45,35 @@ if TYPE_CHECKING:
     from ctrstore.unpack import UnpackResult
     from ctrstore.volumes import VolumeStore
 
-__all__ = ["EXITED", "RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
+__all__ = [
+    "EXITED",
+    "RUNTIME_NAME",
+    "ContainerManager",
+    "ContainerStatus",
+    "container_status",
+    "new_id_and_name",
+]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
 EXITED = "exited"
 """A container whose task has ended, as docker says it (containerd's task status ``stopped``)."""
+
+ContainerStatus = Literal["created", "running", "paused", "exited"]
+"""A container's status in docker's words."""
+
+
+def container_status(task: TaskStatus) -> ContainerStatus:
+    """Docker's word for a task's status: ``stopped`` is ``exited``; ``creating`` and
+    ``unknown`` (no bundle and no exit record: /run was emptied by a reboot before the task
+    ever ran) are ``created``, as the container can be started."""
+    s = task.status
+    if s == "running":
+        return "running"
+    if s == "paused":
+        return "paused"
+    if s in ("stopped", EXITED):
+        return "exited"
+    return "created"
 
 
 def new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
@@ -216,11 +240,11 @@ class ContainerManager:
         return self.tasks.run_attached(cid, c.spec, self._mounts(c), fresh=fresh)
 
     def status(self, cid: str) -> TaskStatus:
-        """The container's task status in docker's words: ``created``, ``running``,
-        ``paused``, ``exited`` (what containerd and the runtime call ``stopped``) or
-        ``unknown`` (no bundle: /run was emptied by a reboot)."""
+        """The container's task status in docker's words (:func:`container_status`):
+        ``created``, ``running``, ``paused`` or ``exited`` (what containerd and the runtime
+        call ``stopped``). ``self.tasks.status`` gives the runtime's own words."""
         st = self.tasks.status(cid)
-        return replace(st, status=EXITED) if st.status == "stopped" else st
+        return replace(st, status=container_status(st))
 
     def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
         self.store.get(cid)
