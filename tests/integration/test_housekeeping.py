@@ -500,3 +500,45 @@ def test_info_and_version(busybox_store: Path) -> None:
     assert json.dumps(doc)  # plain JSON
     out = run(store, "version").stdout
     assert re.search(r"^ Version:\s+\d+\.\d+\.\d+", out, re.M) and "runc:" in out
+    # --format, as docker's: json (one line) or a Go template over docker's fields.
+    assert json.loads(run(store, "info", "--format", "json").stdout)["Volumes"] == 1
+    assert run(store, "system", "info", "-f", "{{.Driver}} {{.ContainersStopped}}").stdout == "overlayfs 1\n"
+    v = json.loads(run(store, "version", "--format", "{{json .}}").stdout)
+    assert set(v) == {"Client", "Server"} and re.fullmatch(r"\d+\.\d+\.\d+", v["Client"]["Version"])
+    assert run(store, "version", "-f", "{{.Client.Version}}").stdout.strip() == v["Client"]["Version"]
+    one_line_error(run(store, "info", "--format", "table {{.Driver}}", ok=False), "invalid argument", "table")
+
+
+def test_system_df_format(busybox_store: Path) -> None:
+    """``system df --format '{{json .}}'``: docker's fields (``Type``, ``TotalCount``,
+    ``Active``, ``Size``, ``Reclaimable``) as docker prints them; ``-v --format json`` the
+    whole usage, sizes in bytes."""
+    store = busybox_store
+    run(store, "volume", "create", "v1")
+    du = df(store)
+    lines = run(store, "system", "df", "--format", "{{json .}}").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["Type"] for r in rows] == ["Images", "Containers", "Local Volumes", "Other"]
+    images = rows[0]
+    assert set(images) == {"Type", "TotalCount", "Active", "Size", "Reclaimable"}
+    assert (images["TotalCount"], images["Active"], images["Size"]) == ("1", "0", docker_size(du.images.size))
+    assert images["Reclaimable"] == f"{docker_size(du.images.reclaimable)} (100%)"
+    assert rows[2]["TotalCount"] == "1"
+    assert run(store, "system", "df", "--format", "json").stdout.splitlines() == lines
+    out = run(store, "system", "df", "--format", "table {{.Type}}\t{{.TotalCount}}").stdout.splitlines()
+    assert out[0].split() == ["TYPE", "TOTAL"] and out[1].split() == ["Images", "1"]
+    table = run(store, "system", "df").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    verbose = json.loads(run(store, "system", "df", "-v", "--format", "json").stdout)
+    assert verbose == du_json(store)
+    assert [i["Repository"] for i in verbose["Images"]] == [IMAGE.rpartition(":")[0]]
+    assert verbose["Summary"][0]["Size"] == du.images.size
+    assert run(store, "system", "df", "-v", "--format", "{{len .Volumes}}").stdout == "1\n"
+
+
+def du_json(store: Path) -> dict[str, object]:
+    c = store_client(store)
+    try:
+        return disk_usage(c, verbose=True).to_json()
+    finally:
+        c.close()

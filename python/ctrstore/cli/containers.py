@@ -16,6 +16,7 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list
+from ctrstore.cli._prune import prune_options
 from ctrstore.cli._run_flags import expand_env, net_mode, parse_mount, parse_volume
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.client.containers import new_id_and_name
@@ -454,14 +455,7 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
 
 
 @click.command("prune")
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, force: bool, filters: tuple[str, ...]) -> None:
     """Remove every stopped container and free the space of their writable layers."""

@@ -17,7 +17,7 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, labels_text, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list, write_table
-from ctrstore.cli._prune import confirm, docker_size, print_prune
+from ctrstore.cli._prune import confirm, docker_size, print_prune, prune_options
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound
 from ctrstore.labels import parse_assignments
@@ -213,14 +213,7 @@ def rm(st: State, names: tuple[str, ...], force: bool, no_prune: bool, run_gc: b
 @click.option(
     "--all", "-a", "all_", is_flag=True, help="Remove every image no container uses, not only dangling ones."
 )
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images and free their space.

@@ -471,16 +471,6 @@ def _sum(us: Iterable[Unit]) -> int:
     return sum(u.size for u in us)
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """``(repository, tag)`` of an image name as docker shows them (``<none>`` for none)."""
-    base = name.partition("@")[0]
-    slash = base.rfind("/")
-    colon = base.rfind(":")
-    if colon > slash:
-        return base[:colon], base[colon + 1 :]
-    return base or "<none>", "<none>"
-
-
 def disk_usage(client: Client, *, verbose: bool = False) -> DiskUsage:
     """``system df`` for this client's namespace (see the module's docstring). Each blob,
     snapshot and ingest on disk is counted in one row: Images if an image of this namespace
@@ -574,7 +564,7 @@ def disk_usage(client: Client, *, verbose: bool = False) -> DiskUsage:
     )
     du = DiskUsage(img_row, ctr_row, vol_row, other_row, volume_rows=vol_rows)
     if verbose:
-        _verbose(du, client, reach, images, containers, used, active_ctrs, all_units, other_units, garbage)
+        _verbose(du, client, reach, images, containers, used, all_units, other_units, garbage)
         if other_volume_bytes:
             du.other_rows.append({"Kind": "other volumes", "Count": 0, "Size": other_volume_bytes})
     return du
@@ -587,12 +577,14 @@ def _verbose(
     images: Sequence[Image],
     containers: list[Container],
     used: Mapping[str, list[str]],
-    active: set[str],
     all_units: list[Unit],
     other_units: list[Unit],
     garbage: list[Unit],
 ) -> None:
+    from ctrstore.client.dockercompat import repo_tag
+
     ns = client.namespace
+    mgr = client.containers
     per_image: dict[str, list[Unit]] = {}
     count: dict[Unit, int] = {}
     for img in images:
@@ -604,7 +596,7 @@ def _verbose(
     for img in images:
         mine = per_image[img.name]
         shared = _sum(u for u in mine if count[u] > 1)
-        repo, tag = _split_name(img.name)
+        repo, tag = repo_tag(img.name)
         du.image_rows.append(
             {
                 "Repository": repo,
@@ -642,8 +634,8 @@ def _verbose(
                 "LocalVolumes": len(vols),
                 "Size": size,
                 "CreatedAt": c.created_at.isoformat() if c.created_at else None,
-                "State": "running" if c.id in active else "exited",
-                "Names": client.containers.name_of(c),
+                "State": mgr.status(c.id).status,
+                "Names": mgr.name_of(c),
             }
         )
     # Other: what holds each unit, first match wins.
