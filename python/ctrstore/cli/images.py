@@ -309,6 +309,12 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     image fails naming the missing blob. OUT appears only when the archive is whole. A
     terminal is refused as - (redirect stdout, or give a file).
     """
+    export_to(st, out, names)
+
+
+def export_to(st: State, out: str, names: tuple[str, ...]) -> None:
+    """Write images ``names`` (as users name them) as one OCI layout tar to ``out``: stdout
+    for ``-`` (not a terminal), else a file that appears only when the archive is whole."""
     client = st.client()
     if out == "-":
         refuse_terminal(sys.stdout)

@@ -366,6 +366,9 @@ def prune_volumes(client: Client, *, all: bool = False, filters: Iterable[str] =
 
 @dataclass(frozen=True)
 class SystemPruneReport:
+    """What ``system prune`` (``Client.prune``) removed: one :class:`PruneReport` per kind
+    (``volumes`` and ``networks`` None when they were not pruned)."""
+
     containers: PruneReport
     images: PruneReport
     volumes: PruneReport | None = None
@@ -373,6 +376,7 @@ class SystemPruneReport:
 
     @property
     def space_reclaimed(self) -> int:
+        """The bytes every step gave back, together."""
         return sum(
             r.space_reclaimed for r in (self.containers, self.images, self.volumes, self.networks) if r
         )
