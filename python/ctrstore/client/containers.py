@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ctrstore.client import networks
 from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
@@ -54,11 +54,35 @@ if TYPE_CHECKING:
     from ctrstore.unpack import UnpackResult
     from ctrstore.volumes import VolumeStore
 
-__all__ = ["EXITED", "RUNTIME_NAME", "ContainerManager", "new_id_and_name"]
+__all__ = [
+    "EXITED",
+    "RUNTIME_NAME",
+    "ContainerManager",
+    "ContainerStatus",
+    "container_status",
+    "new_id_and_name",
+]
 
 RUNTIME_NAME = "io.containerd.runc.v2"
 EXITED = "exited"
 """A container whose task has ended, as docker says it (containerd's task status ``stopped``)."""
+
+ContainerStatus = Literal["created", "running", "paused", "exited"]
+"""A container's status in docker's words."""
+
+
+def container_status(task: TaskStatus) -> ContainerStatus:
+    """Docker's word for a task's status: ``stopped`` is ``exited``; ``creating`` and
+    ``unknown`` (no bundle and no exit record: /run was emptied by a reboot before the task
+    ever ran) are ``created``, as the container can be started."""
+    s = task.status
+    if s == "running":
+        return "running"
+    if s == "paused":
+        return "paused"
+    if s in ("stopped", EXITED):
+        return "exited"
+    return "created"
 
 
 def new_id_and_name(name: str | None, image: str) -> tuple[str, str]:
@@ -161,6 +185,7 @@ class ContainerManager:
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
         image = self.images.get(image_name)
+        image_name = image.name  # as stored (not an ID or short name): what rmi and prune look for
         try:
             self.store.get(cid)
             raise AlreadyExists(f"container {cid!r} already exists")
@@ -258,11 +283,11 @@ class ContainerManager:
             up.undo()  # the process has exited: detach it (a crashed run leaves it to rm, gc)
 
     def status(self, cid: str) -> TaskStatus:
-        """The container's task status in docker's words: ``created``, ``running``,
-        ``paused``, ``exited`` (what containerd and the runtime call ``stopped``) or
-        ``unknown`` (no bundle: /run was emptied by a reboot)."""
+        """The container's task status in docker's words (:func:`container_status`):
+        ``created``, ``running``, ``paused`` or ``exited`` (what containerd and the runtime
+        call ``stopped``). ``self.tasks.status`` gives the runtime's own words."""
         st = self.tasks.status(cid)
-        return replace(st, status=EXITED) if st.status == "stopped" else st
+        return replace(st, status=container_status(st))
 
     def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
         self.store.get(cid)

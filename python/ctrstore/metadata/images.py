@@ -6,6 +6,7 @@ An image is a gc root: its target, and everything the target's labels reference,
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -205,3 +206,52 @@ class ImageStore:
             ).rowcount
             if n == 0:
                 raise NotFound(f"image {name!r} not found in namespace {self.namespace!r}")
+
+    def lookup(self, ref: str) -> Image:
+        """The image a user means by ``ref``, as docker and nerdctl find one (``rmi``,
+        ``tag``, ``inspect``, ``run``, ``push``, ``export`` all take it so):
+
+        1. the name as stored (``app:1`` names an image imported as ``app:1``);
+        2. the normalised reference: ``alpine``, ``alpine:latest`` and
+           ``docker.io/library/alpine:latest`` are one image, as a pull names it;
+        3. ``name@sha256:<digest>``: an image of that repository whose target is that digest;
+        4. an image ID: a prefix (with or without ``sha256:``) of the target's digest, the
+           manifest or index digest nerdctl shows as IMAGE ID.
+
+        NotFound if nothing matches; InvalidArgument if an ID prefix fits several images that
+        are not one (different targets)."""
+        import re
+
+        from ctrstore.remotes.reference import parse
+
+        with contextlib.suppress(NotFound):
+            return self.get(ref)
+        try:
+            parsed = parse(ref)
+        except InvalidArgument:
+            parsed = None
+        if parsed is not None:
+            norm = str(parsed.docker_ref())
+            if norm != ref:
+                with contextlib.suppress(NotFound):
+                    return self.get(norm)
+            if parsed.digest:
+                for img in self.list():
+                    if img.target.digest != parsed.digest:
+                        continue
+                    try:
+                        if parse(img.name).name == parsed.name:
+                            return img
+                    except InvalidArgument:
+                        continue
+        prefix = ref.removeprefix("sha256:")
+        if re.fullmatch(r"[0-9a-f]{1,64}", prefix):
+            found = [i for i in self.list() if i.target.digest.startswith("sha256:" + prefix)]
+            targets = {i.target.digest for i in found}
+            if len(targets) == 1:
+                return found[0]
+            if len(targets) > 1:
+                raise InvalidArgument(
+                    f"image ID {ref!r} is ambiguous: {len(targets)} images start with it; give more of it"
+                )
+        raise NotFound(f"no such image: {ref} (not found in namespace {self.namespace!r})")
