@@ -11,6 +11,7 @@ store on this machine. Every container is removed by the ``api`` fixture's teard
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import shutil
 import time
@@ -44,6 +45,7 @@ from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
 from tests.support.cli import run, unique_name
 from tests.support.images import BUSYBOX, busybox_image
+from tests.support.network import cni_available, leftovers, make_test_network, remove_test_network
 
 pytestmark = [
     pytest.mark.root,
@@ -304,6 +306,55 @@ def test_run_detached_and_removed_goes_when_it_exits(api: Client) -> None:
     c = api.run(BUSYBOX, ["sh", "-c", "sleep 0.5"], detach=True, remove=True)
     assert c.status in ("running", "exited")
     _until(lambda: api.containers.list(all=True) == [], timeout=30)
+
+
+@pytest.mark.skipif(cni_available() is not None, reason=str(cni_available()))
+def test_run_attaches_to_networks_as_the_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``client.run`` puts a container on the default network unasked, as ``ctrstore run``
+    does (eth0 with an address on bridge's subnet), ``network="none"`` (or ``network_mode``)
+    gives loopback only; ``network`` is read as ``--network`` is; a captured run's networking
+    is torn down when it returns, a detached one's when it stops."""
+    for var in ("CTRSTORE_CONFIG", "CTRSTORE_ROOT", "CTRSTORE_STATE", "CTRSTORE_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+    tn = make_test_network(tmp_path / "net")  # this test's "bridge"
+    monkeypatch.setenv("NETCONFPATH", str(tn.conf_dir))
+    store = tmp_path / "store"
+    try:
+        with Client(root=store / "root", state=store / "state") as client:
+            busybox_image(client.content, client.images, BUSYBOX)
+            name = unique_name("apinet")
+            r = client.run(BUSYBOX, "sh -c 'ip -o -4 addr'", name=name)  # kept: its rm does not detach it
+            assert (r.exit_code, r.stderr) == (0, b"")
+            addrs = {line.split()[1]: line.split()[3] for line in r.stdout.decode().splitlines()}
+            assert sorted(addrs) == ["eth0", "lo"]
+            ip, _, prefix = addrs["eth0"].partition("/")
+            assert ipaddress.ip_address(ip) in tn.subnet and prefix == str(tn.subnet.prefixlen)
+            assert leftovers(tn, f"default-{name}", [ip], store) == []
+            client.containers.get(name).remove()
+            for kwargs in ({"network": "none"}, {"network_mode": "none"}, {"network": ["private"]}):
+                r = client.run(BUSYBOX, "ls /sys/class/net", remove=True, **kwargs)
+                assert (r.exit_code, r.stdout, r.stderr) == (0, b"lo\n", b""), kwargs
+            # Detached, on the network by name: attached while it runs, detached once stopped.
+            c = client.run(BUSYBOX, "sleep 1000", detach=True, name=unique_name("apinet"), network="bridge")
+            ip = client.containers.network_settings(c.id)["IPAddress"]
+            assert ipaddress.ip_address(ip) in tn.subnet
+            c.stop(timeout=0)
+            assert leftovers(tn, f"default-{c.id}", [ip], store) == []
+            c.remove()
+            # The CLI's rules, the CLI's words.
+            with pytest.raises(InvalidArgument, match="cannot be combined"):
+                client.run(BUSYBOX, "true", network=["none", "bridge"])
+            with pytest.raises(InvalidArgument, match="either network or network_mode"):
+                client.run(BUSYBOX, "true", network="none", network_mode="host")
+            with pytest.raises(NotFound, match="no-such-net"):
+                client.run(BUSYBOX, "true", network="no-such-net")
+            assert client.containers.list(all=True) == []
+    finally:
+        with Client(root=store / "root", state=store / "state") as after:
+            for ctr in after.containers.store.list():
+                with suppress(Exception):
+                    after.containers.delete(ctr.id, force=True)
+        remove_test_network(tn)
 
 
 # -- containers ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
+from ctrstore.client import networks
 from ctrstore.client.containers import EXITED, ContainerManager, new_id_and_name
 from ctrstore.client.mounts import VolumesArg, volume_mounts
 from ctrstore.client.objects import (
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
     from ctrstore.client.client import Client
     from ctrstore.content import Provider
     from ctrstore.images.platforms import Platform
+    from ctrstore.network import NetworkOptions
 
-__all__ = ["Containers", "Images", "RunOptions", "remove_command", "spec_options"]
+__all__ = ["Containers", "Images", "RunOptions", "remove_command", "run_network", "spec_options"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +71,9 @@ class RunOptions(TypedDict, total=False):
     ``hostname``        → ``hostname``
     ``tty``             → ``tty`` (detached runs only: a captured run has no terminal)
     ``read_only``       → ``read_only`` (the root file system)
-    ``network_mode``    ``"private"`` (default), ``"none"``, ``"host"`` → ``net``
+    ``network_mode``    ``"bridge"`` (or ``"private"``; the default), ``"none"``, ``"host"``
+                        → ``net``; ``run`` attaches the container as it says (a
+                        ``network=`` argument of ``run`` instead: any network, as ``--network``)
     ``privileged``      → ``privileged``
     ``cap_add``         → ``cap_add`` (``"NET_ADMIN"``, ``"CAP_SYS_TIME"``, ``"ALL"``)
     ``cap_drop``        → ``cap_drop``
@@ -84,7 +88,7 @@ class RunOptions(TypedDict, total=False):
     hostname: str
     tty: bool
     read_only: bool
-    network_mode: NetMode
+    network_mode: NetMode | Literal["bridge"]
     privileged: bool
     cap_add: Sequence[str]
     cap_drop: Sequence[str]
@@ -105,12 +109,37 @@ def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[R
         hostname=options.get("hostname"),
         tty=bool(options.get("tty", False)),
         read_only=bool(options.get("read_only", False)),
-        net=options.get("network_mode", "private"),
+        net=_net_mode(options.get("network_mode", "private")),
         mounts=[*volume_mounts(options.get("volumes", [])), *options.get("mounts", [])],
         privileged=bool(options.get("privileged", False)),
         cap_add=list(options.get("cap_add", [])),
         cap_drop=list(options.get("cap_drop", [])),
     )
+
+
+_NET_MODES: dict[str, NetMode] = {"bridge": "private", "private": "private", "host": "host", "none": "none"}
+
+
+def _net_mode(mode: str) -> NetMode:
+    if mode not in _NET_MODES:
+        raise InvalidArgument(f"network_mode {mode!r}: use bridge, host or none (network= names any network)")
+    return _NET_MODES[mode]
+
+
+def run_network(network: str | Sequence[str] | NetworkOptions | None, net: NetMode) -> NetworkOptions:
+    """The networking of a container ``run`` makes, as the CLI's ``run`` gives it:
+    ``network`` read as ``--network`` is (a network's name, ``bridge``, ``host`` or ``none``,
+    or a list of names; :meth:`NetworkOptions.from_flags`), or a whole
+    :class:`~ctrstore.network.NetworkOptions` (published ports, ``ip``, DNS...). Without it,
+    what the spec's ``net`` says: ``host``, ``none``, or (``private``, the default: a
+    namespace of its own) the default network, ``bridge``."""
+    from ctrstore.network import NetworkOptions
+
+    if isinstance(network, NetworkOptions):
+        return network.validate()
+    if network is None:
+        return NetworkOptions.from_flags([net] if net in ("host", "none") else [])
+    return NetworkOptions.from_flags([network] if isinstance(network, str) else list(network))
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +185,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -171,6 +201,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -185,6 +216,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -195,9 +227,14 @@ class Containers(ContainerManager):
         status and its stdout and stderr, captured apart. With ``detach=True``: start it under
         a shim and return the running :class:`Container` (its output goes to its log).
         ``remove`` removes the container once it has exited. ``name`` is its name and id
-        (default: a random id, named after the image). The other keywords are
+        (default: a random id, named after the image). ``network``: the networks it is
+        attached to, as the CLI's ``--network`` (default: the default network ``bridge``,
+        with an address of its own; ``"none"``: loopback only; ``"host"``: the host's; a
+        network's name; a list of names; or a :class:`~ctrstore.network.NetworkOptions` for
+        published ports, ``ip`` and DNS), see :func:`run_network`. The other keywords are
         :class:`RunOptions`; ``spec`` instead gives the whole
-        :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords).
+        :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords;
+        without ``network``, its ``net`` decides as ``network_mode`` does).
 
         If the runtime cannot start the command (not found...), its error is raised. Whenever
         ``run`` raises, the container it made is removed again."""
@@ -208,14 +245,25 @@ class Containers(ContainerManager):
             opts = spec
         else:
             opts = spec_options(command, **options)
+        if network is not None and "network_mode" in options:
+            raise InvalidArgument("run: give either network or network_mode, not both")
+        net_opts = run_network(network, opts.net)
         image_name = image.name if isinstance(image, Image) else self.images.get(image).name
         cid, cname = new_id_and_name(name, image_name)
-        record = self.create(cid, image_name, opts, snapshotter=snapshotter, labels=labels, name=cname)
+        record = self.create(
+            cid, image_name, opts, snapshotter=snapshotter, labels=labels, name=cname, network=net_opts
+        )
         if detach:
             return self._run_detached(record.id, remove)
+        up = networks.Attacher(self.network, self.namespace, record)
         try:
-            with self.tasks.run_captured(cid, record.spec, self._mounts(record), fresh=True) as capture:
-                code, stdout, stderr = capture.collect()
+            try:
+                with self.tasks.run_captured(
+                    cid, record.spec, self._mounts(record), fresh=True, before_create=up
+                ) as capture:
+                    code, stdout, stderr = capture.collect()
+            finally:
+                up.undo()  # the process has exited: detach it, as run_attached does
         except BaseException:
             self.delete(cid, force=True, volumes=True)
             raise

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ctrstore.metadata.check import CheckReport
     from ctrstore.metadata.gc import GCResult
     from ctrstore.metadata.images import Image
+    from ctrstore.network import NetworkOptions
     from ctrstore.network.manager import NetworkManager
     from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.tasks import Tasks
@@ -551,6 +552,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -566,6 +568,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -580,6 +583,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -596,6 +600,7 @@ class Client:
                 name=name,
                 labels=labels,
                 snapshotter=snapshotter,
+                network=network,
                 spec=spec,
                 **options,
             )
@@ -606,6 +611,7 @@ class Client:
             name=name,
             labels=labels,
             snapshotter=snapshotter,
+            network=network,
             spec=spec,
             **options,
         )

@@ -285,8 +285,14 @@ class ContainerManager:
     def status(self, cid: str) -> TaskStatus:
         """The container's task status in docker's words (:func:`container_status`):
         ``created``, ``running``, ``paused`` or ``exited`` (what containerd and the runtime
-        call ``stopped``). ``self.tasks.status`` gives the runtime's own words."""
+        call ``stopped``). ``self.tasks.status`` gives the runtime's own words.
+
+        A process that has ended but whose shim has not recorded its exit status yet (it
+        detaches the container from its networks first) is still ``running``, as docker
+        shows a container until its exit is handled: ``exited`` comes with its exit code."""
         st = self.tasks.status(cid)
+        if st.status == "stopped" and st.exit_status is None:
+            return replace(st, status="running")
         return replace(st, status=container_status(st))
 
     def kill(self, cid: str, signal: str = "SIGTERM", *, all_processes: bool = False) -> None:
