@@ -336,6 +336,36 @@ def test_rmi_refuses_an_image_in_use(busybox_store: Path) -> None:
     assert snapshot_dirs(store) == []
 
 
+def test_rmi_takes_what_images_q_prints(busybox_store: Path) -> None:
+    """docker's rmi takes an image ID, or a unique prefix of it, as ``images -q`` prints it:
+    one function (``ImageStore.lookup``, through ``housekeeping.image_names``) finds images
+    for rmi, inspect and the API's ``images.get``."""
+    store = busybox_store
+    [image_id] = run(store, "images", "-q").stdout.split()
+    assert run(store, "inspect", "--type", "image", "-f", "{{.Id}}", image_id).stdout.strip()
+    # An ID naming an image of two names removes both, and only with -f (docker's rule).
+    run(store, "tag", IMAGE, "localhost/other:1")
+    assert run(store, "images", "-q").stdout.split() == [image_id, image_id]
+    r = run(store, "rmi", image_id, ok=False)
+    one_line_error(r, "failed precondition", image_id, IMAGE, "localhost/other:1", "rmi -f")
+    assert run(store, "rmi", "localhost/other:1").stdout == "localhost/other:1\n"
+    # A container made from the image by its ID prefix holds the image by its name.
+    user = unique_name("user")
+    run(store, "create", "--name", user, image_id[:6], "true")
+    r = run(store, "rmi", image_id, ok=False)
+    one_line_error(r, "failed precondition", IMAGE, user)
+    run(store, "rm", user)
+    c = store_client(store)
+    try:
+        assert c.images.get(image_id[:5]).name == IMAGE  # the API's images.get too
+    finally:
+        c.close()
+    r = run(store, "rmi", f"sha256:{image_id}")
+    assert r.stdout == f"{IMAGE}\n" and reclaimed(r.stderr) != "0B"
+    assert run(store, "images", "-q").stdout == ""
+    one_line_error(run(store, "rmi", image_id, ok=False), "not found", image_id)
+
+
 def test_image_prune_takes_dangling_images_only(busybox_store: Path) -> None:
     store = busybox_store
     digest_name = "localhost/busybox@sha256:" + "1" * 64
@@ -413,9 +443,11 @@ def test_import_from_stdin_and_terminals_refused(busybox_store: Path, tmp_path: 
 
 def test_ctr_aliases_and_docker_names(busybox_store: Path) -> None:
     store = busybox_store
-    listing = run(store, "images", "ls").stdout
+    stable = ("--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}")  # not CREATED: it moves
+    listing = run(store, "images", "ls", *stable).stdout
+    assert listing.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "SIZE", *listing.split()[5:]]
     for args in (["i", "ls"], ["images", "list"], ["image", "list"]):
-        assert run(store, *args).stdout == listing
+        assert run(store, *args, *stable).stdout == listing
     web = unique_name("web")
     run(store, "run", "-d", "--name", web, IMAGE, "sleep", "1000")
     assert run(store, "c", "list", "-q").stdout.strip() == web
@@ -424,6 +456,7 @@ def test_ctr_aliases_and_docker_names(busybox_store: Path) -> None:
     assert tasks[0].split() == ["TASK", "PID", "STATUS"] and tasks[1].split()[::2] == [web, "RUNNING"]
     run(store, "tasks", "kill", "-s", "KILL", web)
     wait_for(lambda: web not in run(store, "ps", "-q").stdout)
+    assert run(store, "t", "ls").stdout.splitlines()[1].split()[::2] == [web, "STOPPED"]  # ctr's word
     run(store, "c", "del", web)
     run(store, "tag", IMAGE, "localhost/x:1")
     run(store, "i", "remove", "localhost/x:1")
@@ -467,3 +500,45 @@ def test_info_and_version(busybox_store: Path) -> None:
     assert json.dumps(doc)  # plain JSON
     out = run(store, "version").stdout
     assert re.search(r"^ Version:\s+\d+\.\d+\.\d+", out, re.M) and "runc:" in out
+    # --format, as docker's: json (one line) or a Go template over docker's fields.
+    assert json.loads(run(store, "info", "--format", "json").stdout)["Volumes"] == 1
+    assert run(store, "system", "info", "-f", "{{.Driver}} {{.ContainersStopped}}").stdout == "overlayfs 1\n"
+    v = json.loads(run(store, "version", "--format", "{{json .}}").stdout)
+    assert set(v) == {"Client", "Server"} and re.fullmatch(r"\d+\.\d+\.\d+", v["Client"]["Version"])
+    assert run(store, "version", "-f", "{{.Client.Version}}").stdout.strip() == v["Client"]["Version"]
+    one_line_error(run(store, "info", "--format", "table {{.Driver}}", ok=False), "invalid argument", "table")
+
+
+def test_system_df_format(busybox_store: Path) -> None:
+    """``system df --format '{{json .}}'``: docker's fields (``Type``, ``TotalCount``,
+    ``Active``, ``Size``, ``Reclaimable``) as docker prints them; ``-v --format json`` the
+    whole usage, sizes in bytes."""
+    store = busybox_store
+    run(store, "volume", "create", "v1")
+    du = df(store)
+    lines = run(store, "system", "df", "--format", "{{json .}}").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["Type"] for r in rows] == ["Images", "Containers", "Local Volumes", "Other"]
+    images = rows[0]
+    assert set(images) == {"Type", "TotalCount", "Active", "Size", "Reclaimable"}
+    assert (images["TotalCount"], images["Active"], images["Size"]) == ("1", "0", docker_size(du.images.size))
+    assert images["Reclaimable"] == f"{docker_size(du.images.reclaimable)} (100%)"
+    assert rows[2]["TotalCount"] == "1"
+    assert run(store, "system", "df", "--format", "json").stdout.splitlines() == lines
+    out = run(store, "system", "df", "--format", "table {{.Type}}\t{{.TotalCount}}").stdout.splitlines()
+    assert out[0].split() == ["TYPE", "TOTAL"] and out[1].split() == ["Images", "1"]
+    table = run(store, "system", "df").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    verbose = json.loads(run(store, "system", "df", "-v", "--format", "json").stdout)
+    assert verbose == du_json(store)
+    assert [i["Repository"] for i in verbose["Images"]] == [IMAGE.rpartition(":")[0]]
+    assert verbose["Summary"][0]["Size"] == du.images.size
+    assert run(store, "system", "df", "-v", "--format", "{{len .Volumes}}").stdout == "1\n"
+
+
+def du_json(store: Path) -> dict[str, object]:
+    c = store_client(store)
+    try:
+        return disk_usage(c, verbose=True).to_json()
+    finally:
+        c.close()

@@ -11,6 +11,7 @@ store on this machine. Every container is removed by the ``api`` fixture's teard
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import shutil
 import time
@@ -21,7 +22,15 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client
-from ctrstore.client import Capture, Container, ExecResult, ImageView, RunResult
+from ctrstore.client import (
+    Capture,
+    Container,
+    DiskUsage,
+    ExecResult,
+    ImageView,
+    RunResult,
+    SystemPruneReport,
+)
 from ctrstore.errdefs import (
     AlreadyExists,
     CtrstoreError,
@@ -34,8 +43,9 @@ from ctrstore.images import read_json, resolve
 from ctrstore.metadata.images import Image
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
-from tests.support.cli import unique_name
+from tests.support.cli import run, unique_name
 from tests.support.images import BUSYBOX, busybox_image
+from tests.support.network import cni_available, leftovers, make_test_network, remove_test_network
 
 pytestmark = [
     pytest.mark.root,
@@ -200,9 +210,38 @@ def test_run_options_reach_the_container(api: Client, tmp_path: Path) -> None:
     assert r.exit_code != 0 and b"Read-only file system" in r.stderr
     with pytest.raises(NotFound, match="does not exist"):
         api.run(BUSYBOX, ["true"], volumes=[f"{tmp_path}/none:/in"])
-    with pytest.raises(InvalidArgument, match="mode"):
+    with pytest.raises(InvalidArgument, match="unknown option 'rx'"):
         api.run(BUSYBOX, ["true"], volumes={str(shared): {"bind": "/in", "mode": "rx"}})
     assert api.containers.list(all=True) == []
+
+
+def test_named_volumes_outlive_their_containers(api: Client, tmp_path: Path) -> None:
+    """``volumes={"name": {"bind": ...}}`` / ``["name:/path"]`` is a named volume, as the CLI's
+    ``-v name:/path``: made on first use and filled from the image's files there, kept after
+    ``remove=True``, seen by the next container and by the CLI; anonymous volumes go with
+    their container, as with ``run --rm``."""
+    name = unique_name("vol")
+    w = api.run(BUSYBOX, "sh -c 'echo kept > /data/note'", volumes={name: {"bind": "/data"}}, remove=True)
+    assert (w.exit_code, w.stderr) == (0, b"")
+    # Filled from the image's /data when it was made (busybox_image has /data/hello.txt).
+    r = api.run(BUSYBOX, "sh -c 'cat /data/note /data/hello.txt'", volumes=[f"{name}:/data:ro"], remove=True)
+    assert r.stdout == b"kept\nhello from a ctrstore image\n"
+    r = api.run(BUSYBOX, "touch /data/x", volumes={name: {"bind": "/data", "mode": "ro"}}, remove=True)
+    assert r.exit_code != 0 and b"Read-only file system" in r.stderr
+    # A detached container's writes are there for the next one, and for the CLI.
+    c = api.run(BUSYBOX, "sh -c 'echo later >> /data/note'", volumes=[f"{name}:/data"], detach=True)
+    assert c.wait(timeout=30) == 0
+    assert api.volumes.users()[name] == [c.id]
+    c.remove()
+    out = run(tmp_path, "run", "--rm", "-v", f"{name}:/v", BUSYBOX, "cat", "/v/note").stdout
+    assert out == "kept\nlater\n"
+    assert [v.name for v in api.volumes.list()] == [name]
+    # Anonymous volumes go with a remove=True container (and with a failed run).
+    assert api.run(BUSYBOX, "ls /scratch", volumes=["/scratch"], remove=True).exit_code == 0
+    with pytest.raises(CtrstoreError):
+        api.run(BUSYBOX, "/no/such/command", volumes=["/scratch"])
+    assert [v.name for v in api.volumes.list()] == [name]
+    api.volumes.remove_many([name])
 
 
 def test_run_user_nobody(api: Client) -> None:
@@ -267,6 +306,55 @@ def test_run_detached_and_removed_goes_when_it_exits(api: Client) -> None:
     c = api.run(BUSYBOX, ["sh", "-c", "sleep 0.5"], detach=True, remove=True)
     assert c.status in ("running", "exited")
     _until(lambda: api.containers.list(all=True) == [], timeout=30)
+
+
+@pytest.mark.skipif(cni_available() is not None, reason=str(cni_available()))
+def test_run_attaches_to_networks_as_the_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``client.run`` puts a container on the default network unasked, as ``ctrstore run``
+    does (eth0 with an address on bridge's subnet), ``network="none"`` (or ``network_mode``)
+    gives loopback only; ``network`` is read as ``--network`` is; a captured run's networking
+    is torn down when it returns, a detached one's when it stops."""
+    for var in ("CTRSTORE_CONFIG", "CTRSTORE_ROOT", "CTRSTORE_STATE", "CTRSTORE_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+    tn = make_test_network(tmp_path / "net")  # this test's "bridge"
+    monkeypatch.setenv("NETCONFPATH", str(tn.conf_dir))
+    store = tmp_path / "store"
+    try:
+        with Client(root=store / "root", state=store / "state") as client:
+            busybox_image(client.content, client.images, BUSYBOX)
+            name = unique_name("apinet")
+            r = client.run(BUSYBOX, "sh -c 'ip -o -4 addr'", name=name)  # kept: its rm does not detach it
+            assert (r.exit_code, r.stderr) == (0, b"")
+            addrs = {line.split()[1]: line.split()[3] for line in r.stdout.decode().splitlines()}
+            assert sorted(addrs) == ["eth0", "lo"]
+            ip, _, prefix = addrs["eth0"].partition("/")
+            assert ipaddress.ip_address(ip) in tn.subnet and prefix == str(tn.subnet.prefixlen)
+            assert leftovers(tn, f"default-{name}", [ip], store) == []
+            client.containers.get(name).remove()
+            for kwargs in ({"network": "none"}, {"network_mode": "none"}, {"network": ["private"]}):
+                r = client.run(BUSYBOX, "ls /sys/class/net", remove=True, **kwargs)
+                assert (r.exit_code, r.stdout, r.stderr) == (0, b"lo\n", b""), kwargs
+            # Detached, on the network by name: attached while it runs, detached once stopped.
+            c = client.run(BUSYBOX, "sleep 1000", detach=True, name=unique_name("apinet"), network="bridge")
+            ip = client.containers.network_settings(c.id)["IPAddress"]
+            assert ipaddress.ip_address(ip) in tn.subnet
+            c.stop(timeout=0)
+            assert leftovers(tn, f"default-{c.id}", [ip], store) == []
+            c.remove()
+            # The CLI's rules, the CLI's words.
+            with pytest.raises(InvalidArgument, match="cannot be combined"):
+                client.run(BUSYBOX, "true", network=["none", "bridge"])
+            with pytest.raises(InvalidArgument, match="either network or network_mode"):
+                client.run(BUSYBOX, "true", network="none", network_mode="host")
+            with pytest.raises(NotFound, match="no-such-net"):
+                client.run(BUSYBOX, "true", network="no-such-net")
+            assert client.containers.list(all=True) == []
+    finally:
+        with Client(root=store / "root", state=store / "state") as after:
+            for ctr in after.containers.store.list():
+                with suppress(Exception):
+                    after.containers.delete(ctr.id, force=True)
+        remove_test_network(tn)
 
 
 # -- containers ------------------------------------------------------------------------------------
@@ -422,33 +510,49 @@ def test_commit_gives_an_image_view(api: Client) -> None:
 
 
 def test_df_and_prune(api: Client) -> None:
+    """``client.df()`` and ``client.prune()`` are the CLI's ``system df`` and ``system prune``
+    (``ctrstore.client.housekeeping``): docker's rows and reports, and what df calls
+    reclaimable is what prune gives back."""
     empty = api.df()
+    assert isinstance(empty, DiskUsage)
     assert (empty.images.total, empty.images.active, empty.containers.total) == (1, 0, 0)
     assert empty.images.size == empty.images.reclaimable > 0
+    assert (empty.volumes.total, empty.volumes.size) == (0, 0)
     up = api.run(BUSYBOX, ["sleep", "100"], detach=True, name=unique_name("up"))
-    done = api.run(BUSYBOX, "sh -c 'head -c 100000 /dev/zero > /root/big'", name=unique_name("done"))
+    done = api.run(
+        BUSYBOX,
+        "sh -c 'head -c 100000 /dev/zero > /root/big'",
+        name=unique_name("done"),
+        volumes=["/scratch"],  # an anonymous volume: prune(volumes=True) takes it once unused
+    )
     usage = api.df()
     assert (usage.images.active, usage.images.reclaimable) == (1, 0)
     assert (usage.containers.total, usage.containers.active) == (2, 1)
     assert usage.containers.reclaimable >= 100000
     assert usage.containers.size >= usage.containers.reclaimable
+    assert (usage.volumes.total, usage.volumes.active) == (1, 1)
 
-    report = api.prune()
-    assert report.containers == [done.id]
-    assert report.images == []
+    report = api.prune(volumes=True)
+    assert isinstance(report, SystemPruneReport)
+    assert report.containers.deleted == [done.id]
+    assert report.containers.space_reclaimed == usage.containers.reclaimable
+    assert report.images.deleted == []  # tagged, and in use
+    assert report.volumes is not None and len(report.volumes.deleted) == 1
     assert report.space_reclaimed >= 100000
+    assert report.containers.to_json()["ContainersDeleted"] == [done.id]  # docker-py's shape
     assert [c.id for c in api.containers.list(all=True)] == [up.id]
+    assert api.df().volumes.total == 0
 
-    # The image is in use: prune(images=True) keeps it.
-    assert api.prune(images=True).images == []
+    # The image is in use: prune(all=True) keeps it.
+    assert api.prune(all=True).images.deleted == []
     up.remove(force=True)
     sn = api.snapshotter()
-    layers = sum(sn.usage(i.name).size for i in sn.walk())  # the image's unpacked layers
-    assert layers > 0
-    report = api.prune(images=True)
-    assert report.images == [BUSYBOX]
-    assert report.space_reclaimed == empty.images.size + layers
-    assert report.gc.blobs
+    assert sum(sn.usage(i.name).size for i in sn.walk()) > 0  # the image's unpacked layers
+    before = api.df()
+    report = api.prune(all=True)
+    assert report.images.deleted == [BUSYBOX]
+    assert report.images.space_reclaimed == before.images.reclaimable == before.images.size
     after = api.df()
     assert (after.images.total, after.images.size, after.containers.total) == (0, 0, 0)
+    assert list(sn.walk()) == []
     assert api.images.list() == []

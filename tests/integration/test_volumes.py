@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
-from tests.support.cli import one_line_error, run, store_client, unique_name
+from tests.support.cli import CLI_TIMEOUT, one_line_error, run, store_client, store_env, unique_name
 from tests.support.images import BUSYBOX
 
 pytestmark = [
@@ -202,3 +204,60 @@ def test_copy_up_stays_inside_the_image(busybox_store: Path) -> None:
     assert set(os.listdir(conf)) - {"hosts", "resolv.conf"} == {"group", "hostname", "passwd"}
     assert (conf / "passwd").read_bytes() != Path("/etc/passwd").read_bytes()
     run(store, "volume", "rm", "vv", "conf")
+
+
+def test_volumes_in_the_output_machinery(busybox_store: Path) -> None:
+    """``volume ls`` and ``volume inspect`` take ``--format`` as docker's do (docker's field
+    names), ``ctrstore inspect`` finds volumes (``--type volume``), and the shell completes
+    volume names."""
+    store = busybox_store
+    run(store, "volume", "create", "--label", "team=a", "keep")
+    user = unique_name("user")
+    run(store, "create", "--name", user, "-v", "keep:/data", IMAGE, "true")
+    run(store, "volume", "create", "spare")
+    # docker volume ls --format json: one object a line, docker's fields, strings.
+    rows = [json.loads(line) for line in run(store, "volume", "ls", "--format", "json").stdout.splitlines()]
+    assert sorted(rows[0]) == [
+        "Availability", "Driver", "Group", "Labels", "Links", "Mountpoint", "Name", "Scope", "Size", "Status",
+    ]  # fmt: skip
+    by_name = {r["Name"]: r for r in rows}
+    keep, spare = by_name["keep"], by_name["spare"]
+    assert (keep["Labels"], keep["Links"], spare["Links"], spare["Size"]) == ("team=a", "1", "0", "N/A")
+    assert keep["Mountpoint"] == str(vol_dir(store, "keep") / "_data")
+    out = run(store, "volume", "ls", "--format", "{{.Name}}\t{{.Size}}", "-f", "name=keep").stdout
+    name, size = out.rstrip("\n").split("\t")
+    assert name == "keep" and size.endswith("B") and size != "N/A"  # measured, as docker prints sizes
+    table = run(store, "volume", "ls", "--format", "table {{.Name}}\t{{.Links}}").stdout.splitlines()
+    assert table[0].split() == ["VOLUME", "NAME", "LINKS"] and table[1].split() == ["keep", "1"]
+    assert run(store, "volume", "ls", "-q").stdout.split() == ["keep", "spare"]
+    # docker volume inspect: the JSON list, or each volume through a template.
+    [doc] = json.loads(run(store, "volume", "inspect", "keep").stdout)
+    assert {"CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"} <= set(doc)
+    assert doc["UsedBy"] == [user] and doc["Labels"] == {"team": "a"}
+    tmpl = '{{.Name}} {{.Driver}} {{index .Labels "team"}} {{len .UsedBy}}'
+    assert (
+        run(store, "volume", "inspect", "-f", tmpl, "keep", "spare").stdout
+        == "keep local a 1\nspare local  0\n"
+    )
+    [sized] = json.loads(run(store, "volume", "inspect", "--size", "spare").stdout)
+    assert sized["Size"] >= 0
+    r = run(store, "volume", "inspect", "keep", "nothere", ok=False)
+    assert json.loads(r.stdout)[0]["Name"] == "keep" and "no such volume: nothere" in r.stderr
+    # ctrstore inspect: a volume is found by name, or only volumes with --type volume.
+    assert run(store, "inspect", "-f", "{{.Mountpoint}}", "keep").stdout.strip() == doc["Mountpoint"]
+    assert run(store, "inspect", "--type", "volume", "-f", "{{.Name}}", "spare").stdout == "spare\n"
+    one_line_error(run(store, "inspect", "--type", "volume", user, ok=False), "not found", user)
+    # The shell completes volume names (zsh's protocol; bash's and fish's are the same call).
+    for line, want in (("ctrstore volume rm ", ["keep", "spare"]), ("ctrstore volume inspect sp", ["spare"])):
+        words = line.split(" ")
+        env = store_env(store) | {
+            "_CTRSTORE_COMPLETE": "zsh_complete",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(words) - 1),
+        }
+        r = subprocess.run(
+            [sys.executable, "-m", "ctrstore"], capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT
+        )
+        offered = r.stdout.split("\n")[1::3]
+        assert r.returncode == 0 and offered == want, r
+    assert "spare" in run(store, "volume", "rm", "spare").stdout

@@ -191,9 +191,11 @@ def test_lazy_names_resolve() -> None:
 CLI_MAY_IMPORT = {
     "ctrstore",  # __version__
     "ctrstore.client",
+    "ctrstore.client.api",  # remove_command: what the shim runs for run -d --rm
     "ctrstore.client.containers",  # new_id_and_name
     "ctrstore.client.housekeeping",  # df, prune, rmi: the results the CLI prints
     "ctrstore.client.info",  # system info, version
+    "ctrstore.client.mounts",  # -v and --mount: the grammar the API's volumes= uses too
     "ctrstore.client.dockercompat",  # docker's objects: ps, images, inspect
     # what the CLI parses and prints
     "ctrstore._timeutil",

@@ -67,6 +67,7 @@ __all__ = [
     "inspect_format_option",
     "write_inspect",
     "write_list",
+    "write_object",
     "write_table",
 ]
 
@@ -82,9 +83,21 @@ INSPECT_FORMAT_HELP = (
 )
 
 
+OBJECT_FORMAT_HELP = (
+    "Print as JSON ('json', one line) or through a Go template, e.g. '{{.ServerVersion}}' or "
+    "'{{json .Client}}' (default: text)."
+)
+
+
 def format_option(f: F) -> F:
     """``--format FORMAT`` for a listing (passed as ``fmt``)."""
     return click.option("--format", "fmt", metavar="FORMAT", help=FORMAT_HELP)(f)
+
+
+def object_format_option(f: F) -> F:
+    """``-f``/``--format`` for a command that shows one object (``info``, ``version``), passed
+    as ``fmt``."""
+    return click.option("--format", "-f", "fmt", metavar="FORMAT", help=OBJECT_FORMAT_HELP)(f)
 
 
 def inspect_format_option(f: F) -> F:
@@ -355,3 +368,12 @@ def write_inspect(
     tmpl = Template(fmt)
     for obj in objects:
         out(tmpl.render(obj))
+
+
+def write_object(obj: Mapping[str, Any], fmt: str, *, out: Callable[[str], None] = click.echo) -> None:
+    """Print one object (``docker info``, ``docker version``, ``system df -v``) through
+    ``--format``: ``json`` is ``{{json .}}`` (one line, as docker's), anything else a Go
+    template."""
+    if fmt.startswith("table"):
+        raise InvalidArgument("--format: a table is not a format for this command (give json or a template)")
+    out(Template("{{json .}}" if fmt == "json" else fmt).render(obj))

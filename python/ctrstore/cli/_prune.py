@@ -1,9 +1,11 @@
-"""What the prune commands share: docker's confirmation prompt, its sizes and its report."""
+"""What the prune commands share: docker's options (``--force``, ``--filter``), confirmation
+prompt, sizes and report."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -13,7 +15,23 @@ from ctrstore.errdefs import Aborted
 if TYPE_CHECKING:
     from ctrstore.client.housekeeping import PruneReport
 
-__all__ = ["confirm", "docker_size", "print_prune"]
+__all__ = ["confirm", "docker_size", "print_prune", "prune_options"]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def prune_options(f: F) -> F:
+    """``--force``/``-f`` and docker's ``--filter`` (passed as ``force`` and ``filters``), as
+    every prune command takes them."""
+    f = click.option(
+        "--filter",
+        "filters",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
+    )(f)
+    return click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")(f)
 
 
 def docker_size(n: int) -> str:

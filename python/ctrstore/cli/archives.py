@@ -3,31 +3,23 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ctrstore.cli._common import State, pass_state, printable
-from ctrstore.cli.images import _write_whole, import_from, refuse_terminal
+from ctrstore.cli.images import export_to, import_from
+from ctrstore.cli.objects import complete
 
 
 @click.command("save")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete("image"))
 @pass_state
 def save(st: State, output: str | None, names: tuple[str, ...]) -> None:
     """Save images to an OCI image layout tar (stdout unless -o), as `docker save`.
 
     Refuses to write to a terminal. With -o the file appears only when the archive is whole.
     """
-    client = st.client()
-    if output is None:
-        refuse_terminal(sys.stdout)
-    imgs = [client.images.get(n) for n in names]
-    if output is None:
-        client.export_archive(imgs, sys.stdout.buffer)
-        return
-    _write_whole(output, lambda f: client.export_archive(imgs, f))
+    export_to(st, output or "-", names)
 
 
 @click.command("load")

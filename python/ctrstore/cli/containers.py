@@ -16,6 +16,7 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list
+from ctrstore.cli._prune import prune_options
 from ctrstore.cli._run_flags import (
     DockerExitCommand,
     ExecExitCommand,
@@ -138,8 +139,10 @@ def run(
     mgr = client.containers
     cid = _create(st, **create_args)
     if detach:
+        from ctrstore.client.api import remove_command
+
         try:
-            mgr.start(cid, on_exit=_rm_command(st, client.namespace, cid) if remove else None, fresh=True)
+            mgr.start(cid, on_exit=remove_command(client, cid) if remove else None, fresh=True)
         except BaseException:
             mgr.delete(cid, force=True, volumes=True)
             raise
@@ -156,16 +159,6 @@ def run(
     if remove:
         mgr.delete(cid, force=True, volumes=True)
     sys.exit(status)
-
-
-def _rm_command(st: State, namespace: str, cid: str) -> list[str]:
-    """The command the shim runs when a ``run -d --rm`` container exits."""
-    client = st.client()
-    argv = [sys.executable, "-m", "ctrstore"]
-    if client.config.source:
-        argv += ["--config", client.config.source]
-    argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", namespace]
-    return [*argv, "rm", "--force", "--volumes", cid]
 
 
 @click.command("create", cls=DockerExitCommand, context_settings={"allow_interspersed_args": False})
@@ -608,14 +601,7 @@ def commit(st: State, compression: str, container: str, image: str) -> None:
 
 
 @click.command("prune")
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, force: bool, filters: tuple[str, ...]) -> None:
     """Remove every stopped container and free the space of their writable layers."""

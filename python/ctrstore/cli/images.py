@@ -17,7 +17,7 @@ from ctrstore._timeutil import now
 from ctrstore.cli._aliases import AliasGroup
 from ctrstore.cli._common import State, labels_text, pass_state, printable
 from ctrstore.cli._format import Listing, format_option, write_list, write_table
-from ctrstore.cli._prune import confirm, docker_size, print_prune
+from ctrstore.cli._prune import confirm, docker_size, print_prune, prune_options
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, NotFound
 from ctrstore.labels import parse_assignments
@@ -171,10 +171,10 @@ def ls(
 
 
 def _inspect_image(st: State, ref: str, size: bool) -> dict[str, Any]:
-    from ctrstore.client.dockercompat import find_image, image_inspect
+    from ctrstore.client.dockercompat import image_inspect
 
     client = st.client()
-    return image_inspect(client, find_image(client, ref))
+    return image_inspect(client, client.images.lookup(ref))
 
 
 def _image_names(st: State) -> list[str]:
@@ -193,7 +193,8 @@ images.add_command(inspect_command("image", help="Show images as docker's JSON (
     "--force",
     "-f",
     is_flag=True,
-    help="Remove images that containers were made from (they keep their layers).",
+    help="Remove images that containers were made from (they keep their layers), and every name "
+    "of an image given by an ID it has several names for.",
 )
 @click.option(
     "--no-prune", is_flag=True, help="Leave the blobs and snapshots to a later `ctrstore gc` (no gc now)."
@@ -203,10 +204,13 @@ images.add_command(inspect_command("image", help="Show images as docker's JSON (
 def rm(st: State, names: tuple[str, ...], force: bool, no_prune: bool, run_gc: bool) -> None:
     """Remove images, and free the space they held at once.
 
-    Each NAME is removed, then garbage collection frees the blobs and unpacked layers that no
-    other image, container or lease holds (shared layers stay), and the space freed is
-    printed on stderr. An image a container was made from is refused unless --force; every
-    name is checked first, so a refusal removes none.
+    NAME is an image as docker's rmi takes it: a name (busybox is
+    docker.io/library/busybox:latest), name@sha256:..., or an image ID (a unique prefix of
+    what `images -q` prints), which removes every name of that image (--force when there are
+    several). Then garbage collection frees the blobs and unpacked layers that no other
+    image, container or lease holds (shared layers stay), and the space freed is printed on
+    stderr. An image a container was made from is refused unless --force; every name is
+    checked first, so a refusal removes none.
     """
     from ctrstore.client.housekeeping import remove_images
 
@@ -221,14 +225,7 @@ def rm(st: State, names: tuple[str, ...], force: bool, no_prune: bool, run_gc: b
 @click.option(
     "--all", "-a", "all_", is_flag=True, help="Remove every image no container uses, not only dangling ones."
 )
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images and free their space.
@@ -325,6 +322,12 @@ def export(st: State, out: str, names: tuple[str, ...]) -> None:
     image fails naming the missing blob. OUT appears only when the archive is whole. A
     terminal is refused as - (redirect stdout, or give a file).
     """
+    export_to(st, out, names)
+
+
+def export_to(st: State, out: str, names: tuple[str, ...]) -> None:
+    """Write images ``names`` (as users name them) as one OCI layout tar to ``out``: stdout
+    for ``-`` (not a terminal), else a file that appears only when the archive is whole."""
     client = st.client()
     if out == "-":
         refuse_terminal(sys.stdout)

@@ -15,7 +15,7 @@ import click
 from ctrstore.cli._common import State, pass_state, printable, table
 from ctrstore.errdefs import NotFound
 from ctrstore.labels import parse_assignments
-from ctrstore.network import NetworkOptions, parse_add_host, parse_private_port, parse_publish
+from ctrstore.network import NetworkOptions, parse_private_port
 
 # --------------------------------------------------------------------------------------------
 # run / create flags
@@ -33,8 +33,8 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["network"] = network_options(
-            networks=kwargs.pop("net"),
+        kwargs["network"] = NetworkOptions.from_flags(
+            kwargs.pop("net"),
             publish=kwargs.pop("publish"),
             ip=kwargs.pop("ip"),
             add_hosts=kwargs.pop("add_host"),
@@ -88,30 +88,6 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(options):
         wrapper = opt(wrapper)
     return wrapper
-
-
-def network_options(
-    *,
-    networks: tuple[str, ...],
-    publish: tuple[str, ...],
-    ip: str | None,
-    add_hosts: tuple[str, ...],
-    dns: tuple[str, ...],
-    dns_search: tuple[str, ...],
-    dns_options: tuple[str, ...],
-) -> NetworkOptions:
-    """The flags as NetworkOptions (``private``, the old name of a namespace with loopback
-    only, is ``none``)."""
-    nets = ["none" if n == "private" else n for n in networks] or ["bridge"]
-    return NetworkOptions(
-        networks=nets,
-        ports=[p for spec in publish for p in parse_publish(spec)],
-        ip=ip,
-        add_hosts=[parse_add_host(h) for h in add_hosts],
-        dns=list(dns),
-        dns_search=list(dns_search),
-        dns_options=list(dns_options),
-    ).validate()
 
 
 # --------------------------------------------------------------------------------------------

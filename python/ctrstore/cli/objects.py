@@ -21,9 +21,9 @@ attribute, so that nothing is imported until that kind is asked for::
     # and here, in OBJECT_KINDS:
     "network": "ctrstore.cli.network:NETWORK",
 
-``network`` and ``volume`` are registered already (``ctrstore.cli.network:NETWORK``,
-``ctrstore.cli.volume:VOLUME``); until their module exists, they are skipped. Completing
-names: ``@click.argument("name", shell_complete=complete("network"))``.
+``volume`` is ``ctrstore.cli.volumes:VOLUME``; ``network`` is registered already
+(``ctrstore.cli.network:NETWORK``): until its module exists, it is skipped. Completing names:
+``@click.argument("name", shell_complete=complete("network"))``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ OBJECT_KINDS: dict[str, str] = {
     "container": "ctrstore.cli.containers:CONTAINER",
     "image": "ctrstore.cli.images:IMAGE",
     "network": "ctrstore.cli.network:NETWORK",
-    "volume": "ctrstore.cli.volume:VOLUME",
+    "volume": "ctrstore.cli.volumes:VOLUME",
 }
 """Kind -> ``module:attribute`` of its :class:`ObjectKind`, in the order ``inspect`` tries
 them (docker's)."""
@@ -141,7 +141,9 @@ def inspect_command(kind_name: str, *, help: str | None = None) -> click.Command
 
     @click.command("inspect", help=help or f"Show {kind_name}s as docker's JSON (or through --format).")
     @inspect_format_option
-    @click.option("--size", "-s", is_flag=True, help="Add SizeRw and SizeRootFs (containers).")
+    @click.option(
+        "--size", "-s", is_flag=True, help="Add sizes: SizeRw and SizeRootFs (containers), Size (volumes)."
+    )
     @click.argument("names", nargs=-1, required=True, shell_complete=complete(kind_name))
     @pass_state
     def cmd(st: State, fmt: str | None, size: bool, names: tuple[str, ...]) -> None:
@@ -196,7 +198,7 @@ def complete(*kinds: str) -> Callable[[click.Context, click.Parameter, str], lis
     help="Only look for this kind of object.",
 )
 @inspect_format_option
-@click.option("--size", "-s", is_flag=True, help="Add SizeRw and SizeRootFs to containers.")
+@click.option("--size", "-s", is_flag=True, help="Add SizeRw and SizeRootFs to containers, Size to volumes.")
 @click.argument("names", nargs=-1, required=True, shell_complete=complete(*OBJECT_KINDS))
 @pass_state
 def inspect(st: State, type_: str | None, fmt: str | None, size: bool, names: tuple[str, ...]) -> None:

@@ -1,17 +1,20 @@
 """``ctrstore system df|prune|info``, ``info`` and ``version``, as docker's.
 
 The numbers come from ``ctrstore.client.housekeeping`` and ``ctrstore.client.info``, whose
-results carry docker's field names (``to_json``) for machine-readable output."""
+results carry docker's field names (``to_json``); ``--format`` prints them through
+``ctrstore.cli._format`` (json, Go templates), as docker's ``system df``, ``info`` and
+``version`` take it."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrstore.cli._common import State, human_size, pass_state, printable, table
-from ctrstore.cli._prune import confirm, docker_size
+from ctrstore.cli._format import Listing, format_option, object_format_option, write_list, write_object
+from ctrstore.cli._prune import confirm, docker_size, prune_options
 
 if TYPE_CHECKING:
     from ctrstore.client.housekeeping import DiskUsage, NetworkPruner, UsageSummary
@@ -29,12 +32,42 @@ def _reclaimable(row: UsageSummary) -> str:
     return f"{docker_size(row.reclaimable)} ({row.reclaimable * 100 // row.size}%)"
 
 
-def print_df(du: DiskUsage, verbose: bool) -> None:
+DF = Listing(
+    default="table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+    headers={
+        "Type": "TYPE",
+        "TotalCount": "TOTAL",
+        "Active": "ACTIVE",
+        "Size": "SIZE",
+        "Reclaimable": "RECLAIMABLE",
+    },
+    quiet="{{.Type}}",
+)
+
+
+def df_row(row: UsageSummary) -> dict[str, Any]:
+    """A ``system df`` row as ``docker system df --format '{{json .}}'`` has it: strings, sizes
+    as docker prints them (bytes are in ``UsageSummary.to_json``)."""
+    return {
+        "Active": str(row.active),
+        "Reclaimable": _reclaimable(row),
+        "Size": docker_size(row.size),
+        "TotalCount": str(row.total),
+        "Type": row.type,
+    }
+
+
+def print_df(du: DiskUsage, verbose: bool, fmt: str | None = None) -> None:
+    """``system df``: docker's table of four rows, or each row through ``fmt``; with
+    ``verbose``, a table per kind, or (with ``fmt``) the whole usage as one object
+    (``DiskUsage.to_json``: ``Summary``, ``Images``, ``Containers``, ``Volumes``, ``Other``;
+    sizes in bytes)."""
     if not verbose:
-        table(
-            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            [[r.type, r.total, r.active, docker_size(r.size), _reclaimable(r)] for r in du.rows],
-        )
+        write_list([df_row(r) for r in du.rows], fmt, DF)
+        return
+    if fmt not in (None, "", "table"):
+        assert fmt is not None
+        write_object(du.to_json(), fmt)
         return
     click.echo("Images space usage:\n")
     table(
@@ -81,8 +114,9 @@ def print_df(du: DiskUsage, verbose: bool) -> None:
 @click.option(
     "--verbose", "-v", is_flag=True, help="Show each image, container, volume and kind of other data."
 )
+@format_option
 @pass_state
-def df(st: State, verbose: bool) -> None:
+def df(st: State, verbose: bool, fmt: str | None) -> None:
     """Show the disk space the store uses: images, containers, volumes, other data.
 
     \b
@@ -95,23 +129,20 @@ def df(st: State, verbose: bool) -> None:
     disk (du). RECLAIMABLE is what `image prune -a`, `container prune`, `volume prune -a` and
     `gc` would give back; ACTIVE counts images with a container, running containers, volumes
     in use, and other data something holds.
+
+    \b
+      ctrstore system df --format '{{json .}}'          docker's fields, one row a line
+      ctrstore system df -v --format json | jq .Images  every image, sizes in bytes
     """
     from ctrstore.client.housekeeping import disk_usage
 
-    print_df(disk_usage(st.client(), verbose=verbose), verbose)
+    print_df(disk_usage(st.client(), verbose=verbose), verbose, fmt)
 
 
 @system.command("prune")
 @click.option("--all", "-a", "all_", is_flag=True, help="Remove every unused image, not only dangling ones.")
 @click.option("--volumes", is_flag=True, help="Remove unused anonymous volumes too.")
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, all_: bool, volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove stopped containers, dangling (--all: unused) images and, with --volumes, unused
@@ -199,13 +230,23 @@ def print_info(info: SystemInfo) -> None:
 
 
 @system.command("info")
+@object_format_option
 @pass_state
-def info(st: State) -> None:
+def info(st: State, fmt: str | None) -> None:
     """Show where the store lives, its snapshotter, runtime and plugins, and counts of
-    containers, images and volumes (as `docker info`)."""
+    containers, images and volumes (as `docker info`).
+
+    \b
+      ctrstore info --format '{{.Driver}} {{.ContainersRunning}}'
+      ctrstore info --format json | jq .Plugins
+    """
     from ctrstore.client.info import system_info
 
-    print_info(system_info(st.client()))
+    i = system_info(st.client())
+    if fmt:
+        write_object(i.to_json(), fmt)
+        return
+    print_info(i)
 
 
 def print_version(v: VersionInfo) -> None:
@@ -227,9 +268,18 @@ def print_version(v: VersionInfo) -> None:
 
 
 @click.command("version")
+@object_format_option
 @pass_state
-def version(st: State) -> None:
-    """Show the versions of ctrstore, its Rust core and the OCI runtime (as `docker version`)."""
+def version(st: State, fmt: str | None) -> None:
+    """Show the versions of ctrstore, its Rust core and the OCI runtime (as `docker version`).
+
+    \b
+      ctrstore version --format '{{.Client.Version}}'
+    """
     from ctrstore.client.info import version_info
 
-    print_version(version_info(st.config()))
+    v = version_info(st.config())
+    if fmt:
+        write_object(v.to_json(), fmt)
+        return
+    print_version(v)

@@ -23,7 +23,7 @@ def ls(st: State, quiet: bool) -> None:
     mgr = st.client().containers
     rows = []
     for c in mgr.store.list():
-        s = mgr.status(c.id)
+        s = mgr.tasks.status(c.id)  # the runtime's words (ctr's), not docker's
         if s.status == "unknown":
             continue  # no task: never started, or its state is gone
         if quiet:

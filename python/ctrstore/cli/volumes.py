@@ -1,21 +1,23 @@
 """``ctrstore volume``, as ``docker volume``/``nerdctl volume``: create, ls, inspect, rm, prune.
 
 Volumes are directories under ``ROOT/io.containerd.volume.v1.local/volumes/<namespace>/``
-that containers mount (``run -v NAME:/path``); see ``ctrstore.volumes``. Rows are dicts with
-docker's field names (``Driver``, ``Name``, ``Mountpoint``, ``Labels``, ``Links``, ``Size``),
-printed as a table.
+that containers mount (``run -v NAME:/path``); see ``ctrstore.volumes``. ``ls`` rows are
+``docker volume ls``'s (``Driver``, ``Name``, ``Mountpoint``, ``Labels``, ``Links``, ``Size``...)
+and ``inspect`` objects ``docker volume inspect``'s, printed through ``ctrstore.cli._format``
+(``--format``); :data:`VOLUME` plugs volumes into ``ctrstore inspect`` and shell completion.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctrstore.cli._aliases import AliasGroup
-from ctrstore.cli._common import State, pass_state, printable, table
-from ctrstore.cli._prune import confirm, docker_size, print_prune
+from ctrstore.cli._common import State, pass_state, printable
+from ctrstore.cli._format import Listing, format_option, write_list
+from ctrstore.cli._prune import confirm, docker_size, print_prune, prune_options
+from ctrstore.cli.objects import ObjectKind, complete, inspect_command
 from ctrstore.errdefs import InvalidArgument, NotFound
 from ctrstore.labels import parse_assignments
 
@@ -34,19 +36,36 @@ def volume() -> None:
     """
 
 
+VOLUMES = Listing(
+    default="table {{.Driver}}\t{{.Name}}",
+    headers={
+        "Driver": "DRIVER",
+        "Name": "VOLUME NAME",
+        "Size": "SIZE",
+        "Links": "LINKS",
+        "Mountpoint": "MOUNTPOINT",
+        "Labels": "LABELS",
+        "Scope": "SCOPE",
+    },
+    quiet="{{.Name}}",
+)
+
+
 def _row(v: Volume, links: int, size: int | None) -> dict[str, Any]:
-    """docker's ``volume ls --format json`` fields."""
-    row: dict[str, Any] = {
+    """``docker volume ls --format json``'s fields, strings as docker prints them (``N/A``
+    for what a local volume does not have; ``Size`` only measured with ``--size``)."""
+    return {
+        "Availability": "N/A",
         "Driver": v.driver,
+        "Group": "N/A",
         "Labels": ",".join(f"{k}={val}" for k, val in sorted(v.labels.items())),
-        "Links": links,
+        "Links": str(links),
         "Mountpoint": str(v.mountpoint),
         "Name": v.name,
         "Scope": "local",
+        "Size": "N/A" if size is None else docker_size(size),
+        "Status": "N/A",
     }
-    if size is not None:
-        row["Size"] = size
-    return row
 
 
 @volume.command("create")
@@ -78,41 +97,55 @@ def create(st: State, name: str | None, labels: tuple[str, ...], driver: str, op
     metavar="KEY=VALUE",
     help="name=SUBSTRING, label=KEY[=VALUE], dangling=true|false (used by no container), driver=local.",
 )
+@format_option
 @pass_state
-def ls(st: State, quiet: bool, size: bool, filters: tuple[str, ...]) -> None:
-    """List volumes."""
+def ls(st: State, quiet: bool, size: bool, filters: tuple[str, ...], fmt: str | None) -> None:
+    """List volumes.
+
+    \b
+      ctrstore volume ls --format '{{.Name}} {{.Links}}'
+      ctrstore volume ls --format json | jq -r .Mountpoint
+    """
     store = st.client().volumes
     users = store.users()
     vols = store.list(*filters)
-    if quiet:
-        for v in vols:
-            click.echo(printable(v.name))
-        return
-    rows = [_row(v, len(users.get(v.name, ())), store.usage(v.name) if size else None) for v in vols]
-    headers = ["DRIVER", "VOLUME NAME"] + (["SIZE"] if size else [])
-    table(headers, [[r["Driver"], r["Name"]] + ([docker_size(r["Size"])] if size else []) for r in rows])
+    measure = size or (fmt is not None and ".Size" in fmt)
+    rows = [_row(v, len(users.get(v.name, ())), store.usage(v.name) if measure else None) for v in vols]
+    listing = VOLUMES
+    if size:
+        listing = Listing(VOLUMES.default + "\t{{.Size}}", VOLUMES.headers, VOLUMES.quiet)
+    write_list(rows, fmt, listing, quiet=quiet)
 
 
-@volume.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.option("--size", "-s", is_flag=True, help="Add each volume's size on disk (Size, in bytes).")
-@pass_state
-def inspect(st: State, names: tuple[str, ...], size: bool) -> None:
-    """Show volumes as JSON (docker's fields, plus the containers using each: UsedBy)."""
+def _inspect_volume(st: State, name: str, size: bool) -> dict[str, Any]:
+    """``docker volume inspect``'s object, plus the containers using it (``UsedBy``) and,
+    with ``size``, its bytes on disk (``Size``)."""
     store = st.client().volumes
-    users = store.users()
-    out = []
-    for n in names:
-        doc = store.get(n).to_json()
-        doc["UsedBy"] = users.get(n, [])
-        if size:
-            doc["Size"] = store.usage(n)
-        out.append(doc)
-    click.echo(json.dumps(out, indent=2))
+    doc = store.get(name).to_json()
+    doc["UsedBy"] = store.users().get(name, [])
+    if size:
+        doc["Size"] = store.usage(name)
+    return doc
+
+
+def _volume_names(st: State) -> list[str]:
+    return [v.name for v in st.client().volumes.list()]
+
+
+VOLUME = ObjectKind("volume", inspect=_inspect_volume, names=_volume_names)
+"""Volumes in ``ctrstore inspect`` and shell completion (see ``ctrstore.cli.objects``)."""
+
+volume.add_command(
+    inspect_command(
+        "volume",
+        help="Show volumes as docker's JSON (or through --format), with the containers using "
+        "each (UsedBy); --size adds its bytes on disk (Size).",
+    )
+)
 
 
 @volume.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete("volume"))
 @click.option("--force", "-f", is_flag=True, help="Ignore volumes that do not exist.")
 @pass_state
 def rm(st: State, names: tuple[str, ...], force: bool) -> None:
@@ -138,14 +171,7 @@ def _exists(store: VolumeStore, name: str) -> bool:
 @click.option(
     "--all", "-a", "all_", is_flag=True, help="Remove every unused volume, not only anonymous ones."
 )
-@click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="until=<duration|time> (created before), label=<k>[=<v>], label!=<k>[=<v>].",
-)
+@prune_options
 @pass_state
 def prune(st: State, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove volumes no container uses: anonymous ones (--all: named ones too), as docker."""

@@ -7,21 +7,15 @@ snapshotter), never the Client; see docs/architecture.md, "Layers of the code".
 
 The everyday Python API (docs/python-api.md) hands out the objects of ``objects``
 (``Container``, ``ImageView``, ``RunResult``, ``ExecResult``, ...) through the collections of
-``api`` (``client.containers``, ``client.images``)."""
+``api`` (``client.containers``, ``client.images``); ``client.prune()`` and ``client.df()``
+give ``housekeeping``'s results (``SystemPruneReport``, ``DiskUsage``), as the CLI prints
+them."""
 
 from __future__ import annotations
 
 from ctrstore.client.client import DEFAULT_NAMESPACE, Client, ImageCheck
-from ctrstore.client.objects import (
-    Container,
-    ContainerStatus,
-    DiskUsage,
-    ExecResult,
-    ImageView,
-    PruneReport,
-    RunResult,
-    UsageRow,
-)
+from ctrstore.client.housekeeping import DiskUsage, PruneReport, SystemPruneReport, UsageSummary
+from ctrstore.client.objects import Container, ContainerStatus, ExecResult, ImageView, RunResult
 from ctrstore.runtime.capture import Capture
 
 __all__ = [
@@ -36,5 +30,6 @@ __all__ = [
     "ImageView",
     "PruneReport",
     "RunResult",
-    "UsageRow",
+    "SystemPruneReport",
+    "UsageSummary",
 ]

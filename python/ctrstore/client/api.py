@@ -9,38 +9,32 @@ ContainerManager` (create, start, exec, delete... by container id keep working) 
 views that are still image records. ``SpecOptions`` stays the full-control path
 (``run(image, spec=SpecOptions(...))``); the keywords are the everyday subset.
 
-Housekeeping (:func:`prune`, :func:`disk_usage`) is written here with what the store has
-today — container and image removal, gc, content and snapshot sizes.
+Housekeeping (``client.prune()``, ``client.df()``) is ``ctrstore.client.housekeeping``'s,
+as the CLI's ``system prune`` and ``system df`` are.
 """
 
 from __future__ import annotations
 
 import builtins
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
-from ctrstore.client.containers import ContainerManager, new_id_and_name
+from ctrstore.client import networks
+from ctrstore.client.containers import EXITED, ContainerManager, new_id_and_name
+from ctrstore.client.mounts import VolumesArg, volume_mounts
 from ctrstore.client.objects import (
     Container,
-    DiskUsage,
     ImageSource,
     ImageView,
-    PruneReport,
     RunResult,
-    UsageRow,
     _argv,
-    container_status,
     env_list,
 )
 from ctrstore.errdefs import (
-    CtrstoreError,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unimplemented,
-    from_oserror,
 )
 from ctrstore.metadata.images import Image, ImageStore
 from ctrstore.oci.spec import NetMode, SpecMount, SpecOptions
@@ -50,8 +44,9 @@ if TYPE_CHECKING:
     from ctrstore.client.client import Client
     from ctrstore.content import Provider
     from ctrstore.images.platforms import Platform
+    from ctrstore.network import NetworkOptions
 
-__all__ = ["Containers", "Images", "RunOptions", "disk_usage", "prune", "remove_command", "spec_options"]
+__all__ = ["Containers", "Images", "RunOptions", "remove_command", "run_network", "spec_options"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,14 +60,20 @@ class RunOptions(TypedDict, total=False):
     ==================  ====================================================================
     ``environment``     ``{"K": "V"}`` or ``["K=V", ...]`` → ``env`` (on top of the image's)
     ``volumes``         ``{"/host": {"bind": "/ctr", "mode": "ro"}}`` or ``["/host:/ctr:ro"]``
-                        → ``mounts`` (recursive bind mounts, ``rw`` by default)
+                        → ``mounts``: a host path is a bind mount (``rw`` by default), a
+                        name (``{"pgdata": {"bind": "/data"}}``, ``["pgdata:/data"]``) a named
+                        volume, created on first use and filled from the image, a lone
+                        ``"/ctr"`` an anonymous volume — as the CLI's ``-v``
+                        (``ctrstore.client.mounts``)
     ``mounts``          :class:`~ctrstore.oci.SpecMount` values → ``mounts``, as they are
     ``working_dir``     → ``cwd`` (absolute)
     ``user``            name or id, ``[:group]`` → ``user``
     ``hostname``        → ``hostname``
     ``tty``             → ``tty`` (detached runs only: a captured run has no terminal)
     ``read_only``       → ``read_only`` (the root file system)
-    ``network_mode``    ``"private"`` (default), ``"none"``, ``"host"`` → ``net``
+    ``network_mode``    ``"bridge"`` (or ``"private"``; the default), ``"none"``, ``"host"``
+                        → ``net``; ``run`` attaches the container as it says (a
+                        ``network=`` argument of ``run`` instead: any network, as ``--network``)
     ``privileged``      → ``privileged``
     ``cap_add``         → ``cap_add`` (``"NET_ADMIN"``, ``"CAP_SYS_TIME"``, ``"ALL"``)
     ``cap_drop``        → ``cap_drop``
@@ -80,57 +81,17 @@ class RunOptions(TypedDict, total=False):
     """
 
     environment: Mapping[str, str] | Sequence[str]
-    volumes: Mapping[str, Mapping[str, str]] | Sequence[str]
+    volumes: VolumesArg
     mounts: Sequence[SpecMount]
     working_dir: str
     user: str
     hostname: str
     tty: bool
     read_only: bool
-    network_mode: NetMode
+    network_mode: NetMode | Literal["bridge"]
     privileged: bool
     cap_add: Sequence[str]
     cap_drop: Sequence[str]
-
-
-def _bind(source: str, dest: str, mode: str, what: str) -> SpecMount:
-    """A ``volumes`` entry as a recursive bind mount (the CLI's ``-v`` defaults)."""
-    if not source:
-        raise InvalidArgument(f"volume {what}: no host path given")
-    if not source.startswith(("/", ".")):
-        raise Unimplemented(f"volume {what}: named volumes are not supported; give a host path")
-    if not dest.startswith("/"):
-        raise InvalidArgument(f"volume {what}: the container path {dest!r} must be absolute")
-    if mode not in ("ro", "rw"):
-        raise InvalidArgument(f"volume {what}: mode {mode!r} must be ro or rw")
-    path = os.path.abspath(source)
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise NotFound(f"volume {what}: the host path {path} does not exist") from None
-    except OSError as e:
-        raise from_oserror(e, f"volume {what}: host path {path}") from None
-    return SpecMount(os.path.normpath(dest), path, "bind", ("rbind", mode, "rprivate"))
-
-
-def _volumes(volumes: Mapping[str, Mapping[str, str]] | Sequence[str]) -> list[SpecMount]:
-    if isinstance(volumes, str):
-        raise InvalidArgument(f"volumes {volumes!r}: give a mapping or a list of HOST:CONTAINER[:MODE]")
-    out = []
-    if isinstance(volumes, Mapping):
-        for source, bind in volumes.items():
-            if not isinstance(bind, Mapping) or not isinstance(bind.get("bind"), str):
-                raise InvalidArgument(
-                    f"volume {source!r}: give {{'bind': CONTAINER_PATH, 'mode': 'ro'|'rw'}}"
-                )
-            out.append(_bind(source, bind["bind"], bind.get("mode", "rw"), repr(source)))
-        return out
-    for v in volumes:
-        parts = str(v).split(":")
-        if len(parts) not in (2, 3):
-            raise InvalidArgument(f"volume {v!r}: expected HOST_PATH:CONTAINER_PATH[:ro|rw]")
-        out.append(_bind(parts[0], parts[1], parts[2] if len(parts) == 3 else "rw", repr(v)))
-    return out
 
 
 def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[RunOptions]) -> SpecOptions:
@@ -148,12 +109,37 @@ def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[R
         hostname=options.get("hostname"),
         tty=bool(options.get("tty", False)),
         read_only=bool(options.get("read_only", False)),
-        net=options.get("network_mode", "private"),
-        mounts=[*_volumes(options.get("volumes", [])), *options.get("mounts", [])],
+        net=_net_mode(options.get("network_mode", "private")),
+        mounts=[*volume_mounts(options.get("volumes", [])), *options.get("mounts", [])],
         privileged=bool(options.get("privileged", False)),
         cap_add=list(options.get("cap_add", [])),
         cap_drop=list(options.get("cap_drop", [])),
     )
+
+
+_NET_MODES: dict[str, NetMode] = {"bridge": "private", "private": "private", "host": "host", "none": "none"}
+
+
+def _net_mode(mode: str) -> NetMode:
+    if mode not in _NET_MODES:
+        raise InvalidArgument(f"network_mode {mode!r}: use bridge, host or none (network= names any network)")
+    return _NET_MODES[mode]
+
+
+def run_network(network: str | Sequence[str] | NetworkOptions | None, net: NetMode) -> NetworkOptions:
+    """The networking of a container ``run`` makes, as the CLI's ``run`` gives it:
+    ``network`` read as ``--network`` is (a network's name, ``bridge``, ``host`` or ``none``,
+    or a list of names; :meth:`NetworkOptions.from_flags`), or a whole
+    :class:`~ctrstore.network.NetworkOptions` (published ports, ``ip``, DNS...). Without it,
+    what the spec's ``net`` says: ``host``, ``none``, or (``private``, the default: a
+    namespace of its own) the default network, ``bridge``."""
+    from ctrstore.network import NetworkOptions
+
+    if isinstance(network, NetworkOptions):
+        return network.validate()
+    if network is None:
+        return NetworkOptions.from_flags([net] if net in ("host", "none") else [])
+    return NetworkOptions.from_flags([network] if isinstance(network, str) else list(network))
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +153,7 @@ class Containers(ContainerManager):
 
     remove_command: Callable[[str], list[str]] | None = None
     """The command the shim runs to remove a ``run(detach=True, remove=True)`` container when
-    it exits (the Client sets it: ``ctrstore rm --force <id>`` on this store)."""
+    it exits (the Client sets it: :func:`remove_command` on this store)."""
 
     def get(self, ref: str) -> Container:
         """The container named by ``ref``: its id, its name or a unique prefix of its id.
@@ -199,6 +185,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -214,6 +201,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -228,6 +216,7 @@ class Containers(ContainerManager):
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -238,9 +227,14 @@ class Containers(ContainerManager):
         status and its stdout and stderr, captured apart. With ``detach=True``: start it under
         a shim and return the running :class:`Container` (its output goes to its log).
         ``remove`` removes the container once it has exited. ``name`` is its name and id
-        (default: a random id, named after the image). The other keywords are
+        (default: a random id, named after the image). ``network``: the networks it is
+        attached to, as the CLI's ``--network`` (default: the default network ``bridge``,
+        with an address of its own; ``"none"``: loopback only; ``"host"``: the host's; a
+        network's name; a list of names; or a :class:`~ctrstore.network.NetworkOptions` for
+        published ports, ``ip`` and DNS), see :func:`run_network`. The other keywords are
         :class:`RunOptions`; ``spec`` instead gives the whole
-        :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords).
+        :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords;
+        without ``network``, its ``net`` decides as ``network_mode`` does).
 
         If the runtime cannot start the command (not found...), its error is raised. Whenever
         ``run`` raises, the container it made is removed again."""
@@ -251,54 +245,54 @@ class Containers(ContainerManager):
             opts = spec
         else:
             opts = spec_options(command, **options)
+        if network is not None and "network_mode" in options:
+            raise InvalidArgument("run: give either network or network_mode, not both")
+        net_opts = run_network(network, opts.net)
         image_name = image.name if isinstance(image, Image) else self.images.get(image).name
         cid, cname = new_id_and_name(name, image_name)
-        record = self.create(cid, image_name, opts, snapshotter=snapshotter, labels=labels, name=cname)
+        record = self.create(
+            cid, image_name, opts, snapshotter=snapshotter, labels=labels, name=cname, network=net_opts
+        )
         if detach:
             return self._run_detached(record.id, remove)
+        up = networks.Attacher(self.network, self.namespace, record)
         try:
-            with self.tasks.run_captured(cid, record.spec, self._mounts(record), fresh=True) as capture:
-                code, stdout, stderr = capture.collect()
+            try:
+                with self.tasks.run_captured(
+                    cid, record.spec, self._mounts(record), fresh=True, before_create=up
+                ) as capture:
+                    code, stdout, stderr = capture.collect()
+            finally:
+                up.undo()  # the process has exited: detach it, as run_attached does
         except BaseException:
-            self.delete(cid, force=True)
+            self.delete(cid, force=True, volumes=True)
             raise
         if remove:  # `runc run` deleted its task when the process exited
-            self.delete(cid, force=True, task_gone=True)
+            self.delete(cid, force=True, task_gone=True, volumes=True)
         return RunResult(cid, code, stdout, stderr, removed=remove)
 
     def _run_detached(self, cid: str, remove: bool) -> Container:
         on_exit = None
         if remove:
             if self.remove_command is None:
-                self.delete(cid, force=True)
+                self.delete(cid, force=True, volumes=True)
                 raise Unimplemented("run(detach=True, remove=True) needs a client that knows its store")
             on_exit = self.remove_command(cid)
         try:
             self.start(cid, on_exit=on_exit)
         except BaseException:
-            self.delete(cid, force=True)
+            self.delete(cid, force=True, volumes=True)
             raise
         try:
             return self.get(cid)
         except NotFound:  # it exited and removed itself already
             from ctrstore.metadata.containers import Container as ContainerRecord
 
-            return Container(self, ContainerRecord(cid), TaskStatus("stopped"))
+            return Container(self, ContainerRecord(cid), TaskStatus(EXITED))
 
 
 # --------------------------------------------------------------------------------------------
 # Images
-
-
-def _normalized(name: str) -> str | None:
-    """``name`` as a registry reference normalises (``busybox`` is
-    ``docker.io/library/busybox:latest``); None if it is not one."""
-    from ctrstore.remotes.reference import normalize
-
-    try:
-        return normalize(name)
-    except InvalidArgument:
-        return None
 
 
 class Images(ImageStore):
@@ -309,23 +303,15 @@ class Images(ImageStore):
     def __init__(self, store: ImageStore, content: Provider, platform: Platform | None = None) -> None:
         super().__init__(store.db, store.namespace, lease=store.lease)
         self.source = ImageSource(content, self, platform)
+        self._records = ImageStore(store.db, store.namespace, lease=store.lease)
 
     def get(self, name: str) -> ImageView:
-        """The image ``name``: as stored, else as it normalises as a registry reference
-        (``busybox`` finds ``docker.io/library/busybox:latest``, as a pull names it)."""
-        try:
-            img = super().get(name)
-        except NotFound:
-            normalized = _normalized(name)
-            if normalized is None or normalized == name:
-                raise
-            try:
-                img = super().get(normalized)
-            except NotFound:
-                raise NotFound(
-                    f"image {name!r} (or {normalized!r}) not found in namespace {self.namespace!r}"
-                ) from None
-        return ImageView.of(img, self.source)
+        """The image a docker user means by ``name`` (docker-py's ``images.get``): its name
+        as stored, the name as a registry reference normalises (``busybox`` finds
+        ``docker.io/library/busybox:latest``, as a pull names it), ``repo@sha256:...``, or its
+        ID, a unique prefix of the target's digest (what ``images -q`` prints); see
+        :meth:`ImageStore.lookup`. NotFound if there is none."""
+        return ImageView.of(self._records.lookup(name), self.source)
 
     def list(self, *filters: str) -> builtins.list[ImageView]:  # type: ignore[override]
         # (A list of ImageView is a list of Image to every reader; the base's return type is
@@ -337,128 +323,15 @@ class Images(ImageStore):
 
 
 # --------------------------------------------------------------------------------------------
-# Housekeeping
+# Removal on exit
 
 
-def _blob_sizes(client: Client) -> dict[str, int]:
-    return {info.digest: info.size for info in client.metadata.content_backend.walk()}
-
-
-def prune(client: Client, *, containers: bool = True, images: bool = False) -> PruneReport:
-    """Remove every container that is not running or paused (``containers``), every image no
-    container is made from (``images``), then collect garbage; what was removed and the
-    bytes freed (the writable snapshots of removed containers, the blobs and snapshots gc
-    removed, measured just before).
-
-    Written with what the store has today (container and image removal, gc); the
-    housekeeping library (``prune``, ``system df``) takes its place once it is there."""
-    mgr = client.containers
-    removed: list[str] = []
-    freed = 0
-    if containers:
-        for c in mgr.list(all=True):
-            if c.status in ("running", "paused"):
-                continue
-            try:
-                freed += client.snapshotter(c.record.snapshotter).usage(c.record.snapshot_key).size
-            except CtrstoreError:
-                pass
-            try:
-                mgr.delete(c.id, force=False)
-            except (NotFound, FailedPrecondition):
-                continue  # removed meanwhile (an --rm container's shim), or started again
-            removed.append(c.id)
-    removed_images: list[str] = []
-    if images:
-        used = {r.image for r in mgr.store.list()}
-        for img in ImageStore.list(client.images):
-            if img.name not in used:
-                client.images.delete(img.name)
-                removed_images.append(img.name)
-    # What gc will free, measured before it goes: the blobs' sizes, the snapshots' usage.
-    sizes = _blob_sizes(client)
-    snapshots: dict[str, int] = {}
-    for entry in client.gc(dry_run=True).records.get("snapshots", []):
-        ns, sn, key = entry.split("/", 2)  # <namespace>/<snapshotter>/<key>
-        if ns != client.namespace:
-            continue
-        try:
-            snapshots[entry] = client.snapshotter(sn).usage(key).size
-        except CtrstoreError:
-            pass
-    result = client.gc()
-    freed += sum(sizes.get(d, 0) for d in result.blobs)
-    freed += sum(snapshots.get(entry, 0) for entry in result.records.get("snapshots", []))
-    return PruneReport(removed, removed_images, result, freed)
-
-
-def disk_usage(client: Client) -> DiskUsage:
-    """The namespace's images (unique blobs of their manifests, configs and layers; active:
-    used by a container; reclaimable: blobs only unused images hold) and containers (their
-    writable snapshots; active: running or paused; reclaimable: the others').
-
-    Written with what the store has today; the housekeeping library's ``system df`` takes its
-    place once it is there."""
-    from ctrstore.images import children
-
-    content = client.content
-    mgr = client.containers
-    records = mgr.store.list()
-    used_names = {r.image for r in records}
-    imgs = ImageStore.list(client.images)
-
-    def blobs(img: Image) -> set[str]:
-        seen: set[str] = set()
-        todo = [img.target]
-        while todo:
-            d = todo.pop()
-            if d.digest in seen:
-                continue
-            try:
-                content.info(d.digest)
-            except NotFound:
-                continue
-            seen.add(d.digest)
-            todo.extend(children(content, d))
-        return seen
-
-    per_image = {img.name: blobs(img) for img in imgs}
-    size_of: dict[str, int] = {}
-    for digests in per_image.values():
-        for d in digests - size_of.keys():
-            size_of[d] = content.info(d).size
-    in_use = set().union(*(per_image[n] for n in per_image if n in used_names))
-    all_blobs = set(size_of)
-    images_row = UsageRow(
-        total=len(imgs),
-        active=sum(1 for img in imgs if img.name in used_names),
-        size=sum(size_of[d] for d in all_blobs),
-        reclaimable=sum(size_of[d] for d in all_blobs - in_use),
-    )
-    total = active = size = reclaimable = 0
-    for r in records:
-        total += 1
-        try:
-            used = client.snapshotter(r.snapshotter).usage(r.snapshot_key).size
-        except CtrstoreError:
-            used = 0
-        size += used
-        if container_status(mgr.status(r.id)) in ("running", "paused"):
-            active += 1
-        else:
-            reclaimable += used
-    return DiskUsage(images_row, UsageRow(total, active, size, reclaimable))
-
-
-def remove_command(client: Client) -> Callable[[str], list[str]]:
-    """The command that removes a container of ``client``'s store and namespace: what the
-    shim runs when a ``run(detach=True, remove=True)`` container exits."""
-
-    def command(cid: str) -> list[str]:
-        argv = [sys.executable, "-m", "ctrstore"]
-        if client.config.source:
-            argv += ["--config", client.config.source]
-        argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", client.namespace]
-        return [*argv, "rm", "--force", cid]
-
-    return command
+def remove_command(client: Client, cid: str) -> list[str]:
+    """The command that removes container ``cid`` of ``client``'s store and namespace with its
+    anonymous volumes (``ctrstore rm --force --volumes``): what the shim runs when a container
+    run with ``--rm -d`` (CLI) or ``run(detach=True, remove=True)`` (API) exits."""
+    argv = [sys.executable, "-m", "ctrstore"]
+    if client.config.source:
+        argv += ["--config", client.config.source]
+    argv += ["--root", str(client.root), "--state", str(client.state), "--namespace", client.namespace]
+    return [*argv, "rm", "--force", "--volumes", cid]

@@ -43,13 +43,15 @@ from ctrstore.plugin import METADATA, RUNTIME, PluginSet
 if TYPE_CHECKING:
     from ctrstore.archive import ApplyStats
     from ctrstore.client.api import Containers, Images, RunOptions
+    from ctrstore.client.housekeeping import DiskUsage, SystemPruneReport
     from ctrstore.client.networks import Networks
-    from ctrstore.client.objects import Container, DiskUsage, ImageView, PruneReport, RunResult
+    from ctrstore.client.objects import Container, ImageView, RunResult
     from ctrstore.client.pull import PullResult
     from ctrstore.images.pull import Status
     from ctrstore.metadata.check import CheckReport
     from ctrstore.metadata.gc import GCResult
     from ctrstore.metadata.images import Image
+    from ctrstore.network import NetworkOptions
     from ctrstore.network.manager import NetworkManager
     from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.tasks import Tasks
@@ -185,7 +187,7 @@ class Client:
             volumes=self._volumes_or_none(),
             network=self.network_plugin,
         )
-        mgr.remove_command = remove_command(self)
+        mgr.remove_command = lambda cid: remove_command(self, cid)
         return mgr
 
     @property
@@ -553,6 +555,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -568,6 +571,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -582,6 +586,7 @@ class Client:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
+        network: str | Sequence[str] | NetworkOptions | None = None,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -598,6 +603,7 @@ class Client:
                 name=name,
                 labels=labels,
                 snapshotter=snapshotter,
+                network=network,
                 spec=spec,
                 **options,
             )
@@ -608,6 +614,7 @@ class Client:
             name=name,
             labels=labels,
             snapshotter=snapshotter,
+            network=network,
             spec=spec,
             **options,
         )
@@ -630,20 +637,28 @@ class Client:
         """Import an OCI layout tar or a ``docker save`` tar; the images it named."""
         return [self.images.get(i.name) for i in self.import_archive(source)]
 
-    def prune(self, *, containers: bool = True, images: bool = False) -> PruneReport:
-        """Remove stopped containers (``containers``), images no container is made from
-        (``images``), then collect garbage; what went and the bytes freed (see
-        ``ctrstore.client.api.prune``)."""
-        from ctrstore.client.api import prune
+    def prune(
+        self, *, all: bool = False, volumes: bool = False, filters: Sequence[str] = ()
+    ) -> SystemPruneReport:
+        """``docker system prune``: remove stopped containers, dangling images (``all``: every
+        image no container is made from) and, with ``volumes``, unused anonymous volumes,
+        then collect garbage. The report has one :class:`~ctrstore.client.housekeeping.
+        PruneReport` per kind (``.containers.deleted``, ``.images.deleted``...) and the bytes
+        freed (``space_reclaimed``). ``filters`` are docker's (``until=24h``,
+        ``label=k=v``). One kind alone: ``ctrstore.client.housekeeping.prune_containers``,
+        ``prune_images``, ``prune_volumes``."""
+        from ctrstore.client.housekeeping import system_prune
 
-        return prune(self, containers=containers, images=images)
+        return system_prune(self, all=all, volumes=volumes, filters=filters)
 
-    def df(self) -> DiskUsage:
-        """Disk usage of the namespace's images and containers, as ``docker system df``
-        counts it (see ``ctrstore.client.api.disk_usage``)."""
-        from ctrstore.client.api import disk_usage
+    def df(self, *, verbose: bool = False) -> DiskUsage:
+        """``docker system df``: rows for images, containers, volumes and other data
+        (``.images.total``, ``.active``, ``.size``, ``.reclaimable`` bytes: what the matching
+        prune gives back); with ``verbose``, one row per image, container and volume too. See
+        ``ctrstore.client.housekeeping.disk_usage``."""
+        from ctrstore.client.housekeeping import disk_usage
 
-        return disk_usage(self)
+        return disk_usage(self, verbose=verbose)
 
     def close(self) -> None:
         """Close the store's databases. The client cannot be used afterwards (a new one can)."""

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from ctrstore.client import networks
 from ctrstore.client.volumes import ContainerVolumes, anonymous_volumes
@@ -61,6 +61,8 @@ __all__ = [
     "EXITED",
     "RUNTIME_NAME",
     "ContainerManager",
+    "ContainerStatus",
+    "container_status",
     "exit_status_of",
     "new_id_and_name",
     "parse_log_time",
@@ -69,6 +71,25 @@ __all__ = [
 RUNTIME_NAME = "io.containerd.runc.v2"
 EXITED = "exited"
 """A container whose task has ended, as docker says it (containerd's task status ``stopped``)."""
+
+ContainerStatus = Literal["created", "running", "paused", "restarting", "exited"]
+"""A container's status in docker's words."""
+
+
+def container_status(task: TaskStatus) -> ContainerStatus:
+    """Docker's word for a task's status: ``stopped`` is ``exited``; ``creating`` and
+    ``unknown`` (no bundle and no exit record: /run was emptied by a reboot before the task
+    ever ran) are ``created``, as the container can be started."""
+    s = task.status
+    if s == "running":
+        return "running"
+    if s == "paused":
+        return "paused"
+    if s == "restarting":
+        return "restarting"
+    if s in ("stopped", EXITED):
+        return "exited"
+    return "created"
 
 
 def parse_log_time(text: str) -> int:
@@ -198,7 +219,7 @@ class ContainerManager:
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
         image = self.images.lookup(image_name)
-        image_name = image.name
+        image_name = image.name  # as stored (not an ID or short name): what rmi and prune look for
         try:
             self.store.get(cid)
             raise AlreadyExists(f"container {cid!r} already exists")
@@ -386,11 +407,15 @@ class ContainerManager:
         )
 
     def status(self, cid: str) -> TaskStatus:
-        """The container's task status in docker's words: ``created``, ``running``,
-        ``paused``, ``exited`` (what containerd and the runtime call ``stopped``) or
-        ``unknown`` (no bundle: /run was emptied by a reboot)."""
-        st = self.tasks.status(cid)
-        return replace(st, status=EXITED) if st.status == "stopped" else st
+        """The container's task status in docker's words (:func:`container_status`):
+        ``created``, ``running``, ``paused``, ``restarting`` or ``exited`` (what containerd and the runtime
+        call ``stopped``). ``self.tasks.status`` gives the runtime's own words.
+
+        A process that has ended but whose shim has not recorded its exit status yet (it
+        detaches the container from its networks first) is still ``running``, as docker
+        shows a container until its exit is handled: ``exited`` comes with its exit code."""
+        st = self.tasks.status(cid)  # (which says running until the exit is recorded)
+        return replace(st, status=container_status(st))
 
     def stop_signal(self, cid: str) -> str:
         """The signal ``stop`` sends first: ``--stop-signal``, the image's StopSignal, or

@@ -51,7 +51,6 @@ __all__ = [
     "container_status_text",
     "container_summary",
     "familiar",
-    "find_image",
     "go_time",
     "human_duration",
     "human_size",
@@ -171,41 +170,6 @@ def familiar(name: str) -> str:
     repo, tag = _split_name(name)
     digest = name.partition("@")[2]
     return _familiar_repo(repo) + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
-
-
-def find_image(client: Client, ref: str) -> Image:
-    """An image by what a docker user types: its name as stored, the normalised name
-    (``busybox`` is ``docker.io/library/busybox:latest``), the familiar one, or its ID (the
-    target digest, ``sha256:`` optional, a unique prefix of at least 4 hex digits is enough).
-    NotFound if nothing matches; InvalidArgument if an ID prefix is ambiguous."""
-    from ctrstore.remotes.reference import parse as parse_reference
-
-    store = client.images
-    with contextlib.suppress(NotFound):
-        return store.get(ref)
-    candidates: list[str] = []
-    with contextlib.suppress(CtrstoreError):
-        parsed = parse_reference(ref)
-        candidates = [str(parsed), parsed.familiar()]
-    for name in candidates:
-        with contextlib.suppress(NotFound):
-            return store.get(name)
-    images = store.list()
-    if candidates:
-        for img in images:
-            with contextlib.suppress(CtrstoreError):
-                if str(parse_reference(img.name)) == candidates[0]:
-                    return img
-    hexpart = ref.removeprefix("sha256:")
-    if len(hexpart) >= 4 and re.fullmatch(r"[0-9a-f]+", hexpart):
-        hits = {
-            i.target.digest: i for i in images if i.target.digest.removeprefix("sha256:").startswith(hexpart)
-        }
-        if len(hits) == 1:
-            return next(iter(hits.values()))
-        if len(hits) > 1:
-            raise InvalidArgument(f"{len(hits)} images match the ID {ref!r}: give more of it")
-    raise NotFound(f"no such image: {ref}")
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -440,10 +404,10 @@ class ImageFilter:
         lo: datetime | None = None
         hi: datetime | None = None
         for ref in self.before:
-            t = find_image(client, ref).created_at
+            t = client.images.lookup(ref).created_at
             hi = t if hi is None or (t is not None and t > hi) else hi
         for ref in self.since:
-            t = find_image(client, ref).created_at
+            t = client.images.lookup(ref).created_at
             lo = t if lo is None or (t is not None and t < lo) else lo
         if lo is not None or hi is not None:
             out = [
@@ -867,7 +831,7 @@ class ContainerFilter:
         for ref in f.get("ancestor", []):
             ancestors.add(ref)
             with contextlib.suppress(CtrstoreError):
-                ancestors.add(find_image(client, ref).target.digest)
+                ancestors.add(client.images.lookup(ref).target.digest)
         mgr = client.containers
         lo = [created.get(mgr.resolve(r)) for r in f.get("since", [])]
         hi = [created.get(mgr.resolve(r)) for r in f.get("before", [])]

@@ -54,6 +54,7 @@ __all__ = [
     "collect",
     "dangling",
     "disk_usage",
+    "image_names",
     "images_in_use",
     "prune_containers",
     "prune_images",
@@ -213,18 +214,51 @@ def _names(client: Client, ids: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+def _by_id(ref: str, image: Image) -> bool:
+    """Whether ``ref`` named ``image`` by its ID (a prefix of its target's digest, as ``images
+    -q`` prints it), not by one of its names."""
+    hexpart = ref.removeprefix("sha256:")
+    return (
+        ref != image.name
+        and re.fullmatch(r"[0-9a-f]{1,64}", hexpart) is not None
+        and image.target.digest.startswith("sha256:" + hexpart)
+    )
+
+
+def image_names(client: Client, refs: Sequence[str], *, force: bool = False) -> list[str]:
+    """The names ``rmi REF...`` removes: each REF as a docker user gives it (a name, the name
+    as a registry reference normalises, ``repo@sha256:...``, or an image ID: what ``images
+    -q`` prints; see :meth:`~ctrstore.metadata.images.ImageStore.lookup`). An ID removes every
+    name of the image, which docker asks ``force`` for when there are several
+    (FailedPrecondition naming them). NotFound for a REF that names nothing."""
+    store = client.images
+    out: dict[str, None] = {}
+    for ref in refs:
+        img = store.lookup(ref)
+        if not _by_id(ref, img):
+            out[img.name] = None
+            continue
+        same = sorted(i.name for i in store.list() if i.target.digest == img.target.digest)
+        if len(same) > 1 and not force:
+            raise FailedPrecondition(
+                f"image {ref} has {len(same)} names ({', '.join(same)}): remove them by name, "
+                "or force with rmi -f to remove them all"
+            )
+        out.update(dict.fromkeys(same))
+    return list(out)
+
+
 def remove_images(
     client: Client, names: Sequence[str], *, force: bool = False, prune: bool = True
 ) -> RemoveReport:
-    """``rmi``: remove images by name, then (``prune``) run gc so the space they held comes
-    back at once. An image a container of this namespace was made from is refused
-    (FailedPrecondition naming the containers) unless ``force`` — the container keeps its
-    snapshots either way, so only the image's blobs and the layers no one else uses go.
-    Every name is checked before any is removed: one missing or in use removes none."""
+    """``rmi``: remove images (each as :func:`image_names` finds it: by name or ID), then
+    (``prune``) run gc so the space they held comes back at once. An image a container of
+    this namespace was made from is refused (FailedPrecondition naming the containers) unless
+    ``force`` — the container keeps its snapshots either way, so only the image's blobs and
+    the layers no one else uses go. Every name is checked before any is removed: one missing
+    or in use removes none."""
     store = client.images
-    wanted = list(dict.fromkeys(names))
-    for n in wanted:
-        store.get(n)  # NotFound names it
+    wanted = image_names(client, names, force=force)
     if not force:
         users = images_in_use(client)
         for n in wanted:
@@ -332,6 +366,9 @@ def prune_volumes(client: Client, *, all: bool = False, filters: Iterable[str] =
 
 @dataclass(frozen=True)
 class SystemPruneReport:
+    """What ``system prune`` (``Client.prune``) removed: one :class:`PruneReport` per kind
+    (``volumes`` and ``networks`` None when they were not pruned)."""
+
     containers: PruneReport
     images: PruneReport
     volumes: PruneReport | None = None
@@ -339,6 +376,7 @@ class SystemPruneReport:
 
     @property
     def space_reclaimed(self) -> int:
+        """The bytes every step gave back, together."""
         return sum(
             r.space_reclaimed for r in (self.containers, self.images, self.volumes, self.networks) if r
         )
@@ -437,16 +475,6 @@ def _sum(us: Iterable[Unit]) -> int:
     return sum(u.size for u in us)
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """``(repository, tag)`` of an image name as docker shows them (``<none>`` for none)."""
-    base = name.partition("@")[0]
-    slash = base.rfind("/")
-    colon = base.rfind(":")
-    if colon > slash:
-        return base[:colon], base[colon + 1 :]
-    return base or "<none>", "<none>"
-
-
 def disk_usage(client: Client, *, verbose: bool = False) -> DiskUsage:
     """``system df`` for this client's namespace (see the module's docstring). Each blob,
     snapshot and ingest on disk is counted in one row: Images if an image of this namespace
@@ -540,7 +568,7 @@ def disk_usage(client: Client, *, verbose: bool = False) -> DiskUsage:
     )
     du = DiskUsage(img_row, ctr_row, vol_row, other_row, volume_rows=vol_rows)
     if verbose:
-        _verbose(du, client, reach, images, containers, used, active_ctrs, all_units, other_units, garbage)
+        _verbose(du, client, reach, images, containers, used, all_units, other_units, garbage)
         if other_volume_bytes:
             du.other_rows.append({"Kind": "other volumes", "Count": 0, "Size": other_volume_bytes})
     return du
@@ -553,12 +581,14 @@ def _verbose(
     images: Sequence[Image],
     containers: list[Container],
     used: Mapping[str, list[str]],
-    active: set[str],
     all_units: list[Unit],
     other_units: list[Unit],
     garbage: list[Unit],
 ) -> None:
+    from ctrstore.client.dockercompat import repo_tag
+
     ns = client.namespace
+    mgr = client.containers
     per_image: dict[str, list[Unit]] = {}
     count: dict[Unit, int] = {}
     for img in images:
@@ -570,7 +600,7 @@ def _verbose(
     for img in images:
         mine = per_image[img.name]
         shared = _sum(u for u in mine if count[u] > 1)
-        repo, tag = _split_name(img.name)
+        repo, tag = repo_tag(img.name)
         du.image_rows.append(
             {
                 "Repository": repo,
@@ -608,8 +638,8 @@ def _verbose(
                 "LocalVolumes": len(vols),
                 "Size": size,
                 "CreatedAt": c.created_at.isoformat() if c.created_at else None,
-                "State": "running" if c.id in active else "exited",
-                "Names": client.containers.name_of(c),
+                "State": mgr.status(c.id).status,
+                "Names": mgr.name_of(c),
             }
         )
     # Other: what holds each unit, first match wins.

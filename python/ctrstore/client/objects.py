@@ -1,8 +1,9 @@
 """The Python API's objects, shaped after docker-py's: a :class:`Container` to act on, an
 :class:`ImageView` of an image with its config, size and tags, and the results of running
-something (:class:`RunResult`, :class:`ExecResult`) or of tidying up (:class:`PruneReport`,
-:class:`DiskUsage`). They are what ``client.containers`` and ``client.images``
-(``ctrstore.client.api``) hand out; docs/python-api.md shows them in use.
+something (:class:`RunResult`, :class:`ExecResult`). They are what ``client.containers``
+and ``client.images`` (``ctrstore.client.api``) hand out; docs/python-api.md shows them in
+use. Tidying up (``client.prune()``, ``client.df()``) gives ``ctrstore.client.housekeeping``'s
+results, the CLI's.
 
 A :class:`Container` is a handle: its attributes (status, exit code, ...) are read when it is
 got and by :meth:`Container.reload` (after ``start``, ``stop``, ``kill`` and ``wait`` it
@@ -18,6 +19,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ctrstore.client.containers import ContainerStatus, container_status
 from ctrstore.errdefs import FailedPrecondition, InvalidArgument
 from ctrstore.images import Resolved, read_json, resolve
 from ctrstore.labels import CONTAINER_NAME
@@ -28,40 +30,18 @@ if TYPE_CHECKING:
     from ctrstore.content import Provider
     from ctrstore.images.platforms import Platform
     from ctrstore.metadata.containers import Container as ContainerRecord
-    from ctrstore.metadata.gc import GCResult
     from ctrstore.runtime.capture import Capture
     from ctrstore.runtime.tasks import TaskStatus
 
 __all__ = [
     "Container",
     "ContainerStatus",
-    "DiskUsage",
     "ExecResult",
     "ImageView",
-    "PruneReport",
     "RunResult",
-    "UsageRow",
     "container_status",
     "env_list",
 ]
-
-ContainerStatus = Literal["created", "running", "paused", "exited"]
-"""A container's status in docker's words."""
-
-
-def container_status(task: TaskStatus) -> ContainerStatus:
-    """Docker's word for a task's status: ``stopped`` is ``exited``; ``unknown`` (no bundle
-    and no exit record: /run was emptied by a reboot before the task ever ran) is ``created``,
-    as the container can be started."""
-    s = task.status
-    if s == "running":
-        return "running"
-    if s == "paused":
-        return "paused"
-    if s in ("stopped", "exited"):
-        return "exited"
-    return "created"
-
 
 # --------------------------------------------------------------------------------------------
 # Results
@@ -93,41 +73,6 @@ class RunResult:
     stdout: bytes
     stderr: bytes
     removed: bool = False
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """One row of :class:`DiskUsage`, as ``docker system df`` prints it."""
-
-    total: int
-    """How many there are."""
-    active: int
-    """How many are in use (images: used by a container; containers: running or paused)."""
-    size: int
-    """Bytes on disk."""
-    reclaimable: int
-    """Bytes that removing the ones not in use would free."""
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    """What ``client.df()`` gives: the namespace's images (their blobs in the content store)
-    and containers (their writable snapshots)."""
-
-    images: UsageRow
-    containers: UsageRow
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What ``client.prune()`` removed: containers (ids), images (names), and what the gc
-    that followed removed (``gc``); ``space_reclaimed`` is the bytes of the blobs and
-    snapshots it freed."""
-
-    containers: list[str]
-    images: list[str]
-    gc: GCResult
-    space_reclaimed: int
 
 
 # --------------------------------------------------------------------------------------------

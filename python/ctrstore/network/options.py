@@ -7,12 +7,13 @@ __all__ = ["HOST_GATEWAY", "NetworkOptions", "parse_add_host"]
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.network.conflist import DEFAULT_NETWORK, PSEUDO_NETWORKS
-from ctrstore.network.ports import PortMapping
+from ctrstore.network.ports import PortMapping, parse_publish
 
 HOST_GATEWAY = "host-gateway"
 """``--add-host NAME:host-gateway``: the address of the host on the container's (first)
@@ -62,6 +63,34 @@ class NetworkOptions:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_flags(
+        cls,
+        networks: Sequence[str] = (),
+        *,
+        publish: Sequence[str] = (),
+        ip: str | None = None,
+        add_hosts: Sequence[str] = (),
+        dns: Sequence[str] = (),
+        dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
+    ) -> NetworkOptions:
+        """The options ``run``'s network flags give, checked: ``--network`` (repeated;
+        none given is the default network, ``bridge``; ``private``, the old name of a
+        namespace with loopback only, is ``none``), ``-p``, ``--ip``, ``--add-host``,
+        ``--dns``, ``--dns-search``, ``--dns-option``. The CLI's ``run``/``create`` and the
+        Python API's ``run(network=...)`` both read their arguments so."""
+        nets = ["none" if n == "private" else n for n in networks] or [DEFAULT_NETWORK]
+        return cls(
+            networks=nets,
+            ports=[p for spec in publish for p in parse_publish(spec)],
+            ip=ip,
+            add_hosts=[parse_add_host(h) for h in add_hosts],
+            dns=list(dns),
+            dns_search=list(dns_search),
+            dns_options=list(dns_options),
+        ).validate()
 
     @property
     def mode(self) -> Literal["host", "none", "cni"]:

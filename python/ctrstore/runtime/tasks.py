@@ -458,13 +458,19 @@ class Tasks:
         return Capture(self.runc(), "exec", [*flags, cid, *args], what=f"exec in container {cid}")
 
     def run_captured(
-        self, cid: str, spec: Mapping[str, Any], mounts: Mounts, *, fresh: bool = False
+        self,
+        cid: str,
+        spec: Mapping[str, Any],
+        mounts: Mounts,
+        *,
+        fresh: bool = False,
+        before_create: Callable[[Bundle], None] | None = None,
     ) -> Capture:
         """Run the task in the foreground (``runc run``, no shim: the Python API's
         ``client.run``) with the process's stdout and stderr captured apart (see
         ``ctrstore.runtime.capture``); the exit status is recorded in ``exit.json`` when it
-        ends. A spec asking for a terminal is refused: a captured run
-        has none (start it detached instead)."""
+        ends. A spec asking for a terminal is refused: a captured run has none (start it
+        detached instead). ``before_create``: as for :meth:`start`."""
         if spec.get("process", {}).get("terminal"):
             raise InvalidArgument(f"container {cid} wants a terminal: a captured run has none (detach it)")
         runc = self.runc()
@@ -477,6 +483,8 @@ class Tasks:
             bundle = self.ensure_bundle(cid, spec, mounts)
             runc.delete(cid, force=True)
         bundle.clear_recorders(exit_too=True)
+        if before_create is not None:
+            before_create(bundle)
         bundle.attach_pid.write_text(str(os.getpid()))
 
         def recorded(status: int) -> None:
