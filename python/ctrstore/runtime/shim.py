@@ -472,17 +472,25 @@ def _daemon(a: argparse.Namespace) -> int:
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
     shim: Shim | None = None
+
+    def tell(answer: Mapping[str, object]) -> None:
+        if "error" in answer:
+            # Never started: we record nothing, so we are no recorder from now on (what the
+            # starter does next with the container, rm, must not wait for us to go).
+            bundle.shim_pid.unlink(missing_ok=True)
+        _tell(ready, answer)
+
     try:
         _subreaper()
         bundle.shim_pid.write_text(str(os.getpid()))
         bundle.exit_json.unlink(missing_ok=True)
         bundle.init_pid.unlink(missing_ok=True)
         shim = Shim(a)
-        status = shim.serve(lambda answer: _tell(ready, answer))
+        status = shim.serve(tell)
     except BaseException as e:
         with contextlib.suppress(Exception):
             Runc(a.runtime, Path(a.runtime_root)).delete(a.id, force=True)
-        _tell(ready, error_answer(e))
+        tell(error_answer(e))
         status = -1
     finally:
         if shim is not None:
