@@ -129,6 +129,32 @@ pub fn apply_layer_path(
     .py()
 }
 
+/// Apply the bytes of an ingest being written onto `target` as they arrive (from the first
+/// byte: a resumed download's bytes on disk are replayed), without the GIL. Returns when the
+/// writer's verified commit ends the stream; fails when the stream breaks off (the download
+/// stopped, or its bytes did not verify) or is cancelled, leaving `target` partly applied.
+#[pyfunction]
+#[pyo3(signature = (target, watch, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+pub fn apply_layer_watch(
+    py: Python<'_>,
+    target: PathBuf,
+    watch: &crate::content::IngestWatch,
+    whiteouts: &str,
+    parents: Vec<PathBuf>,
+    no_same_owner: bool,
+    userxattr: bool,
+) -> PyResult<Stats> {
+    let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+    let watch = watch.core().clone();
+    py.detach(|| {
+        let tail = watch.reader()?;
+        apply_layer(&target, tail, &opts)
+    })
+    .map_err(|e| onto(e, &target))
+    .map(stats)
+    .py()
+}
+
 /// Open `path` inside `root` as if `root` were `/`: symlinks (the last one's too) are
 /// followed inside it, every component is opened with `O_NOFOLLOW`, so nothing outside is
 /// reached. Returns a new descriptor (`O_CLOEXEC`) that the caller owns and must close.

@@ -18,6 +18,7 @@ use super::sys::{self, cstr, errno, Time};
 use super::{ApplyOptions, ApplyStats, WhiteoutMode, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::Sha256;
 use crate::error::{invalid_argument, Error, Result};
+use crate::tail::carried_error;
 
 const COPY_BUF: usize = 1 << 20;
 const READ_BUF: usize = 256 * 1024;
@@ -54,7 +55,8 @@ pub(crate) fn apply_layer_with(
         inner: reader,
         count: &compressed,
     };
-    let mut decomp = Decompress::new(counting).map_err(|e| Error::io(e, "reading layer"))?;
+    let mut decomp = Decompress::new(counting)
+        .map_err(|e| carried_error(e).unwrap_or_else(|e| Error::io(e, "reading layer")))?;
     let compression = decomp.compression();
 
     let (hasher, entries) = if pipeline.unwrap_or_else(use_pipeline) {
@@ -107,6 +109,10 @@ fn use_pipeline() -> bool {
 }
 
 fn read_error(e: io::Error, compression: Compression) -> Error {
+    let e = match carried_error(e) {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     if e.raw_os_error().is_some() {
         Error::io(e, "reading layer")
     } else {
@@ -116,6 +122,10 @@ fn read_error(e: io::Error, compression: Compression) -> Error {
 
 /// An error from the tar reader: a malformed archive unless it came from the OS.
 fn tar_error(e: io::Error) -> Error {
+    let e = match carried_error(e) {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     if e.raw_os_error().is_some() {
         Error::io(e, "reading layer")
     } else {
