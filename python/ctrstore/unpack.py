@@ -11,6 +11,10 @@ On a snapshotter that can rebase (overlay: an upper dir holds only its layer's o
 layers are applied in parallel, each into a parentless snapshot, and each is committed onto
 its parent as soon as it and every layer below it are done (so a killed unpack keeps the
 layers it finished). Elsewhere they are applied one after another.
+
+A pull unpacks while it downloads (``streams``, see ``ctrstore.stream``): a layer whose blob
+is still downloading is applied from its ingest as the bytes arrive, and its snapshot is
+committed only once the download's commit has verified the blob (and the diffID matches).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ctrstore.metadata.content import ContentStore
 from ctrstore.metadata.snapshots import SNAPSHOT_REF_LABEL, SnapshotStore
 from ctrstore.mount import Mount
 from ctrstore.snapshots import Kind
+from ctrstore.stream import LiveIngests
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -120,9 +125,12 @@ class Unpacker:
         *,
         blob_ready: Callable[[Layer], None] = lambda layer: None,
         on_layer: Callable[[Layer, str], None] = lambda layer, status: None,
+        streams: LiveIngests | None = None,
     ) -> UnpackResult:
         """Unpack ``layers`` (bottom first). ``blob_ready(layer)`` blocks until the layer's blob
-        is in the content store (pulls fetch while earlier layers apply)."""
+        is in the content store (pulls fetch while earlier layers apply). With ``streams``, a
+        layer still downloading is applied as it arrives, and ``blob_ready`` is asked after
+        the apply, before the commit."""
         if not layers:
             raise InvalidArgument(f"image config {config.digest}: no layers to unpack")
         todo = self.pending(layers)
@@ -131,10 +139,10 @@ class Unpacker:
             on_layer(layer, "exists")
         if todo:
             if self.snapshots.rebase and len(todo) > 1:
-                self._parallel(todo, blob_ready, on_layer)
+                self._parallel(todo, blob_ready, on_layer, streams)
             else:
                 for layer in todo:
-                    self._one(layer, blob_ready, on_layer, parent=layer.parent)
+                    self._one(layer, blob_ready, on_layer, parent=layer.parent, streams=streams)
         top = layers[-1].chain_id
         self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
@@ -144,6 +152,7 @@ class Unpacker:
         todo: Sequence[Layer],
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
+        streams: LiveIngests | None = None,
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
         # sequential unpack numbers them) and apply on worker threads. Each layer is committed
@@ -159,7 +168,15 @@ class Unpacker:
                 if p is not None:
                     prepared.append((layer, *p))
             futures = [
-                pool.submit(self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0])
+                pool.submit(
+                    self._apply,
+                    layer,
+                    mounts,
+                    blob_ready,
+                    on_layer,
+                    parentless=layer is not todo[0],
+                    streams=streams,
+                )
                 for layer, _, mounts in prepared
             ]
             for i, ((layer, key, _), f) in enumerate(zip(prepared, futures, strict=True)):
@@ -169,7 +186,10 @@ class Unpacker:
                 on_layer(layer, "unpacked")
         except BaseException:
             # Let the appliers still running finish (a snapshot being written into cannot be
-            # removed), then drop every snapshot not committed.
+            # removed; those following a download are told to stop), then drop every
+            # snapshot not committed.
+            if streams is not None:
+                streams.cancel("the unpack of the image was given up")
             pool.shutdown(wait=True, cancel_futures=True)
             # The failed layers' files go first, all of them, so the records have room.
             failed = prepared[committing + 1 :]
@@ -199,15 +219,26 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
         *,
         parentless: bool,
+        streams: LiveIngests | None = None,
     ) -> None:
-        blob_ready(layer)
+        # A blob still downloading is followed: applied from its ingest as it arrives.
+        watch = streams.follow(layer.desc.digest) if streams is not None else None
+        if watch is None:
+            blob_ready(layer)
         on_layer(layer, "extracting")
-        path = self.content.path(layer.desc.digest)
-        if parentless and mounts[0].type == "bind":
-            # A parentless overlay snapshot: its bind source is the upper dir itself.
-            stats = apply_layer(mounts[0].source, path, whiteouts="overlay")
-        else:
-            stats = apply_to_mounts(mounts, path, tmp_dir=self.tmp_dir)
+        source = watch if watch is not None else self.content.path(layer.desc.digest)
+        try:
+            if parentless and mounts[0].type == "bind":
+                # A parentless overlay snapshot: its bind source is the upper dir itself.
+                stats = apply_layer(mounts[0].source, source, whiteouts="overlay")
+            else:
+                stats = apply_to_mounts(mounts, source, tmp_dir=self.tmp_dir)
+        except BaseException:
+            if watch is not None and streams is not None and not streams.cancelled:
+                blob_ready(layer)  # a download that failed is the error to report
+            raise
+        if watch is not None:
+            blob_ready(layer)  # the blob is verified and stored before its snapshot is committed
         self._verify(layer, stats)
 
     def _one(
@@ -217,6 +248,7 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
         *,
         parent: str,
+        streams: LiveIngests | None = None,
     ) -> None:
         p = self._prepare(layer, parent)
         if p is None:
@@ -224,7 +256,7 @@ class Unpacker:
             return
         key, mounts = p
         try:
-            self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
+            self._apply(layer, mounts, blob_ready, on_layer, parentless=False, streams=streams)
         except BaseException:
             self._discard_failed(key, mounts)
             raise

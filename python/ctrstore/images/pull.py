@@ -11,13 +11,22 @@ Blob refs are containerd's: ``index-sha256:...``, ``manifest-...``, ``config-...
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ctrstore.content import Descriptor
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from ctrstore.images import (
     MAX_INDEX_DEPTH,
     check_document_size,
@@ -31,6 +40,7 @@ from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, host, rank
 from ctrstore.metadata.content import Writer
 from ctrstore.metadata.images import Image
+from ctrstore.stream import LiveIngests
 from ctrstore.unpack import Layer, Unpacker, UnpackResult, plan_layers
 
 if TYPE_CHECKING:
@@ -90,6 +100,8 @@ class Puller:
         self.progress = progress or (lambda s: None)
         self.fetched: list[str] = []
         self._lock = threading.Lock()
+        self._live = LiveIngests()  # layer downloads the unpack follows (ctrstore.stream)
+        self._full_disk: list[Descriptor] = []  # layer downloads that found the disk full
 
     # -- one blob --------------------------------------------------------------------------
     def fetch_blob(self, desc: Descriptor, labels: dict[str, str] | None = None) -> None:
@@ -132,8 +144,11 @@ class Puller:
         try:
             if start != w.offset:
                 w.truncate(0)
+            watch = self._live.publish(desc.digest, w.watch)
             self.progress(Status(key, "downloading", w.offset, desc.size))
             while w.offset <= desc.size:
+                if watch is not None:
+                    self._live.pace(desc.digest, watch)
                 chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
                 if not chunk:
                     break
@@ -165,7 +180,11 @@ class Puller:
         mt.check_supported(root.media_type, f"{name}: {ref_key(root)}")
         want = platform or host()
         result_unpack: UnpackResult | None = None
-        with client.lease(), ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool:
+        with (
+            client.lease(),
+            self._tidy_after_full_disk(),
+            ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool,
+        ):
             manifests = self._resolve_manifests(root, want, all_platforms)
             for i, mdesc in enumerate(manifests):
                 r = self._pull_manifest(mdesc, pool, unpack and i == 0, snapshotter)
@@ -239,10 +258,12 @@ class Puller:
         # its snapshots). A blob already present costs one meta.db transaction, which also
         # puts it under this pull's lease.
         futures: dict[str, Future[None]] = {}
+        if unpacker is not None:
+            self._live.expect(layer.desc.digest for layer in plan)
         for layer in plan:
             if layer.desc.digest not in futures:
                 self.progress(Status(ref_key(layer.desc), "waiting", 0, layer.desc.size))
-                futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
+                futures[layer.desc.digest] = pool.submit(self._fetch_layer, layer.desc)
         try:
             result = None
             if unpacker is not None:
@@ -250,15 +271,44 @@ class Puller:
                 def ready(layer: Layer) -> None:
                     futures[layer.desc.digest].result()
 
-                result = unpacker.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
+                result = unpacker.unpack(
+                    config, plan, blob_ready=ready, on_layer=self._on_layer, streams=self._live
+                )
             for f in futures.values():
                 f.result()
         except BaseException:
+            self._live.cancel("the pull was given up")
             for f in futures.values():
                 f.cancel()
             raise
         content.set_labels(mdesc.digest, gc_child_labels(mdesc, [config, *layers]))
         return result
+
+    def _fetch_layer(self, desc: Descriptor) -> None:
+        """``fetch_blob`` for a layer, which the unpack may be following (``ctrstore.stream``)."""
+        try:
+            self.fetch_blob(desc)
+        except ResourceExhausted:
+            self._full_disk.append(desc)
+            raise
+        finally:
+            self._live.over(desc.digest)
+
+    @contextmanager
+    def _tidy_after_full_disk(self) -> Iterator[None]:
+        """Once a pull that found the disk full has stopped (every download and applier, and
+        the failed layers' files removed), settle the layer commits that could not write their
+        record (``ContentStore.settle_commit``): layers are applied while they download, so an
+        applier can fill the disk just as a download commits."""
+        try:
+            yield
+        except BaseException:
+            for desc in self._full_disk:
+                with suppress(CtrstoreError):
+                    self.client.content.settle_commit(
+                        ref_key(desc), desc.digest, desc.size, self.source_labels
+                    )
+            raise
 
     def _on_layer(self, layer: Layer, state: str) -> None:
         self.progress(Status(f"unpack-{layer.chain_id}", state, 0, 0))

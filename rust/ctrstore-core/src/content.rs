@@ -296,12 +296,12 @@ impl IngestWriter {
     /// A handle from which readers of this ingest's bytes are made, each from the first byte,
     /// following what is written (see [`crate::tail`]). Every call returns a handle on the
     /// same stream, until a truncation starts a new one.
-    pub fn watch(&mut self) -> IngestWatch {
-        let offset = self.offset();
-        let shared = self.watch.get_or_insert_with(|| {
-            TailShared::new(&self.dir.join("data"), &self.reference, offset)
-        });
-        IngestWatch::new(shared.clone())
+    pub fn watch(&mut self) -> Result<IngestWatch> {
+        if self.watch.is_none() {
+            let data = self.dir.join("data");
+            self.watch = Some(TailShared::new(&data, &self.reference, self.offset())?);
+        }
+        Ok(IngestWatch::new(self.watch.clone().expect("set above")))
     }
 
     /// End the watchers' stream with an error (the first end wins).

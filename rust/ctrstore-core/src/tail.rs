@@ -19,8 +19,8 @@
 //!   resume), dropped, started over (truncated), or its commit failed (the bytes did not
 //!   verify). [`IngestWatch::cancel`] breaks it from the reading side (an unpack given up).
 //!
-//! The reader opens the data file itself, so the writer's commit (which renames it into
-//! `blobs/`) does not disturb it.
+//! The watch opens the data file when it is made (while the writer holds it), so the writer's
+//! commit, which renames the file into `blobs/`, disturbs no reader, even one made after it.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -58,13 +58,15 @@ struct State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     cond: Condvar,
-    data: std::path::PathBuf,
+    /// The data file, opened for reading when the watch was made (readers use `pread`).
+    file: File,
     reference: String,
 }
 
 impl Shared {
-    pub(crate) fn new(data: &Path, reference: &str, written: u64) -> Arc<Self> {
-        Arc::new(Shared {
+    pub(crate) fn new(data: &Path, reference: &str, written: u64) -> crate::Result<Arc<Self>> {
+        let file = File::open(data).map_err(|e| Error::io(e, data.display()).with_path(data))?;
+        Ok(Arc::new(Shared {
             state: Mutex::new(State {
                 written,
                 end: End::Open,
@@ -73,9 +75,9 @@ impl Shared {
                 waiting: 0,
             }),
             cond: Condvar::new(),
-            data: data.to_owned(),
+            file,
             reference: reference.to_owned(),
-        })
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -138,17 +140,13 @@ impl IngestWatch {
         IngestWatch { shared }
     }
 
-    /// A reader of the ingest's bytes from the first one, following the writer. Fails if the
-    /// data file cannot be opened (it is opened now, so a commit after this is harmless).
-    pub fn reader(&self) -> crate::Result<IngestTail> {
-        let file = File::open(&self.shared.data)
-            .map_err(|e| Error::io(e, self.shared.data.display()).with_path(&self.shared.data))?;
+    /// A reader of the ingest's bytes from the first one, following the writer.
+    pub fn reader(&self) -> IngestTail {
         self.shared.lock().readers += 1;
-        Ok(IngestTail {
+        IngestTail {
             shared: self.shared.clone(),
-            file,
             pos: 0,
-        })
+        }
     }
 
     pub fn progress(&self) -> WatchProgress {
@@ -178,7 +176,6 @@ impl IngestWatch {
 /// writes more, seals (EOF) or breaks off (an error). See the module docs.
 pub struct IngestTail {
     shared: Arc<Shared>,
-    file: File,
     pos: u64,
 }
 
@@ -200,7 +197,7 @@ impl Read for IngestTail {
                 let n = (st.written - self.pos).min(buf.len() as u64) as usize;
                 drop(st);
                 let k = loop {
-                    match self.file.read_at(&mut buf[..n], self.pos) {
+                    match self.shared.file.read_at(&mut buf[..n], self.pos) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         r => break r?,
                     }
@@ -306,8 +303,8 @@ mod tests {
         let mut w =
             IngestWriter::open(t.path(), "r", Some(all.len() as u64), Some(d.clone())).unwrap();
         w.write(&all[..1000]).unwrap();
-        let watch = w.watch();
-        let early = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let early = watch.reader();
         // Another thread writes the rest and closes the writer (a download that stopped).
         let h = writer_thread(w, all[1000..].to_vec(), 7000, "close", d.clone());
         h.join().unwrap().unwrap();
@@ -320,12 +317,14 @@ mod tests {
         let mut w =
             IngestWriter::open(t.path(), "r", Some(all.len() as u64), Some(d.clone())).unwrap();
         assert_eq!(w.offset(), all.len() as u64);
-        let watch = w.watch();
-        let r = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let r = watch.reader();
         assert_eq!(watch.progress().readers, 1);
         w.commit(0, None).unwrap();
         assert_eq!(read_all(r).unwrap(), all);
         assert_eq!(watch.progress().readers, 0);
+        // A reader made after the commit moved the data into blobs/ reads it all the same.
+        assert_eq!(read_all(watch.reader()).unwrap(), all);
         assert!(blob_path(t.path(), &d).exists());
     }
 
@@ -336,8 +335,8 @@ mod tests {
         let d = Digest::of_bytes(&all);
         let mut w =
             IngestWriter::open(t.path(), "r", Some(all.len() as u64), Some(d.clone())).unwrap();
-        let watch = w.watch();
-        let first = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let first = watch.reader();
         let h = std::thread::spawn({
             let all = all.clone();
             move || {
@@ -349,7 +348,7 @@ mod tests {
             }
         });
         std::thread::sleep(Duration::from_millis(10));
-        let late = watch.reader().unwrap();
+        let late = watch.reader();
         let a = std::thread::spawn(move || read_all(first).unwrap());
         let b = read_all(late).unwrap();
         assert_eq!(h.join().unwrap(), d);
@@ -366,8 +365,8 @@ mod tests {
     fn a_commit_that_does_not_verify_or_a_truncation_breaks_the_stream() {
         let t = tempfile::tempdir().unwrap();
         let mut w = IngestWriter::open(t.path(), "bad", None, None).unwrap();
-        let watch = w.watch();
-        let r = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let r = watch.reader();
         w.write(b"abc").unwrap();
         let e = w.commit(3, Some(Digest::of_bytes(b"abd"))).unwrap_err();
         let got = read_all(r).unwrap_err();
@@ -375,19 +374,19 @@ mod tests {
         assert_eq!(got.message(), e.message());
 
         let mut w = IngestWriter::open(t.path(), "bad", None, None).unwrap();
-        let watch = w.watch();
-        let r = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let r = watch.reader();
         w.truncate(0).unwrap();
         let got = read_all(r).unwrap_err();
         assert!(got.message().contains("started over"), "{got}");
         // A new watch after the truncation is a new stream.
-        let r = w.watch().reader().unwrap();
+        let r = w.watch().unwrap().reader();
         w.write(b"xyz").unwrap();
         w.commit(3, Some(Digest::of_bytes(b"xyz"))).unwrap();
         assert_eq!(read_all(r).unwrap(), b"xyz");
 
         let mut w = IngestWriter::open(t.path(), "gone", None, None).unwrap();
-        let r = w.watch().reader().unwrap();
+        let r = w.watch().unwrap().reader();
         w.write(b"12").unwrap();
         drop(w);
         assert_eq!(read_all(r).unwrap_err().kind(), ErrorKind::Unavailable);
@@ -397,8 +396,8 @@ mod tests {
     fn cancel_wakes_a_waiting_reader() {
         let t = tempfile::tempdir().unwrap();
         let mut w = IngestWriter::open(t.path(), "r", None, None).unwrap();
-        let watch = w.watch();
-        let r = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let r = watch.reader();
         let h = std::thread::spawn(move || read_all(r));
         while watch.progress().waiting == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -443,14 +442,14 @@ mod tests {
         let mut w = IngestWriter::open(t.path(), "layer", Some(blob.len() as u64), Some(d.clone()))
             .unwrap();
         w.write(&blob[..100]).unwrap(); // a resumed download: these come from disk
-        let watch = w.watch();
+        let watch = w.watch().unwrap();
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             ..Default::default()
         };
         let applier = {
             let target = target.clone();
-            let tail = watch.reader().unwrap();
+            let tail = watch.reader();
             std::thread::spawn(move || apply_layer(&target, tail, &opts))
         };
         let h = writer_thread(w, blob[100..].to_vec(), 4096, "close", d.clone());
@@ -459,8 +458,8 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 
         let mut w = IngestWriter::open(t.path(), "layer", None, None).unwrap();
-        let watch = w.watch();
-        let tail = watch.reader().unwrap();
+        let watch = w.watch().unwrap();
+        let tail = watch.reader();
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             ..Default::default()

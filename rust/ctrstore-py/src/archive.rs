@@ -146,13 +146,10 @@ pub fn apply_layer_watch(
 ) -> PyResult<Stats> {
     let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
     let watch = watch.core().clone();
-    py.detach(|| {
-        let tail = watch.reader()?;
-        apply_layer(&target, tail, &opts)
-    })
-    .map_err(|e| onto(e, &target))
-    .map(stats)
-    .py()
+    py.detach(|| apply_layer(&target, watch.reader(), &opts))
+        .map_err(|e| onto(e, &target))
+        .map(stats)
+        .py()
 }
 
 /// Open `path` inside `root` as if `root` were `/`: symlinks (the last one's too) are

@@ -119,7 +119,7 @@ impl IngestWriter {
     /// `IngestWatch`); the same stream for every call until a truncation starts a new one.
     fn watch(&mut self) -> PyResult<IngestWatch> {
         Ok(IngestWatch {
-            inner: self.live()?.watch(),
+            inner: self.live()?.watch().py()?,
         })
     }
 
