@@ -67,10 +67,15 @@ class Stats:
 
 class LinkProxy:
     """The link: ``LinkProxy(("127.0.0.1", 5000), rate=50e6).start()``; ``host`` is its
-    ``127.0.0.1:<port>``. ``rate`` in bytes per second; ``set_rate`` changes it."""
+    ``127.0.0.1:<port>``. ``rate`` in bytes per second; ``set_rate`` changes it. ``sndbuf``
+    caps the send buffer toward each client (the bytes in flight that a client which stops
+    reading still gets; by default the kernel's autotuning, which lets megabytes through)."""
 
-    def __init__(self, upstream: tuple[str, int], rate: float, *, port: int = 0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], rate: float, *, port: int = 0, sndbuf: int | None = None
+    ) -> None:
         self.upstream = upstream
+        self.sndbuf = sndbuf
         self.bucket = TokenBucket(rate)
         self.stats = Stats()
         self._lock = threading.Lock()
@@ -90,6 +95,8 @@ class LinkProxy:
     def close(self) -> None:
         """Stop accepting and cut every connection."""
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() under way
         with contextlib.suppress(OSError):
             self._sock.close()
         with self._lock:
@@ -121,6 +128,8 @@ class LinkProxy:
             server.settimeout(None)
             for s in (client, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.sndbuf is not None:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
             with self._lock:
                 self.stats.connections += 1
                 self._conns.update((client, server))

@@ -24,10 +24,15 @@ Measured: ``ctrstore pull`` vs ``ctr images pull`` (cold: empty store, page cach
 mode also with the page cache dropped), the same pull again (nothing to do), ctrstore's sha256
 digester vs ``sha256sum`` over the pulled layer blobs, the peak RSS of ``ctrstore pull``
 (GNU time's ``%M``), and ``ctrstore run --rm IMAGE true`` vs ``ctr run --rm IMAGE ID true`` (runc for
-both). Unpack alone is ``python -m benches apply``. Every run is checked: both tools end up
-with the pushed digest, ctrstore's image is complete and unpacked, the second pull fetches
-nothing, every run exits 0, and ctrstore's and containerd's mounted root file systems are
-the same tree (names, types, modes, sizes, owners, links, and the content of a sample).
+both). Over a link (``benches.link``: a TCP proxy in front of the registry whose connections
+share one token bucket, as a machine's connections share its link) of 50 and 200 MB/s, the
+gzip image (the small one in quick mode) is pulled cold three ways, alternating: ``ctrstore
+pull --no-unpack`` (the download alone), ``ctrstore pull`` and ``ctr images pull``. Unpack
+alone is ``python -m benches apply``. Every run is checked: both tools end up with the pushed
+digest, ctrstore's image is complete and unpacked (only complete after ``--no-unpack``), the
+second pull fetches nothing, every run exits 0, and ctrstore's and containerd's mounted root
+file systems are the same tree (names, types, modes, sizes, owners, links, and the content of a
+sample).
 
     python -m benches suite            # full: all images, 5 rounds (+3 with the cache dropped)
     python -m benches suite --quick    # busybox and the small image, 2 rounds (under 3 minutes)
@@ -68,7 +73,11 @@ GNU_TIME = "/usr/bin/time"
 MB = 1e6
 
 # Targets, on the big images (gzip and zstd), medians of the same run.
-TARGET_COLD_RATIO = 0.6  # ctrstore cold pull + unpack / containerd's
+TARGET_COLD_RATIO = 0.25  # ctrstore cold pull + unpack / containerd's
+TARGET_LINK_DOWNLOAD_RATIO = 1.1  # over the 50 MB/s link: ctrstore pull / its download alone
+TARGET_LINK_RATIO = 0.5  # over the 50 MB/s link: ctrstore pull / containerd's
+LINK_RATES = (50, 200)  # MB/s
+TARGET_LINK_RATE = 50
 TARGET_WARM_S = 0.2  # ctrstore's second pull of the same image
 TARGET_RSS_MB = 200.0  # peak RSS of ``ctrstore pull``
 TARGET_RUN_RATIO = 1.0  # ctrstore run --rm true / ctr run --rm true
@@ -82,6 +91,7 @@ START = "CLI start-up (--version)"
 RSS = "peak RSS of the pull (MB)"
 
 CTRSTORE = "ctrstore"
+CTRSTORE_DOWNLOAD = "ctrstore --no-unpack (download only)"
 CONTAINERD = "containerd 1.6 (ctr)"
 SHA_CTRSTORE = "ctrstore.sha256_file"
 SHA_COREUTILS = "sha256sum"
@@ -89,6 +99,13 @@ SHA_COREUTILS = "sha256sum"
 
 class Failure(Exception):
     """A setup step failed (not a measurement)."""
+
+
+def link_measure(rate: int) -> str:
+    return f"cold pull over a {rate} MB/s link"
+
+
+LINKS = tuple(link_measure(r) for r in LINK_RATES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,6 +303,45 @@ class Registry:
                 if time.monotonic() > deadline:
                     raise Failure("the registry did not start listening in 15 s") from None
                 time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Link:
+    """``benches.link`` in its own process (so its threads do not share this one's GIL): the
+    registry behind a link of ``rate`` MB/s."""
+
+    def __init__(self, registry: Registry, rate: int) -> None:
+        self.registry = registry
+        self.rate = rate
+        self.host = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "benches.link", "--upstream", self.registry.host]
+        self.proc = subprocess.Popen(
+            [*argv, "--rate", str(self.rate)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
+        assert self.proc.stdout is not None
+        self.host = self.proc.stdout.readline().strip()
+        if not re.fullmatch(r"127\.0\.0\.1:\d+", self.host):
+            self.stop()
+            raise Failure(f"benches.link did not start (it said {self.host!r})")
+
+    def ref(self, img: BenchImage) -> str:
+        return img.ref.replace(self.registry.host, self.host, 1)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -579,6 +635,7 @@ class Suite:
         self.fs: Path | None = None
         self.tmp: Path | None = None
         self.registry: Registry | None = None
+        self.link: Link | None = None
         self.containerd: Containerd | None = None
         self.ctrstore: Ctrstore | None = None
         self.notes: list[str] = []
@@ -636,6 +693,9 @@ class Suite:
         if self.containerd is not None:
             with contextlib.suppress(Exception):
                 self.containerd.stop()
+        if self.link is not None:
+            with contextlib.suppress(Exception):
+                self.link.stop()
         for pid in processes_mentioning(markers) if markers else []:  # shims, stray pulls
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -767,6 +827,71 @@ class Suite:
             for fn in order:
                 fn(img, r, measure, drop)
 
+    # -- over a link: download only, pull, containerd's pull
+    def link_pulls(self, img: BenchImage, rounds: int) -> None:
+        assert self.registry is not None
+        for rate in LINK_RATES:
+            measure = link_measure(rate)
+            self.link = Link(self.registry, rate)
+            self.link.start()
+            try:
+                ref = self.link.ref(img)
+                kinds = ["download", "pull", "containerd"]
+                for r in range(rounds):
+                    print(f"  {img.key}, {measure}, round {r + 1}/{rounds}", flush=True)
+                    for kind in kinds[r % 3 :] + kinds[: r % 3]:
+                        if kind == "containerd":
+                            self.link_containerd(img, ref, r, measure)
+                        else:
+                            self.link_ctrstore(img, ref, r, measure, download_only=kind == "download")
+            finally:
+                self.link.stop()
+                self.link = None
+
+    def link_ctrstore(self, img: BenchImage, ref: str, r: int, measure: str, *, download_only: bool) -> None:
+        from ctrstore import Client
+
+        cs = self.ctrstore
+        assert cs is not None
+        cs.wipe()
+        self.settle()
+        tool = CTRSTORE_DOWNLOAD if download_only else CTRSTORE
+        args = ["pull", "--plain-http", "--plain", *(["--no-unpack"] if download_only else []), ref]
+        tag = "dl" if download_only else "pull"
+        p = timed(cs.cli(*args), self.log(f"{img.key}-cs-link-{tag}-{measure.split()[4]}-{r}.log"), rss=True)
+        rss = p.maxrss_kb * 1024 / MB
+        print(f"    {tool:<10} {measure}: {p.elapsed:6.2f} s, peak RSS {rss:.0f} MB", flush=True)
+        if p.rc != 0:
+            self.fail(f"{img.key}: {tool} {measure}: {p.describe()}")
+            return
+        self.add(img.key, measure, tool, p.elapsed, rss)
+        client = Client(root=cs.root, state=cs.state, namespace=NAMESPACE)
+        try:
+            check = client.check(ref)
+            if not check.complete or check.unpacked == download_only:
+                self.fail(f"{img.key}: {tool} {measure}: complete={check.complete} unpacked={check.unpacked}")
+        finally:
+            client.close()
+
+    def link_containerd(self, img: BenchImage, ref: str, r: int, measure: str) -> None:
+        cd = self.containerd
+        assert cd is not None
+        cd.restart_empty()
+        self.settle()
+        p = timed(
+            cd.ctr("images", "pull", "--plain-http", ref),
+            self.log(f"{img.key}-cd-link-{measure.split()[4]}-{r}.log"),
+            rss=True,
+        )
+        rss = (cd.peak_rss_kb() + p.maxrss_kb) * 1024 / MB
+        print(f"    containerd {measure}: {p.elapsed:6.2f} s, peak RSS daemon + ctr {rss:.0f} MB", flush=True)
+        if p.rc != 0:
+            self.fail(f"{img.key}: ctr images pull {measure}: {p.describe()}")
+            return
+        self.add(img.key, measure, CONTAINERD, p.elapsed, rss)
+        if cd.image_digest(ref) != img.digest:
+            self.fail(f"{img.key}: containerd holds {ref} as {cd.image_digest(ref) or 'nothing'}")
+
     # -- checks after the last round (both stores hold the image)
     def verify(self, img: BenchImage) -> None:
         from ctrstore import Client
@@ -870,6 +995,10 @@ class Suite:
         if left:
             self.fail(f"ctrstore still lists containers after run --rm: {left}")
 
+    def link_image(self) -> str:
+        """The image pulled over the link: the big gzip one, or the small one in quick mode."""
+        return "small-gzip" if self.quick else "usr-gzip"
+
     # -- the whole thing
     def run(self) -> int:
         self.setup()
@@ -885,6 +1014,8 @@ class Suite:
                 break
             self.verify(img)
             self.sha256(img, self.rounds if not img.big else max(self.rounds, 3))
+            if img.key == self.link_image():
+                self.link_pulls(img, self.rounds)
             if img.key == "busybox":
                 self.run_true(img, self.run_rounds)
         return 0
@@ -938,7 +1069,7 @@ def verdicts(suite: Suite) -> list[Verdict]:
         )
         rss = [
             x
-            for m in (COLD, COLD_DROPPED)
+            for m in (COLD, COLD_DROPPED, *LINKS)
             if (s := suite.series.get((img.key, m, CTRSTORE)))
             for x in s.extra
         ]
@@ -951,6 +1082,7 @@ def verdicts(suite: Suite) -> list[Verdict]:
                 None if peak is None else peak < TARGET_RSS_MB,
             )
         )
+    out += link_verdicts(suite)
     a = med(suite.series.get(("busybox", RUN, CTRSTORE)))
     b = med(suite.series.get(("busybox", RUN, CONTAINERD)))
     if a is not None and b is not None:
@@ -964,6 +1096,37 @@ def verdicts(suite: Suite) -> list[Verdict]:
         )
     else:
         out.append(Verdict("busybox: run --rm true", "not measured", f"≤ {TARGET_RUN_RATIO}x", None))
+    return out
+
+
+def link_verdicts(suite: Suite) -> list[Verdict]:
+    """Over the 50 MB/s link: ctrstore's pull against its own download alone, and against
+    containerd's pull."""
+    key = suite.link_image()
+    img = next((i for i in suite.images if i.key == key), None)
+    measure = link_measure(TARGET_LINK_RATE)
+    what = f"{img.label if img else key}: pull over a {TARGET_LINK_RATE} MB/s link"
+    if suite.quick:
+        what += " (quick mode: on the small image, indicative only)"
+    pull = med(suite.series.get((key, measure, CTRSTORE)))
+    download = med(suite.series.get((key, measure, CTRSTORE_DOWNLOAD)))
+    cd = med(suite.series.get((key, measure, CONTAINERD)))
+    out = []
+    for label, anchor, target in (
+        ("vs ctrstore's download alone (--no-unpack)", download, TARGET_LINK_DOWNLOAD_RATIO),
+        ("vs containerd", cd, TARGET_LINK_RATIO),
+    ):
+        if pull is None or anchor is None:
+            out.append(Verdict(f"{what} {label}", "not measured", f"≤ {target}x", None))
+        else:
+            out.append(
+                Verdict(
+                    f"{what} {label}",
+                    f"{pull / anchor:.2f}x ({pull:.2f} s vs {anchor:.2f} s)",
+                    f"≤ {target}x",
+                    pull / anchor <= target,
+                )
+            )
     return out
 
 
@@ -1002,6 +1165,12 @@ def render(suite: Suite, elapsed: float) -> str:
         "~90 ms). Unpack alone (ctrstore's `apply_layer` vs GNU "
         "tar): `python -m benches apply`, `benches/results/apply.md`.",
         "",
+        f"Over a link: the registry behind `benches.link` at {' and '.join(map(str, LINK_RATES))} MB/s "
+        "(a TCP proxy whose connections share one token bucket for what the registry sends, as a "
+        "machine's connections share its link), in its own process; the three pulls of "
+        f"{suite.link_image()} (`ctrstore pull --no-unpack`, `ctrstore pull`, `ctr images pull`) "
+        "alternate, the order rotated each round; cold as above.",
+        "",
         "| image | layers | compressed MB | uncompressed MB | entries | digest |",
         "|---|---|---|---|---|---|",
     ]
@@ -1022,10 +1191,11 @@ def render(suite: Suite, elapsed: float) -> str:
         RUN: CONTAINERD,
         START: CONTAINERD,
         SHA: SHA_COREUTILS,
+        **{m: CONTAINERD for m in LINKS},
     }
     for img in suite.images:
-        for measure in (COLD, COLD_DROPPED, WARM, SHA, RUN, START):
-            for tool in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS):
+        for measure in (COLD, COLD_DROPPED, WARM, SHA, RUN, START, *LINKS):
+            for tool in (CTRSTORE_DOWNLOAD, CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS):
                 s = suite.series.get((img.key, measure, tool))
                 if s is None or not s.values:
                     continue
@@ -1064,18 +1234,26 @@ def chart(suite: Suite, path: Path) -> bool:
     if plt is None:
         print("note: matplotlib is not available; no chart", flush=True)
         return False
-    panels = [m for m in (COLD, COLD_DROPPED, WARM, SHA, RUN, START) if any(k[1] == m for k in suite.series)]
+    panels = [
+        m for m in (COLD, COLD_DROPPED, *LINKS, WARM, SHA, RUN, START) if any(k[1] == m for k in suite.series)
+    ]
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    colors = {CTRSTORE: "#2a7ab9", SHA_CTRSTORE: "#2a7ab9", CONTAINERD: "#d9822b", SHA_COREUTILS: "#d9822b"}
+    colors = {
+        CTRSTORE_DOWNLOAD: "#9cc5e6",
+        CTRSTORE: "#2a7ab9",
+        SHA_CTRSTORE: "#2a7ab9",
+        CONTAINERD: "#d9822b",
+        SHA_COREUTILS: "#d9822b",
+    }
     for ax, measure in zip(axes.flat, panels, strict=False):
         imgs = [i for i in suite.images if any(k[0] == i.key and k[1] == measure for k in suite.series)]
         tools = [
             t
-            for t in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS)
+            for t in (CTRSTORE_DOWNLOAD, CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS)
             if any(k[1] == measure and k[2] == t for k in suite.series)
         ]
         width = 0.8 / max(1, len(tools))

@@ -13,10 +13,10 @@ does not verify breaks the stream off, and the applier fails.
 
 Bandwidth goes to the layers being applied first: a download that no applier follows (its
 layer cannot be applied yet, as on the native and btrfs snapshotters, whose layers go in
-order; or it needs no applying) pauses while followed downloads run, reading one chunk every
-``KEEPALIVE`` seconds so that its connection stays alive, and goes on at full speed once they
-are done. On a shared link the layer being applied then arrives first, and the others wait
-in their ingests, to be replayed from disk when their turn comes.
+order; or it needs no applying) pauses while followed downloads run, reading a little
+(``KEEPALIVE_BYTES``) every ``KEEPALIVE`` seconds so that its connection stays alive, and goes
+on at full speed once they are done. On a shared link the layer being applied then arrives
+first, and the others wait in their ingests, to be replayed from disk when their turn comes.
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ from collections.abc import Callable, Iterable
 from ctrstore._core import IngestWatch
 from ctrstore.errdefs import Aborted
 
-__all__ = ["KEEPALIVE", "LiveIngests"]
+__all__ = ["KEEPALIVE", "KEEPALIVE_BYTES", "LiveIngests"]
 
 KEEPALIVE = 1.0
-"""Seconds a download may pause for followed ones before it reads its next chunk."""
+"""Seconds a download may pause for followed ones before it reads again."""
+
+KEEPALIVE_BYTES = 64 * 1024
+"""What a paused download reads when it reads to keep its connection alive."""
 
 _POLL = 0.05
 """How often a paused download looks whether an applier started following it."""
@@ -99,14 +102,15 @@ class LiveIngests:
             self._over.add(digest)
             self._cond.notify_all()
 
-    def pace(self, digest: str, watch: IngestWatch) -> None:
-        """Called by a download before it reads its next chunk. A followed download goes on at
-        once; one nobody follows waits (at most ``KEEPALIVE`` seconds) while followed ones
-        run, or until an applier starts following it."""
+    def pace(self, digest: str, watch: IngestWatch, chunk: int) -> int:
+        """Called by a download before it reads: how much to read now. A followed download
+        reads ``chunk`` at once; one nobody follows waits while followed ones run (until an
+        applier starts following it, or they are done: then ``chunk``), but at most
+        ``KEEPALIVE`` seconds: then it reads ``KEEPALIVE_BYTES`` to keep its connection alive."""
         if watch.readers:
             with self._cond:
                 self._followed.add(digest)
-            return
+            return chunk
         with self._cond:
             if digest in self._followed:
                 self._followed.discard(digest)
@@ -115,8 +119,9 @@ class LiveIngests:
             while self._followed and self._cancelled is None and not watch.readers:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    break
+                    return min(chunk, KEEPALIVE_BYTES)
                 self._cond.wait(min(left, _POLL))
+        return chunk
 
     # -- appliers ------------------------------------------------------------------------
     def follow(self, digest: str) -> IngestWatch | None:

@@ -29,6 +29,7 @@ from ctrstore import Client, FailedPrecondition
 from ctrstore.content import Descriptor
 from ctrstore.images import manifest_for, read_json
 from ctrstore.images.build import Compression, Entry, ImageSpec, build_image, tar_from_entries
+from ctrstore.images.pull import Status
 from ctrstore.mount import temp_mount
 from ctrstore.snapshots import Kind
 from ctrstore.snapshots.testsuite import check_directory_equal
@@ -277,5 +278,67 @@ def test_a_layer_corrupted_in_the_registry_leaves_no_snapshot_no_blob_and_no_ima
         client.gc()
         assert snapshots(client) == {}
         assert list(client.content.walk()) == []
+    finally:
+        client.close()
+
+
+def test_on_the_native_snapshotter_the_layer_being_applied_gets_the_bandwidth(
+    tmp_path: Path, registry: RegistryServer
+) -> None:
+    """native applies layers in order: while the bottom layer is applied as it arrives, the
+    downloads of the two above (nobody can apply them yet) give it the link, reading only
+    enough to keep their connections alive. Over a 16 MB/s link (with little buffered in it:
+    a paused connection still gets what the buffers on its way hold), with 10 MiB layers
+    above a 12 MiB one, the bottom layer must arrive first, well before the others (sharing
+    the link evenly, it would arrive last), and the image ends with the same tree as a pull
+    from the registry itself."""
+    src = Client(root=tmp_path / "src" / "root", state=tmp_path / "src" / "state")
+    ref = registry.ref(f"native-{secrets.token_hex(3)}/app:1")
+    sizes = [12 << 20, 10 << 20, 10 << 20]
+    try:
+        layers = [
+            tar_from_entries(
+                [Entry(f"layer{i}/data", data=os.urandom(n)), Entry(f"layer{i}/small", data=b"x")]
+            )
+            for i, n in enumerate(sizes)
+        ]
+        push(src, ref, layers, "none")
+        plan = plan_of(src, ref)
+    finally:
+        src.close()
+
+    host, _, port = registry.host.rpartition(":")
+    client = Client(root=tmp_path / "store" / "root", state=tmp_path / "store" / "state")
+    done: dict[str, float] = {}
+    try:
+        with LinkProxy((host, int(port)), rate=16e6, sndbuf=64 << 10) as link:
+            t0 = time.monotonic()
+
+            def progress(st: Status) -> None:
+                if st.state == "done" and st.key.startswith("layer-"):
+                    done[st.key.removeprefix("layer-")] = time.monotonic() - t0
+
+            result = client.pull(
+                ref.replace(registry.host, link.host), snapshotter="native", progress=progress
+            )
+        assert result.unpacked is not None
+        order = sorted(done, key=done.__getitem__)
+        assert order[0] == plan[0].desc.digest, f"the bottom layer did not arrive first: {done}"
+        # It had the link nearly to itself: well before the others (evenly shared, the three
+        # would end within a few percent of one another).
+        assert done[order[0]] < 0.75 * done[order[1]], f"the bottom layer arrived at {done}"
+        clean = Client(root=tmp_path / "clean" / "root", state=tmp_path / "clean" / "state")
+        try:
+            r = clean.pull(ref, snapshotter="native")
+            assert r.unpacked is not None
+            sn = clean.snapshotter("native")
+            with temp_mount(sn.view("expected", r.unpacked.chain_id), tmp_path / "mnt") as expected:
+                sn_ours = client.snapshotter("native")
+                with temp_mount(sn_ours.view("ours", result.unpacked.chain_id), tmp_path / "mnt") as ours:
+                    check_directory_equal(expected, ours)
+                sn_ours.remove("ours")
+            sn.remove("expected")
+        finally:
+            clean.close()
     finally:
         client.close()

@@ -147,9 +147,8 @@ class Puller:
             watch = self._live.publish(desc.digest, w.watch)
             self.progress(Status(key, "downloading", w.offset, desc.size))
             while w.offset <= desc.size:
-                if watch is not None:
-                    self._live.pace(desc.digest, watch)
-                chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
+                n = CHUNK if watch is None else self._live.pace(desc.digest, watch, CHUNK)
+                chunk = stream.read(min(n, desc.size - w.offset + 1))
                 if not chunk:
                     break
                 w.write(chunk)
@@ -250,7 +249,12 @@ class Puller:
             manifest, read_config(content, config), ref_key(mdesc), max_layers=client.config.max_layers
         )
         sn = client.snapshotter(snapshotter) if unpack else None
-        unpacker = Unpacker(content, sn, tmp_dir=client.root / "tmpmounts") if sn is not None else None
+        # As many layers are applied at once (overlay) as are downloaded: each is followed.
+        unpacker = (
+            Unpacker(content, sn, tmp_dir=client.root / "tmpmounts", workers=max(2, self.workers))
+            if sn is not None
+            else None
+        )
         # Every layer blob is fetched, even one whose snapshot exists: the image must be whole
         # in this namespace's content store (push, export and ``images check`` need the
         # blobs), and snapshots are shared by chainID with images whose blobs differ (a gzip
