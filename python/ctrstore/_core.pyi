@@ -23,6 +23,7 @@ __all__ = [
     "apply_layer_watch",
     "IngestWatch",
     "IngestWriter",
+    "LayerDecoder",
     "MountInfo",
     "__version__",
     "abort_ingest",
@@ -318,6 +319,27 @@ def apply_layer_watch(
 ) -> ApplyStats:
     """Apply an ingest's bytes onto ``target`` as they are written; returns once a verified
     commit ends the stream, fails if it breaks off."""
+
+@final
+class LayerDecoder:
+    """A layer file decoded (and hashed) ahead of its apply, on a thread of its own, into a
+    bounded queue (64 MiB). ``apply`` creates the entries (once); ``close`` stops decoding."""
+
+    def __new__(cls, path: str | os.PathLike[str]) -> LayerDecoder: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def applied(self) -> bool:
+        """Whether ``apply`` was called."""
+    def apply(
+        self,
+        target: str | os.PathLike[str],
+        whiteouts: str = "overlay",
+        parents: list[str] = ...,
+        no_same_owner: bool = False,
+        userxattr: bool = False,
+    ) -> ApplyStats: ...
+    def close(self) -> None: ...
 
 def open_in_root(root: str | os.PathLike[str], path: str | os.PathLike[str], flags: int = ...) -> int:
     """Open ``path`` inside ``root`` as if ``root`` were ``/`` (symlinks followed inside it,

@@ -23,6 +23,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctrstore._core import LayerDecoder
 from ctrstore.archive import ApplyStats, apply_layer
 from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor
@@ -141,8 +143,7 @@ class Unpacker:
             if self.snapshots.rebase and len(todo) > 1:
                 self._parallel(todo, blob_ready, on_layer, streams)
             else:
-                for layer in todo:
-                    self._one(layer, blob_ready, on_layer, parent=layer.parent, streams=streams)
+                self._in_order(todo, blob_ready, on_layer, streams)
         top = layers[-1].chain_id
         self.content.set_labels(config.digest, {f"containerd.io/gc.ref.snapshot.{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
@@ -201,6 +202,31 @@ class Unpacker:
         finally:
             pool.shutdown(wait=True)
 
+    def _in_order(
+        self,
+        todo: Sequence[Layer],
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        streams: LiveIngests | None,
+    ) -> None:
+        """One layer after another, each onto the one below; the next layer's decoding starts
+        while this one's files are created, once its blob is stored (``_Ahead``)."""
+        ahead: _Ahead | None = None
+        try:
+            for i, layer in enumerate(todo):
+                decoder = ahead.take() if ahead is not None else None
+                ahead = _Ahead(self.content, todo[i + 1], blob_ready) if i + 1 < len(todo) else None
+                try:
+                    self._one(
+                        layer, blob_ready, on_layer, parent=layer.parent, streams=streams, decoder=decoder
+                    )
+                finally:
+                    if decoder is not None:
+                        decoder.close()
+        finally:
+            if ahead is not None:
+                ahead.close()
+
     def _prepare(self, layer: Layer, parent: str) -> tuple[str, list[Mount]] | None:
         """An active snapshot for ``layer``; None if another unpack made the layer meanwhile."""
         key = _key(layer.chain_id)
@@ -220,13 +246,15 @@ class Unpacker:
         *,
         parentless: bool,
         streams: LiveIngests | None = None,
+        decoder: LayerDecoder | None = None,
     ) -> None:
-        # A blob still downloading is followed: applied from its ingest as it arrives.
-        watch = streams.follow(layer.desc.digest) if streams is not None else None
-        if watch is None:
+        # A blob still downloading is followed: applied from its ingest as it arrives. One
+        # decoded ahead (``decoder``) is in the content store already.
+        watch = streams.follow(layer.desc.digest) if streams is not None and decoder is None else None
+        if watch is None and decoder is None:
             blob_ready(layer)
         on_layer(layer, "extracting")
-        source = watch if watch is not None else self.content.path(layer.desc.digest)
+        source = decoder or watch or self.content.path(layer.desc.digest)
         try:
             if parentless and mounts[0].type == "bind":
                 # A parentless overlay snapshot: its bind source is the upper dir itself.
@@ -249,6 +277,7 @@ class Unpacker:
         *,
         parent: str,
         streams: LiveIngests | None = None,
+        decoder: LayerDecoder | None = None,
     ) -> None:
         p = self._prepare(layer, parent)
         if p is None:
@@ -256,7 +285,9 @@ class Unpacker:
             return
         key, mounts = p
         try:
-            self._apply(layer, mounts, blob_ready, on_layer, parentless=False, streams=streams)
+            self._apply(
+                layer, mounts, blob_ready, on_layer, parentless=False, streams=streams, decoder=decoder
+            )
         except BaseException:
             self._discard_failed(key, mounts)
             raise
@@ -322,6 +353,45 @@ class Unpacker:
         is left to gc (the snapshot belongs to the pull's lease)."""
         with contextlib.suppress(Exception):
             self._discard(key)
+
+
+class _Ahead:
+    """The decoding of the next layer (on a layer-by-layer snapshotter), started on a thread
+    of its own once its blob is in the content store: not while it downloads, as a layer
+    still arriving is followed when its turn comes (reading it now would take the link from
+    the layer being applied). ``take`` hands over the decoder if it has started, and makes
+    the thread close one it starts later."""
+
+    def __init__(self, content: ContentStore, layer: Layer, blob_ready: Callable[[Layer], None]) -> None:
+        self._lock = threading.Lock()
+        self._decoder: LayerDecoder | None = None
+        self._taken = False
+        threading.Thread(
+            target=self._run, args=(content, layer, blob_ready), name="ctrstore-ahead", daemon=True
+        ).start()
+
+    def _run(self, content: ContentStore, layer: Layer, blob_ready: Callable[[Layer], None]) -> None:
+        try:
+            blob_ready(layer)
+            decoder = LayerDecoder(content.path(layer.desc.digest))
+        except BaseException:
+            return  # the layer's own turn reports what went wrong
+        with self._lock:
+            if not self._taken:
+                self._decoder = decoder
+                return
+        decoder.close()
+
+    def take(self) -> LayerDecoder | None:
+        with self._lock:
+            self._taken = True
+            decoder, self._decoder = self._decoder, None
+        return decoder
+
+    def close(self) -> None:
+        decoder = self.take()
+        if decoder is not None:
+            decoder.close()
 
 
 def _writable_dir(mounts: Sequence[Mount]) -> str | None:
