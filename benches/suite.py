@@ -640,9 +640,12 @@ class Suite:
         self.ctrstore: Ctrstore | None = None
         self.notes: list[str] = []
         self.started = time.monotonic()
+        self.loads: list[float] = []
+        """The 1-minute load average at each measurement (the machine may be shared)."""
 
     # -- bookkeeping
     def add(self, image: str, measure: str, tool: str, value: float, extra: float | None = None) -> None:
+        self.loads.append(os.getloadavg()[0])
         s = self.series.setdefault((image, measure, tool), Series(image, measure, tool))
         s.values.append(value)
         if extra is not None:
@@ -1153,7 +1156,7 @@ def render(suite: Suite, elapsed: float) -> str:
         "each round. Cold: an empty store (ctrstore's root and state removed; containerd restarted "
         "on an empty root), page cache warm unless said. Times are the wall clock of the CLI "
         "process (`ctrstore ...` starts Python each time; `ctr` talks to the running daemon). "
-        f"The whole run took {elapsed / 60:.1f} min.",
+        f"The whole run took {elapsed / 60:.1f} min. " + load_note(suite),
         "",
         "Commands: `ctrstore --root R --state S -n NS pull --plain-http --plain REF` vs "
         "`ctr --address SOCK -n NS images pull --plain-http REF`; `ctrstore ... run --rm REF true` vs "
@@ -1227,6 +1230,16 @@ def render(suite: Suite, elapsed: float) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def load_note(suite: Suite) -> str:
+    if not suite.loads:
+        return ""
+    lo, mid, hi = min(suite.loads), statistics.median(suite.loads), max(suite.loads)
+    return (
+        f"1-minute load average at the measurements: min {lo:.1f}, median {mid:.1f}, max {hi:.1f} "
+        f"on {os.cpu_count()} CPUs (above the CPU count, other work competed with the tools measured)."
+    )
 
 
 def chart(suite: Suite, path: Path) -> bool:

@@ -237,7 +237,7 @@ def registry_blob(registry: RegistryServer, digest: str) -> Path:
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_a_layer_corrupted_in_the_registry_leaves_no_snapshot_no_blob_and_no_image(
-    tmp_path: Path, registry: RegistryServer, compression: Compression
+    tmp_path: Path, registry: RegistryServer, compression: Compression, request: pytest.FixtureRequest
 ) -> None:
     """One byte of the top layer is changed in the registry's storage. Gzip: in the header's
     MTIME, which the decoder ignores: the layer applies to the end with the right diffID,
@@ -253,7 +253,9 @@ def test_a_layer_corrupted_in_the_registry_leaves_no_snapshot_no_blob_and_no_ima
     finally:
         src.close()
     blob = registry_blob(registry, top.desc.digest)
-    data = bytearray(blob.read_bytes())
+    original = blob.read_bytes()
+    request.addfinalizer(lambda: blob.write_bytes(original))  # the registry is the session's
+    data = bytearray(original)
     at = len(data) // 2 if compression == "none" else 4  # mid-file / the gzip header's MTIME
     data[at] ^= 0x20
     blob.write_bytes(bytes(data))
