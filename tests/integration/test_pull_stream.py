@@ -344,3 +344,51 @@ def test_on_the_native_snapshotter_the_layer_being_applied_gets_the_bandwidth(
             clean.close()
     finally:
         client.close()
+
+
+def test_the_peak_rss_of_a_pull_does_not_grow_with_the_layer(
+    tmp_path: Path, registry: RegistryServer
+) -> None:
+    """A 256 MiB uncompressed layer goes through every stage of a streaming pull (download,
+    ingest, the tail that reads it back, decoding, the applier): ``ctrstore pull`` must stay
+    under 200 MB of peak RSS (GNU time's ``%M``), less than the layer itself, so no stage
+    holds the layer in memory."""
+    gnu_time = Path("/usr/bin/time")
+    if not gnu_time.exists():
+        pytest.skip("GNU time is not installed (apt-get install time)")
+    src = Client(root=tmp_path / "src" / "root", state=tmp_path / "src" / "state")
+    ref = registry.ref(f"rss-{secrets.token_hex(3)}/app:1")
+    size = 256 << 20
+    try:
+        push(src, ref, [tar_from_entries([Entry("zeros", data=bytes(size))])], "none")
+    finally:
+        src.close()
+    store = tmp_path / "store"
+    r = subprocess.run(
+        [
+            str(gnu_time),
+            "-f",
+            "%M",
+            "-o",
+            str(tmp_path / "rss"),
+            sys.executable,
+            "-m",
+            "ctrstore",
+            "pull",
+            "--plain",
+            ref,
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(store),
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    peak_mb = int((tmp_path / "rss").read_text().split()[-1]) / 1024
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB for a {size >> 20} MiB layer"
+    client = Client(root=store / "root", state=store / "state")
+    try:
+        assert client.check(ref).unpacked
+    finally:
+        client.close()
