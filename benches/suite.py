@@ -27,13 +27,18 @@ digester vs ``sha256sum`` over the pulled layer blobs, the peak RSS of ``ctrstor
 both), and a fan-out: N nodes (N = 4; 3 in quick mode), each a store with ``ctrstore serve`` on
 its own 127.0.0.x, pull one image (``/usr, gzip``; the small one in quick mode) all from the
 registry, or the first from the registry and the others through it (its serve as their
-mirror in hosts.toml): the total time and the bytes the registry sent. Unpack alone is
+mirror in hosts.toml): the total time and the bytes the registry sent. Over a link
+(``benches.link``: a TCP proxy in front of the registry whose connections share one token
+bucket, as a machine's connections share its link) of 50 and 200 MB/s, the gzip image (the
+small one in quick mode) is pulled cold three ways, alternating: ``ctrstore pull --no-unpack``
+(the download alone), ``ctrstore pull`` and ``ctr images pull``. Unpack alone is
 ``python -m benches apply``. Every run is checked: both tools end up
-with the pushed digest, ctrstore's image is complete and unpacked, the second pull fetches
-nothing, every run exits 0, and ctrstore's and containerd's mounted root file systems are
-the same tree (names, types, modes, sizes, owners, links, and the content of a sample); in
-the fan-out every node holds the whole image, the registry sent it exactly once per node
-that pulled from it, and the other nodes' blobs all came from the first node.
+with the pushed digest, ctrstore's image is complete and unpacked (only complete after
+``--no-unpack``), the second pull fetches nothing, every run exits 0, and ctrstore's and
+containerd's mounted root file systems are the same tree (names, types, modes, sizes, owners,
+links, and the content of a sample); in the fan-out every node holds the whole image, the
+registry sent it exactly once per node that pulled from it, and the other nodes' blobs all
+came from the first node.
 
     python -m benches suite            # full: all images, 5 rounds (+3 with the cache dropped)
     python -m benches suite --quick    # busybox and the small image, 2 rounds (under 3 minutes)
@@ -75,7 +80,11 @@ GNU_TIME = "/usr/bin/time"
 MB = 1e6
 
 # Targets, on the big images (gzip and zstd), medians of the same run.
-TARGET_COLD_RATIO = 0.6  # ctrstore cold pull + unpack / containerd's
+TARGET_COLD_RATIO = 0.25  # ctrstore cold pull + unpack / containerd's
+TARGET_LINK_DOWNLOAD_RATIO = 1.1  # over the 50 MB/s link: ctrstore pull / its download alone
+TARGET_LINK_RATIO = 0.5  # over the 50 MB/s link: ctrstore pull / containerd's
+LINK_RATES = (50, 200)  # MB/s
+TARGET_LINK_RATE = 50
 TARGET_WARM_S = 0.2  # ctrstore's second pull of the same image
 TARGET_RSS_MB = 200.0  # peak RSS of ``ctrstore pull``
 TARGET_RUN_RATIO = 1.0  # ctrstore run --rm true / ctr run --rm true
@@ -93,6 +102,7 @@ FAN_DIRECT = "ctrstore, all from the registry"
 FAN_PEERS = "ctrstore, through peers (serve)"
 
 CTRSTORE = "ctrstore"
+CTRSTORE_DOWNLOAD = "ctrstore --no-unpack (download only)"
 CONTAINERD = "containerd 1.6 (ctr)"
 SHA_CTRSTORE = "ctrstore.sha256_file"
 SHA_COREUTILS = "sha256sum"
@@ -100,6 +110,13 @@ SHA_COREUTILS = "sha256sum"
 
 class Failure(Exception):
     """A setup step failed (not a measurement)."""
+
+
+def link_measure(rate: int) -> str:
+    return f"cold pull over a {rate} MB/s link"
+
+
+LINKS = tuple(link_measure(r) for r in LINK_RATES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +249,45 @@ def pyplot() -> Any:
         return None
     mpl.use("Agg")
     return importlib.import_module("matplotlib.pyplot")
+
+
+class Link:
+    """``benches.link`` in its own process (so its threads do not share this one's GIL): the
+    registry behind a link of ``rate`` MB/s."""
+
+    def __init__(self, registry: RegistryServer, rate: int) -> None:
+        self.registry = registry
+        self.rate = rate
+        self.host = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "benches.link", "--upstream", self.registry.host]
+        self.proc = subprocess.Popen(
+            [*argv, "--rate", str(self.rate)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
+        assert self.proc.stdout is not None
+        self.host = self.proc.stdout.readline().strip()
+        if not re.fullmatch(r"127\.0\.0\.1:\d+", self.host):
+            self.stop()
+            raise Failure(f"benches.link did not start (it said {self.host!r})")
+
+    def ref(self, img: BenchImage) -> str:
+        return img.ref.replace(self.registry.host, self.host, 1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
 
 class Containerd:
@@ -522,15 +578,19 @@ class Suite:
         self.fs: Path | None = None
         self.tmp: Path | None = None
         self.registry: RegistryServer | None = None
+        self.link: Link | None = None
         self.containerd: Containerd | None = None
         self.ctrstore: Ctrstore | None = None
         self.notes: list[str] = []
         self.started = time.monotonic()
         self.fan_nodes: int = 3 if self.quick else 4
         self.image_bytes: dict[str, int] = {}
+        self.loads: list[float] = []
+        """The 1-minute load average at each measurement (the machine may be shared)."""
 
     # -- bookkeeping
     def add(self, image: str, measure: str, tool: str, value: float, extra: float | None = None) -> None:
+        self.loads.append(os.getloadavg()[0])
         s = self.series.setdefault((image, measure, tool), Series(image, measure, tool))
         s.values.append(value)
         if extra is not None:
@@ -583,6 +643,9 @@ class Suite:
         if self.containerd is not None:
             with contextlib.suppress(Exception):
                 self.containerd.stop()
+        if self.link is not None:
+            with contextlib.suppress(Exception):
+                self.link.stop()
         for pid in processes_mentioning(markers) if markers else []:  # shims, stray pulls
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -713,6 +776,71 @@ class Suite:
             order = tools[r % 2 :] + tools[: r % 2]
             for fn in order:
                 fn(img, r, measure, drop)
+
+    # -- over a link: download only, pull, containerd's pull
+    def link_pulls(self, img: BenchImage, rounds: int) -> None:
+        assert self.registry is not None
+        for rate in LINK_RATES:
+            measure = link_measure(rate)
+            self.link = Link(self.registry, rate)
+            self.link.start()
+            try:
+                ref = self.link.ref(img)
+                kinds = ["download", "pull", "containerd"]
+                for r in range(rounds):
+                    print(f"  {img.key}, {measure}, round {r + 1}/{rounds}", flush=True)
+                    for kind in kinds[r % 3 :] + kinds[: r % 3]:
+                        if kind == "containerd":
+                            self.link_containerd(img, ref, r, measure)
+                        else:
+                            self.link_ctrstore(img, ref, r, measure, download_only=kind == "download")
+            finally:
+                self.link.stop()
+                self.link = None
+
+    def link_ctrstore(self, img: BenchImage, ref: str, r: int, measure: str, *, download_only: bool) -> None:
+        from ctrstore import Client
+
+        cs = self.ctrstore
+        assert cs is not None
+        cs.wipe()
+        self.settle()
+        tool = CTRSTORE_DOWNLOAD if download_only else CTRSTORE
+        args = ["pull", "--plain-http", "--plain", *(["--no-unpack"] if download_only else []), ref]
+        tag = "dl" if download_only else "pull"
+        p = timed(cs.cli(*args), self.log(f"{img.key}-cs-link-{tag}-{measure.split()[4]}-{r}.log"), rss=True)
+        rss = p.maxrss_kb * 1024 / MB
+        print(f"    {tool:<10} {measure}: {p.elapsed:6.2f} s, peak RSS {rss:.0f} MB", flush=True)
+        if p.rc != 0:
+            self.fail(f"{img.key}: {tool} {measure}: {p.describe()}")
+            return
+        self.add(img.key, measure, tool, p.elapsed, rss)
+        client = Client(root=cs.root, state=cs.state, namespace=NAMESPACE)
+        try:
+            check = client.check(ref)
+            if not check.complete or check.unpacked == download_only:
+                self.fail(f"{img.key}: {tool} {measure}: complete={check.complete} unpacked={check.unpacked}")
+        finally:
+            client.close()
+
+    def link_containerd(self, img: BenchImage, ref: str, r: int, measure: str) -> None:
+        cd = self.containerd
+        assert cd is not None
+        cd.restart_empty()
+        self.settle()
+        p = timed(
+            cd.ctr("images", "pull", "--plain-http", ref),
+            self.log(f"{img.key}-cd-link-{measure.split()[4]}-{r}.log"),
+            rss=True,
+        )
+        rss = (cd.peak_rss_kb() + p.maxrss_kb) * 1024 / MB
+        print(f"    containerd {measure}: {p.elapsed:6.2f} s, peak RSS daemon + ctr {rss:.0f} MB", flush=True)
+        if p.rc != 0:
+            self.fail(f"{img.key}: ctr images pull {measure}: {p.describe()}")
+            return
+        self.add(img.key, measure, CONTAINERD, p.elapsed, rss)
+        if cd.image_digest(ref) != img.digest:
+            self.fail(f"{img.key}: containerd holds {ref} as {cd.image_digest(ref) or 'nothing'}")
 
     # -- checks after the last round (both stores hold the image)
     def verify(self, img: BenchImage) -> None:
@@ -976,6 +1104,10 @@ class Suite:
         self.image_bytes[img.key] = image_bytes
         return len(self.failures) == failures
 
+    def link_image(self) -> str:
+        """The image pulled over the link: the big gzip one, or the small one in quick mode."""
+        return "small-gzip" if self.quick else "usr-gzip"
+
     # -- the whole thing
     def run(self) -> int:
         self.setup()
@@ -991,6 +1123,8 @@ class Suite:
                 break
             self.verify(img)
             self.sha256(img, self.rounds if not img.big else max(self.rounds, 3))
+            if img.key == self.link_image():
+                self.link_pulls(img, self.rounds)
             if img.key == "busybox":
                 self.run_true(img, self.run_rounds)
         fan = next(
@@ -1049,7 +1183,7 @@ def verdicts(suite: Suite) -> list[Verdict]:
         )
         rss = [
             x
-            for m in (COLD, COLD_DROPPED)
+            for m in (COLD, COLD_DROPPED, *LINKS)
             if (s := suite.series.get((img.key, m, CTRSTORE)))
             for x in s.extra
         ]
@@ -1062,6 +1196,7 @@ def verdicts(suite: Suite) -> list[Verdict]:
                 None if peak is None else peak < TARGET_RSS_MB,
             )
         )
+    out += link_verdicts(suite)
     a = med(suite.series.get(("busybox", RUN, CTRSTORE)))
     b = med(suite.series.get(("busybox", RUN, CONTAINERD)))
     if a is not None and b is not None:
@@ -1093,6 +1228,37 @@ def verdicts(suite: Suite) -> list[Verdict]:
     return out
 
 
+def link_verdicts(suite: Suite) -> list[Verdict]:
+    """Over the 50 MB/s link: ctrstore's pull against its own download alone, and against
+    containerd's pull."""
+    key = suite.link_image()
+    img = next((i for i in suite.images if i.key == key), None)
+    measure = link_measure(TARGET_LINK_RATE)
+    what = f"{img.label if img else key}: pull over a {TARGET_LINK_RATE} MB/s link"
+    if suite.quick:
+        what += " (quick mode: on the small image, indicative only)"
+    pull = med(suite.series.get((key, measure, CTRSTORE)))
+    download = med(suite.series.get((key, measure, CTRSTORE_DOWNLOAD)))
+    cd = med(suite.series.get((key, measure, CONTAINERD)))
+    out = []
+    for label, anchor, target in (
+        ("vs ctrstore's download alone (--no-unpack)", download, TARGET_LINK_DOWNLOAD_RATIO),
+        ("vs containerd", cd, TARGET_LINK_RATIO),
+    ):
+        if pull is None or anchor is None:
+            out.append(Verdict(f"{what} {label}", "not measured", f"≤ {target}x", None))
+        else:
+            out.append(
+                Verdict(
+                    f"{what} {label}",
+                    f"{pull / anchor:.2f}x ({pull:.2f} s vs {anchor:.2f} s)",
+                    f"≤ {target}x",
+                    pull / anchor <= target,
+                )
+            )
+    return out
+
+
 def versions() -> str:
     containerd = quiet(["containerd", "--version"], check=False).stdout.split()
     runc = quiet(["runc", "--version"], check=False).stdout.split()
@@ -1116,7 +1282,7 @@ def render(suite: Suite, elapsed: float) -> str:
         "each round. Cold: an empty store (ctrstore's root and state removed; containerd restarted "
         "on an empty root), page cache warm unless said. Times are the wall clock of the CLI "
         "process (`ctrstore ...` starts Python each time; `ctr` talks to the running daemon). "
-        f"The whole run took {elapsed / 60:.1f} min.",
+        f"The whole run took {elapsed / 60:.1f} min. " + load_note(suite),
         "",
         "Commands: `ctrstore --root R --state S -n NS pull --plain-http --plain REF` vs "
         "`ctr --address SOCK -n NS images pull --plain-http REF`; `ctrstore ... run --rm REF true` vs "
@@ -1127,6 +1293,12 @@ def render(suite: Suite, elapsed: float) -> str:
         "`PYTHONDONTWRITEBYTECODE`, and without `__pycache__` every CLI call compiles ~70 modules, "
         "~90 ms). Unpack alone (ctrstore's `apply_layer` vs GNU "
         "tar): `python -m benches apply`, `benches/results/apply.md`.",
+        "",
+        f"Over a link: the registry behind `benches.link` at {' and '.join(map(str, LINK_RATES))} MB/s "
+        "(a TCP proxy whose connections share one token bucket for what the registry sends, as a "
+        "machine's connections share its link), in its own process; the three pulls of "
+        f"{suite.link_image()} (`ctrstore pull --no-unpack`, `ctrstore pull`, `ctr images pull`) "
+        "alternate, the order rotated each round; cold as above.",
         "",
         "| image | layers | compressed MB | uncompressed MB | entries | digest |",
         "|---|---|---|---|---|---|",
@@ -1148,10 +1320,11 @@ def render(suite: Suite, elapsed: float) -> str:
         RUN: CONTAINERD,
         START: CONTAINERD,
         SHA: SHA_COREUTILS,
+        **{m: CONTAINERD for m in LINKS},
     }
     for img in suite.images:
-        for measure in (COLD, COLD_DROPPED, WARM, SHA, RUN, START):
-            for tool in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS):
+        for measure in (COLD, COLD_DROPPED, WARM, SHA, RUN, START, *LINKS):
+            for tool in (CTRSTORE_DOWNLOAD, CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS):
                 s = suite.series.get((img.key, measure, tool))
                 if s is None or not s.values:
                     continue
@@ -1214,6 +1387,16 @@ def render(suite: Suite, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+def load_note(suite: Suite) -> str:
+    if not suite.loads:
+        return ""
+    lo, mid, hi = min(suite.loads), statistics.median(suite.loads), max(suite.loads)
+    return (
+        f"1-minute load average at the measurements: min {lo:.1f}, median {mid:.1f}, max {hi:.1f} "
+        f"on {os.cpu_count()} CPUs (above the CPU count, other work competed with the tools measured)."
+    )
+
+
 def chart(suite: Suite, path: Path) -> bool:
     plt = pyplot()
     if plt is None:
@@ -1221,7 +1404,7 @@ def chart(suite: Suite, path: Path) -> bool:
         return False
     panels = [
         m
-        for m in (COLD, COLD_DROPPED, WARM, SHA, RUN, START, FANOUT, FANOUT_MB)
+        for m in (COLD, COLD_DROPPED, *LINKS, WARM, SHA, RUN, START, FANOUT, FANOUT_MB)
         if any(k[1] == m for k in suite.series)
     ]
     ncols = min(3, len(panels))
@@ -1230,6 +1413,7 @@ def chart(suite: Suite, path: Path) -> bool:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     colors = {
+        CTRSTORE_DOWNLOAD: "#9cc5e6",
         CTRSTORE: "#2a7ab9",
         SHA_CTRSTORE: "#2a7ab9",
         FAN_PEERS: "#2a7ab9",
@@ -1241,7 +1425,15 @@ def chart(suite: Suite, path: Path) -> bool:
         imgs = [i for i in suite.images if any(k[0] == i.key and k[1] == measure for k in suite.series)]
         tools = [
             t
-            for t in (CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS, FAN_DIRECT, FAN_PEERS)
+            for t in (
+                CTRSTORE_DOWNLOAD,
+                CTRSTORE,
+                CONTAINERD,
+                SHA_CTRSTORE,
+                SHA_COREUTILS,
+                FAN_DIRECT,
+                FAN_PEERS,
+            )
             if any(k[1] == measure and k[2] == t for k in suite.series)
         ]
         width = 0.8 / max(1, len(tools))

@@ -20,7 +20,10 @@ __all__ = [
     "IngestStatus",
     "apply_layer_fd",
     "apply_layer_path",
+    "apply_layer_watch",
+    "IngestWatch",
     "IngestWriter",
+    "LayerDecoder",
     "MountInfo",
     "__version__",
     "abort_ingest",
@@ -100,6 +103,8 @@ class IngestWriter:
     def digest(self) -> str: ...
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def write_from_fd(self, fd: int, limit: int | None = None) -> int: ...
+    def watch(self) -> IngestWatch:
+        """A handle for reading this ingest's bytes back while they are written."""
     def truncate(self, size: int) -> None: ...
     def commit(self, size: int = 0, expected: str | None = None) -> str:
         """Verify and store; FailedPrecondition on a mismatch (the ingest is kept),
@@ -112,6 +117,32 @@ class IngestWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+@final
+class IngestWatch:
+    """An ingest being written, whose bytes can be read back as they arrive (from the first
+    byte). A verified commit ends the stream; a close, a truncation, a failed commit or
+    ``cancel`` breaks it off, and its readers then fail."""
+
+    @property
+    def reference(self) -> str: ...
+    @property
+    def written(self) -> int:
+        """Bytes written so far."""
+    @property
+    def read(self) -> int:
+        """Bytes read by the furthest reader."""
+    @property
+    def readers(self) -> int:
+        """Readers following the ingest now."""
+    @property
+    def waiting(self) -> int:
+        """Readers that have read everything written and wait for more."""
+    @property
+    def ended(self) -> bool:
+        """Whether the writer is done (committed, or broken off)."""
+    def cancel(self, reason: str) -> None:
+        """Make the readers fail with ``reason`` (Aborted); the writer goes on."""
 
 def errno_kind(errno: int) -> str:
     """The errdefs kind (``"not found"``, ``"resource exhausted"``, ...) of an OS error number,
@@ -278,6 +309,38 @@ def apply_layer_path(
     no_same_owner: bool = False,
     userxattr: bool = False,
 ) -> ApplyStats: ...
+def apply_layer_watch(
+    target: str | os.PathLike[str],
+    watch: IngestWatch,
+    whiteouts: str = "overlay",
+    parents: list[str] = ...,
+    no_same_owner: bool = False,
+    userxattr: bool = False,
+) -> ApplyStats:
+    """Apply an ingest's bytes onto ``target`` as they are written; returns once a verified
+    commit ends the stream, fails if it breaks off."""
+
+@final
+class LayerDecoder:
+    """A layer file decoded (and hashed) ahead of its apply, on a thread of its own, into a
+    bounded queue (64 MiB). ``apply`` creates the entries (once); ``close`` stops decoding."""
+
+    def __new__(cls, path: str | os.PathLike[str]) -> LayerDecoder: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def applied(self) -> bool:
+        """Whether ``apply`` was called."""
+    def apply(
+        self,
+        target: str | os.PathLike[str],
+        whiteouts: str = "overlay",
+        parents: list[str] = ...,
+        no_same_owner: bool = False,
+        userxattr: bool = False,
+    ) -> ApplyStats: ...
+    def close(self) -> None: ...
+
 def open_in_root(root: str | os.PathLike[str], path: str | os.PathLike[str], flags: int = ...) -> int:
     """Open ``path`` inside ``root`` as if ``root`` were ``/`` (symlinks followed inside it,
     every component opened with ``O_NOFOLLOW``). Returns a new descriptor the caller closes.

@@ -48,19 +48,24 @@ def write_diff(
 
 def apply_layer(
     target: str | os.PathLike[str],
-    layer: str | os.PathLike[str] | BinaryIO,
+    layer: str | os.PathLike[str] | BinaryIO | _core.IngestWatch | _core.LayerDecoder,
     *,
     whiteouts: Whiteouts = "overlay",
     parents: Sequence[str | os.PathLike[str]] = (),
     no_same_owner: bool = False,
     userxattr: bool = False,
 ) -> ApplyStats:
-    """Apply ``layer`` (a path or a binary file object) onto the directory ``target``.
+    """Apply ``layer`` (a path, a binary file object, an ingest being written: see
+    ``ctrstore.stream``, or a layer file decoded ahead) onto the directory ``target``.
 
     ``parents`` are the overlay lower dirs, nearest first: directories a layer creates
     implicitly take their owner, mode and times from there.
     """
     opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
+    if isinstance(layer, _core.IngestWatch):
+        return _core.apply_layer_watch(target, layer, *opts)
+    if isinstance(layer, _core.LayerDecoder):
+        return layer.apply(target, *opts)
     if isinstance(layer, str | os.PathLike):
         return _core.apply_layer_path(target, layer, *opts)
     if isinstance(layer, io.FileIO):

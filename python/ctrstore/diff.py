@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from ctrstore._core import IngestWatch, LayerDecoder
 from ctrstore.archive import ApplyStats, apply_layer
 from ctrstore.mount import Mount, temp_mount
 
@@ -37,7 +38,7 @@ def overlay_upper(mounts: Sequence[Mount]) -> tuple[str, list[str]] | None:
 
 def apply(
     mounts: Sequence[Mount],
-    layer: str | os.PathLike[str] | BinaryIO,
+    layer: str | os.PathLike[str] | BinaryIO | IngestWatch | LayerDecoder,
     *,
     tmp_dir: str | os.PathLike[str],
 ) -> ApplyStats:

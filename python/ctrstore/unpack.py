@@ -11,6 +11,10 @@ On a snapshotter that can rebase (overlay: an upper dir holds only its layer's o
 layers are applied in parallel, each into a parentless snapshot, and each is committed onto
 its parent as soon as it and every layer below it are done (so a killed unpack keeps the
 layers it finished). Elsewhere they are applied one after another.
+
+A pull unpacks while it downloads (``streams``, see ``ctrstore.stream``): a layer whose blob
+is still downloading is applied from its ingest as the bytes arrive, and its snapshot is
+committed only once the download's commit has verified the blob (and the diffID matches).
 """
 
 from __future__ import annotations
@@ -19,15 +23,17 @@ import contextlib
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ctrstore._core import LayerDecoder
 from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor, Store
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ctrstore.images import chain_ids, check_layer_count, rootfs_diff_ids
 from ctrstore.images import mediatypes as mt
 from ctrstore.jsondoc import want_list
@@ -43,6 +49,7 @@ from ctrstore.snapshots import Kind, NamedSnapshotter
 
 if TYPE_CHECKING:
     from ctrstore.archive import ApplyStats
+    from ctrstore.stream import LiveIngests
 
 __all__ = ["Layer", "UnpackResult", "Unpacker", "plan_layers"]
 
@@ -123,9 +130,12 @@ class Unpacker:
         *,
         blob_ready: Callable[[Layer], None] = lambda layer: None,
         on_layer: Callable[[Layer, str], None] = lambda layer, status: None,
+        streams: LiveIngests | None = None,
     ) -> UnpackResult:
         """Unpack ``layers`` (bottom first). ``blob_ready(layer)`` blocks until the layer's blob
-        is in the content store (pulls fetch while earlier layers apply)."""
+        is in the content store (pulls fetch while earlier layers apply). With ``streams``, a
+        layer still downloading is applied as it arrives, and ``blob_ready`` is asked after
+        the apply, before the commit."""
         if not layers:
             raise InvalidArgument(f"image config {config.digest}: no layers to unpack")
         todo = self.pending(layers)
@@ -134,10 +144,9 @@ class Unpacker:
             on_layer(layer, "exists")
         if todo:
             if self.snapshots.rebase and len(todo) > 1:
-                self._parallel(todo, blob_ready, on_layer)
+                self._parallel(todo, blob_ready, on_layer, streams)
             else:
-                for layer in todo:
-                    self._one(layer, blob_ready, on_layer, parent=layer.parent)
+                self._in_order(todo, blob_ready, on_layer, streams)
         top = layers[-1].chain_id
         self.content.set_labels(config.digest, {f"{GC_REF_SNAPSHOT}{self.snapshots.name}": top})
         return UnpackResult(top, todo, skipped)
@@ -147,6 +156,7 @@ class Unpacker:
         todo: Sequence[Layer],
         blob_ready: Callable[[Layer], None],
         on_layer: Callable[[Layer, str], None],
+        streams: LiveIngests | None = None,
     ) -> None:
         # Prepare in layer order (so snapshot ids count up from the bottom layer, as a
         # sequential unpack numbers them) and apply on worker threads. Each layer is committed
@@ -164,7 +174,15 @@ class Unpacker:
                 if p is not None:
                     prepared.append((layer, *p))
             futures = [
-                pool.submit(self._apply, layer, mounts, blob_ready, on_layer, parentless=layer is not todo[0])
+                pool.submit(
+                    self._apply,
+                    layer,
+                    mounts,
+                    blob_ready,
+                    on_layer,
+                    parentless=layer is not todo[0],
+                    streams=streams,
+                )
                 for layer, _, mounts in prepared
             ]
             for i, ((layer, key, _), f) in enumerate(zip(prepared, futures, strict=True)):
@@ -174,7 +192,10 @@ class Unpacker:
                 on_layer(layer, "unpacked")
         except BaseException:
             # Let the appliers still running finish (a snapshot being written into cannot be
-            # removed), then drop every snapshot not committed.
+            # removed; those following a download are told to stop), then drop every
+            # snapshot not committed.
+            if streams is not None:
+                streams.cancel("the unpack of the image was given up")
             pool.shutdown(wait=True, cancel_futures=True)
             # The failed layers' files go first, all of them, so the records have room.
             failed = prepared[committing + 1 :]
@@ -185,6 +206,31 @@ class Unpacker:
             raise
         finally:
             pool.shutdown(wait=True)
+
+    def _in_order(
+        self,
+        todo: Sequence[Layer],
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        streams: LiveIngests | None,
+    ) -> None:
+        """One layer after another, each onto the one below; the next layer's decoding starts
+        while this one's files are created, once its blob is stored (``_Ahead``)."""
+        ahead: _Ahead | None = None
+        try:
+            for i, layer in enumerate(todo):
+                decoder = ahead.take() if ahead is not None else None
+                ahead = _Ahead(self.content, todo[i + 1], blob_ready) if i + 1 < len(todo) else None
+                try:
+                    self._one(
+                        layer, blob_ready, on_layer, parent=layer.parent, streams=streams, decoder=decoder
+                    )
+                finally:
+                    if decoder is not None:
+                        decoder.close()
+        finally:
+            if ahead is not None:
+                ahead.close()
 
     def _prepare(self, layer: Layer, parent: str) -> tuple[str, list[Mount]] | None:
         """An active snapshot for ``layer``; None if another unpack made the layer meanwhile."""
@@ -204,19 +250,60 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
         *,
         parentless: bool,
+        streams: LiveIngests | None = None,
+        decoder: LayerDecoder | None = None,
+    ) -> None:
+        try:
+            self._apply_once(
+                layer, mounts, blob_ready, on_layer, parentless=parentless, streams=streams, decoder=decoder
+            )
+        except _StartedOver:
+            # Overlay: the upper dir holds only this layer's files; emptied, it is a fresh
+            # snapshot. Elsewhere (a copy of the parent) ``_one`` prepares a new one.
+            upper = _writable_dir(mounts) if self.snapshots.rebase else None
+            if upper is None:
+                raise
+            _empty_dir(upper)
+            self._apply_once(layer, mounts, blob_ready, on_layer, parentless=parentless)
+
+    def _apply_once(
+        self,
+        layer: Layer,
+        mounts: Sequence[Mount],
+        blob_ready: Callable[[Layer], None],
+        on_layer: Callable[[Layer, str], None],
+        *,
+        parentless: bool,
+        streams: LiveIngests | None = None,
+        decoder: LayerDecoder | None = None,
     ) -> None:
         # (Imported here: a container's start or a pull with nothing new applies nothing.)
         from ctrstore.archive import apply_layer
         from ctrstore.diff import apply as apply_to_mounts
 
-        blob_ready(layer)
+        # A blob still downloading is followed: applied from its ingest as it arrives. One
+        # decoded ahead (``decoder``) is in the content store already.
+        watch = streams.follow(layer.desc.digest) if streams is not None and decoder is None else None
+        if watch is None and decoder is None:
+            blob_ready(layer)
         on_layer(layer, "extracting")
-        path = self.content.path(layer.desc.digest)
-        if parentless and mounts[0].type == "bind":
-            # A parentless overlay snapshot: its bind source is the upper dir itself.
-            stats = apply_layer(mounts[0].source, path, whiteouts="overlay")
-        else:
-            stats = apply_to_mounts(mounts, path, tmp_dir=self.tmp_dir)
+        source = decoder or watch or self.content.path(layer.desc.digest)
+        try:
+            if parentless and mounts[0].type == "bind":
+                # A parentless overlay snapshot: its bind source is the upper dir itself.
+                stats = apply_layer(mounts[0].source, source, whiteouts="overlay")
+            else:
+                stats = apply_to_mounts(mounts, source, tmp_dir=self.tmp_dir)
+        except BaseException:
+            if watch is not None and streams is not None and not streams.cancelled:
+                blob_ready(layer)  # a download that failed is the error to report
+                if streams.started_over(layer.desc.digest, watch):
+                    raise _StartedOver(layer) from None  # and it did not fail in the end
+            raise
+        if watch is not None and streams is not None:
+            blob_ready(layer)  # the blob is verified and stored before its snapshot is committed
+            if streams.started_over(layer.desc.digest, watch):
+                raise _StartedOver(layer)
         self._verify(layer, stats)
 
     def _one(
@@ -226,6 +313,8 @@ class Unpacker:
         on_layer: Callable[[Layer, str], None],
         *,
         parent: str,
+        streams: LiveIngests | None = None,
+        decoder: LayerDecoder | None = None,
     ) -> None:
         p = self._prepare(layer, parent)
         if p is None:
@@ -233,7 +322,13 @@ class Unpacker:
             return
         key, mounts = p
         try:
-            self._apply(layer, mounts, blob_ready, on_layer, parentless=False)
+            self._apply(
+                layer, mounts, blob_ready, on_layer, parentless=False, streams=streams, decoder=decoder
+            )
+        except _StartedOver:
+            self._discard_failed(key, mounts)
+            self._one(layer, blob_ready, on_layer, parent=parent)  # from the stored blob
+            return
         except BaseException:
             self._discard_failed(key, mounts)
             raise
@@ -297,6 +392,56 @@ class Unpacker:
         is left to gc (the snapshot belongs to the pull's lease)."""
         with contextlib.suppress(Exception):
             self._discard(key)
+
+
+class _StartedOver(Unavailable):
+    """The download an apply followed started over (its bytes did not verify, and the fetcher
+    fetched the blob again from a source it trusts more), and the blob is stored now: what
+    was applied is thrown away and the layer applied again from the content store."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(
+            f"layer {layer.desc.digest}: its download started over while it was applied; pull again"
+        )
+
+
+class _Ahead:
+    """The decoding of the next layer (on a layer-by-layer snapshotter), started on a thread
+    of its own once its blob is in the content store: not while it downloads, as a layer
+    still arriving is followed when its turn comes (reading it now would take the link from
+    the layer being applied). ``take`` hands over the decoder if it has started, and makes
+    the thread close one it starts later."""
+
+    def __init__(self, content: Store, layer: Layer, blob_ready: Callable[[Layer], None]) -> None:
+        self._lock = threading.Lock()
+        self._decoder: LayerDecoder | None = None
+        self._taken = False
+        threading.Thread(
+            target=self._run, args=(content, layer, blob_ready), name="ctrstore-ahead", daemon=True
+        ).start()
+
+    def _run(self, content: Store, layer: Layer, blob_ready: Callable[[Layer], None]) -> None:
+        try:
+            blob_ready(layer)
+            decoder = LayerDecoder(content.path(layer.desc.digest))
+        except BaseException:
+            return  # the layer's own turn reports what went wrong
+        with self._lock:
+            if not self._taken:
+                self._decoder = decoder
+                return
+        decoder.close()
+
+    def take(self) -> LayerDecoder | None:
+        with self._lock:
+            self._taken = True
+            decoder, self._decoder = self._decoder, None
+        return decoder
+
+    def close(self) -> None:
+        decoder = self.take()
+        if decoder is not None:
+            decoder.close()
 
 
 def _writable_dir(mounts: Sequence[Mount]) -> str | None:

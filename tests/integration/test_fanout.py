@@ -22,11 +22,13 @@ unpacking: what is tested is where the bytes come from.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ import pytest
 from ctrstore import Client
 from ctrstore.images.build import Entry, build_image, tar_from_entries
 from ctrstore.images.pull import Status
+from ctrstore.mount import temp_mount
 from tests.support.hostile import HostileServer, reply
 from tests.support.peers import CountingProxy, FaultyPeer, peer_hosts, start_node_serve
 from tests.support.registry import RegistryServer
@@ -251,6 +254,48 @@ def test_wrong_bytes_from_a_peer_are_fetched_again_from_the_upstream(
     assert retried == [liar.url.removeprefix("http://")] * len(blobs), out
     sent = upstream.proxy.sent_by_digest(mark)
     assert sent == upstream.sizes()  # each blob once from the upstream, none twice
+
+
+@pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
+def test_wrong_bytes_from_a_peer_while_unpacking_are_applied_again_from_the_upstream(
+    nodes: Nodes, upstream: Upstream, snapshotter: str
+) -> None:
+    """The same lying peer, but the pull unpacks: each layer is applied from its ingest as
+    the peer's zeros arrive (``ctrstore.stream``), the digest check fails, and the blob comes
+    again from the upstream. The pull must not fail on the broken-off stream: what was
+    applied from the wrong bytes is thrown away (overlay: the upper dir emptied; native: the
+    snapshot prepared anew) and the layer applied from the stored blob. The image ends
+    unpacked with exactly the layers' files, and no ``extract-`` snapshot is left."""
+    liar = FaultyPeer("127.0.0.20" if snapshotter == "native" else "127.0.0.21", upstream.objects, "lie")
+    root = nodes.root("u")
+    try:
+        hd = nodes.hosts("u", [liar.url])
+        out = ctrstore(
+            root, "pull", "--plain", "--snapshotter", snapshotter, "--hosts-dir", str(hd), upstream.ref
+        )
+    finally:
+        liar.close()
+    assert f"retrying (the bytes from {liar.url.removeprefix('http://')}" in out, out
+    c = Client(root=root, state=str(root) + "-state")
+    try:
+        check = c.check(upstream.ref, snapshotter=snapshotter)
+        assert check.complete and check.unpacked, check
+        sn = c.snapshotter(snapshotter)
+        assert [i.name for i in sn.walk() if i.name.startswith("extract-")] == []
+        top = c.unpack(upstream.ref, snapshotter=snapshotter)
+        assert top.applied == []  # all there already
+        with temp_mount(sn.view("check", top.chain_id), root.parent / "mnt-u") as fs:
+            files = sorted(str(p.relative_to(fs)) for p in fs.rglob("*"))
+            assert files == ["data", "data/big", "etc", "etc/hostname"], files
+            layer = next(b for b in upstream.objects.values() if len(b) > BIG)
+            with tarfile.open(fileobj=io.BytesIO(layer)) as tf:
+                member = tf.extractfile("data/big")
+                assert member is not None
+                assert (fs / "data" / "big").read_bytes() == member.read()
+            assert (fs / "etc" / "hostname").read_bytes() == b"fanout\n"
+        sn.remove("check")
+    finally:
+        c.close()
 
 
 def test_stalled_peer_times_out_and_the_upstream_sends_the_rest(nodes: Nodes, upstream: Upstream) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctrstore import Client, FailedPrecondition
-from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
+from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
 from ctrstore.mount import temp_mount
 from tests.support.images import BASE, TOP, UPPER
 
@@ -110,3 +110,37 @@ def test_diff_id_mismatch_commits_nothing(client: Client) -> None:
         client.unpack("bad:1")
     names = [i.name for i in client.snapshotter().walk()]
     assert not any(n.startswith("extract-") for n in names), names
+
+
+def test_on_native_the_next_layer_is_decoded_while_the_one_below_is_applied(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """native applies layers one after another: the decoding of the next layer (its blob is
+    in the content store) starts while the files of the one below are created, and its
+    apply takes the decoded stream from there. The base layer's 3000 files take long
+    enough to create that both upper layers' decoders are under way when their turn comes;
+    the tree is the same as ever."""
+    import ctrstore.unpack as unpack_module
+    from ctrstore._core import LayerDecoder
+
+    made: list[LayerDecoder] = []
+
+    def recording(path: str) -> LayerDecoder:
+        d = LayerDecoder(path)
+        made.append(d)
+        return d
+
+    monkeypatch.setattr(unpack_module, "LayerDecoder", recording)
+    many = [Entry(f"many/d{i % 30}/f{i}", data=b"%d\n" % i) for i in range(3000)]
+    layers = [tar_from_entries(BASE + many), tar_from_entries(UPPER), tar_from_entries(TOP)]
+    build_image(client.content, client.images, "local/ahead:1", layers, ImageSpec())
+    result = client.unpack("local/ahead:1", snapshotter="native")
+    assert len(result.applied) == 3
+    blobs = {client.content.path(layer.desc.digest): layer.index for layer in result.applied}
+    assert sorted(blobs[str(d.path)] for d in made) == [1, 2]
+    assert all(d.applied for d in made)
+    sn = client.snapshotter("native")
+    with temp_mount(sn.view("check", result.chain_id), client.root / "tmpmounts") as root:
+        check_tree(root)
+        assert len(list((root / "many").rglob("f*"))) == 3000
+    sn.remove("check")

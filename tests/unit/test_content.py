@@ -129,3 +129,48 @@ def test_bad_digest_and_unknown_namespace(client: Client) -> None:
     with pytest.raises(NotFound, match="namespace 'nowhere' does not exist"):
         list(nowhere.content.walk())
     nowhere.close()
+
+
+def test_a_commit_whose_record_finds_the_disk_full_is_settled_later(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob is verified and moved into blobs/, then writing its record finds the disk full
+    (a layer applied beside the download filled it). ``settle_commit`` (what a pull runs
+    once its work has stopped) records it after all, or, if the disk is still full, removes
+    it: never a blob held past the next gc by an ingest record without its directory. The
+    full disk is injected at the record's INSERT; the rest is real."""
+    from ctrstore.errdefs import ResourceExhausted
+    from ctrstore.metadata.content import ContentStore
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise ResourceExhausted("no space left on device while writing meta.db")
+
+    def fail_commit(ref: str, data: bytes) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(ContentStore, "_record", full)
+            with pytest.raises(ResourceExhausted):
+                client.content.ingest(ref, data, expected=digest_of(data))
+        assert blob_file(client, digest_of(data)).exists()  # moved, not recorded
+        assert [s.ref for s in client.content.list_statuses()] == []  # its directory is gone
+
+    # Room again: the blob is recorded, the ingest's record dropped.
+    data = os.urandom(200_000)
+    fail_commit("layer-x", data)
+    client.content.settle_commit("layer-x", digest_of(data), len(data), {"a": "b"})
+    assert client.content.info(digest_of(data)).labels == {"a": "b"}
+    report = client.check_store()
+    assert report.ok, report.findings
+
+    # Still full: the blob goes (the download starts over next time), and so does the record.
+    other = os.urandom(100_000)
+    fail_commit("layer-y", other)
+    with monkeypatch.context() as m:
+        m.setattr(ContentStore, "_record", full)
+        with pytest.raises(ResourceExhausted):
+            client.content.settle_commit("layer-y", digest_of(other), len(other))
+    assert not blob_file(client, digest_of(other)).exists()
+    client.gc()
+    assert [i.digest for i in client.content.walk()] == []
+    report = client.check_store()
+    assert report.ok, report.findings
+    assert client.content.ingest("layer-y", other, expected=digest_of(other)) == digest_of(other)

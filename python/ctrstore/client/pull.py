@@ -1,8 +1,8 @@
 """Pulling an image, as containerd's ``client.Pull``: once ``Client.pull`` has resolved the
 reference, a ``Puller`` holds a lease (so a gc running at the same time cannot take
 half-pulled content), fetches the index, manifest, config and layers
-(``ctrstore.images.pull.Download``), unpacks the layers into snapshots while later layers are
-still downloading (``ctrstore.unpack``), and names the image.
+(``ctrstore.images.pull.Download``), unpacks each layer into its snapshot while it downloads
+(``ctrstore.unpack``, ``ctrstore.stream``), and names the image.
 
 A second pull of the same image finds everything present and fetches nothing.
 """
@@ -71,7 +71,7 @@ class Puller:
         mt.check_supported(root.media_type, f"{name}: {ref_key(root)}")
         want = platform or host()
         result_unpack: UnpackResult | None = None
-        with client.lease(), ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool:
+        with client.lease():
             content = client.content  # taken inside the lease: it writes under it
             download = Download(
                 content,
@@ -83,10 +83,15 @@ class Puller:
 
             def unpacker() -> Unpacker:
                 sn = client.snapshotter(snapshotter)
-                return Unpacker(content, sn, tmp_dir=client.root / "tmpmounts")
+                # As many layers are applied at once (overlay) as are downloaded: each is followed.
+                return Unpacker(content, sn, tmp_dir=client.root / "tmpmounts", workers=max(2, self.workers))
 
-            for i, mdesc in enumerate(download.manifests(root, want, all_platforms)):
-                r = download.manifest(mdesc, pool, unpacker if unpack and i == 0 else None)
-                result_unpack = result_unpack or r
+            with (
+                download.tidy_after_full_disk(),
+                ThreadPoolExecutor(self.workers, thread_name_prefix="ctrstore-fetch") as pool,
+            ):
+                for i, mdesc in enumerate(download.manifests(root, want, all_platforms)):
+                    r = download.manifest(mdesc, pool, unpacker if unpack and i == 0 else None)
+                    result_unpack = result_unpack or r
             image = client.images.upsert(Image(name, Descriptor(root.media_type, root.digest, root.size)))
         return PullResult(image, list(download.fetched), result_unpack, dict(download.sources))

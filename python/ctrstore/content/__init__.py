@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 if TYPE_CHECKING:
-    from ctrstore._core import DiffStats
+    from ctrstore._core import DiffStats, IngestWatch
 
 __all__ = ["Descriptor", "Info", "Ingester", "Manager", "Provider", "Status", "Store", "Writer"]
 
@@ -159,6 +159,11 @@ class Writer(Protocol):
         compared with ``lower``) into this ingest; see ``ctrstore.archive.write_diff``."""
         ...
 
+    def watch(self) -> IngestWatch:
+        """A handle for reading the ingest's bytes back while they are written (a pull's
+        unpack follows its layer downloads: ``ctrstore.stream``)."""
+        ...
+
     def commit(
         self, size: int = 0, expected: str | None = None, labels: Mapping[str, str] | None = None
     ) -> str: ...
@@ -188,6 +193,12 @@ class Ingester(Protocol):
         ...
 
     def abort(self, ref: str) -> None: ...
+    def settle_commit(
+        self, ref: str, digest: str, size: int, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Tidy after ingest ``ref``'s commit of ``digest`` failed on a full disk, once there
+        may be room again: record the verified blob, or drop it."""
+        ...
 
 
 class Manager(Protocol):

@@ -6,7 +6,9 @@ the reference, holds the lease, unpacks and names the image.
 A ``Download`` walks from an image's root down: indexes to the manifests for the wanted
 platform, each manifest to its config and layers; every blob is fetched (or resumed) into a
 verified ingest, several at a time, and each parent blob is labelled with its children
-(``containerd.io/gc.ref.content.*``) so that gc keeps what images need.
+(``containerd.io/gc.ref.content.*``) so that gc keeps what images need. With an unpacker, each
+layer is applied while it downloads: the unpack follows the layer's ingest as it grows
+(``ctrstore.stream``), and downloads nobody follows yield the bandwidth to followed ones.
 
 Blob refs are containerd's: ``index-sha256:...``, ``manifest-...``, ``config-...``,
 ``layer-...``. A blob already in the namespace is not fetched again.
@@ -15,14 +17,23 @@ Blob refs are containerd's: ``index-sha256:...``, ``manifest-...``, ``config-...
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Protocol
 
 from ctrstore.config import DEFAULT_MAX_LAYERS
 from ctrstore.content import Descriptor, Store, Writer
-from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ctrstore.errdefs import (
+    AlreadyExists,
+    CtrstoreError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from ctrstore.images import (
     MAX_INDEX_DEPTH,
     check_document_size,
@@ -34,6 +45,7 @@ from ctrstore.images import (
 )
 from ctrstore.images import mediatypes as mt
 from ctrstore.images.platforms import Platform, rank
+from ctrstore.stream import LiveIngests
 from ctrstore.unpack import Layer, Unpacker, UnpackResult, plan_layers
 
 __all__ = ["Download", "Fetcher", "Status", "ref_key"]
@@ -100,6 +112,8 @@ class Download:
         self.fetched: list[str] = []
         self.sources: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._live = LiveIngests()  # layer downloads the unpack follows (ctrstore.stream)
+        self._full_disk: list[Descriptor] = []  # layer downloads that found the disk full
 
     # -- one blob --------------------------------------------------------------------------
     def fetch_blob(self, desc: Descriptor, labels: dict[str, str] | None = None) -> None:
@@ -166,9 +180,11 @@ class Download:
         try:
             if start != w.offset:
                 w.truncate(0)
+            watch = self._live.publish(desc.digest, w.watch)
             self.progress(Status(key, "downloading", w.offset, desc.size, source))
             while w.offset <= desc.size:
-                chunk = stream.read(min(CHUNK, desc.size - w.offset + 1))
+                n = CHUNK if watch is None else self._live.pace(desc.digest, watch, CHUNK)
+                chunk = stream.read(min(n, desc.size - w.offset + 1))
                 if not chunk:
                     break
                 w.write(chunk)
@@ -226,8 +242,8 @@ class Download:
         self, mdesc: Descriptor, pool: ThreadPoolExecutor, unpacker: Callable[[], Unpacker] | None
     ) -> UnpackResult | None:
         """Fetch a manifest, its config and its layers (on ``pool``); with ``unpacker`` (called
-        once the layers are planned), unpack each layer as soon as its blob and the layers
-        below it are there."""
+        once the layers are planned), unpack each layer while its blob downloads, once the
+        layers below it are there."""
         content = self.content
         check_document_size(mdesc, ref_key(mdesc))
         self.fetch_blob(mdesc)
@@ -248,10 +264,12 @@ class Download:
         # its snapshots). A blob already present costs one meta.db transaction, which also
         # puts it under this pull's lease.
         futures: dict[str, Future[None]] = {}
+        if unpack is not None:
+            self._live.expect(layer.desc.digest for layer in plan)
         for layer in plan:
             if layer.desc.digest not in futures:
                 self.progress(Status(ref_key(layer.desc), "waiting", 0, layer.desc.size))
-                futures[layer.desc.digest] = pool.submit(self.fetch_blob, layer.desc)
+                futures[layer.desc.digest] = pool.submit(self._fetch_layer, layer.desc)
         try:
             result = None
             if unpack is not None:
@@ -259,15 +277,43 @@ class Download:
                 def ready(layer: Layer) -> None:
                     futures[layer.desc.digest].result()
 
-                result = unpack.unpack(config, plan, blob_ready=ready, on_layer=self._on_layer)
+                result = unpack.unpack(
+                    config, plan, blob_ready=ready, on_layer=self._on_layer, streams=self._live
+                )
             for f in futures.values():
                 f.result()
         except BaseException:
+            self._live.cancel("the pull was given up")
             for f in futures.values():
                 f.cancel()
             raise
         content.set_labels(mdesc.digest, gc_child_labels(mdesc, [config, *layers]))
         return result
+
+    def _fetch_layer(self, desc: Descriptor) -> None:
+        """``fetch_blob`` for a layer, which the unpack may be following (``ctrstore.stream``)."""
+        try:
+            self.fetch_blob(desc)
+        except ResourceExhausted:
+            self._full_disk.append(desc)
+            raise
+        finally:
+            self._live.over(desc.digest)
+
+    @contextmanager
+    def tidy_after_full_disk(self) -> Iterator[None]:
+        """Around a whole pull (outside the pool, so that it exits once every download and
+        applier stopped, and the failed layers' files were removed): if the pull fails, settle
+        the layer commits that found the disk full and could not write their record
+        (``Ingester.settle_commit``). Layers are applied while they download, so an applier can
+        fill the disk just as a download commits."""
+        try:
+            yield
+        except BaseException:
+            for desc in self._full_disk:
+                with suppress(CtrstoreError):
+                    self.content.settle_commit(ref_key(desc), desc.digest, desc.size, self.source_labels)
+            raise
 
     def _on_layer(self, layer: Layer, state: str) -> None:
         self.progress(Status(f"unpack-{layer.chain_id}", state, 0, 0))

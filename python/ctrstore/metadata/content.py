@@ -11,6 +11,7 @@ blobs inside one too, so gc can never see a blob that is committed but not yet r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sqlite3
@@ -298,6 +299,40 @@ class ContentStore:
         )
         add_resource(cur, self.namespace, self.lease, "content", digest)
 
+    def settle_commit(
+        self, ref: str, digest: str, size: int, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Tidy after ingest ``ref``'s commit of ``digest`` failed on a full disk, once there
+        may be room again (a pull calls it when all its work has stopped). The commit may have
+        moved the verified blob into ``blobs/`` and then failed to write its record: the blob
+        is recorded now (under the lease), as the commit meant to, and the ingest's record
+        goes if its directory did. If the disk is still full, the blob is removed instead
+        (unless something records or holds it), so that gc can give the space back: kept, it
+        would be held by the ingest's record, which still expects it."""
+        try:
+            with self.db.write() as cur:
+                stored = self.backend.exists(digest) and self.backend.info(digest).size == size
+                if stored and self._row(cur, digest) is None:
+                    self._record(cur, digest, size, labelutil.validate(labels or {}))
+                if not self.backend.ingest_path(self._backend_ref(ref)).exists():
+                    cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
+        except ResourceExhausted:
+            self._drop_unrecorded(ref, digest)
+            raise
+
+    def _drop_unrecorded(self, ref: str, digest: str) -> None:
+        with self.db.write() as cur:
+            named = cur.execute(
+                "SELECT 1 FROM content WHERE digest=? "
+                "UNION SELECT 1 FROM lease_resources WHERE type='content' AND id=?",
+                (digest, digest),
+            ).fetchone()
+            if named is None:
+                with contextlib.suppress(NotFound):
+                    self.backend.delete(digest)  # first: the record's removal needs the room
+            if not self.backend.ingest_path(self._backend_ref(ref)).exists():
+                cur.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (self.namespace, ref))
+
     def status(self, ref: str) -> Status:
         with self.db.read() as cur:
             row = cur.execute(
@@ -547,6 +582,12 @@ class Writer:
 
     def truncate(self, size: int) -> None:
         self._live().truncate(size)
+
+    def watch(self) -> _core.IngestWatch:
+        """A handle for reading the ingest's bytes back while they are written (see
+        ``ctrstore.stream``): its stream ends at a verified commit and breaks off if the
+        writer is closed, truncated or its commit fails."""
+        return self._live().watch()
 
     def commit(
         self, size: int = 0, expected: str | None = None, labels: Mapping[str, str] | None = None

@@ -10,6 +10,7 @@ snapshots no record points at, children first.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,8 @@ class SnapshotStore:
         self.backend = backend
         self.namespace = namespace
         self.lease = lease
+        self._undo: dict[str, str] = {}
+        """Backend snapshots that failed commits of these active keys left behind."""
 
     def _row(self, cur: sqlite3.Cursor, key: str) -> tuple[str, str, str, str, str] | None:
         row: tuple[str, str, str, str, str] | None = cur.execute(
@@ -162,7 +165,8 @@ class SnapshotStore:
                 exists = True
         if exists:  # after the commit that keeps the lease's hold on ``name``
             raise AlreadyExists(f"snapshot {name!r} already exists in namespace {self.namespace!r}")
-        with self.db.write() as cur:
+        committed: list[str] = []
+        with self._undoing_backend_commit(key, committed), self.db.write() as cur:
             bkey, cur_parent = self._need(cur, key)[:2]
             if self._row(cur, name) is not None:
                 raise AlreadyExists(f"snapshot {name!r} already exists in namespace {self.namespace!r}")
@@ -186,6 +190,25 @@ class SnapshotStore:
             )
             add_resource(cur, self.namespace, self.lease, res, name)
             self.backend.commit(bname, bkey, _backend_labels(lb), parent=bparent)
+            committed.append(bname)
+
+    @contextlib.contextmanager
+    def _undoing_backend_commit(self, key: str, committed: list[str]) -> Iterator[None]:
+        """Around the transaction of active snapshot ``key``'s commit: if it fails after the
+        backend committed (the disk filled up at COMMIT, say, as a layer applied beside it
+        can make it), remove what the backend committed, now or, if that fails too (the disk
+        still full), when the caller removes ``key``. The record, rolled back, still names
+        the active snapshot: removing it (or gc) drops the record, and no backend snapshot is
+        left that no record names."""
+        try:
+            yield
+        except BaseException:
+            for bname in committed:
+                try:
+                    self.backend.remove(bname)
+                except Exception:
+                    self._undo[key] = bname
+            raise
 
     def update(self, info: Info, *fieldpaths: str) -> Info:
         with self.db.write() as cur:
@@ -222,6 +245,12 @@ class SnapshotStore:
                 self.backend.remove(bkey)
             except (NotFound, FailedPrecondition):
                 pass  # gone already, or a parent still in use elsewhere: gc will see to it
+        undo = self._undo.pop(key, None)  # what a failed commit of ``key`` left in the backend
+        if undo is not None:
+            try:
+                self.backend.remove(undo)
+            except (NotFound, FailedPrecondition):
+                pass
 
     def close(self) -> None:
         """The backend belongs to its plugin; nothing to close here."""

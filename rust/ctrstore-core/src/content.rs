@@ -29,8 +29,10 @@ use std::time::SystemTime;
 
 use crate::digest::{Digest, Sha256, CHUNK};
 use crate::error::{
-    already_exists, failed_precondition, invalid_argument, not_found, unavailable, Error, Result,
+    already_exists, failed_precondition, invalid_argument, not_found, unavailable, Error,
+    ErrorKind, Result,
 };
+use crate::tail::{IngestWatch, Shared as TailShared};
 use crate::timefmt::rfc3339_nanos;
 
 /// Path of the committed blob for `digest` under a content store root.
@@ -112,6 +114,9 @@ fn lock_dir(dir: &Path, reference: &str) -> Result<Option<DirLock>> {
 
 /// A resumable writer for one ref. Dropping it without `close` or `commit` keeps the
 /// ingest on disk (resumable) but does not save the hash state.
+///
+/// Its bytes can be read back while they are written ([`IngestWriter::watch`], see
+/// [`crate::tail`]): a verified commit ends those readers' streams, anything else breaks them.
 pub struct IngestWriter {
     root: PathBuf,
     dir: PathBuf,
@@ -121,6 +126,8 @@ pub struct IngestWriter {
     total: Option<u64>,
     expected: Option<Digest>,
     started_at: String,
+    /// Readers following the bytes as they are written, if any were asked for.
+    watch: Option<std::sync::Arc<TailShared>>,
     _lock: DirLock,
 }
 
@@ -258,6 +265,7 @@ impl IngestWriter {
             total,
             expected,
             started_at,
+            watch: None,
             _lock: lock,
         })
     }
@@ -285,6 +293,24 @@ impl IngestWriter {
         &self.dir
     }
 
+    /// A handle from which readers of this ingest's bytes are made, each from the first byte,
+    /// following what is written (see [`crate::tail`]). Every call returns a handle on the
+    /// same stream, until a truncation starts a new one.
+    pub fn watch(&mut self) -> Result<IngestWatch> {
+        if self.watch.is_none() {
+            let data = self.dir.join("data");
+            self.watch = Some(TailShared::new(&data, &self.reference, self.offset())?);
+        }
+        Ok(IngestWatch::new(self.watch.clone().expect("set above")))
+    }
+
+    /// End the watchers' stream with an error (the first end wins).
+    fn break_watch(&mut self, kind: ErrorKind, message: String) {
+        if let Some(w) = self.watch.take() {
+            w.break_off(kind, message);
+        }
+    }
+
     /// Append bytes. On a failed write the data file is cut back to the last good offset.
     pub fn write(&mut self, buf: &[u8]) -> Result<()> {
         if let Err(e) = self.data.write_all(buf) {
@@ -295,6 +321,9 @@ impl IngestWriter {
                 .with_path(self.dir.join("data")));
         }
         self.hasher.update(buf);
+        if let Some(w) = &self.watch {
+            w.publish(self.hasher.len());
+        }
         Ok(())
     }
 
@@ -335,6 +364,8 @@ impl IngestWriter {
                 self.reference
             )));
         }
+        let msg = format!("ingest {:?} started over", self.reference);
+        self.break_watch(ErrorKind::Unavailable, msg);
         let p = self.dir.join("data");
         self.data.set_len(0).map_err(io_err(&p))?;
         self.data.seek(SeekFrom::Start(0)).map_err(io_err(&p))?;
@@ -358,6 +389,12 @@ impl IngestWriter {
 
     /// Keep the ingest for a later resume and release the lock.
     pub fn close(mut self) -> Result<()> {
+        let msg = format!(
+            "the write of ingest {:?} stopped after {} bytes",
+            self.reference,
+            self.offset()
+        );
+        self.break_watch(ErrorKind::Unavailable, msg);
         self.save_state()
     }
 
@@ -371,21 +408,29 @@ impl IngestWriter {
         if let Some(want) = want_size {
             if want != offset {
                 let _ = self.save_state();
-                return Err(failed_precondition(format!(
+                let e = failed_precondition(format!(
                     "commit of {:?} failed: wrote {offset} bytes, expected {want}",
                     self.reference
-                )));
+                ));
+                self.break_watch(e.kind(), e.message().to_owned());
+                return Err(e);
             }
         }
         let actual = self.hasher.finish();
         if let Some(want) = expected.or_else(|| self.expected.clone()) {
             if want != actual {
                 let _ = self.save_state();
-                return Err(failed_precondition(format!(
+                let e = failed_precondition(format!(
                     "commit of {:?} failed: content digest is {actual}, expected {want}",
                     self.reference
-                )));
+                ));
+                self.break_watch(e.kind(), e.message().to_owned());
+                return Err(e);
             }
+        }
+        // Verified: the watchers' stream is the blob, whatever happens to the files next.
+        if let Some(w) = self.watch.take() {
+            w.seal(offset);
         }
         let data_path = self.dir.join("data");
         self.data.sync_all().map_err(io_err(&data_path))?;
@@ -413,6 +458,17 @@ impl IngestWriter {
         fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err(&target))?;
         fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         Ok(actual)
+    }
+}
+
+impl Drop for IngestWriter {
+    fn drop(&mut self) {
+        let msg = format!(
+            "the writer of ingest {:?} went away after {} bytes",
+            self.reference,
+            self.offset()
+        );
+        self.break_watch(ErrorKind::Unavailable, msg);
     }
 }
 

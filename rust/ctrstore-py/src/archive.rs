@@ -129,6 +129,104 @@ pub fn apply_layer_path(
     .py()
 }
 
+/// Apply the bytes of an ingest being written onto `target` as they arrive (from the first
+/// byte: a resumed download's bytes on disk are replayed), without the GIL. Returns when the
+/// writer's verified commit ends the stream; fails when the stream breaks off (the download
+/// stopped, or its bytes did not verify) or is cancelled, leaving `target` partly applied.
+#[pyfunction]
+#[pyo3(signature = (target, watch, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+pub fn apply_layer_watch(
+    py: Python<'_>,
+    target: PathBuf,
+    watch: &crate::content::IngestWatch,
+    whiteouts: &str,
+    parents: Vec<PathBuf>,
+    no_same_owner: bool,
+    userxattr: bool,
+) -> PyResult<Stats> {
+    let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+    let watch = watch.core().clone();
+    py.detach(|| apply_layer(&target, watch.reader(), &opts))
+        .map_err(|e| onto(e, &target))
+        .map(stats)
+        .py()
+}
+
+/// A layer file decoded (and hashed) ahead of its apply, on a thread of its own, into a
+/// bounded queue (64 MiB): where layers go one after another, the next one's decoding
+/// overlaps the current one's file creation. `apply` creates the entries (once); `close`, or
+/// dropping it, stops the decoding.
+#[pyclass(module = "ctrstore._core")]
+pub struct LayerDecoder {
+    /// In a mutex only to be `Sync` (its queue's receiver is not); only `&mut self` uses it.
+    inner: std::sync::Mutex<Option<ctrstore_core::archive::DecodingLayer>>,
+    path: PathBuf,
+    applied: bool,
+}
+
+#[pymethods]
+impl LayerDecoder {
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Self> {
+        let f = File::open(&path)
+            .map_err(|e| ctrstore_core::Error::io(e, path.display()))
+            .py()?;
+        let inner = ctrstore_core::archive::DecodingLayer::start(f).py()?;
+        Ok(LayerDecoder {
+            inner: std::sync::Mutex::new(Some(inner)),
+            path,
+            applied: false,
+        })
+    }
+
+    /// The layer file being decoded.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Whether `apply` was called.
+    #[getter]
+    fn applied(&self) -> bool {
+        self.applied
+    }
+
+    /// Apply the layer onto `target` (as `apply_layer_path`), without the GIL. Once only.
+    #[pyo3(signature = (target, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+    fn apply(
+        &mut self,
+        py: Python<'_>,
+        target: PathBuf,
+        whiteouts: &str,
+        parents: Vec<PathBuf>,
+        no_same_owner: bool,
+        userxattr: bool,
+    ) -> PyResult<Stats> {
+        let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+        let taken = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let inner = taken.ok_or_else(|| {
+            crate::errors::FailedPrecondition::new_err(format!(
+                "the decoder of {} was applied or closed already",
+                self.path.display()
+            ))
+        })?;
+        self.applied = true;
+        py.detach(|| inner.apply(&target, &opts))
+            .map_err(|e| onto(e, &target))
+            .map(stats)
+            .py()
+    }
+
+    /// Stop decoding (harmless after `apply`).
+    fn close(&mut self) {
+        *self.inner.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// Open `path` inside `root` as if `root` were `/`: symlinks (the last one's too) are
 /// followed inside it, every component is opened with `O_NOFOLLOW`, so nothing outside is
 /// reached. Returns a new descriptor (`O_CLOEXEC`) that the caller owns and must close.

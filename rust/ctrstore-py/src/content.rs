@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ctrstore_core::content::{self as core, IngestWriter as CoreWriter};
+use ctrstore_core::tail as core_tail;
 use ctrstore_core::Digest;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -114,6 +115,14 @@ impl IngestWriter {
         .py()
     }
 
+    /// A handle for reading this ingest's bytes back while they are written (see
+    /// `IngestWatch`); the same stream for every call until a truncation starts a new one.
+    fn watch(&mut self) -> PyResult<IngestWatch> {
+        Ok(IngestWatch {
+            inner: self.live()?.watch().py()?,
+        })
+    }
+
     fn truncate(&mut self, size: u64) -> PyResult<()> {
         self.live()?.truncate(size).py()
     }
@@ -149,6 +158,76 @@ impl IngestWriter {
     ) -> PyResult<bool> {
         self.close(py)?;
         Ok(false)
+    }
+}
+
+/// An ingest being written, whose bytes can be read back as they arrive: `apply_layer_watch`
+/// applies them while they download. A verified commit ends the stream; a close (the download
+/// stopped), a truncation, a failed commit or `cancel` breaks it, and readers then fail.
+#[pyclass(module = "ctrstore._core", frozen)]
+pub struct IngestWatch {
+    inner: core_tail::IngestWatch,
+}
+
+impl IngestWatch {
+    pub fn core(&self) -> &core_tail::IngestWatch {
+        &self.inner
+    }
+}
+
+#[pymethods]
+impl IngestWatch {
+    /// The ingest's ref.
+    #[getter]
+    fn reference(&self) -> &str {
+        self.inner.reference()
+    }
+
+    /// Bytes written so far.
+    #[getter]
+    fn written(&self) -> u64 {
+        self.inner.progress().written
+    }
+
+    /// Bytes read by the furthest reader.
+    #[getter]
+    fn read(&self) -> u64 {
+        self.inner.progress().read
+    }
+
+    /// Readers following the ingest now.
+    #[getter]
+    fn readers(&self) -> usize {
+        self.inner.progress().readers
+    }
+
+    /// Readers that have read everything written and wait for more.
+    #[getter]
+    fn waiting(&self) -> usize {
+        self.inner.progress().waiting
+    }
+
+    /// Whether the writer is done (committed, or broken off).
+    #[getter]
+    fn ended(&self) -> bool {
+        self.inner.progress().ended
+    }
+
+    /// Make the readers fail with `reason` (Aborted); the writer goes on.
+    fn cancel(&self, reason: &str) {
+        self.inner.cancel(reason)
+    }
+
+    fn __repr__(&self) -> String {
+        let p = self.inner.progress();
+        format!(
+            "IngestWatch(reference={:?}, written={}, read={}, readers={}, ended={})",
+            self.inner.reference(),
+            p.written,
+            p.read,
+            p.readers,
+            p.ended
+        )
     }
 }
 

@@ -14,13 +14,14 @@ mod mount;
 mod _core {
     #[pymodule_export]
     use super::archive::{
-        apply_layer_fd, apply_layer_path, open_in_root, whiteout_path, write_diff, DiffStats, Stats,
+        apply_layer_fd, apply_layer_path, apply_layer_watch, open_in_root, whiteout_path,
+        write_diff, DiffStats, LayerDecoder, Stats,
     };
     #[pymodule_export]
     use super::content::{
         abort_ingest, blob_info, blob_path, create_content_layout, delete_blob, ingest_dir,
         ingest_in_use, ingest_status, list_ingests, remove_ingest, walk_blobs, BlobInfo,
-        IngestEntry, IngestStatus, IngestWriter,
+        IngestEntry, IngestStatus, IngestWatch, IngestWriter,
     };
     #[pymodule_export]
     use super::digest::{parse_digest, sha256_bytes, sha256_file, Digester};

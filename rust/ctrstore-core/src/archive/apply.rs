@@ -18,6 +18,7 @@ use super::sys::{self, cstr, errno, Time};
 use super::{ApplyOptions, ApplyStats, WhiteoutMode, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::Sha256;
 use crate::error::{invalid_argument, Error, Result};
+use crate::tail::carried_error;
 
 const COPY_BUF: usize = 1 << 20;
 const READ_BUF: usize = 256 * 1024;
@@ -54,7 +55,8 @@ pub(crate) fn apply_layer_with(
         inner: reader,
         count: &compressed,
     };
-    let mut decomp = Decompress::new(counting).map_err(|e| Error::io(e, "reading layer"))?;
+    let mut decomp = Decompress::new(counting)
+        .map_err(|e| carried_error(e).unwrap_or_else(|e| Error::io(e, "reading layer")))?;
     let compression = decomp.compression();
 
     let (hasher, entries) = if pipeline.unwrap_or_else(use_pipeline) {
@@ -97,6 +99,96 @@ pub(crate) fn apply_layer_with(
     })
 }
 
+/// Decoded chunks a [`DecodingLayer`] may hold before its apply starts (64 MiB).
+pub const AHEAD_DEPTH: usize = 256;
+
+/// What the decoding thread of a [`DecodingLayer`] ends with: how reading went, the
+/// compression it found and the compressed bytes it read.
+type Decoded = (io::Result<()>, Compression, u64);
+
+/// A layer decoded (and hashed) ahead of its apply, on a thread of its own, into a bounded
+/// queue (at most [`AHEAD_DEPTH`] chunks of [`pipeline::CHUNK`]): where layers must be applied
+/// one after another (the native and btrfs snapshotters), the next layer's decoding overlaps
+/// the current one's file creation. [`DecodingLayer::apply`] then creates the entries from
+/// the queue while the rest is decoded. Dropped without being applied, it stops decoding.
+pub struct DecodingLayer {
+    rx: std::sync::mpsc::Receiver<pipeline::Chunk>,
+    hash: pipeline::SharedHash,
+    thread: std::thread::JoinHandle<Decoded>,
+}
+
+impl DecodingLayer {
+    /// Start decoding the layer read from `reader` (plain, gzip or zstd tar).
+    pub fn start<R: Read + Send + 'static>(reader: R) -> Result<Self> {
+        Self::start_with_depth(reader, AHEAD_DEPTH)
+    }
+
+    pub(crate) fn start_with_depth<R: Read + Send + 'static>(
+        reader: R,
+        depth: usize,
+    ) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        let hash = pipeline::shared_hash();
+        let producer_hash = hash.clone();
+        let thread = std::thread::Builder::new()
+            .name("ctrstore-decode".into())
+            .spawn(move || -> Decoded {
+                let compressed = Cell::new(0u64);
+                let counting = CountingReader {
+                    inner: reader,
+                    count: &compressed,
+                };
+                let mut decomp = match Decompress::new(counting) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        return (Err(e), Compression::None, compressed.get());
+                    }
+                };
+                let compression = decomp.compression();
+                let produced = pipeline::produce(&mut decomp, tx, &producer_hash);
+                drop(decomp);
+                (produced, compression, compressed.get())
+            })
+            .map_err(|e| Error::io(e, "starting layer decode thread"))?;
+        Ok(DecodingLayer { rx, hash, thread })
+    }
+
+    /// Apply the layer to the directory `target` (see [`apply_layer`]).
+    pub fn apply(self, target: &Path, opts: &ApplyOptions) -> Result<ApplyStats> {
+        let DecodingLayer { rx, hash, thread } = self;
+        let applied = match sys::open_path(target, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(root) => Applier::new(root, opts.parents.clone(), opts)
+                .run(ChunkReader::new(rx, hash.clone()))
+                .map(|(n, _)| n),
+            Err(e) => {
+                drop(rx);
+                Err(Error::io(
+                    e,
+                    format!("opening layer target {}", target.display()),
+                ))
+            }
+        };
+        let (produced, compression, compressed) = match thread.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let entries = match (produced, applied) {
+            (Err(e), _) => return Err(read_error(e, compression)),
+            (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(n)) => n,
+        };
+        let hasher = pipeline::into_hasher(hash);
+        Ok(ApplyStats {
+            diff_id: hasher.finish(),
+            compression,
+            compressed_bytes: compressed,
+            uncompressed_bytes: hasher.len(),
+            entries,
+        })
+    }
+}
+
 /// Read and decode on a second thread when there is a second core (also for plain tars: the
 /// hashing then overlaps the applying). `CTRSTORE_APPLY_PIPELINE=0|1` overrides (benchmarks).
 fn use_pipeline() -> bool {
@@ -107,6 +199,10 @@ fn use_pipeline() -> bool {
 }
 
 fn read_error(e: io::Error, compression: Compression) -> Error {
+    let e = match carried_error(e) {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     if e.raw_os_error().is_some() {
         Error::io(e, "reading layer")
     } else {
@@ -116,6 +212,10 @@ fn read_error(e: io::Error, compression: Compression) -> Error {
 
 /// An error from the tar reader: a malformed archive unless it came from the OS.
 fn tar_error(e: io::Error) -> Error {
+    let e = match carried_error(e) {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     if e.raw_os_error().is_some() {
         Error::io(e, "reading layer")
     } else {

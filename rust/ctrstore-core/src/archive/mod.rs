@@ -2,7 +2,8 @@
 //! the way containerd's `pkg/archive` `Apply` does (see `containerd-reference.md` §7).
 //!
 //! - [`compression`]: magic-byte detection and a decompressing reader.
-//! - [`apply_layer`]: stream a layer into a directory, computing its diff id in the same pass.
+//! - [`apply_layer`]: stream a layer into a directory, computing its diff id in the same pass;
+//!   [`DecodingLayer`]: the same, its decoding started ahead of its apply.
 //! - [`write_diff`]: the other way: a snapshot's changes as a layer, compressed and hashed in
 //!   the same pass (the whiteout encoding below is this module's, both ways).
 //! - [`open_in_root`]: open a path inside a root as if it were `/`.
@@ -29,7 +30,7 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use apply::apply_layer;
+pub use apply::{apply_layer, DecodingLayer, AHEAD_DEPTH};
 pub use compression::{Compression, Decompress};
 pub use diff::{write_diff, DiffSource, DiffStats};
 pub use resolve::open_in_root;

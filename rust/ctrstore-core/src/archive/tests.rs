@@ -849,6 +849,48 @@ fn corrupt_gzip_fails_in_both_modes() {
     }
 }
 
+#[test]
+fn a_layer_decoded_ahead_applies_the_same() {
+    let t = tmp();
+    let data = big_tar();
+    let gz = gzip(&data);
+    let r = t.path().join("ahead");
+    fs::create_dir(&r).unwrap();
+    // More decoded chunks than the queue holds (4 here): the decoder waits, then goes on.
+    let mut big = Tar::default();
+    big.file("huge", &vec![7u8; 5 << 20], 0o600);
+    let huge = big.finish();
+    for (layer, want, tar) in [
+        (gz.clone(), Compression::Gzip, &data),
+        (huge.clone(), Compression::None, &huge),
+    ] {
+        let decoding =
+            DecodingLayer::start_with_depth(std::io::Cursor::new(layer.clone()), 4).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50)); // let it run ahead
+        let st = decoding.apply(&r, &ApplyOptions::default()).unwrap();
+        assert_eq!(st.compression, want);
+        assert_eq!(st.diff_id.to_string(), sha256_hex(tar));
+        assert_eq!(st.uncompressed_bytes, tar.len() as u64);
+        assert_eq!(st.compressed_bytes, layer.len() as u64);
+    }
+    assert_eq!(fs::read(r.join("big")).unwrap(), vec![0xabu8; 3 << 20]);
+    assert_eq!(fs::metadata(r.join("huge")).unwrap().len(), 5 << 20);
+    // Dropped unapplied, it stops (its thread must not hang on the full queue).
+    drop(DecodingLayer::start_with_depth(std::io::Cursor::new(huge), 4).unwrap());
+    // A corrupt layer fails at apply, as apply_layer does.
+    let mut bad = gz;
+    let n = bad.len();
+    bad[n / 2] ^= 0x55;
+    bad[n / 2 + 1] ^= 0x55;
+    let r2 = t.path().join("bad");
+    fs::create_dir(&r2).unwrap();
+    let err = DecodingLayer::start(std::io::Cursor::new(bad))
+        .unwrap()
+        .apply(&r2, &ApplyOptions::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // containerd pkg/archive/tar_test.go TestBreakouts, ported. Tar::symlink(target, name) and
 // Tar::link(target, name) take the same (old, new) order as containerd's tc.Symlink/tc.Link.
