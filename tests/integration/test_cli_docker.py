@@ -34,7 +34,8 @@ from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entrie
 from ctrstore.mount import mountinfo
 from tests.support.cli import CLI_TIMEOUT, run, store_env, unique_name
 from tests.support.images import BUSYBOX, busybox_image, find_busybox
-from tests.support.registry import RegistryServer
+from tests.support.network import http_get, iptables_rules
+from tests.support.registry import RegistryServer, free_port
 
 pytestmark = [
     pytest.mark.root,
@@ -108,15 +109,21 @@ def assert_nothing_left(store: Path, cid: str) -> None:
 
 
 def test_a_docker_users_day(store: Path, tmp_path: Path) -> None:
-    web = name("web")
+    web, port = name("web"), free_port()
     script = (
         "for i in $(seq 1 8); do echo line $i; done; sleep 0.3; echo warn >&2; mkdir -p /www; "
         "echo '<h1>hello</h1>' > /www/index.html; exec busybox httpd -f -p 8080 -h /www"
     )
-    r = run(store, "run", "-d", "--name", web, "--memory", "64m", IMAGE, "sh", "-c", script)
+    r = run(
+        store, "run", "-d", "-p", f"{port}:8080", "--name", web, "--memory", "64m", IMAGE, "sh", "-c", script
+    )
     assert r.stdout == f"{web}\n"
     # The limit is real: runc wrote it into the container's memory cgroup.
     assert cgroup_value(web, ("memory", "memory.limit_in_bytes"), "memory.max") == str(64 << 20)
+    # The published port answers on the host's 127.0.0.1 (the session's test network: conftest).
+    assert http_get(f"http://127.0.0.1:{port}/index.html") == "<h1>hello</h1>\n"
+    ports = inspect(store, web)["NetworkSettings"]["Ports"]  # type: ignore[index]
+    assert ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
 
     # exec: the server answers inside the container.
     get = ["exec", web, "busybox", "wget", "-qO-", "http://127.0.0.1:8080/index.html"]
@@ -157,6 +164,7 @@ def test_a_docker_users_day(store: Path, tmp_path: Path) -> None:
     assert state(store, web)["ExitCode"] == 137
     run(store, "rm", web)
     assert_nothing_left(store, web)
+    assert [r for r in iptables_rules() if f"default-{web}" in r] == []  # no DNAT, no masquerade
 
     # A command that does not exist: 127, one clear line (no runc log line), nothing left.
     r = run(store, "run", "--rm", IMAGE, "nosuchcmd", ok=False)

@@ -40,6 +40,7 @@ from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entrie
 from ctrstore.metadata.leases import Resource
 from tests.support.cli import CLI_TIMEOUT, one_line_error, run, store_client, store_env, unique_name
 from tests.support.images import BUSYBOX
+from tests.support.network import free_subnet
 
 pytestmark = [
     pytest.mark.root,
@@ -241,6 +242,8 @@ def test_system_prune_removes_what_it_lists(busybox_store: Path) -> None:
     stopped = unique_name("stopped")
     run(store, "run", "--name", stopped, "-v", "/anon", "-v", "named:/n", IMAGE, "true")
     run(store, "tag", IMAGE, "localhost/busybox@sha256:" + "0" * 64)
+    unused = unique_name("net")
+    run(store, "network", "create", "--subnet", str(free_subnet()), unused)
     # Without -f it asks; anything but y keeps everything.
     r = run(store, "system", "prune", "--volumes", stdin=b"n\n", ok=False)
     one_line_error(
@@ -249,9 +252,11 @@ def test_system_prune_removes_what_it_lists(busybox_store: Path) -> None:
         "nothing removed",
     )
     assert "all stopped containers" in r.stderr and "all dangling images" in r.stderr
+    assert "all networks not used by at least one container" in r.stderr
     assert run(store, "ps", "-aq").stdout.strip() == stopped
     out = run(store, "system", "prune", "--volumes", stdin=b"y\n").stdout
     assert f"Deleted Containers:\n{stopped}\n" in out
+    assert f"Deleted Networks:\n{unused}\n" in out and unused not in run(store, "network", "ls").stdout
     assert "Deleted Images:\nlocalhost/busybox@sha256:" in out
     assert "Deleted Volumes:\n" in out and "named" not in out  # named volumes stay
     assert run(store, "ps", "-aq").stdout == ""

@@ -38,6 +38,7 @@ from tests.support.network import (
     bridge_ports,
     cni_available,
     free_subnet,
+    http_get,
     iptables_rules,
     leftovers,
     make_test_network,
@@ -79,26 +80,13 @@ def settings(store: Path, name: str) -> dict[str, Any]:
     return ns
 
 
-def fetch(url: str, timeout: float = 10) -> str:
-    """GET ``url`` (127.0.0.1 or a test container), retrying while the server starts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as r:
-                return str(r.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_publish_reach_and_leave_nothing(busybox_store: Path, tn: ScratchNetwork) -> None:
     """The issue's "done when": run -d -p HOST:80 --name web IMAGE httpd answers on
     127.0.0.1:HOST and by address from a second container; port, ps and inspect show it; after
     stop nothing of its networking is left, after rm nothing at all."""
     store, web, port = busybox_store, unique_name("web"), free_port()
     cli(store, "run", "-d", "-p", f"{port}:80", "--name", web, BUSYBOX, "sh", "-c", HTTPD)
-    assert fetch(f"http://127.0.0.1:{port}/") == f"hello-{web}\n"
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello-{web}\n"
     ns = settings(store, web)
     ip = ns["IPAddress"]
     assert ns["Gateway"] == tn.gateway and ip.startswith(str(tn.subnet.network_address)[:-1])
@@ -303,7 +291,7 @@ def test_published_port_taken(busybox_store: Path, tn: ScratchNetwork) -> None:
     line = cli(store, "port", name).stdout.strip()
     host_port = int(line.rsplit(":", 1)[1])
     assert line == f"80/tcp -> 0.0.0.0:{host_port}" and host_port > 0
-    assert fetch(f"http://127.0.0.1:{host_port}/") == f"hello-{name}\n"
+    assert http_get(f"http://127.0.0.1:{host_port}/") == f"hello-{name}\n"
     cli(store, "rm", "-f", name)
 
 
@@ -341,7 +329,7 @@ def test_killed_shim_then_start_then_rm(busybox_store: Path, tn: ScratchNetwork)
     assert "Exited (255)" in cli(store, "ps", "-a").stdout
     # start: what the dead task left is torn down, then set up again (same port).
     cli(store, "start", name)
-    assert fetch(f"http://127.0.0.1:{port}/") == f"hello-{name}\n"
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello-{name}\n"
     ip2 = settings(store, name)["IPAddress"]
     assert len(bridge_ports(tn.bridge)) == 1
     _kill_task(store, name)
@@ -450,6 +438,6 @@ def test_reboot_with_state_wiped(busybox_store: Path, tn: ScratchNetwork) -> Non
     for name, ip in zip(names, ips, strict=True):
         assert leftovers(tn, f"default-{name}", [ip], store) == []
     cli(store, "start", names[0])
-    assert fetch(f"http://127.0.0.1:{port}/") == f"hello-{names[0]}\n"
+    assert http_get(f"http://127.0.0.1:{port}/") == f"hello-{names[0]}\n"
     cli(store, "rm", "-f", *names)
     assert leftovers(tn, f"default-{names[0]}", ips, store) == []

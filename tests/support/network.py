@@ -15,6 +15,8 @@ import random
 import secrets
 import shutil
 import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = [
     "bridge_ports",
     "cni_available",
     "free_subnet",
+    "http_get",
     "iptables_rules",
     "leftovers",
     "make_test_network",
@@ -142,3 +145,16 @@ def leftovers(
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if " nsfs " in line and str(store) in line]
     return found
+
+
+def http_get(url: str, timeout: float = 10) -> str:
+    """GET ``url`` (127.0.0.1 or a test container), retrying while the server starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return str(r.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
