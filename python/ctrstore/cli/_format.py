@@ -56,7 +56,6 @@ from typing import IO, Any, TypeVar
 import click
 
 from ctrstore.cli._common import printable
-from ctrstore.cli._template import Template, safe_json
 from ctrstore.errdefs import InvalidArgument
 
 __all__ = [
@@ -291,6 +290,8 @@ def write_list(
     else:
         assert fmt is not None
         source, table = _list_template(fmt)
+    from ctrstore.cli._template import Template  # (only when a listing is printed)
+
     tmpl = Template(source)
     if not table:
         for row in rows:
@@ -360,11 +361,15 @@ def write_inspect(
     """Print inspected objects: docker's JSON list (4-space indent) or, with a template, one
     rendering per object."""
     if fmt in (None, "", "json"):
+        from ctrstore.cli._template import safe_json
+
         out(safe_json(list(objects), indent=4) if objects else "[]")
         return
     assert fmt is not None
     if fmt.startswith("table"):
         raise InvalidArgument("--format: a table is not an inspect format (give a template or json)")
+    from ctrstore.cli._template import Template
+
     tmpl = Template(fmt)
     for obj in objects:
         out(tmpl.render(obj))
@@ -376,4 +381,6 @@ def write_object(obj: Mapping[str, Any], fmt: str, *, out: Callable[[str], None]
     template."""
     if fmt.startswith("table"):
         raise InvalidArgument("--format: a table is not a format for this command (give json or a template)")
+    from ctrstore.cli._template import Template
+
     out(Template("{{json .}}" if fmt == "json" else fmt).render(obj))

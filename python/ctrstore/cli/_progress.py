@@ -15,7 +15,9 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Literal
 
 from ctrstore.cli._common import human_size, printable
-from ctrstore.images.pull import Status
+
+if TYPE_CHECKING:
+    from ctrstore.images.pull import Status  # (a run that pulls nothing does not import pull)
 
 if TYPE_CHECKING:
     from rich.console import Group
