@@ -15,7 +15,8 @@ What the defaults are:
   ``RLIMIT_NOFILE`` 1024/1024 and containerd's default capability set (bounding, effective and
   permitted; no inheritable or ambient ones).
 * namespaces pid, ipc, uts, mount and network (no network namespace with ``net="host"``; a new
-  one holds only a loopback interface, which is what nerdctl's ``--net none`` gives);
+  one holds only a loopback interface, which is what nerdctl's ``--net none`` gives; a CNI
+  network's namespace is set by ``ctrstore.network``, which points the spec at it);
   ``cgroupsPath`` is ``/<namespace>/<id>``, the form runc's cgroupfs driver takes.
 * mounts ``/proc``, ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``, ``/sys`` (ro) and
   ``/run`` with containerd's options, plus nerdctl's read-only ``/sys/fs/cgroup``; containerd's
@@ -24,8 +25,9 @@ What the defaults are:
   ptmx and pts devices.
 
 The user is resolved by :mod:`ctrstore.oci.user`, capabilities come from
-:mod:`ctrstore.oci.caps`; the command line's flag grammar (``-v``, ``--mount``, ``-e``,
-``--net``) is in ``ctrstore.cli._run_flags``.
+:mod:`ctrstore.oci.caps`; the command line's flag grammar is in ``ctrstore.cli._run_flags`` (``-e``
+and docker's run flags), ``ctrstore.client.mounts`` (``-v``, ``--mount``) and
+``ctrstore.cli.network`` (``--network``, ``-p``, ...).
 
 Not done here:
 
