@@ -67,9 +67,9 @@ def _open_in_root(root: Path, path: str, flags: int, what: str) -> int:
 
 
 def _open_dir(root: Path, path: str, what: str) -> int:
-    """A directory in the container (an ``O_PATH`` descriptor). Not opened with
-    ``O_DIRECTORY``: ``open_in_root`` follows a symlink in the last component only when the
-    first open of it does not fail, and ``O_DIRECTORY`` makes it fail on the link itself."""
+    """A directory in the container (an ``O_PATH`` descriptor); a final symlink is followed
+    inside the root. Checked here rather than with ``O_DIRECTORY``, so that a file gets an
+    error that says so."""
     fd = _open_in_root(root, path, os.O_PATH, what)
     if not stat.S_ISDIR(os.fstat(fd).st_mode):
         os.close(fd)

@@ -217,9 +217,13 @@ pub fn open_in_root(
                 true
             }
             Ok(fd) => return Ok(fd),
-            Err(e) if errno(&e) == libc::ELOOP => {
-                // ELOOP here means the last component is a symlink (unless it vanished or was
-                // replaced meanwhile: then the lstat below says so).
+            Err(e)
+                if errno(&e) == libc::ELOOP
+                    || (errno(&e) == libc::ENOTDIR && flags & libc::O_DIRECTORY != 0) =>
+            {
+                // ELOOP here means the last component is a symlink, and so may ENOTDIR with
+                // O_DIRECTORY, which the kernel checks on the link itself (unless it vanished
+                // or was replaced meanwhile, or is a file: then the lstat below says so).
                 let st = sys::lstatat(dir.fd(), &cname)?;
                 if !sys::is_symlink(&st) {
                     return Err(e);
@@ -309,5 +313,19 @@ mod tests {
         let fd = open_in_root(&root, b"etc/passwd", libc::O_PATH).unwrap();
         let st = sys::fstat(fd.as_fd()).unwrap();
         assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+        // ... and with O_DIRECTORY, a final symlink to a directory (the kernel says ENOTDIR
+        // of the link itself); a symlink to a file stays ENOTDIR.
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        for flags in [
+            libc::O_PATH | libc::O_DIRECTORY,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        ] {
+            let fd = open_in_root(&root, b"lib", flags).unwrap();
+            assert!(sys::is_dir(&sys::fstat(fd.as_fd()).unwrap()));
+            assert_eq!(
+                errno(&open_in_root(&root, b"etc/passwd", flags).unwrap_err()),
+                libc::ENOTDIR
+            );
+        }
     }
 }
