@@ -36,8 +36,6 @@ DEFAULT_MAX_LAYERS = 500
 """The most layers an image may have (pull, import, unpack): overlayfs stacks at most 500."""
 
 
-
-
 @dataclass(frozen=True)
 class UserDefaults:
     """Where an ordinary user's store lives by default (XDG, as podman)."""
@@ -208,7 +206,11 @@ def load(
             raise InvalidArgument(f"config file {p} cannot be read: {e}") from None
     elif rootless_defaults():
         user = user_defaults(env)
-        cfg = parse(user.config_path.read_text(), str(user.config_path)) if user.config_path.is_file() else Config()
+        cfg = (
+            parse(user.config_path.read_text(), str(user.config_path))
+            if user.config_path.is_file()
+            else Config()
+        )
         # A user's file may name root/state; what it leaves out is the user's default.
         if cfg.root == DEFAULT_ROOT:
             cfg.root = user.root

@@ -20,7 +20,11 @@ def test_user_defaults_follow_xdg() -> None:
     )
     env |= {"XDG_DATA_HOME": "/d", "XDG_RUNTIME_DIR": "/run/user/1000", "XDG_CONFIG_HOME": "/c"}
     d = config.user_defaults(env)
-    assert (d.root, d.state, str(d.config_path)) == ("/d/ctrstore", "/run/user/1000/ctrstore", "/c/ctrstore/config.toml")
+    assert (d.root, d.state, str(d.config_path)) == (
+        "/d/ctrstore",
+        "/run/user/1000/ctrstore",
+        "/c/ctrstore/config.toml",
+    )
 
 
 def test_load_as_user_reads_the_users_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

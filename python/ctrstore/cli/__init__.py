@@ -40,19 +40,28 @@ class LazyGroup(click.Group):
     "config_path",
     metavar="FILE",
     envvar="CTRSTORE_CONFIG",
-    help="Config file (default: /etc/ctrstore/config.toml when it exists; a user's: ~/.config/ctrstore/config.toml). Env: CTRSTORE_CONFIG.",
+    help=(
+        "Config file (default: /etc/ctrstore/config.toml when it exists; a user's: "
+        "~/.config/ctrstore/config.toml). Env: CTRSTORE_CONFIG."
+    ),
 )
 @click.option(
     "--root",
     metavar="DIR",
     envvar="CTRSTORE_ROOT",
-    help="Persistent data directory (default /var/lib/ctrstore; a user's: ~/.local/share/ctrstore). Env: CTRSTORE_ROOT.",
+    help=(
+        "Persistent data directory (default /var/lib/ctrstore; a user's: ~/.local/share/ctrstore). "
+        "Env: CTRSTORE_ROOT."
+    ),
 )
 @click.option(
     "--state",
     metavar="DIR",
     envvar="CTRSTORE_STATE",
-    help="Runtime state directory (default /run/ctrstore; a user's: $XDG_RUNTIME_DIR/ctrstore). Env: CTRSTORE_STATE.",
+    help=(
+        "Runtime state directory (default /run/ctrstore; a user's: $XDG_RUNTIME_DIR/ctrstore). "
+        "Env: CTRSTORE_STATE."
+    ),
 )
 @click.option(
     "--namespace",

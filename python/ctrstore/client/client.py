@@ -166,7 +166,11 @@ class Client:
         plugin skipped, ``plugin ls`` says why), native (issue 13)."""
         from ctrstore.rootless import is_rootless
 
-        if is_rootless() and "overlayfs" not in self.metadata.snapshotters and "native" in self.metadata.snapshotters:
+        if (
+            is_rootless()
+            and "overlayfs" not in self.metadata.snapshotters
+            and "native" in self.metadata.snapshotters
+        ):
             self.config.snapshotter = "native"
         return self.config.snapshotter
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from ctrstore.errdefs import Unimplemented
 from ctrstore.images.platforms import host
 from ctrstore.plugin import SNAPSHOT, InitContext, Registration, SkipPlugin, register
+from ctrstore.rootless import in_userns
 from ctrstore.snapshots.btrfs import BtrfsSnapshotter, check_btrfs
 from ctrstore.snapshots.native import NativeSnapshotter
-from ctrstore.rootless import in_userns
 from ctrstore.snapshots.overlay import OverlaySnapshotter, check_overlay, probe_userxattr
 
 
@@ -54,7 +54,9 @@ def _overlay(ic: InitContext) -> OverlaySnapshotter:
             options.append("userxattr")
         note = "rootless, mounted with userxattr in the user namespace"
     ic.platforms.append(host_platform())
-    sn = OverlaySnapshotter(cfg.root_path or ic.root, mount_options=options, upperdir_label=cfg.upperdir_label)
+    sn = OverlaySnapshotter(
+        cfg.root_path or ic.root, mount_options=options, upperdir_label=cfg.upperdir_label
+    )
     sn.status_note = note
     return sn
 

@@ -118,7 +118,9 @@ def _join(pid: int) -> None:
 def _newidmap(tool: str, pid: int, own: int, sub: IdRange) -> None:
     path = shutil.which(tool)
     if path is None:
-        raise FailedPrecondition(f"{tool} is not installed: install Debian's uidmap package (apt-get install uidmap)")
+        raise FailedPrecondition(
+            f"{tool} is not installed: install Debian's uidmap package (apt-get install uidmap)"
+        )
     args = [path, str(pid), "0", str(own), "1", "1", str(sub.start), str(sub.count)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
     if r.returncode != 0:

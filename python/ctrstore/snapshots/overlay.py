@@ -53,7 +53,12 @@ def probe_userxattr(root: Path) -> str:
             base = Path(d)
             for sub in ("lower", "upper", "work", "merged"):
                 (base / sub).mkdir()
-            opts = (f"lowerdir={base / 'lower'}", f"upperdir={base / 'upper'}", f"workdir={base / 'work'}", "userxattr")
+            opts = (
+                f"lowerdir={base / 'lower'}",
+                f"upperdir={base / 'upper'}",
+                f"workdir={base / 'work'}",
+                "userxattr",
+            )
             mount_all([Mount("overlay", "overlay", opts)], base / "merged")
             unmount(base / "merged")
     except Exception as e:
