@@ -335,6 +335,8 @@ def test_unpack_is_a_root_pull_shifted(
     ref = images["kinds"]
     with Client(root=tmp_path / "root", state=tmp_path / "state") as c:
         c.pull(ref)
+    alice.ctrstore("rmi", images["busybox"], check=False)  # only this image's layers in the store
+    alice.ctrstore("gc")
     alice.ctrstore("pull", "-q", ref)
     assert alice.subuid is not None
 
