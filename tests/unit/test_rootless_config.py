@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctrstore import config
+from ctrstore.errdefs import InvalidArgument
 
 
 def test_user_defaults_follow_xdg() -> None:
@@ -53,5 +54,5 @@ def test_private_state_dir_refuses_a_shared_one(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
-    with pytest.raises(config.InvalidArgument, match="not a private directory"):
+    with pytest.raises(InvalidArgument, match="not a private directory"):
         config.private_dir(str(shared))
