@@ -297,10 +297,18 @@ def test_seed_walk_rootless(users: tuple[User, User], images: dict[str, str]) ->
     assert (st.st_uid, st.st_gid) == (alice.uid, alice.gid)  # the container's root is alice on disk
     assert written[0].read_text() == "written\n"
 
+    assert alice.ctrstore("exec", "web", "cat", "/root/f").stdout == "written\n"
+    (alice.home / "in.txt").write_text("copied in\n")
+    alice.ctrstore("cp", str(alice.home / "in.txt"), "web:/tmp/")
+    committed = ref.rsplit(":", 1)[0] + ":committed"
+    alice.ctrstore("commit", "web", committed)
+    r = alice.ctrstore("run", "--rm", "--network", "none", committed, "cat", "/root/f", "/tmp/in.txt")
+    assert r.stdout == "written\ncopied in\n"
+
     alice.ctrstore("stop", "-t", "1", "web")
     alice.ctrstore("rm", "web")
     assert alice.ctrstore("ps", "-a", "-q").stdout.strip() == ""
-    alice.ctrstore("rmi", ref)
+    alice.ctrstore("rmi", ref, committed)
     alice.ctrstore("gc")
     assert list((alice.root / "io.containerd.snapshotter.v1.overlayfs/snapshots").iterdir()) == []
     assert list((alice.root / "io.containerd.content.v1.content/blobs/sha256").iterdir()) == []
