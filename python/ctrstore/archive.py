@@ -53,14 +53,22 @@ def apply_layer(
     whiteouts: Whiteouts = "overlay",
     parents: Sequence[str | os.PathLike[str]] = (),
     no_same_owner: bool = False,
-    userxattr: bool = False,
+    userxattr: bool | None = None,
 ) -> ApplyStats:
     """Apply ``layer`` (a path, a binary file object, an ingest being written: see
     ``ctrstore.stream``, or a layer file decoded ahead) onto the directory ``target``.
 
     ``parents`` are the overlay lower dirs, nearest first: directories a layer creates
-    implicitly take their owner, mode and times from there.
+    implicitly take their owner, mode and times from there. ``userxattr`` marks opaque
+    directories with ``user.overlay.opaque`` instead of ``trusted.overlay.opaque``; by default
+    it does so in a user namespace (rootless), where overlay is mounted with ``userxattr`` and
+    trusted.* cannot be set. Device nodes are skipped there (a user namespace cannot make
+    them; as containerd and podman).
     """
+    if userxattr is None:
+        from ctrstore.rootless import in_userns
+
+        userxattr = in_userns()
     opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
     if isinstance(layer, _core.IngestWatch):
         return _core.apply_layer_watch(target, layer, *opts)

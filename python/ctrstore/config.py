@@ -4,6 +4,12 @@
 Where values come from, later winning: built-in defaults, the config file (``--config``, else
 ``$CTRSTORE_CONFIG``, else ``/etc/ctrstore/config.toml`` if it exists), the environment
 (``CTRSTORE_ROOT``, ``CTRSTORE_STATE``), then command-line flags.
+
+For an ordinary user (not root) the built-in defaults follow XDG, as podman's: root
+``$XDG_DATA_HOME/ctrstore`` (``~/.local/share/ctrstore``), state ``$XDG_RUNTIME_DIR/ctrstore``
+(or a private ``/tmp/ctrstore-<uid>`` when it is unset) and the config file
+``$XDG_CONFIG_HOME/ctrstore/config.toml`` (``~/.config/ctrstore``). Root keeps
+``/var/lib/ctrstore``, ``/run/ctrstore`` and ``/etc/ctrstore``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.plugin import Registry, decode_config, registry
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Config", "load"]
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "load", "rootless_defaults", "user_defaults"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/ctrstore/config.toml")
 DEFAULT_ROOT = "/var/lib/ctrstore"
@@ -28,6 +34,58 @@ DEFAULT_SNAPSHOTTER = "overlayfs"
 DEFAULT_RUNTIME = "runc"
 DEFAULT_MAX_LAYERS = 500
 """The most layers an image may have (pull, import, unpack): overlayfs stacks at most 500."""
+
+
+@dataclass(frozen=True)
+class UserDefaults:
+    """Where an ordinary user's store lives by default (XDG, as podman)."""
+
+    root: str
+    state: str
+    config_dir: str
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.config_dir) / "config.toml"
+
+
+def rootless_defaults() -> bool:
+    """Whether the built-in defaults are a user's (XDG) rather than root's: the real user is
+    not root. Inside ctrstore's user namespace the uid is 0 but the defaults stay the user's,
+    so the re-entered command finds the same store (``_CTRSTORE_ROOTLESS_UID`` says whose)."""
+    return os.getuid() != 0 or "_CTRSTORE_ROOTLESS_UID" in os.environ
+
+
+def user_defaults(env: Mapping[str, str] | None = None) -> UserDefaults:
+    """The XDG defaults for the user running this (``HOME``, ``XDG_*`` from ``env``)."""
+    env = os.environ if env is None else env
+    uid = env.get("_CTRSTORE_ROOTLESS_UID") or str(os.getuid())
+    home = env.get("HOME") or os.path.expanduser("~")
+    data = env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    conf = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    runtime = env.get("XDG_RUNTIME_DIR")
+    state = os.path.join(runtime, "ctrstore") if runtime else f"/tmp/ctrstore-{uid}"
+    return UserDefaults(
+        root=os.path.join(data, "ctrstore"), state=state, config_dir=os.path.join(conf, "ctrstore")
+    )
+
+
+def private_dir(path: str) -> None:
+    """Make ``path`` (a user's state dir under /tmp) a 0700 directory that this user owns, or
+    refuse: another user could have made it first to watch or change our state."""
+    p = Path(path)
+    try:
+        p.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = p.lstat()
+    except OSError as e:
+        raise InvalidArgument(f"state directory {p} cannot be made: {e.strerror}") from None
+    import stat as _stat
+
+    if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise InvalidArgument(
+            f"state directory {p} is not a private directory of this user (uid {os.getuid()}, mode 0700): "
+            "remove it or set XDG_RUNTIME_DIR or --state"
+        )
 
 
 @dataclass
@@ -146,6 +204,18 @@ def load(
             raise InvalidArgument(f"config file {p} does not exist") from None
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
             raise InvalidArgument(f"config file {p} cannot be read: {e}") from None
+    elif rootless_defaults():
+        user = user_defaults(env)
+        cfg = (
+            parse(user.config_path.read_text(), str(user.config_path))
+            if user.config_path.is_file()
+            else Config()
+        )
+        # A user's file may name root/state; what it leaves out is the user's default.
+        if cfg.root == DEFAULT_ROOT:
+            cfg.root = user.root
+        if cfg.state == DEFAULT_STATE:
+            cfg.state = user.state
     elif DEFAULT_CONFIG_PATH.is_file():
         cfg = parse(DEFAULT_CONFIG_PATH.read_text(), str(DEFAULT_CONFIG_PATH))
     else:

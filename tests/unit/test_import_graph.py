@@ -218,6 +218,7 @@ CLI_MAY_IMPORT = {
     # serve: the registry server is a front end of its own over the client's stores
     "ctrstore.server",
     "ctrstore.server.registry",
+    "ctrstore.rootless.userns",  # enter: an ordinary user's commands run in the user namespace
 }
 
 

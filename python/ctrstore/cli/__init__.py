@@ -40,19 +40,28 @@ class LazyGroup(click.Group):
     "config_path",
     metavar="FILE",
     envvar="CTRSTORE_CONFIG",
-    help="Config file (default: /etc/ctrstore/config.toml when it exists). Env: CTRSTORE_CONFIG.",
+    help=(
+        "Config file (default: /etc/ctrstore/config.toml when it exists; a user's: "
+        "~/.config/ctrstore/config.toml). Env: CTRSTORE_CONFIG."
+    ),
 )
 @click.option(
     "--root",
     metavar="DIR",
     envvar="CTRSTORE_ROOT",
-    help="Persistent data directory (default /var/lib/ctrstore). Env: CTRSTORE_ROOT.",
+    help=(
+        "Persistent data directory (default /var/lib/ctrstore; a user's: ~/.local/share/ctrstore). "
+        "Env: CTRSTORE_ROOT."
+    ),
 )
 @click.option(
     "--state",
     metavar="DIR",
     envvar="CTRSTORE_STATE",
-    help="Runtime state directory (default /run/ctrstore). Env: CTRSTORE_STATE.",
+    help=(
+        "Runtime state directory (default /run/ctrstore; a user's: $XDG_RUNTIME_DIR/ctrstore). "
+        "Env: CTRSTORE_STATE."
+    ),
 )
 @click.option(
     "--namespace",
@@ -99,7 +108,15 @@ def cli(
         os.environ[DEBUG_ENV] = "1"
     st = State(config_path, root, state, namespace)
     ctx.obj = st
+    rest = [*getattr(ctx, "protected_args", ()), *ctx.args]
+    if ctx.invoked_subcommand not in NO_USERNS and not ({"-h", "--help"} & set(rest)):
+        st.enter_userns()  # an ordinary user: into the user's namespace (rootless/userns.py)
     ctx.call_on_close(st.close)
+
+
+NO_USERNS = frozenset({"completion", "config", "login", "logout", "version", "unshare", None})
+"""Commands that work without the user namespace an ordinary user's commands enter (``unshare``
+enters it itself, after its arguments are checked)."""
 
 
 def _lazy(module: str, attr: str) -> tuple[str, str]:
@@ -162,6 +179,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": _lazy("tasks", "tasks"),
     "top": _lazy("stats", "top"),
     "unpause": _lazy("lifecycle", "unpause"),
+    "unshare": _lazy("unshare", "unshare"),
     "version": _lazy("system", "version"),
     "volume": _lazy("volumes", "volume"),
     "volumes": _lazy("volumes", "volume"),

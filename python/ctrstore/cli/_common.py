@@ -33,6 +33,22 @@ class State:
 
         return load(self.config_path, root=self.root, state=self.state)
 
+    def enter_userns(self) -> None:
+        """An ordinary user's commands run as uid 0 in the user's namespace (made on first use,
+        kept by a pause process in the state dir: ``ctrstore.rootless.userns``); root's run as
+        they are."""
+        import os
+
+        if os.getuid() == 0:
+            return
+        from ctrstore.config import private_dir, user_defaults
+        from ctrstore.rootless.userns import enter
+
+        cfg = self.config()
+        if cfg.state == user_defaults().state and cfg.state.startswith("/tmp/"):
+            private_dir(cfg.state)  # no XDG_RUNTIME_DIR: our own 0700 dir, not another user's
+        enter(cfg.state)
+
     def client(self) -> Client:
         if self._client is None:
             from ctrstore.client import Client

@@ -23,6 +23,9 @@ def ls(st: State, detailed: bool, fmt: str | None) -> None:
     rows = []
     for p in client.plugins:
         status = p.status if p.status == "ok" else f"{p.status}: {p.error}"
+        note = getattr(p.instance, "status_note", None)  # e.g. overlayfs rootless: "userxattr"
+        if p.status == "ok" and isinstance(note, str) and note:
+            status = f"ok: {note}"
         row = [p.registration.type, p.registration.id, ",".join(p.platforms) or "-", status]
         if detailed:
             row.append(str(client.root / p.uri))

@@ -157,7 +157,22 @@ class Client:
 
     def snapshotter(self, name: str | None = None) -> SnapshotStore:
         """A snapshotter (default: the config's ``snapshotter``, overlayfs) in this namespace."""
+        if name is None and self.config.snapshotter == "overlayfs":
+            name = self._default_snapshotter()
         return self.metadata.snapshotter(name or self.config.snapshotter, self.namespace, lease=self._lease)
+
+    def _default_snapshotter(self) -> str:
+        """overlayfs, or, rootless where overlay does not mount in the user namespace (its
+        plugin skipped, ``plugin ls`` says why), native (issue 13)."""
+        from ctrstore.rootless import is_rootless
+
+        if (
+            is_rootless()
+            and "overlayfs" not in self.metadata.snapshotters
+            and "native" in self.metadata.snapshotters
+        ):
+            self.config.snapshotter = "native"
+        return self.config.snapshotter
 
     @property
     def tasks(self) -> Tasks:

@@ -82,6 +82,11 @@ def spec_options(
     if network is None:
         return None, opts
     network.validate()
+    from ctrstore.rootless.spec import adapt_network
+
+    rootless = adapt_network(network.networks, len(network.ports))  # rootless: no CNI bridge
+    if rootless is not None:
+        network = replace(network, networks=rootless)
     mode = network.mode
     return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))
 

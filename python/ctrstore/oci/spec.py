@@ -477,4 +477,7 @@ def generate(
         "linux": linux,
     }
     apply_run_options(spec, opts)
+    from ctrstore.rootless.spec import adapt_spec
+
+    adapt_spec(spec)  # rootless: no cgroups, /sys bound (ctrstore.rootless.spec)
     return spec

@@ -8,9 +8,10 @@ from pathlib import Path
 from ctrstore.errdefs import Unimplemented
 from ctrstore.images.platforms import host
 from ctrstore.plugin import SNAPSHOT, InitContext, Registration, SkipPlugin, register
+from ctrstore.rootless import in_userns
 from ctrstore.snapshots.btrfs import BtrfsSnapshotter, check_btrfs
 from ctrstore.snapshots.native import NativeSnapshotter
-from ctrstore.snapshots.overlay import OverlaySnapshotter, check_overlay
+from ctrstore.snapshots.overlay import OverlaySnapshotter, check_overlay, probe_userxattr
 
 
 def host_platform() -> str:
@@ -40,10 +41,24 @@ def _overlay(ic: InitContext) -> OverlaySnapshotter:
         check_overlay()
     except Unimplemented as e:
         raise SkipPlugin(str(e)) from None
+    options = list(cfg.mount_options)
+    note = ""
+    if in_userns():
+        # Rootless (issue 13): overlay in a user namespace needs "userxattr" (kernel >= 5.11),
+        # which keeps overlay's own xattrs in user.overlay.* (trusted.* cannot be set here).
+        root = Path(cfg.root_path or ic.root)
+        reason = probe_userxattr(root)
+        if reason:
+            raise SkipPlugin(f"rootless: overlay with userxattr does not mount here ({reason}); use native")
+        if "userxattr" not in options:
+            options.append("userxattr")
+        note = "rootless, mounted with userxattr in the user namespace"
     ic.platforms.append(host_platform())
-    return OverlaySnapshotter(
-        cfg.root_path or ic.root, mount_options=cfg.mount_options, upperdir_label=cfg.upperdir_label
+    sn = OverlaySnapshotter(
+        cfg.root_path or ic.root, mount_options=options, upperdir_label=cfg.upperdir_label
     )
+    sn.status_note = note
+    return sn
 
 
 def _native(ic: InitContext) -> NativeSnapshotter:

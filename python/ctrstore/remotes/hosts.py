@@ -176,6 +176,10 @@ def hosts_dirs(dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] |
         env = os.environ.get("CTRSTORE_HOSTS_DIR")
         if env:
             return [Path(p) for p in env.split(":") if p]
+        from ctrstore.config import rootless_defaults, user_defaults
+
+        if rootless_defaults():  # an ordinary user's own certs.d first (~/.config/ctrstore)
+            return [Path(user_defaults().config_dir) / "certs.d", *DEFAULT_HOSTS_DIRS]
         return list(DEFAULT_HOSTS_DIRS)
     if isinstance(dirs, (str, os.PathLike)):
         return [Path(p) for p in os.fspath(dirs).split(":") if p]

@@ -151,7 +151,13 @@ class Runc:
 
     def kill(self, cid: str, signal: str, *, all_processes: bool = False) -> None:
         """Signal the container's init (all its processes with ``all_processes``);
-        FailedPrecondition if it is not running."""
+        FailedPrecondition if it is not running. Rootless, a container has no cgroup for
+        ``--all`` to walk; its init is signalled, and SIGKILL to the init of its own pid
+        namespace ends every process in it."""
+        from ctrstore.rootless import is_rootless
+
+        if all_processes and is_rootless():
+            all_processes = False
         args = ["kill", *(["--all"] if all_processes else []), cid, signal]
         try:
             self._run(*args, what=f"signalling container {cid}")

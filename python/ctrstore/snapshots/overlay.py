@@ -25,7 +25,7 @@ from ctrstore.snapshots import Info, Kind
 from ctrstore.snapshots._base import DirectorySnapshotter
 from ctrstore.snapshots.storage import Snapshot
 
-__all__ = ["OverlaySnapshotter", "check_overlay"]
+__all__ = ["OverlaySnapshotter", "check_overlay", "probe_userxattr"]
 
 
 def check_overlay() -> None:
@@ -40,8 +40,36 @@ def check_overlay() -> None:
         raise Unimplemented("the kernel has no overlay file system (try: modprobe overlay)")
 
 
+def probe_userxattr(root: Path) -> str:
+    """Mount a tiny overlay with ``userxattr`` under ``root`` (in a user namespace, as
+    containerd's ``NeedsUserXAttr`` does): "" when it works, else why not."""
+    import tempfile
+
+    from ctrstore.mount import mount_all, unmount
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="userxattr-probe-", dir=root) as d:
+            base = Path(d)
+            for sub in ("lower", "upper", "work", "merged"):
+                (base / sub).mkdir()
+            opts = (
+                f"lowerdir={base / 'lower'}",
+                f"upperdir={base / 'upper'}",
+                f"workdir={base / 'work'}",
+                "userxattr",
+            )
+            mount_all([Mount("overlay", "overlay", opts)], base / "merged")
+            unmount(base / "merged")
+    except Exception as e:
+        return str(e) or type(e).__name__
+    return ""
+
+
 class OverlaySnapshotter(DirectorySnapshotter):
     rebase = True
+    status_note = ""
+    """What ``plugin ls`` adds to "ok" (rootless: mounted with userxattr)."""
 
     def __init__(
         self,

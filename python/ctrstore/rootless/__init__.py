@@ -1,0 +1,39 @@
+"""Rootless ctrstore: an ordinary user's store inside a user namespace of their own (issue 13).
+
+The namespace maps 0 to the user and 1..N to the user's subordinate ids (``/etc/subuid``,
+``/etc/subgid``, installed by Debian's ``uidmap`` tools ``newuidmap``/``newgidmap``), so an
+image's uid 0 is the user on disk and uid 1000 is subuid+999. It is made once and kept alive by
+a pause process (podman's design, no daemon): ``userns.enter`` joins the pause process's user
+and mount namespaces with setns(2) — creating it first if there is none — so every command of
+the user sees the same namespace and the same mounts (a container's rootfs mounted by ``run -d``
+is still there for ``rm``). ``ctrstore unshare CMD`` runs a command in it.
+
+- ``subids``: the user's ranges in ``/etc/subuid`` and ``/etc/subgid``, and the error that says
+  which line to add when there are none;
+- ``userns``: whether this process is in a user namespace, the pause process, joining it.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["ROOTLESS_UID_ENV", "in_userns", "is_rootless"]
+
+ROOTLESS_UID_ENV = "_CTRSTORE_ROOTLESS_UID"
+"""Set in a command that entered the user namespace: the real uid of the user, so that the
+defaults (``config.user_defaults``) and messages stay the user's while the uid is 0."""
+
+
+def in_userns() -> bool:
+    """Whether this process runs in a user namespace other than the initial one (whose
+    ``uid_map`` is the identity over all 2^32-1 ids)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def is_rootless() -> bool:
+    """Whether this process works for an ordinary user: not root, or in the user's namespace."""
+    return os.getuid() != 0 or ROOTLESS_UID_ENV in os.environ or in_userns()

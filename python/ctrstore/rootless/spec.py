@@ -1,0 +1,70 @@
+"""A container's OCI spec and networking, rootless (issue 13).
+
+runc detects that it runs in a user namespace and works rootless; what the spec must give up
+there is decided here, as podman's rootless defaults do:
+
+- cgroups: ordinary users get no cgroup of their own on this machine's cgroup v1 (nothing is
+  delegated), so the spec names no ``cgroupsPath`` (runc then skips cgroups it cannot make)
+  and carries no ``linux.resources``; limit flags (``-m``, ``--cpus``, ``--pids-limit``, ...)
+  cannot apply and say so in one warning line.
+- ``/sys``: sysfs can only be mounted by a user namespace that owns the network namespace; with
+  ``--network host`` the host's ``/sys`` is bind-mounted read-only instead.
+- networks: CNI's bridge needs root in the host's network namespace. The default network
+  becomes ``none`` (loopback only) with a one-line note; ``--network host`` and ``none`` work;
+  a named CNI network or ``-p`` is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ctrstore.errdefs import FailedPrecondition
+from ctrstore.rootless import is_rootless
+
+__all__ = ["adapt_network", "adapt_spec", "warn"]
+
+_DEFAULT_NETWORK = "bridge"
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, as the CLI prints them."""
+    print(f"ctrstore: warning: {message}", file=sys.stderr, flush=True)
+
+
+def adapt_spec(spec: dict[str, Any]) -> None:
+    """Make ``spec`` one runc can run in the user namespace (nothing for root)."""
+    if not is_rootless():
+        return
+    linux = spec.setdefault("linux", {})
+    linux.pop("cgroupsPath", None)
+    resources = linux.pop("resources", None) or {}
+    limits = sorted(k for k, v in resources.items() if k != "devices" and v)
+    if limits:
+        warn(
+            f"rootless: resource limits ({', '.join(limits)}) cannot apply: this machine does not delegate "
+            "cgroups to ordinary users (cgroup v1); the container runs without them"
+        )
+    netns = any(ns.get("type") == "network" for ns in linux.get("namespaces", []))
+    for m in spec.get("mounts", []):
+        if m.get("type") == "sysfs" and not netns:
+            m.update(type="bind", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+
+
+def adapt_network(networks: list[str], ports: int) -> list[str] | None:
+    """The networks a rootless container gets instead of ``networks`` (None: as asked)."""
+    if not is_rootless() or networks in (["host"], ["none"]):
+        return None
+    if networks == [_DEFAULT_NETWORK] and not ports:
+        print(
+            "ctrstore: note: rootless: the default bridge network needs root; this container has "
+            "loopback only (--network none); use --network host to share the host's network",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ["none"]
+    raise FailedPrecondition(
+        f"rootless: network {', '.join(networks)}"
+        + (" with published ports (-p)" if ports else "")
+        + " needs root (CNI); use --network none or --network host"
+    )

@@ -1,0 +1,178 @@
+"""The user's namespace and its pause process (podman's ``rootless`` package, in Python).
+
+``enter(state)`` makes this process uid 0 in the user's user namespace and its mount
+namespace. The namespaces belong to a pause process recorded in ``<state>/pause.pid``: a fork
+of the first command that needed them, which unshared both, had ``newuidmap``/``newgidmap``
+write its id maps (0 → the user, 1..N → the subids) and then sleeps until killed. Later
+commands join its namespaces with setns(2), so mounts made by one command (a running
+container's rootfs) are there for the next. ``<state>/pause.lock`` serialises making it.
+Killing the pause process (``kill $(cat <state>/pause.pid)``) drops the namespace once no
+container uses it; the next command makes a new one.
+
+setns(CLONE_NEWUSER) needs a single-threaded process: the CLI enters before it opens a store
+(``cli/__init__.py``); the Python API runs inside ``ctrstore unshare python ...``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from ctrstore.errdefs import FailedPrecondition, Unavailable
+from ctrstore.rootless import ROOTLESS_UID_ENV, in_userns
+from ctrstore.rootless.subids import IdRange, require, user_name
+
+__all__ = ["PAUSE_PID", "enter", "pause_pid"]
+
+PAUSE_PID = "pause.pid"
+PAUSE_LOCK = "pause.lock"
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+PR_SET_NAME = 15
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pause_pid(state: str | os.PathLike[str]) -> int | None:
+    """The pause process recorded in ``state``, if it still runs (same pid and start time)."""
+    try:
+        pid_s, start = (Path(state) / PAUSE_PID).read_text().split()
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    return pid if _start_time(pid) == start else None
+
+
+def enter(state: str | os.PathLike[str]) -> None:
+    """Become uid 0 in the user's namespaces (made on first use). Nothing for root, or for a
+    process already inside (``ctrstore unshare ctrstore ...``)."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0 and (ROOTLESS_UID_ENV in os.environ or in_userns() or os.geteuid() == 0):
+        return
+    name = user_name(uid)
+    state_dir = Path(state)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(state_dir / PAUSE_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pid = pause_pid(state_dir)
+        if pid is None:
+            subuid, subgid = require(name, uid, gid)
+            pid = _start_pause(uid, gid, subuid, subgid)
+            tmp = state_dir / f"{PAUSE_PID}.tmp"
+            tmp.write_text(f"{pid} {_start_time(pid)}\n")
+            tmp.replace(state_dir / PAUSE_PID)
+    _join(pid)
+    os.environ[ROOTLESS_UID_ENV] = str(uid)
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _join(pid: int) -> None:
+    if _threads() != 1:
+        raise Unavailable("cannot join the user namespace: this process already runs threads")
+    cwd = os.getcwd()
+    user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(user_fd, CLONE_NEWUSER), f"joining the user namespace of pause process {pid}")
+        _check(_libc.setns(mnt_fd, CLONE_NEWNS), f"joining the mount namespace of pause process {pid}")
+    finally:
+        os.close(user_fd)
+        os.close(mnt_fd)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    try:
+        os.setgroups([])
+    except OSError:
+        pass  # setgroups denied in this namespace: keep the (unmapped) groups
+    try:
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")
+
+
+def _newidmap(tool: str, pid: int, own: int, sub: IdRange) -> None:
+    path = shutil.which(tool)
+    if path is None:
+        raise FailedPrecondition(
+            f"{tool} is not installed: install Debian's uidmap package (apt-get install uidmap)"
+        )
+    args = [path, str(pid), "0", str(own), "1", "1", str(sub.start), str(sub.count)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    if r.returncode != 0:
+        raise FailedPrecondition(f"{tool} {' '.join(args[1:])} failed: {r.stderr.strip() or r.returncode}")
+
+
+def _start_pause(uid: int, gid: int, subuid: IdRange, subgid: IdRange) -> int:
+    """Fork the pause process: it unshares a user and a mount namespace, waits for its maps,
+    then sleeps in a session of its own with no descriptors open, until SIGTERM or SIGKILL."""
+    unshared_r, unshared_w = os.pipe()
+    mapped_r, mapped_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the pause process
+        try:
+            os.close(unshared_r)
+            os.close(mapped_w)
+            ok = _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0
+            os.write(unshared_w, b"1" if ok else b"0")
+            if not ok or os.read(mapped_r, 1) != b"1":
+                os._exit(1)
+            os.setsid()
+            os.chdir("/")
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 65536)
+            _libc.prctl(PR_SET_NAME, b"ctrstore-pause", 0, 0, 0)
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            while True:
+                signal.pause()
+        finally:
+            os._exit(1)
+    os.close(unshared_w)
+    os.close(mapped_r)
+    try:
+        if os.read(unshared_r, 1) != b"1":
+            os.waitpid(pid, 0)
+            raise FailedPrecondition(
+                "cannot create a user namespace (unshare(CLONE_NEWUSER) failed): check "
+                "/proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone"
+            )
+        try:
+            _newidmap("newuidmap", pid, uid, subuid)
+            _newidmap("newgidmap", pid, gid, subgid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        os.write(mapped_w, b"1")
+    finally:
+        os.close(unshared_r)
+        os.close(mapped_w)
+    return pid

@@ -1,0 +1,395 @@
+"""Rootless ctrstore (issue 13): an ordinary user, made by these tests, pulls, unpacks and runs
+containers in a user namespace of their own (0 → the user, 1..N → subordinate ids).
+
+The tests add two users (one with subids in /etc/subuid and /etc/subgid, one without), run
+the CLI as them with Debian's ``/usr/bin/python3`` in a venv under a shared temp dir (the
+project's interpreter lives under /root, which they cannot read; the venv imports ctrstore
+from this checkout through a ``.pth`` file), and remove them again afterwards, restoring
+/etc/subuid and /etc/subgid byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import ctrstore
+from ctrstore import Client
+from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
+from tests.support.images import BASE, TOP, UPPER, busybox_image
+from tests.support.registry import RegistryServer
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
+    pytest.mark.skipif(
+        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
+    ),
+    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
+    pytest.mark.timeout(300),
+]
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SUBID_COUNT = 65536
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+    subuid: int | None
+    env: dict[str, str]
+
+    @property
+    def root(self) -> Path:
+        return self.home / ".local/share/ctrstore"
+
+    @property
+    def state(self) -> Path:
+        return Path(f"/tmp/ctrstore-{self.uid}")
+
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``args`` (a command line) as this user, in their home, with a clean environment."""
+        cmd = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
+        r = subprocess.run(cmd, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def ctrstore(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(self.env["CTRSTORE_PYTHON"], "-m", "ctrstore", *args, timeout=timeout, check=check)
+
+
+def _world_readable(path: Path) -> bool:
+    return all(p.stat().st_mode & 5 for p in [path, *path.parents])
+
+
+@pytest.fixture(scope="module")
+def shared_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="ctrstore-rootless-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def venv(shared_dir: Path) -> Path:
+    """A venv of Debian's python3 that ordinary users can run: the runtime dependencies from
+    PyPI, ctrstore from this checkout (its ``_core`` is abi3, so any CPython >= 3.11 loads it)."""
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"{SYSTEM_PYTHON} (Debian's python3) is not installed")
+    src = Path(ctrstore.__file__).resolve().parent.parent
+    if not _world_readable(src / "ctrstore"):
+        pytest.skip(f"{src} is not readable by other users: the test user could not import ctrstore")
+    v = shared_dir / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(v)], check=True, timeout=120)
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    r = subprocess.run(
+        [str(v / "bin/pip"), "install", "-q", "--disable-pip-version-check", *deps],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if r.returncode != 0:
+        pytest.skip(
+            f"cannot install ctrstore's dependencies into a venv of {SYSTEM_PYTHON}: {r.stderr[-500:]}"
+        )
+    site = next(v.glob("lib/python3*/site-packages"))
+    (site / "ctrstore-checkout.pth").write_text(f"{src}\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(v)], check=True, timeout=60)
+    return v
+
+
+def _subid_start() -> int:
+    """A subordinate id range no line of /etc/subuid or /etc/subgid overlaps."""
+    end = 100000
+    for f in ("/etc/subuid", "/etc/subgid"):
+        with suppress(FileNotFoundError):
+            for line in Path(f).read_text().splitlines():
+                parts = line.split(":")
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                    end = max(end, int(parts[1]) + int(parts[2]))
+    return (end + SUBID_COUNT - 1) // SUBID_COUNT * SUBID_COUNT
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with suppress(OSError):
+                if p.stat().st_uid == uid:
+                    pids.append(int(p.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def users(shared_dir: Path, venv: Path) -> Iterator[tuple[User, User]]:
+    """Two ordinary users, ``alice`` style (with subids) and one without; removed afterwards,
+    with /etc/subuid and /etc/subgid as they were."""
+    saved = {f: Path(f).read_bytes() if Path(f).exists() else None for f in ("/etc/subuid", "/etc/subgid")}
+    made: list[User] = []
+    tag = f"{os.getpid() % 100000}"
+    try:
+        for name, with_subids in ((f"ctrrl{tag}", True), (f"ctrnosub{tag}", False)):
+            home = shared_dir / name
+            subprocess.run(
+                [
+                    "useradd",
+                    "-m",
+                    "-d",
+                    str(home),
+                    "-s",
+                    "/bin/sh",
+                    "-K",
+                    "SUB_UID_COUNT=0",
+                    "-K",
+                    "SUB_GID_COUNT=0",
+                    name,
+                ],
+                check=True,
+                timeout=60,
+                capture_output=True,
+            )
+            pw = pwd.getpwnam(name)
+            start = None
+            if with_subids:
+                start = _subid_start()
+                for f in ("/etc/subuid", "/etc/subgid"):
+                    with open(f, "a") as fh:
+                        fh.write(f"{name}:{start}:{SUBID_COUNT}\n")
+            env = {
+                "HOME": str(home),
+                "USER": name,
+                "LOGNAME": name,
+                "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG": "C.UTF-8",
+                "CTRSTORE_PYTHON": str(venv / "bin/python"),
+            }
+            made.append(User(name, pw.pw_uid, pw.pw_gid, home, start, env))
+        yield made[0], made[1]
+    finally:
+        for u in made:
+            # The pause process and any shim or container left: only this user's processes.
+            for _ in range(3):
+                pids = _pids_of(u.uid)
+                if u.subuid is not None:
+                    pids += _pids_of(u.subuid)
+                if not pids:
+                    break
+                for pid in pids:
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+            subprocess.run(["userdel", "-r", u.name], timeout=60, capture_output=True, check=False)
+            shutil.rmtree(u.home, ignore_errors=True)
+            shutil.rmtree(u.state, ignore_errors=True)
+        for f, data in saved.items():
+            if data is None:
+                Path(f).unlink(missing_ok=True)
+            else:
+                Path(f).write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def images(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The busybox test image, and the small image with every kind of entry (a uid 1000 file,
+    a device node, whiteouts, an opaque directory), pushed to the local registry."""
+    d = tmp_path_factory.mktemp("rootless-src")
+    refs = {"busybox": registry.ref("rootless/busybox:1"), "kinds": registry.ref("rootless/kinds:1")}
+    with Client(root=d / "root", state=d / "state") as c:
+        busybox_image(c.content, c.images, refs["busybox"])
+        layers = [tar_from_entries(BASE), tar_from_entries(UPPER), tar_from_entries(TOP)]
+        build_image(c.content, c.images, refs["kinds"], layers, ImageSpec(cmd=("sh",)))
+        for ref in refs.values():
+            c.push(ref)
+    return refs
+
+
+def _tree(top: Path) -> dict[str, tuple[str, int, int, int, str]]:
+    """path -> (kind, mode, uid, gid, content or link) of every entry under ``top``."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in [*dirnames, *filenames]:
+            p = Path(dirpath) / n
+            st = p.lstat()
+            kind = {0o040000: "dir", 0o100000: "file", 0o120000: "link", 0o020000: "char"}.get(
+                st.st_mode & 0o170000, "other"
+            )
+            data = os.readlink(p) if kind == "link" else (p.read_bytes().hex() if kind == "file" else "")
+            if kind == "char":
+                data = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+            out[str(p.relative_to(top))] = (kind, st.st_mode & 0o7777, st.st_uid, st.st_gid, data)
+    return out
+
+
+def _layer_trees(sn_root: Path) -> list[dict[str, tuple[str, int, int, int, str]]]:
+    """The trees of every snapshot of an overlay snapshotter, in a stable order."""
+    trees = [_tree(d / "fs") for d in (sn_root / "snapshots").iterdir() if (d / "fs").is_dir()]
+    return sorted(trees, key=lambda t: sorted(t))
+
+
+def test_unshare_runs_as_root_in_the_users_namespace(users: tuple[User, User]) -> None:
+    alice, _ = users
+    assert alice.ctrstore("unshare", "id", "-u").stdout.strip() == "0"
+    uid_map = alice.ctrstore("unshare", "cat", "/proc/self/uid_map").stdout.split()
+    assert uid_map == ["0", str(alice.uid), "1", "1", str(alice.subuid), str(SUBID_COUNT)]
+    # The namespace is kept by one pause process: a second command joins the same one.
+    pid = (alice.state / "pause.pid").read_text().split()[0]
+    ns = os.readlink(f"/proc/{pid}/ns/user")
+    assert alice.ctrstore("unshare", "readlink", "/proc/self/ns/user").stdout.strip() == ns
+
+
+def test_no_subids_is_a_clear_error(users: tuple[User, User]) -> None:
+    _, bob = users
+    r = bob.ctrstore("images", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"no subordinate ids for user {bob.name} in /etc/subuid: add '{bob.name}:100000:65536'" in r.stderr
+    assert f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {bob.name}" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (bob.state / "pause.pid").exists()
+
+
+def test_seed_walk_rootless(users: tuple[User, User], images: dict[str, str]) -> None:
+    alice, _ = users
+    ref = images["busybox"]
+    alice.ctrstore("pull", "-q", ref)
+    plugins = alice.ctrstore("plugin", "ls").stdout
+    assert any(
+        "overlayfs" in line and "ok: rootless" in line and "userxattr" in line
+        for line in plugins.splitlines()
+    ), plugins
+
+    r = alice.ctrstore("run", "--rm", ref, "sh", "-c", "id -u; cat /data/hello.txt")
+    assert r.stdout.splitlines() == ["0", "hello from a ctrstore image"]
+    assert "default bridge network needs root" in r.stderr
+
+    alice.ctrstore(
+        "run", "-d", "--name", "web", ref, "sh", "-c", "echo started; echo written > /root/f; sleep 300"
+    )
+    deadline = time.monotonic() + 20
+    while "started" not in alice.ctrstore("logs", "web").stdout:
+        assert time.monotonic() < deadline, "the container wrote no log line"
+        time.sleep(0.2)
+    ps = json.loads(alice.ctrstore("ps", "--format", "json").stdout.splitlines()[0])
+    assert ps["Names"] == "web" and ps["State"] == "running"
+    written = [
+        p for p in (alice.root / "io.containerd.snapshotter.v1.overlayfs/snapshots").glob("*/fs/root/f")
+    ]
+    assert len(written) == 1, written
+    st = written[0].stat()
+    assert (st.st_uid, st.st_gid) == (alice.uid, alice.gid)  # the container's root is alice on disk
+    assert written[0].read_text() == "written\n"
+
+    assert alice.ctrstore("exec", "web", "cat", "/root/f").stdout == "written\n"
+    (alice.home / "in.txt").write_text("copied in\n")
+    alice.ctrstore("cp", str(alice.home / "in.txt"), "web:/tmp/")
+    committed = ref.rsplit(":", 1)[0] + ":committed"
+    alice.ctrstore("commit", "web", committed)
+    r = alice.ctrstore("run", "--rm", "--network", "none", committed, "cat", "/root/f", "/tmp/in.txt")
+    assert r.stdout == "written\ncopied in\n"
+
+    alice.ctrstore("stop", "-t", "1", "web")
+    alice.ctrstore("rm", "web")
+    assert alice.ctrstore("ps", "-a", "-q").stdout.strip() == ""
+    alice.ctrstore("rmi", ref, committed)
+    alice.ctrstore("gc")
+    assert list((alice.root / "io.containerd.snapshotter.v1.overlayfs/snapshots").iterdir()) == []
+    assert list((alice.root / "io.containerd.content.v1.content/blobs/sha256").iterdir()) == []
+
+
+def test_network_modes_and_limits_rootless(users: tuple[User, User], images: dict[str, str]) -> None:
+    alice, _ = users
+    ref = images["busybox"]
+    r = alice.ctrstore(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-m",
+        "64m",
+        ref,
+        "sh",
+        "-c",
+        "ls /sys/class >/dev/null && echo ok",
+    )
+    assert r.stdout.strip() == "ok"
+    assert "resource limits (memory) cannot apply" in r.stderr
+    assert alice.ctrstore("run", "--rm", "--network", "none", ref, "true").returncode == 0
+    r = alice.ctrstore("run", "--rm", "-p", "8080:80", ref, "true", check=False)
+    assert r.returncode != 0 and "needs root (CNI)" in r.stderr
+
+
+def test_unpack_is_a_root_pull_shifted(
+    users: tuple[User, User], images: dict[str, str], tmp_path: Path
+) -> None:
+    alice, _ = users
+    ref = images["kinds"]
+    with Client(root=tmp_path / "root", state=tmp_path / "state") as c:
+        c.pull(ref)
+    alice.ctrstore("rmi", images["busybox"], check=False)  # only this image's layers in the store
+    alice.ctrstore("gc")
+    alice.ctrstore("pull", "-q", ref)
+    assert alice.subuid is not None
+
+    def shift(i: int, own: int) -> int:
+        return own if i == 0 else alice.subuid + i - 1  # type: ignore[operator]
+
+    expected = [
+        {
+            p: (kind, mode, shift(u, alice.uid), shift(g, alice.gid), data)
+            for p, (kind, mode, u, g, data) in tree.items()
+            # Device nodes cannot be made in a user namespace and are skipped (as podman and
+            # containerd do); whiteouts (0:0 character devices) can, and are there.
+            if kind != "char" or data == "0:0"
+        }
+        for tree in _layer_trees(tmp_path / "root/io.containerd.snapshotter.v1.overlayfs")
+    ]
+    got = _layer_trees(alice.root / "io.containerd.snapshotter.v1.overlayfs")
+    assert got == sorted(expected, key=lambda t: sorted(t))
+    assert any(v[2] == alice.subuid + 999 for t in got for v in t.values())  # image uid 1000
+    snapshots = alice.root / "io.containerd.snapshotter.v1.overlayfs/snapshots"
+    opaque = [d / "fs/opaque" for d in snapshots.iterdir()]
+    marked = [p for p in opaque if p.is_dir() and "user.overlay.opaque" in os.listxattr(p)]
+    assert len(marked) == 1
+
+
+def test_nothing_outside_the_users_dirs_changed(users: tuple[User, User], shared_dir: Path) -> None:
+    """Every file the user (or its subordinate ids) owns is in its home, its state dir or the
+    shared test dir; root's default store was not touched by them."""
+    alice, _ = users
+    assert alice.subuid is not None
+    ids = {alice.uid, *range(alice.subuid, alice.subuid + SUBID_COUNT)}
+    tops = [
+        p for p in ("/tmp", "/var", "/run", "/etc", "/home", "/dev/shm", "/opt", "/srv") if Path(p).exists()
+    ]
+    r = subprocess.run(
+        ["find", *tops, "-xdev", "-printf", "%U\t%p\n"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    allowed = (str(alice.home), str(alice.state), str(shared_dir))
+    stray = []
+    for line in r.stdout.splitlines():
+        uid_s, _, path = line.partition("\t")
+        if uid_s.isdigit() and int(uid_s) in ids and not path.startswith(allowed):
+            stray.append(path)
+    assert stray == []

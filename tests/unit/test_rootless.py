@@ -1,0 +1,78 @@
+"""Rootless pieces that need no user namespace: subid lines, the spec and network changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctrstore.errdefs import FailedPrecondition
+from ctrstore.rootless import spec as rspec
+from ctrstore.rootless import subids
+
+
+def test_subid_ranges_by_name_or_uid(tmp_path: Path) -> None:
+    f = tmp_path / "subuid"
+    f.write_text("bob:200000:65536\nalice:100000:65536\n# x\n1000:300000:10\nalice:bad:1\nalice:5:0\n")
+    assert subids.ranges(f, "alice", 1000) == [subids.IdRange(100000, 65536), subids.IdRange(300000, 10)]
+    assert subids.ranges(f, "carol", 1001) == []
+    assert subids.ranges(tmp_path / "missing", "alice", 1000) == []
+
+
+def test_no_subids_names_the_file_and_the_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(subids, "SUBUID", tmp_path / "subuid")
+    monkeypatch.setattr(subids, "SUBGID", tmp_path / "subgid")
+    (tmp_path / "subuid").write_text("alice:100000:65536\n")
+    with pytest.raises(
+        FailedPrecondition, match=rf"no subordinate ids for user alice in {tmp_path}/subgid: add"
+    ):
+        subids.require("alice", 1000, 1000)
+    with pytest.raises(
+        FailedPrecondition, match="usermod --add-subuids 100000-165535 --add-subgids 100000-165535 bob"
+    ):
+        subids.require("bob", 1001, 1001)
+
+
+def _spec(net: bool) -> dict[str, Any]:
+    return {
+        "mounts": [{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}],
+        "linux": {
+            "cgroupsPath": "/default/x",
+            "resources": {"devices": [{"allow": False}], "memory": {"limit": 1 << 26}},
+            "namespaces": [{"type": "pid"}, *([{"type": "network"}] if net else [])],
+        },
+    }
+
+
+def test_rootless_spec_has_no_cgroups_and_warns_of_limits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(rspec, "is_rootless", lambda: True)
+    spec = _spec(net=True)
+    rspec.adapt_spec(spec)
+    assert "cgroupsPath" not in spec["linux"] and "resources" not in spec["linux"]
+    assert spec["mounts"][0]["type"] == "sysfs"
+    assert "resource limits (memory) cannot apply" in capsys.readouterr().err
+    spec = _spec(net=False)  # --network host: sysfs cannot be mounted, the host's is bound
+    rspec.adapt_spec(spec)
+    assert spec["mounts"][0]["type"] == "bind" and spec["mounts"][0]["source"] == "/sys"
+
+
+def test_root_spec_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rspec, "is_rootless", lambda: False)
+    spec = _spec(net=False)
+    rspec.adapt_spec(spec)
+    assert spec == _spec(net=False)
+    assert rspec.adapt_network(["bridge"], 1) is None
+
+
+def test_rootless_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rspec, "is_rootless", lambda: True)
+    assert rspec.adapt_network(["host"], 0) is None
+    assert rspec.adapt_network(["none"], 0) is None
+    assert rspec.adapt_network(["bridge"], 0) == ["none"]
+    with pytest.raises(FailedPrecondition, match="published ports"):
+        rspec.adapt_network(["bridge"], 1)
+    with pytest.raises(FailedPrecondition, match="network mynet needs root"):
+        rspec.adapt_network(["mynet"], 0)
