@@ -70,6 +70,7 @@ from typing import IO, Any
 
 from tests.support.images import busybox_image
 from tests.support.registry import RegistryServer, ToolMissing, start_registry, stop_registry
+from tests.support.rootless import Unavailable, User, made_users, make_venv
 
 from benches import apply
 from benches.sha256 import by_ctrstore, by_sha256sum
@@ -91,6 +92,7 @@ TARGET_RUN_RATIO = 1.0  # ctrstore run --rm true / ctr run --rm true
 
 COLD = "cold pull + unpack"
 COLD_DROPPED = "cold pull + unpack, page cache dropped"
+COLD_ROOTLESS = "cold pull + unpack, rootless"
 WARM = "warm re-pull (nothing to do)"
 SHA = "sha256 of the layer blobs"
 RUN = "run --rm IMAGE true"
@@ -581,6 +583,8 @@ class Suite:
         self.link: Link | None = None
         self.containerd: Containerd | None = None
         self.ctrstore: Ctrstore | None = None
+        self.rootless: User | None = None
+        self.rootless_stack = contextlib.ExitStack()
         self.notes: list[str] = []
         self.started = time.monotonic()
         self.fan_nodes: int = 3 if self.quick else 4
@@ -634,12 +638,41 @@ class Suite:
             raise Failure(str(e)) from e
         self.containerd = Containerd(self.fs / "containerd-root", self.tmp / "containerd")
         self.ctrstore = Ctrstore(self.fs / "ctrstore-root", self.tmp / "ctrstore-state")
+        self.setup_rootless()
+
+    def setup_rootless(self) -> None:
+        """An ordinary user with subordinate ids, its home (so its store) on the loop ext4, run
+        with a venv of Debian's python3 there (``tests.support.rootless``, as the rootless tests
+        do), and its namespace's pause process started, as after a user's first command."""
+        assert self.fs is not None
+        t0 = time.perf_counter()
+        homes = self.fs / "rootless"
+        homes.mkdir(mode=0o755)
+        try:
+            venv = make_venv(self.fs / "rootless-venv")
+            user = self.rootless_stack.enter_context(made_users(homes, venv, [("ctrbench", True)]))[0]
+        except Unavailable as e:
+            raise Failure(f"rootless: {e}") from e
+        self.rootless = user
+        r = subprocess.run(self.rootless_cli("unshare", "true"), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise Failure(f"rootless: `ctrstore unshare true` as {user.name}: {r.returncode}: {r.stderr}")
+        print(f"rootless user {user.name} and its venv ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    def rootless_cli(self, *args: str) -> list[str]:
+        """``ctrstore ARGS`` as the rootless user, with its own environment only."""
+        u = self.rootless
+        assert u is not None
+        env = [f"{k}={v}" for k, v in u.env.items()]
+        return u.argv("env", "-i", *env, u.env["CTRSTORE_PYTHON"], "-m", "ctrstore", "-n", NAMESPACE, *args)
 
     def teardown(self) -> None:
         """Stop and remove everything this run made, whatever state it is in."""
         markers = [str(p) for p in (self.tmp, self.fs) if p is not None]
         with contextlib.suppress(Exception):
             self.kill_containers()
+        with contextlib.suppress(Exception):
+            self.rootless_stack.close()  # the user's processes, the user, /etc/subuid as it was
         if self.containerd is not None:
             with contextlib.suppress(Exception):
                 self.containerd.stop()
@@ -769,11 +802,60 @@ class Suite:
             return
         self.add(img.key, WARM, CONTAINERD, w.elapsed)
 
+    def pull_rootless(self, img: BenchImage, r: int, measure: str, drop: bool) -> None:
+        """The same cold pull as ``pull_ctrstore``, by the ordinary user into its own store
+        (on the same ext4); its namespace's pause process is kept (as a user's is between
+        commands), so the time is the pull's, not the namespace's making."""
+        u = self.rootless
+        assert u is not None and not drop
+        remove_tree(u.root)
+        for entry in u.state.iterdir() if u.state.is_dir() else []:
+            if not entry.name.startswith("pause."):
+                remove_tree(entry)
+        self.settle()
+        p = timed(
+            self.rootless_cli("pull", "--plain-http", "--plain", img.ref),
+            self.log(f"{img.key}-rl-cold-{r}.log"),
+            rss=True,
+        )
+        rss = p.maxrss_kb * 1024 / MB
+        print(f"    rootless   {COLD_ROOTLESS}: {p.elapsed:6.2f} s, peak RSS {rss:.0f} MB", flush=True)
+        if p.rc != 0:
+            self.fail(f"{img.key}: rootless cold pull: {p.describe()}")
+            return
+        self.add(img.key, COLD_ROOTLESS, CTRSTORE, p.elapsed, rss)
+        if "up to date" in p.out:
+            self.fail(f"{img.key}: the rootless cold pull says the image was up to date")
+        self.verify_rootless(img)
+
+    def verify_rootless(self, img: BenchImage) -> None:
+        """Every layer blob is in the user's store, one snapshot per layer, and the image's
+        root directory belongs to the user on disk (its uid 0 is the user)."""
+        u = self.rootless
+        assert u is not None
+        blobs = u.root / "io.containerd.content.v1.content/blobs"
+        missing = [d for d in img.layer_digests if not (blobs / d.replace(":", "/")).is_file()]
+        if missing:
+            self.fail(f"{img.key}: rootless pull: layer blobs missing: {missing}")
+        snaps = [
+            d
+            for sn in ("overlayfs", "native")
+            for d in (u.root / f"io.containerd.snapshotter.v1.{sn}/snapshots").glob("*")
+            if d.is_dir()
+        ]
+        if len(snaps) != len(img.layer_digests):
+            self.fail(f"{img.key}: rootless pull: {len(snaps)} snapshots for {len(img.layer_digests)} layers")
+        owners = {(d / "fs").stat().st_uid if (d / "fs").is_dir() else d.stat().st_uid for d in snaps}
+        if owners - {u.uid}:
+            self.fail(f"{img.key}: rootless pull: snapshot roots owned by {owners}, not only {u.uid}")
+
     def pulls(self, img: BenchImage, rounds: int, measure: str, drop: bool) -> None:
         tools = [self.pull_ctrstore, self.pull_containerd]
+        if self.rootless is not None and measure == COLD and not drop:
+            tools.append(self.pull_rootless)
         for r in range(rounds):
             print(f"  {img.key}, {measure}, round {r + 1}/{rounds}", flush=True)
-            order = tools[r % 2 :] + tools[: r % 2]
+            order = tools[r % len(tools) :] + tools[: r % len(tools)]
             for fn in order:
                 fn(img, r, measure, drop)
 
@@ -1323,14 +1405,16 @@ def render(suite: Suite, elapsed: float) -> str:
         **{m: CONTAINERD for m in LINKS},
     }
     for img in suite.images:
-        for measure in (COLD, COLD_DROPPED, WARM, SHA, RUN, START, *LINKS):
+        for measure in (COLD, COLD_DROPPED, COLD_ROOTLESS, WARM, SHA, RUN, START, *LINKS):
             for tool in (CTRSTORE_DOWNLOAD, CTRSTORE, CONTAINERD, SHA_CTRSTORE, SHA_COREUTILS):
                 s = suite.series.get((img.key, measure, tool))
                 if s is None or not s.values:
                     continue
-                anchor = med(suite.series.get((img.key, measure, anchors[measure])))
+                # the rootless pull against root's pull of the same image
+                anchor_key = (COLD, CTRSTORE) if measure == COLD_ROOTLESS else (measure, anchors[measure])
+                anchor = med(suite.series.get((img.key, *anchor_key)))
                 m = statistics.median(s.values)
-                if tool == anchors[measure]:
+                if (measure, tool) == anchor_key:
                     vs = "1.00 (anchor)"
                 elif anchor:
                     vs = f"{m / anchor:.2f}"
@@ -1404,7 +1488,7 @@ def chart(suite: Suite, path: Path) -> bool:
         return False
     panels = [
         m
-        for m in (COLD, COLD_DROPPED, *LINKS, WARM, SHA, RUN, START, FANOUT, FANOUT_MB)
+        for m in (COLD, COLD_DROPPED, COLD_ROOTLESS, *LINKS, WARM, SHA, RUN, START, FANOUT, FANOUT_MB)
         if any(k[1] == m for k in suite.series)
     ]
     ncols = min(3, len(panels))

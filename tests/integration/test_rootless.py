@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import ctrstore
 from ctrstore import Client
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from tests.support.images import BASE, TOP, UPPER, busybox_image
 from tests.support.registry import RegistryServer
+from tests.support.rootless import SUBID_COUNT, Unavailable, User, made_users, make_venv
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
@@ -40,45 +35,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
     pytest.mark.timeout(300),
 ]
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-SUBID_COUNT = 65536
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-    subuid: int | None
-    env: dict[str, str]
-
-    @property
-    def root(self) -> Path:
-        return self.home / ".local/share/ctrstore"
-
-    @property
-    def state(self) -> Path:
-        return Path(f"/tmp/ctrstore-{self.uid}")
-
-    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``args`` (a command line) as this user, in their home, with a clean environment."""
-        cmd = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
-        r = subprocess.run(cmd, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
-        return r
-
-    def ctrstore(
-        self, *args: str, timeout: float = 120, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run(self.env["CTRSTORE_PYTHON"], "-m", "ctrstore", *args, timeout=timeout, check=check)
-
-
-def _world_readable(path: Path) -> bool:
-    return all(p.stat().st_mode & 5 for p in [path, *path.parents])
 
 
 @pytest.fixture(scope="module")
@@ -91,120 +47,19 @@ def shared_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def venv(shared_dir: Path) -> Path:
-    """A venv of Debian's python3 that ordinary users can run: the runtime dependencies from
-    PyPI, ctrstore from this checkout (its ``_core`` is abi3, so any CPython >= 3.11 loads it)."""
-    if not Path(SYSTEM_PYTHON).exists():
-        pytest.skip(f"{SYSTEM_PYTHON} (Debian's python3) is not installed")
-    src = Path(ctrstore.__file__).resolve().parent.parent
-    if not _world_readable(src / "ctrstore"):
-        pytest.skip(f"{src} is not readable by other users: the test user could not import ctrstore")
-    v = shared_dir / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(v)], check=True, timeout=120)
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    r = subprocess.run(
-        [str(v / "bin/pip"), "install", "-q", "--disable-pip-version-check", *deps],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if r.returncode != 0:
-        pytest.skip(
-            f"cannot install ctrstore's dependencies into a venv of {SYSTEM_PYTHON}: {r.stderr[-500:]}"
-        )
-    site = next(v.glob("lib/python3*/site-packages"))
-    (site / "ctrstore-checkout.pth").write_text(f"{src}\n")
-    subprocess.run(["chmod", "-R", "a+rX", str(v)], check=True, timeout=60)
-    return v
-
-
-def _subid_start() -> int:
-    """A subordinate id range no line of /etc/subuid or /etc/subgid overlaps."""
-    end = 100000
-    for f in ("/etc/subuid", "/etc/subgid"):
-        with suppress(FileNotFoundError):
-            for line in Path(f).read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                    end = max(end, int(parts[1]) + int(parts[2]))
-    return (end + SUBID_COUNT - 1) // SUBID_COUNT * SUBID_COUNT
-
-
-def _pids_of(uid: int) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            with suppress(OSError):
-                if p.stat().st_uid == uid:
-                    pids.append(int(p.name))
-    return pids
+    """A venv of Debian's python3 that ordinary users can run (``tests.support.rootless``)."""
+    try:
+        return make_venv(shared_dir / "venv")
+    except Unavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
 def users(shared_dir: Path, venv: Path) -> Iterator[tuple[User, User]]:
     """Two ordinary users, ``alice`` style (with subids) and one without; removed afterwards,
     with /etc/subuid and /etc/subgid as they were."""
-    saved = {f: Path(f).read_bytes() if Path(f).exists() else None for f in ("/etc/subuid", "/etc/subgid")}
-    made: list[User] = []
-    tag = f"{os.getpid() % 100000}"
-    try:
-        for name, with_subids in ((f"ctrrl{tag}", True), (f"ctrnosub{tag}", False)):
-            home = shared_dir / name
-            subprocess.run(
-                [
-                    "useradd",
-                    "-m",
-                    "-d",
-                    str(home),
-                    "-s",
-                    "/bin/sh",
-                    "-K",
-                    "SUB_UID_COUNT=0",
-                    "-K",
-                    "SUB_GID_COUNT=0",
-                    name,
-                ],
-                check=True,
-                timeout=60,
-                capture_output=True,
-            )
-            pw = pwd.getpwnam(name)
-            start = None
-            if with_subids:
-                start = _subid_start()
-                for f in ("/etc/subuid", "/etc/subgid"):
-                    with open(f, "a") as fh:
-                        fh.write(f"{name}:{start}:{SUBID_COUNT}\n")
-            env = {
-                "HOME": str(home),
-                "USER": name,
-                "LOGNAME": name,
-                "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG": "C.UTF-8",
-                "CTRSTORE_PYTHON": str(venv / "bin/python"),
-            }
-            made.append(User(name, pw.pw_uid, pw.pw_gid, home, start, env))
+    with made_users(shared_dir, venv, [("ctrrl", True), ("ctrnosub", False)]) as made:
         yield made[0], made[1]
-    finally:
-        for u in made:
-            # The pause process and any shim or container left: only this user's processes.
-            for _ in range(3):
-                pids = _pids_of(u.uid)
-                if u.subuid is not None:
-                    pids += _pids_of(u.subuid)
-                if not pids:
-                    break
-                for pid in pids:
-                    with suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
-            subprocess.run(["userdel", "-r", u.name], timeout=60, capture_output=True, check=False)
-            shutil.rmtree(u.home, ignore_errors=True)
-            shutil.rmtree(u.state, ignore_errors=True)
-        for f, data in saved.items():
-            if data is None:
-                Path(f).unlink(missing_ok=True)
-            else:
-                Path(f).write_bytes(data)
 
 
 @pytest.fixture(scope="module")
