@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ from ctrstore import Client
 from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from tests.support.images import BASE, TOP, UPPER, busybox_image
 from tests.support.registry import RegistryServer
-from tests.support.rootless import SUBID_COUNT, Unavailable, User, made_users, make_venv
+from tests.support.rootless import SUBID_COUNT, Unavailable, User, made_users, make_venv, pids_of
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
@@ -133,7 +136,9 @@ def test_seed_walk_rootless(users: tuple[User, User], images: dict[str, str]) ->
 
     r = alice.ctrstore("run", "--rm", ref, "sh", "-c", "id -u; cat /data/hello.txt")
     assert r.stdout.splitlines() == ["0", "hello from a ctrstore image"]
-    assert "default bridge network needs root" in r.stderr
+    # The default network is slirp4netns where the user can open /dev/net/tun; else loopback only.
+    if _tun_mode() & 0o006 != 0o006:
+        assert "default bridge network needs root and /dev/net/tun is not usable" in r.stderr
 
     alice.ctrstore(
         "run", "-d", "--name", "web", ref, "sh", "-c", "echo started; echo written > /root/f; sleep 300"
@@ -187,8 +192,8 @@ def test_network_modes_and_limits_rootless(users: tuple[User, User], images: dic
     assert r.stdout.strip() == "ok"
     assert "resource limits (memory) cannot apply" in r.stderr
     assert alice.ctrstore("run", "--rm", "--network", "none", ref, "true").returncode == 0
-    r = alice.ctrstore("run", "--rm", "-p", "8080:80", ref, "true", check=False)
-    assert r.returncode != 0 and "needs root (CNI)" in r.stderr
+    r = alice.ctrstore("run", "--rm", "--network", "mynet", ref, "true", check=False)
+    assert r.returncode != 0 and "network mynet needs root (CNI)" in r.stderr, r.stderr
 
 
 def test_unpack_is_a_root_pull_shifted(
@@ -248,3 +253,120 @@ def test_nothing_outside_the_users_dirs_changed(users: tuple[User, User], shared
         if uid_s.isdigit() and int(uid_s) in ids and not path.startswith(allowed):
             stray.append(path)
     assert stray == []
+
+
+TUN = Path("/dev/net/tun")
+HTTPD = "mkdir -p /www && echo hello-rootless > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def _tun_mode() -> int:
+    try:
+        return TUN.stat().st_mode & 0o7777
+    except OSError:
+        return 0
+
+
+@pytest.fixture
+def tun_for_users() -> Iterator[None]:
+    """/dev/net/tun usable by ordinary users, as rootless networking needs it. This machine
+    has it 0600 (root only; Debian's udev rules make it 0666): the test makes it 0666 for its
+    own run and restores the mode afterwards."""
+    if not TUN.exists():
+        pytest.skip(f"{TUN} does not exist: no TUN/TAP device for slirp4netns")
+    if shutil.which("slirp4netns") is None:
+        pytest.skip("slirp4netns is not installed (Debian's slirp4netns)")
+    mode = _tun_mode()
+    TUN.chmod(0o666)
+    try:
+        yield
+    finally:
+        TUN.chmod(mode)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
+
+
+def _slirp_pids(uid: int) -> list[int]:
+    """slirp4netns processes of ``uid`` (not zombies: those ended, their parent has yet to
+    reap them)."""
+    out = []
+    for pid in pids_of(uid):
+        with suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if "(slirp4netns)" in stat and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(pid)
+    return out
+
+
+def _nsfs_mounts(pause_pid: int) -> list[str]:
+    """The network namespaces bind-mounted in the user's mount namespace (the pause's)."""
+    lines = Path(f"/proc/{pause_pid}/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if " - nsfs " in line]
+
+
+def test_slirp4netns_network_and_published_port(
+    users: tuple[User, User], images: dict[str, str], tun_for_users: None
+) -> None:
+    """The default network of a rootless container is slirp4netns: tap0 with 10.0.2.100, slirp's
+    DNS in resolv.conf, ``-p`` forwarded by slirp4netns to 127.0.0.1 of the host; stop tears it
+    all down (slirp4netns killed, the namespace unmounted)."""
+    alice, _ = users
+    ref = images["busybox"]
+    alice.ctrstore("pull", "-q", ref)
+    port = _free_port()
+    alice.ctrstore("run", "-d", "--name", "web", "-p", f"{port}:80", ref, "sh", "-c", HTTPD)
+    deadline = time.monotonic() + 30
+    while (body := _get(port)) is None:
+        assert time.monotonic() < deadline, alice.ctrstore("logs", "web", check=False)
+        time.sleep(0.3)
+    assert body == "hello-rootless\n"
+
+    addr = alice.ctrstore("exec", "web", "busybox", "ip", "-4", "addr", "show", "tap0").stdout
+    assert "inet 10.0.2.100/24" in addr, addr
+    assert "nameserver 10.0.2.3" in alice.ctrstore("exec", "web", "cat", "/etc/resolv.conf").stdout
+    hosts = alice.ctrstore("exec", "web", "cat", "/etc/hosts").stdout
+    assert any(line.startswith("10.0.2.100\t") for line in hosts.splitlines()), hosts
+    assert f"80/tcp -> 0.0.0.0:{port}" in alice.ctrstore("port", "web").stdout
+    inspect = json.loads(alice.ctrstore("inspect", "web").stdout)[0]
+    assert inspect["NetworkSettings"]["IPAddress"] == "10.0.2.100"
+
+    pause = int((alice.state / "pause.pid").read_text().split()[0])
+    slirps = _slirp_pids(alice.uid)
+    assert len(slirps) == 1, slirps
+    assert len(_nsfs_mounts(pause)) == 1, _nsfs_mounts(pause)
+
+    alice.ctrstore("stop", "-t", "1", "web")
+    # The shim's final-exit teardown: slirp4netns killed, the namespace unmounted.
+    deadline = time.monotonic() + 10
+    while _slirp_pids(alice.uid) or _nsfs_mounts(pause):
+        assert time.monotonic() < deadline, (_slirp_pids(alice.uid), _nsfs_mounts(pause))
+        time.sleep(0.1)
+    assert _get(port) is None
+    alice.ctrstore("rm", "web")
+    assert _slirp_pids(alice.uid) == [] and _nsfs_mounts(pause) == []
+    assert list(alice.root.rglob("network.json")) == []
+
+
+def test_slirp4netns_rm_force_tears_down(
+    users: tuple[User, User], images: dict[str, str], tun_for_users: None
+) -> None:
+    """A running container removed with ``rm -f``: no slirp4netns and no namespace mount left."""
+    alice, _ = users
+    ref = images["busybox"]
+    alice.ctrstore("pull", "-q", ref)
+    pause = int((alice.state / "pause.pid").read_text().split()[0])
+    alice.ctrstore("run", "-d", "--name", "a", ref, "sleep", "300")
+    assert len(_slirp_pids(alice.uid)) == 1
+    alice.ctrstore("rm", "-f", "a")
+    assert _slirp_pids(alice.uid) == [] and _nsfs_mounts(pause) == []

@@ -6,7 +6,9 @@ project's interpreter lives under /root, which they cannot read): ctrstore's run
 dependencies from PyPI, ctrstore itself imported from this checkout through a ``.pth`` file.
 ``made_users`` adds users (with or without subordinate ids in /etc/subuid and /etc/subgid) and
 removes them afterwards, killing their processes (the pause process, shims, containers, a
-slirp4netns) and restoring /etc/subuid and /etc/subgid byte for byte. Both raise
+slirp4netns) and removing the lines it added to /etc/subuid and /etc/subgid (the files are
+then as they were byte for byte; a line another run added meanwhile stays: two runs at once,
+the tests and the bench suite, must not undo each other's users). Both raise
 ``Unavailable`` with the reason where this machine cannot do it (a test skips with it).
 """
 
@@ -154,7 +156,8 @@ def made_users(
         raise Unavailable("making a user needs root")
     if shutil.which("newuidmap") is None:
         raise Unavailable("newuidmap is not installed (Debian's uidmap)")
-    saved = {f: Path(f).read_bytes() if Path(f).exists() else None for f in ("/etc/subuid", "/etc/subgid")}
+    existed = {f: Path(f).exists() for f in ("/etc/subuid", "/etc/subgid")}
+    added: list[str] = []
     made: list[User] = []
     tag = tag if tag is not None else f"{os.getpid() % 100000}"
     try:
@@ -183,9 +186,10 @@ def made_users(
             start = None
             if with_subids:
                 start = _subid_start()
+                added.append(f"{name}:{start}:{SUBID_COUNT}\n")
                 for f in ("/etc/subuid", "/etc/subgid"):
                     with open(f, "a") as fh:
-                        fh.write(f"{name}:{start}:{SUBID_COUNT}\n")
+                        fh.write(added[-1])
             env = {
                 "HOME": str(home),
                 "USER": name,
@@ -203,8 +207,11 @@ def made_users(
             subprocess.run(["userdel", "-r", u.name], timeout=60, capture_output=True, check=False)
             shutil.rmtree(u.home, ignore_errors=True)
             shutil.rmtree(u.state, ignore_errors=True)
-        for f, data in saved.items():
-            if data is None:
-                Path(f).unlink(missing_ok=True)
-            else:
-                Path(f).write_bytes(data)
+        for f, was in existed.items():
+            with suppress(FileNotFoundError):
+                lines = Path(f).read_text().splitlines(keepends=True)
+                kept = "".join(line for line in lines if line not in added)
+                if not kept and not was:
+                    Path(f).unlink()
+                else:
+                    Path(f).write_text(kept)

@@ -68,9 +68,18 @@ def test_root_spec_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_rootless_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrstore.rootless import slirp
+
     monkeypatch.setattr(rspec, "is_rootless", lambda: True)
     assert rspec.adapt_network(["host"], 0) is None
     assert rspec.adapt_network(["none"], 0) is None
+    assert rspec.adapt_network(["slirp4netns"], 1) is None
+    # With slirp4netns installed the default network is slirp4netns, -p included (podman's).
+    monkeypatch.setattr(slirp, "unavailable_reason", lambda: None)
+    assert rspec.adapt_network(["bridge"], 0) == ["slirp4netns"]
+    assert rspec.adapt_network(["bridge"], 2) == ["slirp4netns"]
+    # Without it, loopback only, and -p is refused.
+    monkeypatch.setattr(slirp, "unavailable_reason", lambda: "slirp4netns is not installed")
     assert rspec.adapt_network(["bridge"], 0) == ["none"]
     with pytest.raises(FailedPrecondition, match="published ports"):
         rspec.adapt_network(["bridge"], 1)

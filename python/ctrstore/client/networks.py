@@ -108,6 +108,11 @@ class Attacher:
             return
         self.bundle = bundle
         hostname = str(self.c.spec.get("hostname", ""))
+        if opts.mode == "slirp4netns":  # rootless: its namespace served by slirp4netns
+            from ctrstore.rootless import slirp
+
+            slirp.setup(plugin(self.getter), self.namespace, self.c.id, opts, bundle, hostname)
+            return
         plugin(self.getter).setup(self.namespace, self.c.id, opts, bundle, hostname)
 
     def undo(self) -> None:

@@ -17,8 +17,10 @@ order with its result as ``prevResult`` and the recorded runtime config (so that
 removes its DNAT chain, ``firewall`` its rules, ``host-local`` the address, ``bridge`` the
 veth and its masquerade chain); if the namespace is gone already (a reboot), the bridge's
 masquerade chain is removed by ctrstore, as the plugin removes it only when it finds the
-interface. Then the namespace is unmounted and the record removed. A DEL that fails keeps
-the record (and the namespace), so that the next cleanup tries again.
+interface. Then the namespace's *helper* is stopped (a process that serves it: rootless,
+slirp4netns, ``ctrstore.rootless.slirp``; the record has its pid and start time), the
+namespace unmounted and the record removed. A DEL that fails keeps the record (and the
+namespace), so that the next cleanup tries again.
 
 The shim tears down when the container's process exits; ``rm``, ``start``, ``gc``,
 ``check --repair`` and the first command after the state dir was emptied tear down what a
@@ -36,12 +38,16 @@ __all__ = [
     "attach",
     "check",
     "detach",
+    "process_start_time",
+    "stop_helper",
 ]
 
 import contextlib
 import fcntl
 import json
 import os
+import signal
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +125,9 @@ class Record:
     attachments: list[Attachment] = field(default_factory=list)
     ports: list[PortMapping] = field(default_factory=list)
     """The published ports as set up (free host ports chosen)."""
+    helper: dict[str, Any] | None = None
+    """A process that serves the namespace and is stopped with it (rootless: slirp4netns):
+    ``{"name", "pid", "start"}`` (``start``: its start time, so a reused pid is not killed)."""
 
     def save(self, path: Path) -> None:
         doc = {
@@ -129,6 +138,8 @@ class Record:
             "attachments": [a.to_json() for a in self.attachments],
             "ports": [p.to_json() for p in self.ports],
         }
+        if self.helper is not None:
+            doc["helper"] = self.helper
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +172,7 @@ class Record:
                 [str(d) for d in doc["bin_dirs"]],
                 [Attachment.from_json(a) for a in doc["attachments"]],
                 [PortMapping.from_json(p) for p in doc.get("ports", [])],
+                _helper(doc.get("helper")),
             )
         except (KeyError, TypeError, ValueError, CtrstoreError) as e:
             raise DamagedRecord(f"network record {path} is damaged: {e}") from None
@@ -168,6 +180,46 @@ class Record:
     def networks(self) -> list[Attachment]:
         """The attachments to networks (not ``lo``)."""
         return [a for a in self.attachments if a.ifname != "lo"]
+
+
+def _helper(obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("pid"), int):
+        raise ValueError("helper: not an object with a pid")
+    return {"name": str(obj.get("name", "")), "pid": obj["pid"], "start": obj.get("start")}
+
+
+def process_start_time(pid: int) -> str | None:
+    """Process ``pid``'s start time (``/proc/PID/stat`` field 22); None if it is gone or a
+    zombie (it ended, and its parent has not reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def helper_alive(helper: dict[str, Any]) -> bool:
+    start = process_start_time(int(helper["pid"]))
+    return start is not None and start == helper.get("start")
+
+
+def stop_helper(helper: dict[str, Any], grace: float = 2.0) -> None:
+    """SIGTERM the record's helper process (if it is still the same process), then SIGKILL it
+    after ``grace`` seconds; returns once it is gone."""
+    pid = int(helper["pid"])
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        if not helper_alive(helper):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and helper_alive(helper):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # (this process started it: reap it)
+            time.sleep(0.02)
 
 
 def addresses(result: dict[str, Any] | None) -> list[dict[str, str]]:
@@ -287,6 +339,8 @@ def _detach(record_path: Path) -> Record | None:
             _masquerade_leftovers(att, record.container_id)
     if first is not None:
         raise first
+    if record.helper is not None:
+        stop_helper(record.helper)
     netns.remove(ns_path)
     try:
         record_path.unlink()
@@ -307,6 +361,10 @@ def check(record_path: Path) -> list[str]:
             return problems
         if not netns.is_netns(Path(record.netns)):
             return [f"its network namespace {record.netns} is gone"]
+        if record.helper is not None and not helper_alive(record.helper):
+            problems.append(
+                f"{record.helper.get('name') or 'its helper'} (pid {record.helper['pid']}) is not running"
+            )
         plugins = CNIPlugins(record.bin_dirs)
         for att in record.attachments:
             if att.result is None:

@@ -10,8 +10,11 @@ there is decided here, as podman's rootless defaults do:
 - ``/sys``: sysfs can only be mounted by a user namespace that owns the network namespace; with
   ``--network host`` the host's ``/sys`` is bind-mounted read-only instead.
 - networks: CNI's bridge needs root in the host's network namespace. The default network
-  becomes ``none`` (loopback only) with a one-line note; ``--network host`` and ``none`` work;
-  a named CNI network or ``-p`` is refused with the reason.
+  becomes ``slirp4netns`` (a namespace of the container's own served by slirp4netns, with
+  ``-p`` forwarded by it: ``ctrstore.rootless.slirp``), as podman's rootless default; where
+  slirp4netns is not installed, ``none`` (loopback only) with a one-line note, and ``-p`` is
+  refused. ``--network host``, ``none`` and ``slirp4netns`` work; a named CNI network is
+  refused with the reason.
 """
 
 from __future__ import annotations
@@ -53,12 +56,19 @@ def adapt_spec(spec: dict[str, Any]) -> None:
 
 def adapt_network(networks: list[str], ports: int) -> list[str] | None:
     """The networks a rootless container gets instead of ``networks`` (None: as asked)."""
-    if not is_rootless() or networks in (["host"], ["none"]):
+    from ctrstore.network.options import SLIRP4NETNS
+    from ctrstore.rootless import slirp
+
+    if not is_rootless() or networks in (["host"], ["none"], [SLIRP4NETNS]):
         return None
+    why = slirp.unavailable_reason() if networks == [_DEFAULT_NETWORK] else None
+    if networks == [_DEFAULT_NETWORK] and why is None:
+        return [SLIRP4NETNS]
     if networks == [_DEFAULT_NETWORK] and not ports:
         print(
-            "ctrstore: note: rootless: the default bridge network needs root; this container has "
-            "loopback only (--network none); use --network host to share the host's network",
+            f"ctrstore: note: rootless: the default bridge network needs root and {why}; this "
+            "container has loopback only (--network none); use --network host to share the host's "
+            "network",
             file=sys.stderr,
             flush=True,
         )
@@ -66,5 +76,7 @@ def adapt_network(networks: list[str], ports: int) -> list[str] | None:
     raise FailedPrecondition(
         f"rootless: network {', '.join(networks)}"
         + (" with published ports (-p)" if ports else "")
-        + " needs root (CNI); use --network none or --network host"
+        + " needs root (CNI)"
+        + (f" and {why}" if why else "")
+        + "; use --network slirp4netns (the default), none or host"
     )
