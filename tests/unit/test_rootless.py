@@ -85,3 +85,39 @@ def test_rootless_networks(monkeypatch: pytest.MonkeyPatch) -> None:
         rspec.adapt_network(["bridge"], 1)
     with pytest.raises(FailedPrecondition, match="network mynet needs root"):
         rspec.adapt_network(["mynet"], 0)
+
+
+def test_slirp4netns_network_options() -> None:
+    from ctrstore.errdefs import InvalidArgument
+    from ctrstore.network import NetworkOptions
+
+    opts = NetworkOptions.from_flags(["slirp4netns"], publish=["8080:80"])
+    assert opts.mode == "slirp4netns" and opts.ports[0].host_port == 8080
+    with pytest.raises(InvalidArgument, match="slirp4netns cannot be combined"):
+        NetworkOptions.from_flags(["slirp4netns", "bridge"])
+
+
+def test_record_helper_is_stopped_only_if_it_is_the_same_process(tmp_path: Path) -> None:
+    """The record keeps slirp4netns's pid and start time: a process with the same pid but
+    another start time (a reused pid) is not the helper and is not killed."""
+    import subprocess
+
+    from ctrstore.network.attach import Record, helper_alive, process_start_time, stop_helper
+
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        helper = {"name": "sleep", "pid": p.pid, "start": process_start_time(p.pid)}
+        rec = Record("ns-id", str(tmp_path / "netns"), [], helper=helper)
+        rec.save(tmp_path / "network.json")
+        loaded = Record.load(tmp_path / "network.json")
+        assert loaded is not None and loaded.helper == helper
+        other = dict(helper, start="1")
+        assert not helper_alive(other)
+        stop_helper(other)
+        assert p.poll() is None  # not the same process: left alone
+        stop_helper(helper)
+        assert not helper_alive(helper)  # (stop_helper may have reaped it: its exit status is gone)
+        p.wait(timeout=5)
+    finally:
+        p.kill()
+        p.wait()
