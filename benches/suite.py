@@ -21,7 +21,10 @@ Images (all built locally, pushed to the registry on 127.0.0.1):
   of files, a few hundred MB, whiteouts, an opaque directory), gzip and zstd (full mode only).
 
 Measured: ``ctrstore pull`` vs ``ctr images pull`` (cold: empty store, page cache warm; full
-mode also with the page cache dropped), the same pull again (nothing to do), ctrstore's sha256
+mode also with the page cache dropped), the same cold pull by an ordinary user, rootless (a
+user made for the run by ``tests.support.rootless``, as the rootless tests make theirs, its
+home and store on the loop ext4, its namespace's pause process started once; against root's
+pull), the same pull again (nothing to do), ctrstore's sha256
 digester vs ``sha256sum`` over the pulled layer blobs, the peak RSS of ``ctrstore pull``
 (GNU time's ``%M``), and ``ctrstore run --rm IMAGE true`` vs ``ctr run --rm IMAGE ID true`` (runc for
 both), and a fan-out: N nodes (N = 4; 3 in quick mode), each a store with ``ctrstore serve`` on
@@ -38,7 +41,9 @@ with the pushed digest, ctrstore's image is complete and unpacked (only complete
 containerd's mounted root file systems are the same tree (names, types, modes, sizes, owners,
 links, and the content of a sample); in the fan-out every node holds the whole image, the
 registry sent it exactly once per node that pulled from it, and the other nodes' blobs all
-came from the first node.
+came from the first node; the rootless pull has every layer blob, one snapshot per layer, the
+snapshots' roots owned by the user. The user is removed afterwards (its processes killed, its
+lines of /etc/subuid and /etc/subgid removed).
 
     python -m benches suite            # full: all images, 5 rounds (+3 with the cache dropped)
     python -m benches suite --quick    # busybox and the small image, 2 rounds (under 3 minutes)
@@ -1369,7 +1374,10 @@ def render(suite: Suite, elapsed: float) -> str:
         "Commands: `ctrstore --root R --state S -n NS pull --plain-http --plain REF` vs "
         "`ctr --address SOCK -n NS images pull --plain-http REF`; `ctrstore ... run --rm REF true` vs "
         "`ctr ... run --rm --runc-root DIR REF ID true` (runc both); `ctrstore.sha256_file` vs "
-        "`sha256sum` per layer blob. Peak RSS: ctrstore's pull process (GNU time's `%M`); for "
+        "`sha256sum` per layer blob. Rootless: the same `ctrstore pull` as an ordinary user made "
+        "for the run (`setpriv`, Debian's python3 in a venv; its store on the same ext4, its "
+        "namespace's pause process kept between rounds), against root's pull. "
+        "Peak RSS: ctrstore's pull process (GNU time's `%M`); for "
         "containerd the daemon's VmHWM since its start just before the pull, plus `ctr`'s. ctrstore is "
         "byte-compiled first (`compileall`, as `pip install` does: these machines set "
         "`PYTHONDONTWRITEBYTECODE`, and without `__pycache__` every CLI call compiles ~70 modules, "
