@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -361,12 +362,22 @@ def test_slirp4netns_network_and_published_port(
 def test_slirp4netns_rm_force_tears_down(
     users: tuple[User, User], images: dict[str, str], tun_for_users: None
 ) -> None:
-    """A running container removed with ``rm -f``: no slirp4netns and no namespace mount left."""
+    """``check`` finds a slirp4netns that died; ``rm -f`` of the running container leaves no
+    slirp4netns and no namespace mount."""
     alice, _ = users
     ref = images["busybox"]
     alice.ctrstore("pull", "-q", ref)
     pause = int((alice.state / "pause.pid").read_text().split()[0])
     alice.ctrstore("run", "-d", "--name", "a", ref, "sleep", "300")
-    assert len(_slirp_pids(alice.uid)) == 1
+    assert alice.ctrstore("check").returncode == 0
+    [pid] = _slirp_pids(alice.uid)
+    # slirp4netns killed under the container: check says so, rm -f still cleans up.
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _slirp_pids(alice.uid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = alice.ctrstore("check", check=False)
+    assert f"slirp4netns (pid {pid}) is not running" in r.stdout + r.stderr, r.stdout + r.stderr
     alice.ctrstore("rm", "-f", "a")
     assert _slirp_pids(alice.uid) == [] and _nsfs_mounts(pause) == []
