@@ -17,7 +17,7 @@ from ctrstore.cli._format import Listing, format_option, object_format_option, w
 from ctrstore.cli._prune import confirm, docker_size, prune_options
 
 if TYPE_CHECKING:
-    from ctrstore.client.housekeeping import DiskUsage, NetworkPruner, UsageSummary
+    from ctrstore.client.housekeeping import DiskUsage, UsageSummary
     from ctrstore.client.info import SystemInfo, VersionInfo
 
 
@@ -147,18 +147,16 @@ def df(st: State, verbose: bool, fmt: str | None) -> None:
 def prune(st: State, all_: bool, volumes: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove stopped containers, dangling (--all: unused) images and, with --volumes, unused
     anonymous volumes; then free what they alone held. Prints what went and the space freed."""
-    from ctrstore.client.housekeeping import system_prune
+    from ctrstore.client.housekeeping import networking_works, system_prune
 
     items = [
         "all stopped containers",
-        *(["all networks not used by at least one container"] if _network_pruner(st) else []),
+        *(["all networks not used by at least one container"] if networking_works(st.client()) else []),
         *(["all anonymous volumes not used by at least one container"] if volumes else []),
         "all images without at least one container associated to them" if all_ else "all dangling images",
     ]
     confirm("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items), force)
-    report = system_prune(
-        st.client(), all=all_, volumes=volumes, filters=filters, networks=_network_pruner(st)
-    )
+    report = system_prune(st.client(), all=all_, volumes=volumes, filters=filters, networks=True)
     for heading, part in (
         ("Deleted Containers", report.containers),
         ("Deleted Networks", report.networks),
@@ -171,21 +169,6 @@ def prune(st: State, all_: bool, volumes: bool, force: bool, filters: tuple[str,
                 click.echo(printable(n))
             click.echo()
     click.echo(f"Total reclaimed space: {docker_size(report.space_reclaimed)}")
-
-
-def _network_pruner(st: State) -> NetworkPruner | None:
-    """How `system prune` prunes networks: `network prune`'s (every network ctrstore made
-    that no container is on, not the default); None where networking does not work here
-    (the CNI plugin did not load), so that the rest of the prune still runs."""
-    from ctrstore.client.housekeeping import PruneReport
-    from ctrstore.errdefs import CtrstoreError
-
-    client = st.client()
-    try:
-        client.network_plugin()
-    except CtrstoreError:
-        return None
-    return lambda: PruneReport("networks", client.networks.prune())
 
 
 def print_info(info: SystemInfo) -> None:

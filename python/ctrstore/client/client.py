@@ -661,7 +661,7 @@ class Client:
         PruneReport` per kind (``.containers.deleted``, ``.images.deleted``...) and the bytes
         freed (``space_reclaimed``). ``filters`` are docker's (``until=24h``,
         ``label=k=v``). One kind alone: ``ctrstore.client.housekeeping.prune_containers``,
-        ``prune_images``, ``prune_volumes``."""
+        ``prune_images``, ``prune_volumes``, ``prune_networks``."""
         from ctrstore.client.housekeeping import system_prune
 
         return system_prune(self, all=all, volumes=volumes, filters=filters)

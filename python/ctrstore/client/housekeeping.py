@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ctrstore._timeutil import parse_rfc3339
-from ctrstore.errdefs import FailedPrecondition, InvalidArgument, NotFound
+from ctrstore.errdefs import CtrstoreError, FailedPrecondition, InvalidArgument, NotFound
 from ctrstore.metadata.gc import Node, Reachability, reachability
 from ctrstore.metadata.usage import Unit, blob_size, ingest_size, snapshot_size, units
 from ctrstore.volumes import disk_usage as tree_usage
@@ -382,9 +382,20 @@ class SystemPruneReport:
         )
 
 
-NetworkPruner = Callable[[], PruneReport]
-"""What ``system prune`` calls to prune networks (the networking part's ``network prune``),
-if the caller hands one over."""
+def networking_works(client: Client) -> bool:
+    """Whether this machine's networking loaded (the CNI network plugin): what a prune of
+    networks needs."""
+    try:
+        client.network_plugin()
+    except CtrstoreError:
+        return False
+    return True
+
+
+def prune_networks(client: Client) -> PruneReport:
+    """``network prune``: every network ctrstore made that no container is on (not the
+    default network). Networks hold no bytes of the store: nothing is reclaimed."""
+    return PruneReport("networks", client.networks.prune())
 
 
 def system_prune(
@@ -393,14 +404,15 @@ def system_prune(
     all: bool = False,
     volumes: bool = False,
     filters: Iterable[str] = (),
-    networks: NetworkPruner | None = None,
+    networks: bool = False,
 ) -> SystemPruneReport:
-    """``system prune``: stopped containers, then (``networks``) unused networks, then
-    dangling images (``all``: every unused image), then (``volumes``) unused anonymous
-    volumes; gc runs once at the end of each step, and the bytes each freed are reported."""
+    """``system prune``: stopped containers, then (``networks``, where networking works here)
+    unused networks, then dangling images (``all``: every unused image), then (``volumes``)
+    unused anonymous volumes; gc runs once at the end of each step, and the bytes each freed
+    are reported."""
     flt = list(filters)
     containers = prune_containers(client, filters=flt)
-    nets = networks() if networks is not None else None
+    nets = prune_networks(client) if networks and networking_works(client) else None
     images = prune_images(client, all=all, filters=flt)
     vols = prune_volumes(client, filters=flt) if volumes else None
     return SystemPruneReport(containers, images, vols, nets)
