@@ -16,22 +16,20 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
 from ctrstore import Client
-from ctrstore.mount import mountinfo, unmount
-from tests.support.images import busybox_image
+from ctrstore.mount import mountinfo
+from tests.support.images import BUSYBOX
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
 ]
 
-IMAGE = "localhost/busybox:latest"
+IMAGE = BUSYBOX
 OVERLAY = "io.containerd.snapshotter.v1.overlayfs"
 TASKS = "io.containerd.runtime.v2.task"
 TIMEOUT = 60
@@ -146,25 +144,10 @@ def assert_nothing_left(store: Path, names: list[str]) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path with a store holding the busybox image, not yet unpacked (so the first runs
-    race to unpack it too); afterwards every container is removed and nothing stays mounted."""
-    c = Client(root=tmp_path / "root", state=tmp_path / "state")
-    try:
-        busybox_image(c.content, c.images, IMAGE)
-    finally:
-        c.close()
-    yield tmp_path
-    c = Client(root=tmp_path / "root", state=tmp_path / "state")
-    try:
-        for ctr in c.containers.store.list():
-            with suppress(Exception):
-                c.containers.delete(ctr.id, force=True)
-    finally:
-        c.close()
-    for m in sorted(our_mounts(tmp_path), key=len, reverse=True):
-        with suppress(Exception):
-            unmount(m)
+def store(busybox_store: Path) -> Path:
+    """conftest's store holding the busybox image, not yet unpacked (so the first runs race to
+    unpack it too); afterwards every container is removed and nothing stays mounted."""
+    return busybox_store
 
 
 def test_concurrent_run_rm(store: Path) -> None:
