@@ -33,7 +33,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from ctrstore import labels as labelutil
 from ctrstore._timeutil import format_rfc3339, parse_rfc3339
 from ctrstore.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
 from ctrstore.metadata.db import DB, dumps, loads_labels, timestamp, validate_identifier
+from ctrstore.snapshots._fs import remove_tree
 
 __all__ = [
     "DRIVER",
@@ -285,7 +285,7 @@ class VolumeStore:
                         (tmp / "_data").mkdir(mode=0o755)
                         os.chmod(tmp / "_data", 0o755)
                         if os.path.lexists(target):
-                            _remove_tree(target)
+                            remove_tree(target)
                         os.rename(tmp, target)
                     except OSError as e:
                         raise from_oserror(e, f"volume {name}: making {target}") from None
@@ -298,9 +298,9 @@ class VolumeStore:
                 )
                 created = self._get(cur, name)
         except BaseException:
-            _remove_tree(tmp)
+            remove_tree(tmp)
             if placed:
-                _remove_tree(target)  # the record did not commit: nothing names this directory
+                remove_tree(target)  # the record did not commit: nothing names this directory
             raise
         assert created is not None
         return created
@@ -376,7 +376,7 @@ class VolumeStore:
             return
         except OSError as e:
             raise from_oserror(e, f"volume {name}: removing {self.path(name)}") from None
-        _remove_tree(doomed)
+        remove_tree(doomed)
 
     def strays(self) -> builtins.list[Path]:
         """Directories left by a create or remove cut short (``.new-*``, ``.rm-*``)."""
@@ -389,22 +389,9 @@ class VolumeStore:
         """Remove what :meth:`strays` lists; returns their names."""
         out = []
         for p in self.strays():
-            _remove_tree(p)
+            remove_tree(p)
             out.append(p.name)
         return out
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a tree (symlinks in it are not followed); a missing one is fine."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise from_oserror(e, f"removing {path}") from e
 
 
 def filter_volumes(
