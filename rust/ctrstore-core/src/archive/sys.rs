@@ -265,27 +265,10 @@ fn proc_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<CString> {
 /// All xattr names of `dir/name`, not following a symlink there.
 pub fn listxattr_at_nofollow(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<Vec<u8>>> {
     let p = proc_path(dir, name)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(buf
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.to_vec())
-                .collect());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0)
-            }
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(err),
-        }
-    }
+    let list = xattr_call(1024, |buf| unsafe {
+        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })?;
+    Ok(xattr_names(list))
 }
 
 /// One xattr of `dir/name`, not following a symlink there; `None` if it has none.
@@ -295,64 +278,41 @@ pub fn getxattr_at_nofollow(
     key: &CStr,
 ) -> io::Result<Option<Vec<u8>>> {
     let p = proc_path(dir, name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        let n = unsafe {
-            libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0)
-            }
-            Some(libc::ENOTSUP) | Some(libc::ENODATA) => return Ok(None),
-            _ => return Err(err),
-        }
-    }
+    xattr_call(256, |buf| unsafe {
+        libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })
 }
 
 /// All xattr names of an open file.
 pub fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(buf
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.to_vec())
-                .collect());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0)
-            }
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(err),
-        }
-    }
+    let list = xattr_call(1024, |buf| unsafe {
+        libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+    })?;
+    Ok(xattr_names(list))
 }
 
 /// One xattr's value; `None` if it vanished or is unsupported.
 pub fn fgetxattr(fd: BorrowedFd<'_>, key: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
+    xattr_call(256, |buf| unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            key.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
+}
+
+/// What a `*getxattr(2)`/`*listxattr(2)` call (`call`, given the buffer) filled in, the
+/// buffer (first `initial` bytes) grown while it is too small (ERANGE); `None` where the file
+/// system has no xattrs (ENOTSUP) or the file not this one (ENODATA).
+fn xattr_call(
+    initial: usize,
+    mut call: impl FnMut(&mut [u8]) -> libc::ssize_t,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; initial];
     loop {
-        let n = unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                key.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let n = call(&mut buf);
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));
@@ -367,6 +327,15 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, key: &CStr) -> io::Result<Option<Vec<u8>>> 
             _ => return Err(err),
         }
     }
+}
+
+/// The names in a `listxattr(2)` answer (NUL-terminated); none for `None`.
+fn xattr_names(list: Option<Vec<u8>>) -> Vec<Vec<u8>> {
+    list.unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect()
 }
 
 /// The names in a directory (without `.` and `..`), read from a dir fd.
