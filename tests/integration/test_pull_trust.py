@@ -562,18 +562,28 @@ def test_killed_pulls_keep_finished_work_and_damage_nothing(
     assert_store_empty(client, store)
 
     outcomes: list[KillOutcome] = []
+    # The layers are applied at once while they download and committed bottom-up at the end,
+    # so the moments that leave some committed and others not are few: after ten kills at
+    # random, kills go between the latest one that left none committed and the earliest that
+    # left all (that window narrows as kills land in it).
+    none_by, all_from = 0.0, span
     started = time.monotonic()
     for i in range(40):
         fetching, unpacking, partial = _phases(outcomes, len(plan))
         if (i >= 10 and min(fetching, unpacking, partial) >= 2) or time.monotonic() - started > 150:
             break
-        delay = rnd.uniform(0, span)
+        aim = i >= 10 and not partial and none_by < all_from
+        delay = rnd.uniform(none_by, all_from) if aim else rnd.uniform(0, span)
         what = f"seed {seed}, kill {i} after {delay:.3f}s"
         _pull_and_kill(store, ref, delay)
         assert_blobs_verify(store)
         present = {info.digest for info in client.content.walk()}
         k = committed_prefix(client, plan)
         outcomes.append(KillOutcome(len(present & layer_digests), k, len(extract_snapshots(client))))
+        if k == 0:
+            none_by = max(none_by, delay)
+        elif k == len(plan):
+            all_from = min(all_from, delay)
 
         result = client.pull(ref)
         assert result.unpacked is not None
