@@ -14,12 +14,20 @@ distribution 2.8) started once per session on free loopback ports, by ``tests.su
   ``token_server.requests`` records every token request.
 - ``busybox_store``: a store (root and state under tmp_path) holding the busybox image as
   ``BUSYBOX``; every container in it is removed afterwards and nothing stays mounted.
+- Rootless (issue 13), shared by the ``test_rootless*`` modules: ``rootless_dir`` (a temp dir
+  every user can reach), ``rootless_venv`` (a venv of Debian's python3 there that ordinary
+  users can run), ``rootless_users`` (two users made for the session, one with subordinate ids
+  and one without, removed afterwards with /etc/subuid and /etc/subgid restored),
+  ``rootless_images`` (busybox and the small image with every kind of entry, in ``registry``)
+  and ``tun_for_users`` (/dev/net/tun opened to ordinary users for the test's run).
 
 A tool the registries need that is not installed skips the tests that use them.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -28,8 +36,9 @@ from typing import TypeVar
 import pytest
 
 from ctrstore import Client
+from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
 from ctrstore.mount import mountinfo, unmount
-from tests.support.images import BUSYBOX, busybox_image
+from tests.support.images import BASE, BUSYBOX, TOP, UPPER, busybox_image
 from tests.support.registry import (
     RegistryServer,
     TokenServer,
@@ -38,6 +47,7 @@ from tests.support.registry import (
     start_token_server,
     stop_registry,
 )
+from tests.support.rootless import TUN, Unavailable, User, made_users, make_venv, opened_to_users
 
 T = TypeVar("T")
 
@@ -103,3 +113,59 @@ def busybox_store(tmp_path: Path) -> Iterator[Path]:
     for m in sorted(_mounts_under(tmp_path), key=len, reverse=True):
         with suppress(Exception):
             unmount(m)
+
+
+@pytest.fixture(scope="session")
+def rootless_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="ctrstore-rootless-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rootless_venv(rootless_dir: Path) -> Path:
+    """A venv of Debian's python3 that ordinary users can run (``tests.support.rootless``)."""
+    try:
+        return make_venv(rootless_dir / "venv")
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def rootless_users(rootless_dir: Path, rootless_venv: Path) -> Iterator[tuple[User, User]]:
+    """Two ordinary users, one with subids and one without; removed afterwards, with
+    /etc/subuid and /etc/subgid as they were."""
+    try:
+        with made_users(rootless_dir, rootless_venv, [("ctrrl", True), ("ctrnosub", False)]) as made:
+            yield made[0], made[1]
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def rootless_images(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The busybox test image, and the small image with every kind of entry (a uid 1000 file,
+    a device node, whiteouts, an opaque directory), pushed to the local registry."""
+    d = tmp_path_factory.mktemp("rootless-src")
+    refs = {"busybox": registry.ref("rootless/busybox:1"), "kinds": registry.ref("rootless/kinds:1")}
+    with Client(root=d / "root", state=d / "state") as c:
+        busybox_image(c.content, c.images, refs["busybox"])
+        layers = [tar_from_entries(BASE), tar_from_entries(UPPER), tar_from_entries(TOP)]
+        build_image(c.content, c.images, refs["kinds"], layers, ImageSpec(cmd=("sh",)))
+        for ref in refs.values():
+            c.push(ref)
+    return refs
+
+
+@pytest.fixture
+def tun_for_users() -> Iterator[None]:
+    """/dev/net/tun usable by ordinary users, as rootless networking needs it. This machine
+    has it 0600 (root only; Debian's udev rules make it 0666): the test makes it 0666 for its
+    own run and restores the mode afterwards."""
+    if not TUN.exists():
+        pytest.skip(f"{TUN} does not exist: no TUN/TAP device for slirp4netns")
+    if shutil.which("slirp4netns") is None:
+        pytest.skip("slirp4netns is not installed (Debian's slirp4netns)")
+    with opened_to_users(TUN):
+        yield

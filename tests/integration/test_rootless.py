@@ -16,20 +16,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
 from ctrstore import Client
-from ctrstore.images.build import ImageSpec, build_image, tar_from_entries
-from tests.support.images import BASE, TOP, UPPER, busybox_image
-from tests.support.registry import RegistryServer
-from tests.support.rootless import SUBID_COUNT, Unavailable, User, made_users, make_venv, pids_of
+from tests.support.rootless import SUBID_COUNT, TUN, User, pids_of
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
@@ -39,46 +34,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
     pytest.mark.timeout(300),
 ]
-
-
-@pytest.fixture(scope="module")
-def shared_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="ctrstore-rootless-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def venv(shared_dir: Path) -> Path:
-    """A venv of Debian's python3 that ordinary users can run (``tests.support.rootless``)."""
-    try:
-        return make_venv(shared_dir / "venv")
-    except Unavailable as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
-def users(shared_dir: Path, venv: Path) -> Iterator[tuple[User, User]]:
-    """Two ordinary users, ``alice`` style (with subids) and one without; removed afterwards,
-    with /etc/subuid and /etc/subgid as they were."""
-    with made_users(shared_dir, venv, [("ctrrl", True), ("ctrnosub", False)]) as made:
-        yield made[0], made[1]
-
-
-@pytest.fixture(scope="module")
-def images(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The busybox test image, and the small image with every kind of entry (a uid 1000 file,
-    a device node, whiteouts, an opaque directory), pushed to the local registry."""
-    d = tmp_path_factory.mktemp("rootless-src")
-    refs = {"busybox": registry.ref("rootless/busybox:1"), "kinds": registry.ref("rootless/kinds:1")}
-    with Client(root=d / "root", state=d / "state") as c:
-        busybox_image(c.content, c.images, refs["busybox"])
-        layers = [tar_from_entries(BASE), tar_from_entries(UPPER), tar_from_entries(TOP)]
-        build_image(c.content, c.images, refs["kinds"], layers, ImageSpec(cmd=("sh",)))
-        for ref in refs.values():
-            c.push(ref)
-    return refs
 
 
 def _tree(top: Path) -> dict[str, tuple[str, int, int, int, str]]:
@@ -104,8 +59,8 @@ def _layer_trees(sn_root: Path) -> list[dict[str, tuple[str, int, int, int, str]
     return sorted(trees, key=lambda t: sorted(t))
 
 
-def test_unshare_runs_as_root_in_the_users_namespace(users: tuple[User, User]) -> None:
-    alice, _ = users
+def test_unshare_runs_as_root_in_the_users_namespace(rootless_users: tuple[User, User]) -> None:
+    alice, _ = rootless_users
     assert alice.ctrstore("unshare", "id", "-u").stdout.strip() == "0"
     uid_map = alice.ctrstore("unshare", "cat", "/proc/self/uid_map").stdout.split()
     assert uid_map == ["0", str(alice.uid), "1", "1", str(alice.subuid), str(SUBID_COUNT)]
@@ -115,8 +70,8 @@ def test_unshare_runs_as_root_in_the_users_namespace(users: tuple[User, User]) -
     assert alice.ctrstore("unshare", "readlink", "/proc/self/ns/user").stdout.strip() == ns
 
 
-def test_no_subids_is_a_clear_error(users: tuple[User, User]) -> None:
-    _, bob = users
+def test_no_subids_is_a_clear_error(rootless_users: tuple[User, User]) -> None:
+    _, bob = rootless_users
     r = bob.ctrstore("images", check=False)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"no subordinate ids for user {bob.name} in /etc/subuid: add '{bob.name}:100000:65536'" in r.stderr
@@ -125,9 +80,9 @@ def test_no_subids_is_a_clear_error(users: tuple[User, User]) -> None:
     assert not (bob.state / "pause.pid").exists()
 
 
-def test_seed_walk_rootless(users: tuple[User, User], images: dict[str, str]) -> None:
-    alice, _ = users
-    ref = images["busybox"]
+def test_seed_walk_rootless(rootless_users: tuple[User, User], rootless_images: dict[str, str]) -> None:
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
     alice.ctrstore("pull", "-q", ref)
     plugins = alice.ctrstore("plugin", "ls").stdout
     assert any(
@@ -175,9 +130,11 @@ def test_seed_walk_rootless(users: tuple[User, User], images: dict[str, str]) ->
     assert list((alice.root / "io.containerd.content.v1.content/blobs/sha256").iterdir()) == []
 
 
-def test_network_modes_and_limits_rootless(users: tuple[User, User], images: dict[str, str]) -> None:
-    alice, _ = users
-    ref = images["busybox"]
+def test_network_modes_and_limits_rootless(
+    rootless_users: tuple[User, User], rootless_images: dict[str, str]
+) -> None:
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
     r = alice.ctrstore(
         "run",
         "--rm",
@@ -198,13 +155,13 @@ def test_network_modes_and_limits_rootless(users: tuple[User, User], images: dic
 
 
 def test_unpack_is_a_root_pull_shifted(
-    users: tuple[User, User], images: dict[str, str], tmp_path: Path
+    rootless_users: tuple[User, User], rootless_images: dict[str, str], tmp_path: Path
 ) -> None:
-    alice, _ = users
-    ref = images["kinds"]
+    alice, _ = rootless_users
+    ref = rootless_images["kinds"]
     with Client(root=tmp_path / "root", state=tmp_path / "state") as c:
         c.pull(ref)
-    alice.ctrstore("rmi", images["busybox"], check=False)  # only this image's layers in the store
+    alice.ctrstore("rmi", rootless_images["busybox"], check=False)  # only this image's layers in the store
     alice.ctrstore("gc")
     alice.ctrstore("pull", "-q", ref)
     assert alice.subuid is not None
@@ -231,10 +188,12 @@ def test_unpack_is_a_root_pull_shifted(
     assert len(marked) == 1
 
 
-def test_nothing_outside_the_users_dirs_changed(users: tuple[User, User], shared_dir: Path) -> None:
+def test_nothing_outside_the_users_dirs_changed(
+    rootless_users: tuple[User, User], rootless_dir: Path
+) -> None:
     """Every file the user (or its subordinate ids) owns is in its home, its state dir or the
     shared test dir; root's default store was not touched by them."""
-    alice, _ = users
+    alice, _ = rootless_users
     assert alice.subuid is not None
     ids = {alice.uid, *range(alice.subuid, alice.subuid + SUBID_COUNT)}
     tops = [
@@ -247,17 +206,13 @@ def test_nothing_outside_the_users_dirs_changed(users: tuple[User, User], shared
         timeout=240,
         check=False,
     )
-    allowed = (str(alice.home), str(alice.state), str(shared_dir))
+    allowed = (str(alice.home), str(alice.state), str(rootless_dir))
     stray = []
     for line in r.stdout.splitlines():
         uid_s, _, path = line.partition("\t")
         if uid_s.isdigit() and int(uid_s) in ids and not path.startswith(allowed):
             stray.append(path)
     assert stray == []
-
-
-TUN = Path("/dev/net/tun")
-HTTPD = "mkdir -p /www && echo hello-rootless > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 def _tun_mode() -> int:
@@ -267,21 +222,7 @@ def _tun_mode() -> int:
         return 0
 
 
-@pytest.fixture
-def tun_for_users() -> Iterator[None]:
-    """/dev/net/tun usable by ordinary users, as rootless networking needs it. This machine
-    has it 0600 (root only; Debian's udev rules make it 0666): the test makes it 0666 for its
-    own run and restores the mode afterwards."""
-    if not TUN.exists():
-        pytest.skip(f"{TUN} does not exist: no TUN/TAP device for slirp4netns")
-    if shutil.which("slirp4netns") is None:
-        pytest.skip("slirp4netns is not installed (Debian's slirp4netns)")
-    mode = _tun_mode()
-    TUN.chmod(0o666)
-    try:
-        yield
-    finally:
-        TUN.chmod(mode)
+HTTPD = "mkdir -p /www && echo hello-rootless > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 def _free_port() -> int:
@@ -317,13 +258,13 @@ def _nsfs_mounts(pause_pid: int) -> list[str]:
 
 
 def test_slirp4netns_network_and_published_port(
-    users: tuple[User, User], images: dict[str, str], tun_for_users: None
+    rootless_users: tuple[User, User], rootless_images: dict[str, str], tun_for_users: None
 ) -> None:
     """The default network of a rootless container is slirp4netns: tap0 with 10.0.2.100, slirp's
     DNS in resolv.conf, ``-p`` forwarded by slirp4netns to 127.0.0.1 of the host; stop tears it
     all down (slirp4netns killed, the namespace unmounted)."""
-    alice, _ = users
-    ref = images["busybox"]
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
     alice.ctrstore("pull", "-q", ref)
     port = _free_port()
     alice.ctrstore("run", "-d", "--name", "web", "-p", f"{port}:80", ref, "sh", "-c", HTTPD)
@@ -360,12 +301,12 @@ def test_slirp4netns_network_and_published_port(
 
 
 def test_slirp4netns_rm_force_tears_down(
-    users: tuple[User, User], images: dict[str, str], tun_for_users: None
+    rootless_users: tuple[User, User], rootless_images: dict[str, str], tun_for_users: None
 ) -> None:
     """``check`` finds a slirp4netns that died; ``rm -f`` of the running container leaves no
     slirp4netns and no namespace mount."""
-    alice, _ = users
-    ref = images["busybox"]
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
     alice.ctrstore("pull", "-q", ref)
     pause = int((alice.state / "pause.pid").read_text().split()[0])
     alice.ctrstore("run", "-d", "--name", "a", ref, "sleep", "300")

@@ -26,11 +26,22 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SUBID_COUNT", "SYSTEM_PYTHON", "Unavailable", "User", "made_users", "make_venv", "pids_of"]
+__all__ = [
+    "SUBID_COUNT",
+    "SYSTEM_PYTHON",
+    "TUN",
+    "Unavailable",
+    "User",
+    "made_users",
+    "make_venv",
+    "opened_to_users",
+    "pids_of",
+]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SUBID_COUNT = 65536
 REPO = Path(__file__).resolve().parents[2]
+TUN = Path("/dev/net/tun")
 
 
 class Unavailable(Exception):
@@ -215,3 +226,17 @@ def made_users(
                     Path(f).unlink()
                 else:
                     Path(f).write_text(kept)
+
+
+@contextmanager
+def opened_to_users(device: Path) -> Iterator[None]:
+    """``device`` made 0666 for the block, its mode restored after. Rootless networking needs
+    /dev/net/tun and fuse-overlayfs needs /dev/fuse usable by ordinary users; Debian's udev
+    rules make both 0666, this machine (no udev) has them 0600, so the tests that need them
+    open them for their own run only, and say so."""
+    mode = device.stat().st_mode & 0o7777
+    device.chmod(0o666)
+    try:
+        yield
+    finally:
+        device.chmod(mode)
