@@ -36,18 +36,14 @@ class State:
     def enter_userns(self) -> None:
         """An ordinary user's commands run as uid 0 in the user's namespace (made on first use,
         kept by a pause process in the state dir: ``ctrstore.rootless.userns``); root's run as
-        they are."""
+        they are (without importing the rootless code)."""
         import os
 
         if os.getuid() == 0:
             return
-        from ctrstore.config import private_dir, user_defaults
-        from ctrstore.rootless.userns import enter
+        from ctrstore.rootless.userns import enter_for
 
-        cfg = self.config()
-        if cfg.state == user_defaults().state and cfg.state.startswith("/tmp/"):
-            private_dir(cfg.state)  # no XDG_RUNTIME_DIR: our own 0700 dir, not another user's
-        enter(cfg.state)
+        enter_for(self.config())
 
     def client(self) -> Client:
         if self._client is None:

@@ -78,7 +78,15 @@ class Client:
     """One store (``root``, ``state``; default: the config's) seen from one namespace.
 
     Use it as a context manager (``with Client(...) as client:``): leaving the block releases
-    a lease a ``with client.lease()`` block left open and closes the store's databases."""
+    a lease a ``with client.lease()`` block left open and closes the store's databases.
+
+    Made by an ordinary user (rootless), the Client first moves this process into the user's
+    namespace, as every CLI command does (``ctrstore.rootless.userns``): the process is then
+    uid 0 there (the user on disk) for the rest of its life, and sees the store's mounts. That
+    needs a single-threaded process: make the Client before starting threads (else
+    ``Unavailable`` says so), or run the program under ``ctrstore unshare``. ``userns=False``
+    keeps the process as it is, for what needs no namespace (reading the content store,
+    listing images)."""
 
     def __init__(
         self,
@@ -87,6 +95,7 @@ class Client:
         state: str | os.PathLike[str] | None = None,
         namespace: str | None = None,
         config: Config | str | os.PathLike[str] | None = None,
+        userns: bool = True,
     ) -> None:
         import ctrstore.plugins.builtins as builtins
 
@@ -101,6 +110,10 @@ class Client:
                 config, root=None if root is None else str(root), state=None if state is None else str(state)
             )
         self.config = cfg
+        if userns and os.getuid() != 0:
+            from ctrstore.rootless.userns import enter_for
+
+            enter_for(cfg)
         if cfg.external_plugins:
             builtins.load_external()
         self.namespace = validate_identifier(

@@ -6,11 +6,15 @@ of the first command that needed them, which unshared both, had ``newuidmap``/``
 write its id maps (0 → the user, 1..N → the subids) and then sleeps until killed. Later
 commands join its namespaces with setns(2), so mounts made by one command (a running
 container's rootfs) are there for the next. ``<state>/pause.lock`` serialises making it.
+The pause process execs coreutils' ``sleep infinity`` (argv[0] ``ctrstore-pause``) so that
+it holds the namespaces in a megabyte rather than a whole interpreter's memory.
 Killing the pause process (``kill $(cat <state>/pause.pid)``) drops the namespace once no
 container uses it; the next command makes a new one.
 
 setns(CLONE_NEWUSER) needs a single-threaded process: the CLI enters before it opens a store
-(``cli/__init__.py``); the Python API runs inside ``ctrstore unshare python ...``.
+(``cli/__init__.py``), ``ctrstore.Client`` when it is made (``enter_for``); a process that
+already runs threads gets ``Unavailable`` saying to make the Client first or to run under
+``ctrstore unshare python ...``.
 """
 
 from __future__ import annotations
@@ -21,16 +25,24 @@ import os
 import shutil
 import signal
 import subprocess
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctrstore.errdefs import FailedPrecondition, Unavailable
 from ctrstore.rootless import ROOTLESS_UID_ENV, in_userns
 from ctrstore.rootless.subids import IdRange, require, user_name
 
-__all__ = ["PAUSE_PID", "enter", "pause_pid"]
+if TYPE_CHECKING:
+    from ctrstore.config import Config
+
+__all__ = ["PAUSE_PID", "enter", "enter_for", "pause_pid"]
 
 PAUSE_PID = "pause.pid"
 PAUSE_LOCK = "pause.lock"
+PAUSE_NAME = "ctrstore-pause"
+"""The pause process's ``argv[0]`` (what ``ps`` shows)."""
+SLEEP_PROGRAMS = ("/usr/bin/sleep", "/bin/sleep")
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 PR_SET_NAME = 15
@@ -84,6 +96,28 @@ def enter(state: str | os.PathLike[str]) -> None:
     os.environ[ROOTLESS_UID_ENV] = str(uid)
 
 
+def _sleep_program() -> str | None:
+    """coreutils' ``sleep``, which the pause process becomes: it sleeps forever in about a
+    megabyte, where the fork of the command that made the namespace keeps the whole
+    interpreter's memory (podman's pause process is its small C program ``catatonit -P``)."""
+    return next((p for p in SLEEP_PROGRAMS if os.access(p, os.X_OK)), None)
+
+
+def enter_for(config: Config) -> None:
+    """What every entry point of an ordinary user does first — the CLI before it runs a
+    command, ``ctrstore.Client`` before it opens the store: become uid 0 in the user's
+    namespaces, kept by the pause process in ``config.state``. A state dir of the XDG default
+    under /tmp (no ``XDG_RUNTIME_DIR``) must be this user's own 0700 directory, not one another
+    user made first. Nothing for root or for a process already inside."""
+    if os.getuid() == 0:
+        return
+    from ctrstore.config import private_dir, user_defaults
+
+    if config.state == user_defaults().state and config.state.startswith("/tmp/"):
+        private_dir(config.state)
+    enter(config.state)
+
+
 def _threads() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -93,7 +127,11 @@ def _threads() -> int:
 
 def _join(pid: int) -> None:
     if _threads() != 1:
-        raise Unavailable("cannot join the user namespace: this process already runs threads")
+        raise Unavailable(
+            "cannot enter the user namespace of an ordinary user's store: this process already runs "
+            f"{_threads() - 1} other thread(s) (setns(2) needs a single-threaded process); make the "
+            "ctrstore.Client before starting threads, or run the program under `ctrstore unshare`"
+        )
     cwd = os.getcwd()
     user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -147,10 +185,14 @@ def _start_pause(uid: int, gid: int, subuid: IdRange, subgid: IdRange) -> int:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.closerange(3, 65536)
-            _libc.prctl(PR_SET_NAME, b"ctrstore-pause", 0, 0, 0)
             for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_IGN)
+                signal.signal(sig, signal.SIG_IGN)  # ignored signals stay ignored across exec
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            sleep = _sleep_program()
+            if sleep is not None:  # a small program holds the namespaces, not a copy of Python
+                with suppress(OSError):
+                    os.execv(sleep, [PAUSE_NAME, "infinity"])
+            _libc.prctl(PR_SET_NAME, PAUSE_NAME.encode(), 0, 0, 0)
             while True:
                 signal.pause()
         finally:
