@@ -40,6 +40,7 @@ from ctrstore.errdefs import (
     Unavailable,
 )
 from ctrstore.images import read_json, resolve
+from ctrstore.labels import RESTART_POLICY
 from ctrstore.metadata.images import Image
 from ctrstore.mount import mountinfo, unmount
 from ctrstore.oci import SpecOptions
@@ -377,6 +378,22 @@ def test_containers_get_and_list(api: Client) -> None:
     assert got.status == "running"
     _until(lambda: _reloaded(got) == "exited")
     assert _state(got) == ("exited", 137)
+
+
+def test_list_shows_a_restarting_container(api: Client) -> None:
+    """Between two runs of its restart policy a container is "restarting": up as ``ps``
+    counts it, so ``list()`` without ``all`` shows it too."""
+    c = api.run(
+        BUSYBOX,
+        ["sh", "-c", "sleep 0.2; exit 1"],
+        detach=True,
+        name=unique_name("loop"),
+        labels={RESTART_POLICY: "always"},
+    )
+    try:
+        _until(lambda: {x.id: x.status for x in api.containers.list()}.get(c.id) == "restarting", timeout=20)
+    finally:
+        c.remove(force=True)
 
 
 def test_kill_wait_and_remove(api: Client) -> None:

@@ -28,7 +28,7 @@ from ctrstore.cli._run_flags import (
 )
 from ctrstore.cli.network import network_flags
 from ctrstore.cli.objects import ObjectKind, complete, inspect_command
-from ctrstore.client.containers import new_id_and_name
+from ctrstore.client.containers import UP_STATES, new_id_and_name
 from ctrstore.images.platforms import Platform
 from ctrstore.labels import OPEN_STDIN
 from ctrstore.network import NetworkOptions
@@ -452,7 +452,7 @@ def ps(
     rows = []
     for c in containers:
         s = mgr.status(c.id)
-        if not show_all and s.status not in ("running", "paused", "restarting"):
+        if not show_all and s.status not in UP_STATES:
             continue
         summary = container_summary(client, c, s, size=want_size)
         if not match(summary):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
 from ctrstore.client import networks
-from ctrstore.client.containers import EXITED, ContainerManager, new_id_and_name
+from ctrstore.client.containers import EXITED, UP_STATES, ContainerManager, new_id_and_name
 from ctrstore.client.mounts import VolumesArg, volume_mounts
 from ctrstore.client.objects import (
     Container,
@@ -162,7 +162,8 @@ class Containers(ContainerManager):
         return Container(self, self.store.get(cid), self.status(cid))
 
     def list(self, *filters: str, all: bool = False) -> builtins.list[Container]:
-        """The running (and paused) containers, newest first; with ``all``, every one.
+        """The running, paused and restarting containers (``ps``'s), newest first; with
+        ``all``, every one.
         ``filters`` are containerd's (``labels."nerdctl/name"==web``, ``image==...``)."""
         records = sorted(
             self.store.list(*filters), key=lambda c: (c.created_at is not None, c.created_at), reverse=True
@@ -170,7 +171,7 @@ class Containers(ContainerManager):
         out = []
         for record in records:
             c = Container(self, record, self.status(record.id))
-            if all or c.status in ("running", "paused"):
+            if all or c.status in UP_STATES:
                 out.append(c)
         return out
 

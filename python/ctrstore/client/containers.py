@@ -41,7 +41,7 @@ from ctrstore.labels import CONTAINER_NAME, NETWORK_EXTENSION, OPEN_STDIN, RESTA
 from ctrstore.metadata.containers import Container
 from ctrstore.oci.spec import SpecOptions, generate, validate_container_id
 from ctrstore.runtime.runc import Runc
-from ctrstore.runtime.tasks import Tasks, TaskStatus
+from ctrstore.runtime.tasks import UP_STATES, Tasks, TaskStatus
 
 if TYPE_CHECKING:
     from ctrstore.content import Provider
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXITED",
     "RUNTIME_NAME",
+    "UP_STATES",
     "ContainerManager",
     "ContainerStatus",
     "container_status",

@@ -60,6 +60,11 @@ class RuntimeConfig(Protocol):
     """The OCI runtime binary's name or path (``runc``, ``crun``)."""
 
 
+UP_STATES = ("running", "paused", "restarting")
+"""The statuses of a task that is up, or will be again by itself: what ``ps`` and
+``client.containers.list()`` show without ``-a``/``all``, and what cannot be started again."""
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     status: str
@@ -161,7 +166,7 @@ class Tasks:
             bundle = self.bundle(cid)
         else:
             st = self.status(cid)
-            if st.status in ("running", "paused", "restarting"):
+            if st.status in UP_STATES:
                 raise FailedPrecondition(f"container {cid} is already {st.status}")
             bundle = self.ensure_bundle(cid, spec, mounts)
             runc.delete(cid, force=True)  # a stopped task from an earlier start
@@ -281,9 +286,7 @@ class Tasks:
     def active(self, cid: str) -> bool:
         """Running, or paused, or being started: more output may come."""
         st = self.status(cid).status
-        return st in ("running", "paused", "restarting") or (
-            st == "created" and bool(self.bundle(cid).recorder_alive())
-        )
+        return st in UP_STATES or (st == "created" and bool(self.bundle(cid).recorder_alive()))
 
     # -- signals and waiting -------------------------------------------------------------------
     def mark_stopping(self, cid: str) -> None:
@@ -323,7 +326,7 @@ class Tasks:
     def _live(self, st: TaskStatus, cid: str) -> bool:
         """Whether the task runs, or will run again: running, paused, restarting, or between
         two runs of its restart policy (its shim alive, no final exit recorded)."""
-        if st.status in ("running", "paused", "restarting"):
+        if st.status in UP_STATES:
             return True
         return st.exit_status is None and bool(self.bundle(cid).recorder_alive())
 
