@@ -59,6 +59,26 @@ def test_rootless_spec_has_no_cgroups_and_warns_of_limits(
     assert spec["mounts"][0]["type"] == "bind" and spec["mounts"][0]["source"] == "/sys"
 
 
+HYBRID = """\
+25 1 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 25 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:8 - tmpfs tmpfs ro,mode=755
+27 26 0:24 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw
+28 26 0:25 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,memory
+"""
+UNIFIED = """\
+25 1 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 25 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:8 - cgroup2 cgroup2 rw,nsdelegate
+"""
+
+
+def test_limits_warning_names_the_cgroup_layout() -> None:
+    assert "cgroup v1 (or the hybrid layout)" in rspec.limits_unavailable_reason(HYBRID)
+    assert "cgroup v2" in rspec.limits_unavailable_reason(UNIFIED)
+    assert "Delegate=yes" in rspec.limits_unavailable_reason(UNIFIED)
+    here = rspec.limits_unavailable_reason()  # this machine: whatever it has, one of the two
+    assert here in (rspec.limits_unavailable_reason(HYBRID), rspec.limits_unavailable_reason(UNIFIED))
+
+
 def test_root_spec_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rspec, "is_rootless", lambda: False)
     spec = _spec(net=False)

@@ -4,7 +4,8 @@ runc detects that it runs in a user namespace and works rootless; what the spec 
 there is decided here, as podman's rootless defaults do:
 
 - cgroups: ordinary users get no cgroup of their own on this machine's cgroup v1 (nothing is
-  delegated), so the spec names no ``cgroupsPath`` (runc then skips cgroups it cannot make)
+  delegated; on cgroup v2 ctrstore does not yet use a delegated subtree), so the spec names no
+  ``cgroupsPath`` (runc then skips cgroups it cannot make)
   and carries no ``linux.resources``; limit flags (``-m``, ``--cpus``, ``--pids-limit``, ...)
   cannot apply and say so in one warning line.
 - ``/sys``: sysfs can only be mounted by a user namespace that owns the network namespace; with
@@ -20,12 +21,13 @@ there is decided here, as podman's rootless defaults do:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from ctrstore.errdefs import FailedPrecondition
 from ctrstore.rootless import is_rootless
 
-__all__ = ["adapt_network", "adapt_spec", "warn"]
+__all__ = ["adapt_network", "adapt_spec", "limits_unavailable_reason", "warn"]
 
 _DEFAULT_NETWORK = "bridge"
 
@@ -44,14 +46,38 @@ def adapt_spec(spec: dict[str, Any]) -> None:
     resources = linux.pop("resources", None) or {}
     limits = sorted(k for k, v in resources.items() if k != "devices" and v)
     if limits:
-        warn(
-            f"rootless: resource limits ({', '.join(limits)}) cannot apply: this machine does not delegate "
-            "cgroups to ordinary users (cgroup v1); the container runs without them"
-        )
+        warn(f"rootless: resource limits ({', '.join(limits)}) cannot apply: {limits_unavailable_reason()}")
     netns = any(ns.get("type") == "network" for ns in linux.get("namespaces", []))
     for m in spec.get("mounts", []):
         if m.get("type") == "sysfs" and not netns:
             m.update(type="bind", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+
+
+def limits_unavailable_reason(mountinfo: str | None = None) -> str:
+    """Why a rootless container's limits cannot apply here, from the cgroup file system mounted
+    at /sys/fs/cgroup (``mountinfo``: /proc/self/mountinfo's text, read when None)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            mountinfo = ""
+    fstype = next(
+        (
+            line.split(" - ", 1)[1].split()[0]
+            for line in mountinfo.splitlines()
+            if " - " in line and line.split()[4] == "/sys/fs/cgroup"
+        ),
+        None,
+    )
+    if fstype == "cgroup2":
+        return (
+            "this machine has cgroup v2, and ctrstore does not yet place rootless containers in a "
+            "delegated cgroup (systemd's Delegate=yes); the container runs without them"
+        )
+    return (
+        "this machine has cgroup v1 (or the hybrid layout), which is never delegated to ordinary "
+        "users; the container runs without them"
+    )
 
 
 def adapt_network(networks: list[str], ports: int) -> list[str] | None:
