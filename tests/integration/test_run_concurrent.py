@@ -34,7 +34,7 @@ OVERLAY = "io.containerd.snapshotter.v1.overlayfs"
 TASKS = "io.containerd.runtime.v2.task"
 TIMEOUT = 120
 """Seconds any one command, or one mix of them, may take (they take well under one alone; the
-machine is shared, and a CI run once took over 60 s for the mix under load)."""
+machine is shared: with helpers building beside it, the mix once took over 60 s)."""
 
 
 def name(prefix: str) -> str:
