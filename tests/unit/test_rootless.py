@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,28 @@ def test_record_helper_is_stopped_only_if_it_is_the_same_process(tmp_path: Path)
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_zombie_pause_process_is_not_taken_for_alive(tmp_path: Path) -> None:
+    """A killed pause process whose parent has not reaped it keeps its pid and start time; a
+    command must make a new namespace rather than try to join the zombie's (it has none)."""
+    from ctrstore.rootless import userns
+
+    def record(pid: int) -> None:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        (tmp_path / userns.PAUSE_PID).write_text(f"{pid} {start}\n")
+
+    record(os.getpid())
+    assert userns.pause_pid(tmp_path) == os.getpid()
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not end"
+            time.sleep(0.01)
+        record(child)
+        assert userns.pause_pid(tmp_path) is None
+    finally:
+        os.waitpid(child, 0)

@@ -64,14 +64,24 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _dead(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (a zombie keeps its /proc entry and
+    start time, but no namespaces to join)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 def pause_pid(state: str | os.PathLike[str]) -> int | None:
-    """The pause process recorded in ``state``, if it still runs (same pid and start time)."""
+    """The pause process recorded in ``state``, if it still runs (same pid and start time, and
+    not a zombie its parent has yet to reap)."""
     try:
         pid_s, start = (Path(state) / PAUSE_PID).read_text().split()
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    return pid if _start_time(pid) == start else None
+    return pid if _start_time(pid) == start and not _dead(pid) else None
 
 
 def enter(state: str | os.PathLike[str]) -> None:
