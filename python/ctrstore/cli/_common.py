@@ -26,6 +26,7 @@ class State:
     root: str | None = None
     state: str | None = None
     namespace: str | None = None
+    single_id: bool = False
     _client: Client | None = field(default=None, repr=False)
 
     def config(self) -> Config:
@@ -47,7 +48,10 @@ class State:
         cfg = self.config()
         if cfg.state == user_defaults().state and cfg.state.startswith("/tmp/"):
             private_dir(cfg.state)  # no XDG_RUNTIME_DIR: our own 0700 dir, not another user's
-        enter(cfg.state)
+        enter(cfg.state, single_id=True if self.single_id else None)
+        from ctrstore.rootless.idmap import check_store
+
+        check_store(cfg.root)  # the mapping this store was unpacked with
 
     def client(self) -> Client:
         if self._client is None:
