@@ -99,18 +99,18 @@ def check_store(root: str | os.PathLike[str]) -> None:
 
 def check_process_user(spec: dict[str, Any]) -> None:
     """Single-id mode: a container process can only run as 0:0 (there is no other id).
-    Supplementary groups other than 0 are dropped."""
+    Supplementary groups are dropped: setgroups(2) is denied in this namespace (runc refuses
+    additional groups there) and 0, the only group, is the process's own already."""
     if not single_id():
         return
     user = spec.get("process", {}).get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     if uid != 0 or gid != 0:
-        who = f"user {uid}" if gid == 0 else f"user {uid}:{gid}"
+        who = f"user {uid}" if uid else f"group {gid}"
         raise FailedPrecondition(
             f"{who} cannot run with a single id (this user namespace maps only 0 to you): add "
             "subordinate ids to /etc/subuid and /etc/subgid (as the warning made with the namespace "
             "says) and stop its pause process (kill $(cat STATE/pause.pid), STATE as `ctrstore info` "
             "shows it), or run the container as root (-u 0)"
         )
-    if user.get("additionalGids"):
-        user["additionalGids"] = [g for g in user["additionalGids"] if g == 0]
+    user.pop("additionalGids", None)
