@@ -43,8 +43,14 @@ def write_diff(
     0:0 character devices deleted names and ``trusted.overlay.opaque=y`` directories opaque.
     With ``lower``, tree ``upper`` is compared with tree ``lower`` (what is gone becomes a
     whiteout, what is the same is left out). Memory use is bounded whatever the layer's size.
+    ``owner_xattr`` (by default: in a single-id user namespace) takes each entry's owner from
+    its ``user.rootlesscontainers`` xattr, which is left out of the layer (as umoci does).
     """
-    return _core.write_diff(out, upper, lower, compression)
+    if owner_xattr is None:
+        from ctrstore.rootless import single_id
+
+        owner_xattr = single_id()
+    return _core.write_diff(out, upper, lower, compression, owner_xattr)
 
 
 def apply_layer(

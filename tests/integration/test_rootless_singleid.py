@@ -110,10 +110,7 @@ def _stop_pause(u: User) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists():
-        stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
-        if stat and stat.rsplit(")", 1)[1].split()[0] == "Z":
-            break
+    while Path(f"/proc/{pid}").exists():  # (reaped by init: it is an orphan)
         assert time.monotonic() < deadline, f"pause process {pid} did not end"
         time.sleep(0.05)
 
@@ -288,7 +285,7 @@ def test_non_root_process_is_a_clear_error(
         ["--network", "none", singleid_images["user"]],
     ):
         r = bob.ctrstore("run", "--rm", *args, check=False)
-        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.returncode == 125, r.stdout + r.stderr  # docker's "the run failed"
         assert "user 1000 cannot run with a single id" in r.stderr
         assert "add subordinate ids" in r.stderr
         assert "Traceback" not in r.stderr
@@ -312,7 +309,7 @@ def test_single_id_option_with_a_subids_namespace(rootless_users: tuple[User, Us
     # unpacked before keeps its ownership, and again when the subids come back.
     _stop_pause(alice)
     r = alice.ctrstore("--single-id", "images")
-    assert "the store runs with a single id: as asked (--single-id" in r.stderr, r.stderr
+    assert "the store runs with a single id (0 -> you only): as asked (--single-id" in r.stderr, r.stderr
     assert "this store was unpacked with subordinate ids" in r.stderr
     assert "ctrstore system prune -a" in r.stderr
     r = alice.ctrstore("--single-id", "images")

@@ -5,7 +5,7 @@ a namespace that maps only 0 → the user (``userns``). Nothing can be chowned t
 file of an image is the user's on disk, and its owner in the image is kept in the
 ``user.rootlesscontainers`` xattr, as umoci's rootless unpack does (the Rust applier and
 diff writer, ``owner_xattr``). Processes of the image that run as another user than 0 cannot
-run (there is no other id), so ``check_process_user`` refuses them before runc.
+run (there is no other id), so ``adapt_single_id`` refuses them before runc.
 
 Snapshots keep the ownership they were unpacked with. ``<root>/rootless-idmap`` records the
 namespace's uid and gid maps; when a command runs under another mapping (subids added, or
@@ -23,7 +23,7 @@ from ctrstore.errdefs import FailedPrecondition
 from ctrstore.rootless import in_userns, single_id
 from ctrstore.rootless.subids import SUBUID, missing_message
 
-__all__ = ["IDMAP_FILE", "check_process_user", "check_store", "mode", "single_id_warning"]
+__all__ = ["IDMAP_FILE", "adapt_single_id", "check_store", "mode", "single_id_warning"]
 
 IDMAP_FILE = "rootless-idmap"
 
@@ -97,9 +97,10 @@ def check_store(root: str | os.PathLike[str]) -> None:
         pass  # a read-only store: the warning comes again next time, nothing else is lost
 
 
-def check_process_user(spec: dict[str, Any]) -> None:
-    """Single-id mode: a container process can only run as 0:0 (there is no other id).
-    Supplementary groups are dropped: setgroups(2) is denied in this namespace (runc refuses
+def adapt_single_id(spec: dict[str, Any]) -> None:
+    """Single-id mode: a container process can only run as 0:0 (there is no other id), and
+    /dev/pts is mounted without ``gid=5`` (an unmapped group: the mount fails), as podman
+    does. Supplementary groups are dropped: setgroups(2) is denied in this namespace (runc refuses
     additional groups there) and 0, the only group, is the process's own already."""
     if not single_id():
         return
@@ -114,3 +115,6 @@ def check_process_user(spec: dict[str, Any]) -> None:
             "shows it), or run the container as root (-u 0)"
         )
     user.pop("additionalGids", None)
+    for m in spec.get("mounts", []):
+        if m.get("type") == "devpts":
+            m["options"] = [o for o in m.get("options", []) if not o.startswith("gid=")]

@@ -41,9 +41,9 @@ def adapt_spec(spec: dict[str, Any]) -> None:
     """Make ``spec`` one runc can run in the user namespace (nothing for root)."""
     if not is_rootless():
         return
-    from ctrstore.rootless.idmap import check_process_user
+    from ctrstore.rootless.idmap import adapt_single_id
 
-    check_process_user(spec)  # single-id: only 0:0 can run
+    adapt_single_id(spec)  # single-id: only 0:0 can run; devpts without gid=5
     linux = spec.setdefault("linux", {})
     linux.pop("cgroupsPath", None)
     resources = linux.pop("resources", None) or {}
