@@ -88,6 +88,7 @@ fn onto(e: ctrstore_core::Error, target: &std::path::Path) -> ctrstore_core::Err
 
 /// Apply the layer read from file descriptor `fd` (left open) onto `target`, without the GIL.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
 #[pyo3(signature = (target, fd, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_fd(
     py: Python<'_>,
@@ -112,6 +113,7 @@ pub fn apply_layer_fd(
 
 /// Apply the layer file at `path` onto `target`, without the GIL.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
 #[pyo3(signature = (target, path, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_path(
     py: Python<'_>,
@@ -138,6 +140,7 @@ pub fn apply_layer_path(
 /// writer's verified commit ends the stream; fails when the stream breaks off (the download
 /// stopped, or its bytes did not verify) or is cancelled, leaving `target` partly applied.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
 #[pyo3(signature = (target, watch, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_watch(
     py: Python<'_>,
@@ -197,6 +200,7 @@ impl LayerDecoder {
     }
 
     /// Apply the layer onto `target` (as `apply_layer_path`), without the GIL. Once only.
+    #[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
     #[pyo3(signature = (target, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
     fn apply(
         &mut self,
