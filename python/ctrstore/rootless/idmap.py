@@ -16,6 +16,7 @@ the old ownership, and how to unpack again, then records the new mapping.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ctrstore.errdefs import FailedPrecondition
 from ctrstore.rootless import in_userns, single_id
 from ctrstore.rootless.subids import SUBUID, missing_message
 
-__all__ = ["IDMAP_FILE", "adapt_single_id", "check_store", "mode", "single_id_warning"]
+__all__ = ["IDMAP_FILE", "adapt_single_id", "check_store", "mode", "single_id_warning", "warn"]
 
 IDMAP_FILE = "rootless-idmap"
 
@@ -56,6 +57,11 @@ def _current() -> str:
     return "\n".join(out) + "\n"
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (as ``rootless.spec.warn``, which imports this module)."""
+    print(f"ctrstore: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _is_single(record: str) -> bool:
     first = record.splitlines()[0] if record else ""
     fields = first.removeprefix("uid_map:").split()
@@ -65,8 +71,6 @@ def _is_single(record: str) -> bool:
 def check_store(root: str | os.PathLike[str]) -> None:
     """Record this namespace's id maps in ``root``; where another mapping was recorded, say
     once that what was unpacked before keeps its ownership."""
-    from ctrstore.rootless.spec import warn
-
     if not in_userns():
         return
     path = Path(root) / IDMAP_FILE
