@@ -298,6 +298,7 @@ def apply_layer_fd(
     parents: list[str] = ...,
     no_same_owner: bool = False,
     userxattr: bool = False,
+    owner_xattr: bool = False,
 ) -> ApplyStats:
     """Apply the layer read from ``fd`` (left open) onto ``target``."""
 
@@ -308,6 +309,7 @@ def apply_layer_path(
     parents: list[str] = ...,
     no_same_owner: bool = False,
     userxattr: bool = False,
+    owner_xattr: bool = False,
 ) -> ApplyStats: ...
 def apply_layer_watch(
     target: str | os.PathLike[str],
@@ -316,6 +318,7 @@ def apply_layer_watch(
     parents: list[str] = ...,
     no_same_owner: bool = False,
     userxattr: bool = False,
+    owner_xattr: bool = False,
 ) -> ApplyStats:
     """Apply an ingest's bytes onto ``target`` as they are written; returns once a verified
     commit ends the stream, fails if it breaks off."""
@@ -338,6 +341,7 @@ class LayerDecoder:
         parents: list[str] = ...,
         no_same_owner: bool = False,
         userxattr: bool = False,
+        owner_xattr: bool = False,
     ) -> ApplyStats: ...
     def close(self) -> None: ...
 
@@ -373,11 +377,13 @@ def write_diff(
     upper: str | os.PathLike[str],
     lower: str | os.PathLike[str] | None = None,
     compression: str = "gzip",
+    owner_xattr: bool = False,
 ) -> DiffStats:
     """Write the layer of a snapshot's changes into ``out`` (an ``IngestWriter``, or a file
     descriptor left open): with ``lower``, tree ``upper`` compared with it; without, the overlay
     upper dir ``upper`` (0:0 character devices are whiteouts, opaque xattrs opaque dirs).
-    Compressed and hashed (digest and diffID) in one streaming pass, without the GIL."""
+    Compressed and hashed (digest and diffID) in one streaming pass, without the GIL. With
+    ``owner_xattr`` (single-id mode) owners come from ``user.rootlesscontainers``, left out."""
 
 def whiteout_path(path: str, opaque: bool = False) -> str:
     """The layer entry that deletes ``path`` (``dir/.wh.name``), or with ``opaque`` the one that

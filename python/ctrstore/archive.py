@@ -34,6 +34,7 @@ def write_diff(
     *,
     lower: str | os.PathLike[str] | None = None,
     compression: Compression = "gzip",
+    owner_xattr: bool | None = None,
 ) -> DiffStats:
     """Write the layer of a snapshot's changes into ``out`` (an ingest writer, or a file
     descriptor, left open), as containerd's diff writer does.
@@ -42,8 +43,14 @@ def write_diff(
     0:0 character devices deleted names and ``trusted.overlay.opaque=y`` directories opaque.
     With ``lower``, tree ``upper`` is compared with tree ``lower`` (what is gone becomes a
     whiteout, what is the same is left out). Memory use is bounded whatever the layer's size.
+    ``owner_xattr`` (by default: in a single-id user namespace) takes each entry's owner from
+    its ``user.rootlesscontainers`` xattr, which is left out of the layer (as umoci does).
     """
-    return _core.write_diff(out, upper, lower, compression)
+    if owner_xattr is None:
+        from ctrstore.rootless import single_id
+
+        owner_xattr = single_id()
+    return _core.write_diff(out, upper, lower, compression, owner_xattr)
 
 
 def apply_layer(
@@ -54,6 +61,7 @@ def apply_layer(
     parents: Sequence[str | os.PathLike[str]] = (),
     no_same_owner: bool = False,
     userxattr: bool | None = None,
+    owner_xattr: bool | None = None,
 ) -> ApplyStats:
     """Apply ``layer`` (a path, a binary file object, an ingest being written: see
     ``ctrstore.stream``, or a layer file decoded ahead) onto the directory ``target``.
@@ -63,13 +71,17 @@ def apply_layer(
     directories with ``user.overlay.opaque`` instead of ``trusted.overlay.opaque``; by default
     it does so in a user namespace (rootless), where overlay is mounted with ``userxattr`` and
     trusted.* cannot be set. Device nodes are skipped there (a user namespace cannot make
-    them; as containerd and podman).
+    them; as containerd and podman). ``owner_xattr`` (by default: in a single-id user
+    namespace, which cannot chown) chowns nothing and records each entry's owner, where it is
+    not 0:0, in the ``user.rootlesscontainers`` xattr, as umoci's rootless unpack does.
     """
-    if userxattr is None:
-        from ctrstore.rootless import in_userns
+    from ctrstore.rootless import in_userns, single_id
 
+    if userxattr is None:
         userxattr = in_userns()
-    opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr)
+    if owner_xattr is None:
+        owner_xattr = single_id()
+    opts = (whiteouts, [os.fspath(p) for p in parents], no_same_owner, userxattr, owner_xattr)
     if isinstance(layer, _core.IngestWatch):
         return _core.apply_layer_watch(target, layer, *opts)
     if isinstance(layer, _core.LayerDecoder):
@@ -82,7 +94,7 @@ def apply_layer(
 
 
 def _apply_through_pipe(
-    target: str | os.PathLike[str], layer: BinaryIO, opts: tuple[str, list[str], bool, bool]
+    target: str | os.PathLike[str], layer: BinaryIO, opts: tuple[str, list[str], bool, bool, bool]
 ) -> ApplyStats:
     """Feed a Python file object to the Rust applier through a pipe, from a thread."""
     r, w = os.pipe()

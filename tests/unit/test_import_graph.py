@@ -219,6 +219,7 @@ CLI_MAY_IMPORT = {
     "ctrstore.server",
     "ctrstore.server.registry",
     "ctrstore.rootless.userns",  # enter: an ordinary user's commands run in the user namespace
+    "ctrstore.rootless.idmap",  # the id mapping a store was unpacked with; plugin ls's note
 }
 
 

@@ -71,6 +71,16 @@ class LazyGroup(click.Group):
     help='Namespace to work in (default "default"). Env: CTRSTORE_NAMESPACE.',
 )
 @click.option(
+    "--single-id",
+    is_flag=True,
+    envvar="CTRSTORE_SINGLE_ID",
+    help=(
+        "An ordinary user: map only your own id (0 in the namespace) even if you have subordinate "
+        "ids; image owners are then kept in the user.rootlesscontainers xattr and only root "
+        "processes can run (the mode a user without subids gets). Env: CTRSTORE_SINGLE_ID=1."
+    ),
+)
+@click.option(
     "--debug",
     is_flag=True,
     help="Show the Python traceback of a failure (Env: CTRSTORE_DEBUG=1).",
@@ -83,6 +93,7 @@ def cli(
     root: str | None,
     state: str | None,
     namespace: str | None,
+    single_id: bool,
     debug: bool,
 ) -> None:
     """ctrstore: containerd's image and container storage, with no daemon.
@@ -106,7 +117,7 @@ def cli(
     """
     if debug:
         os.environ[DEBUG_ENV] = "1"
-    st = State(config_path, root, state, namespace)
+    st = State(config_path, root, state, namespace, single_id)
     ctx.obj = st
     rest = [*getattr(ctx, "protected_args", ()), *ctx.args]
     if ctx.invoked_subcommand not in NO_USERNS and not ({"-h", "--help"} & set(rest)):

@@ -26,6 +26,7 @@ class State:
     root: str | None = None
     state: str | None = None
     namespace: str | None = None
+    single_id: bool = False
     _client: Client | None = field(default=None, repr=False)
 
     def config(self) -> Config:
@@ -43,7 +44,7 @@ class State:
             return
         from ctrstore.rootless.userns import enter_for
 
-        enter_for(self.config())
+        enter_for(self.config(), single_id=True if self.single_id else None)
 
     def client(self) -> Client:
         if self._client is None:

@@ -19,13 +19,18 @@ def plugin() -> None:
 @pass_state
 def ls(st: State, detailed: bool, fmt: str | None) -> None:
     """List plugins: TYPE, ID, PLATFORMS, STATUS (ok, skip or error, with the reason)."""
+    from ctrstore.rootless.idmap import mode
+
     client = st.client()
+    single = mode() == "single-id"
     rows = []
     for p in client.plugins:
         status = p.status if p.status == "ok" else f"{p.status}: {p.error}"
         note = getattr(p.instance, "status_note", None)  # e.g. overlayfs rootless: "userxattr"
         if p.status == "ok" and isinstance(note, str) and note:
             status = f"ok: {note}"
+        if single and p.status == "ok" and p.registration.type == "io.containerd.snapshotter.v1":
+            status += ("; " if status != "ok" else ": ") + "single id, owners in user.rootlesscontainers"
         row = [p.registration.type, p.registration.id, ",".join(p.platforms) or "-", status]
         if detailed:
             row.append(str(client.root / p.uri))

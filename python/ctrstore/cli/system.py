@@ -208,6 +208,7 @@ def print_info(info: SystemInfo) -> None:
         f" Root Dir: {info.root}",
         f" State Dir: {info.state}",
         f" Metadata Schema Version: {info.schema_version}",
+        f" Id Mapping: {info.id_mapping}",
         " Plugin Status:",
         *(
             f"  {p['Type']}.{p['ID']}: {p['Status']}" + (f" ({p['Error']})" if p["Error"] else "")

@@ -138,6 +138,9 @@ class SystemInfo:
     """Every plugin: ``Type``, ``ID``, ``Status`` (ok, skip, error), ``Error``."""
     version: VersionInfo | None = None
     warnings: list[str] = field(default_factory=list)
+    id_mapping: str = "root"
+    """``root``, ``subids`` (rootless, the user's subordinate ids) or ``single-id`` (rootless,
+    one id: image owners kept in the ``user.rootlesscontainers`` xattr)."""
 
     def ok_plugins(self, type_: str) -> list[str]:
         return [p["ID"] for p in self.plugins if p["Type"] == type_ and p["Status"] == "ok"]
@@ -179,6 +182,7 @@ class SystemInfo:
             "StateDir": self.state,
             "ConfigFile": self.config_file,
             "MetadataSchemaVersion": self.schema_version,
+            "IdMapping": self.id_mapping,
             "Warnings": self.warnings,
         }
 
@@ -214,6 +218,14 @@ def system_info(client: Client) -> SystemInfo:
     except Exception as e:  # a broken store is what info is asked about: say so, do not fail
         warnings.append(f"the store cannot be read: {e}")
     v = version_info(client.config)
+    from ctrstore.rootless.idmap import mode
+
+    id_mapping = mode()
+    if id_mapping == "single-id":
+        warnings.append(
+            "rootless with a single id: image owners are kept in the user.rootlesscontainers xattr "
+            "and only root processes can run; add subordinate ids to /etc/subuid and /etc/subgid"
+        )
     return SystemInfo(
         namespace=client.namespace,
         root=str(client.root),
@@ -233,4 +245,5 @@ def system_info(client: Client) -> SystemInfo:
         plugins=plugins,
         version=v,
         warnings=warnings,
+        id_mapping=id_mapping,
     )

@@ -11,17 +11,33 @@ is still there for ``rm``). ``ctrstore unshare CMD`` runs a command in it.
 - ``subids``: the user's ranges in ``/etc/subuid`` and ``/etc/subgid``, and the error that says
   which line to add when there are none;
 - ``userns``: whether this process is in a user namespace, the pause process, joining it.
+- ``idmap``: single-id mode (no subids, or ``--single-id``): the namespace maps only 0 → the
+  user; image owners are kept in the ``user.rootlesscontainers`` xattr (as umoci does); the
+  mapping a store was unpacked with, and the warnings that go with it.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["ROOTLESS_UID_ENV", "in_userns", "is_rootless"]
+__all__ = ["ROOTLESS_UID_ENV", "SINGLE_ID_ENV", "in_userns", "is_rootless", "single_id"]
 
 ROOTLESS_UID_ENV = "_CTRSTORE_ROOTLESS_UID"
 """Set in a command that entered the user namespace: the real uid of the user, so that the
 defaults (``config.user_defaults``) and messages stay the user's while the uid is 0."""
+
+
+SINGLE_ID_ENV = "CTRSTORE_SINGLE_ID"
+"""``1``: an ordinary user's namespace maps a single id even where the user has subids
+(the CLI's ``--single-id``)."""
+
+
+def _uid_map() -> list[str]:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split()
+    except OSError:
+        return ["0", "0", "4294967295"]
 
 
 def in_userns() -> bool:
@@ -32,6 +48,13 @@ def in_userns() -> bool:
             return f.read().split() != ["0", "0", "4294967295"]
     except OSError:
         return False
+
+
+def single_id() -> bool:
+    """Whether this process runs in a user namespace that maps one id only (single-id mode:
+    files cannot be chowned, their image owners live in ``user.rootlesscontainers``)."""
+    m = _uid_map()
+    return len(m) == 3 and m[2] == "1"
 
 
 def is_rootless() -> bool:

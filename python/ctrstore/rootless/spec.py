@@ -16,6 +16,8 @@ there is decided here, as podman's rootless defaults do:
   slirp4netns is not installed, ``none`` (loopback only) with a one-line note, and ``-p`` is
   refused. ``--network host``, ``none`` and ``slirp4netns`` work; a named CNI network is
   refused with the reason.
+- single-id mode (``ctrstore.rootless.idmap``): a process user other than 0:0 is refused
+  before runc (there is no other id to run as); supplementary groups other than 0 dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def adapt_spec(spec: dict[str, Any]) -> None:
     """Make ``spec`` one runc can run in the user namespace (nothing for root)."""
     if not is_rootless():
         return
+    from ctrstore.rootless.idmap import adapt_single_id
+
+    adapt_single_id(spec)  # single-id: only 0:0 can run; devpts without gid=5
     linux = spec.setdefault("linux", {})
     linux.pop("cgroupsPath", None)
     resources = linux.pop("resources", None) or {}

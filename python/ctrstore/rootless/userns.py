@@ -11,6 +11,12 @@ it holds the namespaces in a megabyte rather than a whole interpreter's memory.
 Killing the pause process (``kill $(cat <state>/pause.pid)``) drops the namespace once no
 container uses it; the next command makes a new one.
 
+Single-id mode (a user with no subids, or ``single_id=True``: ``--single-id``,
+``CTRSTORE_SINGLE_ID=1``): the namespace maps only 0 → the user, written by this process
+itself (``setgroups`` denied first, as the kernel asks of an unprivileged writer), with no
+newuidmap. A one-line warning says so when the namespace is made (``idmap.single_id_warning``).
+Asking for one mode while the pause process runs with the other is an error that names it.
+
 setns(CLONE_NEWUSER) needs a single-threaded process: the CLI enters before it opens a store
 (``cli/__init__.py``), ``ctrstore.Client`` when it is made (``enter_for``); a process that
 already runs threads gets ``Unavailable`` saying to make the Client first or to run under
@@ -30,13 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctrstore.errdefs import FailedPrecondition, Unavailable
-from ctrstore.rootless import ROOTLESS_UID_ENV, in_userns
-from ctrstore.rootless.subids import IdRange, require, user_name
+from ctrstore.rootless import ROOTLESS_UID_ENV, SINGLE_ID_ENV, in_userns
+from ctrstore.rootless.subids import SUBGID, SUBUID, IdRange, ranges, require, user_name
 
 if TYPE_CHECKING:
     from ctrstore.config import Config
 
-__all__ = ["PAUSE_PID", "enter", "enter_for", "pause_pid"]
+__all__ = ["PAUSE_PID", "enter", "enter_for", "pause_is_single_id", "pause_pid"]
 
 PAUSE_PID = "pause.pid"
 PAUSE_LOCK = "pause.lock"
@@ -84,24 +90,54 @@ def pause_pid(state: str | os.PathLike[str]) -> int | None:
     return pid if _start_time(pid) == start and not _dead(pid) else None
 
 
-def enter(state: str | os.PathLike[str]) -> None:
+def pause_is_single_id(pid: int) -> bool:
+    """Whether pause process ``pid``'s namespace maps a single id."""
+    try:
+        m = Path(f"/proc/{pid}/uid_map").read_text().split()
+    except OSError:
+        return False
+    return len(m) == 3 and m[2] == "1"
+
+
+def _wants_single_id(name: str, uid: int, single_id: bool | None) -> tuple[bool, bool]:
+    """(single-id mode, whether it was asked for rather than chosen for want of subids)."""
+    if single_id is None:
+        single_id = os.environ.get(SINGLE_ID_ENV, "") not in ("", "0")
+    if single_id:
+        return True, True
+    return not (ranges(SUBUID, name, uid) and ranges(SUBGID, name, uid)), False
+
+
+def enter(state: str | os.PathLike[str], single_id: bool | None = None) -> None:
     """Become uid 0 in the user's namespaces (made on first use). Nothing for root, or for a
-    process already inside (``ctrstore unshare ctrstore ...``)."""
+    process already inside (``ctrstore unshare ctrstore ...``). ``single_id`` (default: env
+    ``CTRSTORE_SINGLE_ID``) asks for a single-id namespace even where the user has subids;
+    a user without subids gets one anyway."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0 and (ROOTLESS_UID_ENV in os.environ or in_userns() or os.geteuid() == 0):
         return
     name = user_name(uid)
+    single, asked = _wants_single_id(name, uid, single_id)
     state_dir = Path(state)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(state_dir / PAUSE_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         pid = pause_pid(state_dir)
+        if pid is not None and pause_is_single_id(pid) != single:
+            raise FailedPrecondition(_other_mapping(pid, state_dir, single, asked))
         if pid is None:
-            subuid, subgid = require(name, uid, gid)
-            pid = _start_pause(uid, gid, subuid, subgid)
+            if single:
+                pid = _start_pause(uid, gid, None, None)
+            else:
+                subuid, subgid = require(name, uid, gid)
+                pid = _start_pause(uid, gid, subuid, subgid)
             tmp = state_dir / f"{PAUSE_PID}.tmp"
             tmp.write_text(f"{pid} {_start_time(pid)}\n")
             tmp.replace(state_dir / PAUSE_PID)
+            if single:
+                from ctrstore.rootless.idmap import single_id_warning, warn
+
+                warn(single_id_warning(name, asked))
     _join(pid)
     os.environ[ROOTLESS_UID_ENV] = str(uid)
 
@@ -113,19 +149,39 @@ def _sleep_program() -> str | None:
     return next((p for p in SLEEP_PROGRAMS if os.access(p, os.X_OK)), None)
 
 
-def enter_for(config: Config) -> None:
+def enter_for(config: Config, single_id: bool | None = None) -> None:
     """What every entry point of an ordinary user does first — the CLI before it runs a
     command, ``ctrstore.Client`` before it opens the store: become uid 0 in the user's
-    namespaces, kept by the pause process in ``config.state``. A state dir of the XDG default
-    under /tmp (no ``XDG_RUNTIME_DIR``) must be this user's own 0700 directory, not one another
-    user made first. Nothing for root or for a process already inside."""
+    namespaces, kept by the pause process in ``config.state`` (``single_id`` as ``enter``
+    takes it), then check the id mapping the store was unpacked with (``idmap.check_store``).
+    A state dir of the XDG default under /tmp (no ``XDG_RUNTIME_DIR``) must be this user's
+    own 0700 directory, not one another user made first. Nothing for root or for a process
+    already inside."""
     if os.getuid() == 0:
         return
     from ctrstore.config import private_dir, user_defaults
+    from ctrstore.rootless.idmap import check_store
 
     if config.state == user_defaults().state and config.state.startswith("/tmp/"):
         private_dir(config.state)
-    enter(config.state)
+    enter(config.state, single_id=single_id)
+    check_store(config.root)
+
+
+def _other_mapping(pid: int, state: Path, single: bool, asked: bool) -> str:
+    """Why a command cannot join pause process ``pid``: its namespace has the other mapping."""
+    has = "a single id (0 -> you only)" if not single else "your subordinate ids"
+    if single and asked:
+        want = "--single-id (or CTRSTORE_SINGLE_ID=1) asks for a single-id namespace"
+    elif single:
+        want = "you have no subordinate ids now (a single-id namespace)"
+    else:
+        want = "you have subordinate ids and did not ask for --single-id"
+    return (
+        f"the user namespace of pause process {pid} maps {has}, but {want}: the two cannot "
+        f"be mixed; stop it first (kill $(cat {state / PAUSE_PID}); containers still running "
+        "keep it until they stop) and run the command again"
+    )
 
 
 def _threads() -> int:
@@ -175,9 +231,22 @@ def _newidmap(tool: str, pid: int, own: int, sub: IdRange) -> None:
         raise FailedPrecondition(f"{tool} {' '.join(args[1:])} failed: {r.stderr.strip() or r.returncode}")
 
 
-def _start_pause(uid: int, gid: int, subuid: IdRange, subgid: IdRange) -> int:
-    """Fork the pause process: it unshares a user and a mount namespace, waits for its maps,
-    then sleeps in a session of its own with no descriptors open, until SIGTERM or SIGKILL."""
+def _write_single_maps(pid: int, uid: int, gid: int) -> None:
+    """Single-id mode: map 0 to the user (and their group) in ``pid``'s new namespace. An
+    unprivileged process may write one line mapping its own ids, gid_map only once setgroups
+    is denied (user_namespaces(7))."""
+    try:
+        Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1\n")
+        Path(f"/proc/{pid}/setgroups").write_text("deny\n")
+        Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1\n")
+    except OSError as e:
+        raise FailedPrecondition(f"cannot write the single-id map of pause process {pid}: {e}") from None
+
+
+def _start_pause(uid: int, gid: int, subuid: IdRange | None, subgid: IdRange | None) -> int:
+    """Fork the pause process: it unshares a user and a mount namespace, waits for its maps
+    (newuidmap/newgidmap with the subids; without, the single-id map written here), then
+    sleeps in a session of its own with no descriptors open, until SIGTERM or SIGKILL."""
     unshared_r, unshared_w = os.pipe()
     mapped_r, mapped_w = os.pipe()
     pid = os.fork()
@@ -217,8 +286,11 @@ def _start_pause(uid: int, gid: int, subuid: IdRange, subgid: IdRange) -> int:
                 "/proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone"
             )
         try:
-            _newidmap("newuidmap", pid, uid, subuid)
-            _newidmap("newgidmap", pid, gid, subgid)
+            if subuid is None or subgid is None:
+                _write_single_maps(pid, uid, gid)
+            else:
+                _newidmap("newuidmap", pid, uid, subuid)
+                _newidmap("newgidmap", pid, gid, subgid)
         except BaseException:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)

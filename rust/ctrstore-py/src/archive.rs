@@ -56,6 +56,7 @@ fn options(
     parents: Vec<PathBuf>,
     no_same_owner: bool,
     userxattr: bool,
+    owner_xattr: bool,
 ) -> PyResult<ApplyOptions> {
     let whiteouts = match whiteouts {
         "overlay" => WhiteoutMode::Overlay,
@@ -71,6 +72,7 @@ fn options(
         parents,
         no_same_owner,
         userxattr,
+        owner_xattr,
     })
 }
 
@@ -86,7 +88,8 @@ fn onto(e: ctrstore_core::Error, target: &std::path::Path) -> ctrstore_core::Err
 
 /// Apply the layer read from file descriptor `fd` (left open) onto `target`, without the GIL.
 #[pyfunction]
-#[pyo3(signature = (target, fd, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
+#[pyo3(signature = (target, fd, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_fd(
     py: Python<'_>,
     target: PathBuf,
@@ -95,8 +98,9 @@ pub fn apply_layer_fd(
     parents: Vec<PathBuf>,
     no_same_owner: bool,
     userxattr: bool,
+    owner_xattr: bool,
 ) -> PyResult<Stats> {
-    let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+    let opts = options(whiteouts, parents, no_same_owner, userxattr, owner_xattr)?;
     py.detach(|| {
         // SAFETY: the caller keeps `fd` open for the duration; ManuallyDrop never closes it.
         let f = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
@@ -109,7 +113,8 @@ pub fn apply_layer_fd(
 
 /// Apply the layer file at `path` onto `target`, without the GIL.
 #[pyfunction]
-#[pyo3(signature = (target, path, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
+#[pyo3(signature = (target, path, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_path(
     py: Python<'_>,
     target: PathBuf,
@@ -118,8 +123,9 @@ pub fn apply_layer_path(
     parents: Vec<PathBuf>,
     no_same_owner: bool,
     userxattr: bool,
+    owner_xattr: bool,
 ) -> PyResult<Stats> {
-    let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+    let opts = options(whiteouts, parents, no_same_owner, userxattr, owner_xattr)?;
     py.detach(|| {
         let f = File::open(&path).map_err(|e| ctrstore_core::Error::io(e, path.display()))?;
         apply_layer(&target, f, &opts)
@@ -134,7 +140,8 @@ pub fn apply_layer_path(
 /// writer's verified commit ends the stream; fails when the stream breaks off (the download
 /// stopped, or its bytes did not verify) or is cancelled, leaving `target` partly applied.
 #[pyfunction]
-#[pyo3(signature = (target, watch, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+#[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
+#[pyo3(signature = (target, watch, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
 pub fn apply_layer_watch(
     py: Python<'_>,
     target: PathBuf,
@@ -143,8 +150,9 @@ pub fn apply_layer_watch(
     parents: Vec<PathBuf>,
     no_same_owner: bool,
     userxattr: bool,
+    owner_xattr: bool,
 ) -> PyResult<Stats> {
-    let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+    let opts = options(whiteouts, parents, no_same_owner, userxattr, owner_xattr)?;
     let watch = watch.core().clone();
     py.detach(|| apply_layer(&target, watch.reader(), &opts))
         .map_err(|e| onto(e, &target))
@@ -192,7 +200,8 @@ impl LayerDecoder {
     }
 
     /// Apply the layer onto `target` (as `apply_layer_path`), without the GIL. Once only.
-    #[pyo3(signature = (target, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false))]
+    #[allow(clippy::too_many_arguments)] // a Python signature: keywords, flat
+    #[pyo3(signature = (target, whiteouts="overlay", parents=Vec::new(), no_same_owner=false, userxattr=false, owner_xattr=false))]
     fn apply(
         &mut self,
         py: Python<'_>,
@@ -201,8 +210,9 @@ impl LayerDecoder {
         parents: Vec<PathBuf>,
         no_same_owner: bool,
         userxattr: bool,
+        owner_xattr: bool,
     ) -> PyResult<Stats> {
-        let opts = options(whiteouts, parents, no_same_owner, userxattr)?;
+        let opts = options(whiteouts, parents, no_same_owner, userxattr, owner_xattr)?;
         let taken = self
             .inner
             .get_mut()
@@ -284,17 +294,20 @@ fn compression_of(name: &str) -> PyResult<Compression> {
 /// Write the layer of a snapshot's changes into `out` (an `IngestWriter`, or a file
 /// descriptor left open): with `lower`, tree `upper` compared with tree `lower`; without, the
 /// overlay upper directory `upper` (0:0 character devices are whiteouts, opaque xattrs opaque
-/// directories). Compressed and hashed in the same pass, streaming, without the GIL.
+/// directories). Compressed and hashed in the same pass, streaming, without the GIL. With
+/// `owner_xattr` (single-id mode) owners come from `user.rootlesscontainers`, which is left out.
 #[pyfunction]
-#[pyo3(signature = (out, upper, lower=None, compression="gzip"))]
+#[pyo3(signature = (out, upper, lower=None, compression="gzip", owner_xattr=false))]
 pub fn write_diff(
     py: Python<'_>,
     out: &Bound<'_, PyAny>,
     upper: PathBuf,
     lower: Option<PathBuf>,
     compression: &str,
+    owner_xattr: bool,
 ) -> PyResult<DiffStats> {
-    use ctrstore_core::archive::{write_diff as core_write_diff, DiffSource};
+    use ctrstore_core::archive::{write_diff_with as core_write_diff, DiffOptions, DiffSource};
+    let opts = DiffOptions { owner_xattr };
     let compression = compression_of(compression)?;
     let source = match &lower {
         Some(l) => DiffSource::Compare {
@@ -308,7 +321,7 @@ pub fn write_diff(
             crate::errors::Unavailable::new_err("the ingest writer is in use by another thread")
         })?;
         let w = w.core_mut()?;
-        py.detach(|| core_write_diff(source, &mut *w, compression).map(|(s, _)| s))
+        py.detach(|| core_write_diff(source, &mut *w, compression, opts).map(|(s, _)| s))
     } else {
         let fd: i32 = out.extract().map_err(|_| {
             InvalidArgument::new_err("out must be an IngestWriter or a file descriptor")
@@ -316,7 +329,7 @@ pub fn write_diff(
         py.detach(|| {
             // SAFETY: the caller keeps `fd` open for the duration; ManuallyDrop never closes it.
             let mut f = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-            core_write_diff(source, &mut *f, compression).map(|(s, _)| s)
+            core_write_diff(source, &mut *f, compression, opts).map(|(s, _)| s)
         })
     }
     .py()?;

@@ -14,6 +14,7 @@ use super::compression::{Compression, CountingReader, Decompress, HashingReader}
 use super::path;
 use super::pipeline::{self, ChunkReader};
 use super::resolve::{Dir, OnCreate, Resolver};
+use super::rootlesscontainers;
 use super::sys::{self, cstr, errno, Time};
 use super::{ApplyOptions, ApplyStats, WhiteoutMode, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::Sha256;
@@ -395,6 +396,12 @@ impl<'o> Applier<'o> {
         }
     }
 
+    /// Whether entries get the archive's owner with chown (not with `no_same_owner`, nor in
+    /// single-id mode: there the owner is in an xattr).
+    fn chown_wanted(&self) -> bool {
+        !self.opts.no_same_owner && !self.opts.owner_xattr
+    }
+
     fn delete_mode(&self) -> bool {
         self.opts.whiteouts == WhiteoutMode::Delete
     }
@@ -431,7 +438,10 @@ impl<'o> Applier<'o> {
             // Resolves to the root itself: ignored.
             return Ok(());
         }
-        let meta = parse_meta(entry, &raw)?;
+        let mut meta = parse_meta(entry, &raw)?;
+        if self.opts.owner_xattr {
+            owner_to_xattr(&mut meta);
+        }
         if matches!(meta.kind, Kind::Char | Kind::Block) && self.ids.in_userns {
             // As containerd: the archive may not be supported on this system; skip.
             return Ok(());
@@ -574,7 +584,7 @@ impl<'o> Applier<'o> {
                 .map_err(io_err("writing file"))?;
         }
         let fd = file.as_fd();
-        if !self.opts.no_same_owner {
+        if self.chown_wanted() {
             // A new file is owned by our euid and egid (or the directory's group if it is
             // set-group-ID); only chown when that is not already what the entry asks for.
             let gid = pdir
@@ -625,7 +635,7 @@ impl<'o> Applier<'o> {
         meta: &Meta,
         is_symlink: bool,
     ) -> Result<()> {
-        if !self.opts.no_same_owner {
+        if self.chown_wanted() {
             sys::fchownat_nofollow(pdir.fd(), name, meta.uid, meta.gid)
                 .map_err(|e| chown_error(e, meta))?;
         }
@@ -674,7 +684,7 @@ impl<'o> Applier<'o> {
                     sys::mknodat(pdir.fd(), &cname, libc::S_IFCHR, 0)
                 })
                 .map_err(io_err("creating whiteout device"))?;
-                if !self.opts.no_same_owner {
+                if self.chown_wanted() {
                     sys::fchownat_nofollow(pdir.fd(), &cname, meta.uid, meta.gid)
                         .map_err(|e| chown_error(e, meta))?;
                 }
@@ -730,6 +740,21 @@ impl<'o> Applier<'o> {
         }
         Ok(())
     }
+}
+
+/// Single-id mode: the entry's owner goes into `user.rootlesscontainers` (umoci's
+/// `unmapHeader` in rootless mode: none for 0:0, an xattr of the layer's own dropped) and the
+/// entry itself stays owned by the one id. The kernel refuses `user.*` xattrs on symlinks and
+/// device nodes (EPERM, skipped by `set_xattr`), so those lose their owner, as with umoci.
+fn owner_to_xattr(meta: &mut Meta) {
+    meta.xattrs
+        .retain(|(k, _)| k.to_bytes() != rootlesscontainers::KEY);
+    if let Some(v) = rootlesscontainers::encode(meta.uid, meta.gid) {
+        let key = CString::new(rootlesscontainers::KEY).expect("no NUL in the key");
+        meta.xattrs.push((key, v));
+    }
+    meta.uid = 0;
+    meta.gid = 0;
 }
 
 fn chown_error(e: io::Error, meta: &Meta) -> Error {

@@ -25,6 +25,10 @@
 //! in an upper dir) — never `trusted.*`. Whiteouts are empty regular files owned by 0:0 with
 //! mode 0 and mtime 0.
 //!
+//! In single-id mode ([`DiffOptions::owner_xattr`]) an entry carrying `user.rootlesscontainers`
+//! is written with the owner recorded there, and that xattr is never written (umoci's
+//! `mapHeader`): the layer has the image's owners, not the one id the files have on disk.
+//!
 //! Memory is bounded whatever the layer's size: file data is copied through one buffer, and
 //! what is kept is per directory level (its sorted names) and per hard-linked inode.
 
@@ -36,6 +40,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::compression::Compression;
+use super::rootlesscontainers;
 use super::sys::{self, cstr, errno};
 use super::tarwriter::{EntryType, Header, TarWriter};
 use super::whiteout_path;
@@ -49,6 +54,14 @@ pub enum DiffSource<'a> {
     OverlayUpper(&'a Path),
     /// Tree `upper` compared with tree `lower`.
     Compare { lower: &'a Path, upper: &'a Path },
+}
+
+/// Options for [`write_diff_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffOptions {
+    /// Single-id mode: owners come from the `user.rootlesscontainers` xattr where a file has
+    /// one, and the xattr is left out of the layer.
+    pub owner_xattr: bool,
 }
 
 /// What [`write_diff`] wrote.
@@ -154,6 +167,16 @@ pub fn write_diff<W: Write>(
     out: W,
     compression: Compression,
 ) -> Result<(DiffStats, W)> {
+    write_diff_with(source, out, compression, DiffOptions::default())
+}
+
+/// [`write_diff`] with options.
+pub fn write_diff_with<W: Write>(
+    source: DiffSource<'_>,
+    out: W,
+    compression: Compression,
+    opts: DiffOptions,
+) -> Result<(DiffStats, W)> {
     let (upper, lower, overlay) = match source {
         DiffSource::OverlayUpper(u) => (u, None, true),
         DiffSource::Compare { lower, upper } => (upper, Some(lower), false),
@@ -180,6 +203,7 @@ pub fn write_diff<W: Write>(
     let mut d = Differ {
         tar: TarWriter::new(chain),
         overlay,
+        owner_xattr: opts.owner_xattr,
         upper_root: upper_fd,
         added_dirs: HashSet::new(),
         inode_src: HashMap::new(),
@@ -224,6 +248,7 @@ pub fn write_diff<W: Write>(
 struct Differ<W: Write> {
     tar: TarWriter<Chain<W>>,
     overlay: bool,
+    owner_xattr: bool,
     upper_root: OwnedFd,
     /// Directories written so far (paths without the trailing `/`).
     added_dirs: HashSet<Vec<u8>>,
@@ -238,6 +263,8 @@ enum Change {
     Add,
     Unmodified,
 }
+
+const ROOTLESS_KEY: &CStr = c"user.rootlesscontainers";
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
@@ -313,6 +340,19 @@ impl<W: Write> Differ<W> {
         Ok(out)
     }
 
+    /// Single-id mode: the owner `value` (a `user.rootlesscontainers` xattr) records, over the
+    /// file's own.
+    fn owner_from_xattr(&self, h: &mut Header, value: Option<Vec<u8>>, path: &[u8]) -> Result<()> {
+        let Some(v) = value else {
+            return Ok(());
+        };
+        let (uid, gid) = rootlesscontainers::owner(&v, h.uid as u32, h.gid as u32)
+            .map_err(|e| e.context(format!("reading {:?}", show(path))))?;
+        h.uid = u64::from(uid);
+        h.gid = u64::from(gid);
+        Ok(())
+    }
+
     fn write(&mut self, h: &Header, data: Option<&mut dyn io::Read>) -> Result<()> {
         self.tar
             .append(h, data)
@@ -383,6 +423,10 @@ impl<W: Write> Differ<W> {
                 h.uid = u64::from(st.st_uid);
                 h.gid = u64::from(st.st_gid);
                 h.mtime = st.st_mtime;
+                if self.owner_xattr {
+                    let v = sys::getxattr_at_nofollow(dir, name, ROOTLESS_KEY).map_err(ctx)?;
+                    self.owner_from_xattr(&mut h, v, path)?;
+                }
                 self.include_parents(path)?;
                 return self.write(&h, None);
             }
@@ -428,6 +472,14 @@ impl<W: Write> Differ<W> {
             );
         }
         h.xattrs = self.xattrs(dir, name).map_err(ctx)?;
+        if self.owner_xattr {
+            let at = h
+                .xattrs
+                .iter()
+                .position(|(k, _)| k == rootlesscontainers::KEY);
+            let v = at.map(|i| h.xattrs.remove(i).1);
+            self.owner_from_xattr(&mut h, v, path)?;
+        }
         self.include_parents(path)?;
         self.write(&h, file.as_mut().map(|f| f as &mut dyn io::Read))?;
         if kind == EntryType::Dir {

@@ -584,3 +584,117 @@ fn whiteout_paths() {
     assert_eq!(whiteout_path(b"a/b", true), b"a/b/.wh..wh..opq");
     assert_eq!(whiteout_path(b"a", true), b"a/.wh..wh..opq");
 }
+
+/// `(name, uid, gid, xattr keys)` of every entry of an uncompressed layer.
+fn owners(tar: &[u8]) -> Vec<(String, u64, u64, Vec<String>)> {
+    let mut a = tar::Archive::new(tar);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            let (uid, gid) = (e.header().uid().unwrap(), e.header().gid().unwrap());
+            let keys = e
+                .pax_extensions()
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    x.unwrap()
+                        .key()
+                        .unwrap()
+                        .trim_start_matches("SCHILY.xattr.")
+                        .to_string()
+                })
+                .filter(|k| k.starts_with("user."))
+                .collect::<Vec<_>>();
+            (name, uid, gid, keys)
+        })
+        .collect()
+}
+
+#[test]
+fn owner_xattr_round_trip() {
+    // A tree unpacked in single-id mode (every file ours, owners in user.rootlesscontainers)
+    // gives back a layer with the image's owners and without the xattr; without the option,
+    // the on-disk owners and the xattr (as any user.* one).
+    if !is_root() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (empty, tree) = (t.path().join("empty"), t.path().join("tree"));
+    fs::create_dir(&empty).unwrap();
+    fs::create_dir(&tree).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, uid, gid, kind) in [
+        ("app", 1000, 1000, tar::EntryType::Directory),
+        ("app/run", 0, 50, tar::EntryType::Regular),
+        ("app/mine", 1000, 0, tar::EntryType::Regular),
+        ("plain", 0, 0, tar::EntryType::Regular),
+    ] {
+        let mut hd = tar::Header::new_gnu();
+        hd.set_entry_type(kind);
+        hd.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o4755
+        });
+        hd.set_uid(uid);
+        hd.set_gid(gid);
+        hd.set_size(0);
+        hd.set_mtime(1_600_000_000);
+        b.append_data(&mut hd, name, std::io::empty()).unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    apply_layer(
+        &tree,
+        &layer[..],
+        &ApplyOptions {
+            whiteouts: WhiteoutMode::Delete,
+            owner_xattr: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let diff = |owner_xattr: bool| {
+        let source = DiffSource::Compare {
+            lower: &empty,
+            upper: &tree,
+        };
+        let opts = DiffOptions { owner_xattr };
+        write_diff_with(source, Vec::new(), Compression::None, opts)
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        owners(&diff(true)),
+        [
+            ("app/".to_string(), 1000, 1000, vec![]),
+            ("app/mine".to_string(), 1000, 0, vec![]),
+            ("app/run".to_string(), 0, 50, vec![]),
+            ("plain".to_string(), 0, 0, vec![]),
+        ]
+    );
+    let key = || vec!["user.rootlesscontainers".to_string()];
+    assert_eq!(
+        owners(&diff(false)),
+        [
+            ("app/".to_string(), 0, 0, key()),
+            ("app/mine".to_string(), 0, 0, key()),
+            ("app/run".to_string(), 0, 0, key()),
+            ("plain".to_string(), 0, 0, vec![]),
+        ]
+    );
+    // Applied again in single-id mode, the layer records the same owners.
+    let again = t.path().join("again");
+    fs::create_dir(&again).unwrap();
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Delete,
+        owner_xattr: true,
+        ..Default::default()
+    };
+    apply_layer(&again, &diff(true)[..], &opts).unwrap();
+    for p in ["app", "app/run", "app/mine", "plain"] {
+        assert_eq!(xattrs(&again.join(p)), xattrs(&tree.join(p)), "{p}");
+    }
+}

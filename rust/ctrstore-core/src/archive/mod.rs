@@ -18,6 +18,7 @@ mod diff;
 mod path;
 mod pipeline;
 mod resolve;
+pub mod rootlesscontainers;
 mod sys;
 mod tarwriter;
 
@@ -32,7 +33,7 @@ use crate::digest::Digest;
 
 pub use apply::{apply_layer, DecodingLayer, AHEAD_DEPTH};
 pub use compression::{Compression, Decompress};
-pub use diff::{write_diff, DiffSource, DiffStats};
+pub use diff::{write_diff, write_diff_with, DiffOptions, DiffSource, DiffStats};
 pub use resolve::open_in_root;
 
 /// A layer entry named `.wh.<name>` deletes `<name>` from the layers below (OCI image spec,
@@ -83,6 +84,10 @@ pub struct ApplyOptions {
     pub no_same_owner: bool,
     /// Write `user.overlay.*` xattrs instead of `trusted.overlay.*`.
     pub userxattr: bool,
+    /// Single-id mode (a user namespace that maps one id): chown nothing, and record an
+    /// entry's owner, where it is not 0:0, in the `user.rootlesscontainers` xattr as umoci
+    /// does ([`rootlesscontainers`]); such an xattr in the layer itself is dropped.
+    pub owner_xattr: bool,
 }
 
 /// What [`apply_layer`] saw.

@@ -1451,3 +1451,64 @@ fn symlink_loops_fail_and_chains_resolve() {
     apply(&root, &tar.finish(), &ApplyOptions::default()).unwrap();
     assert_eq!(fs::read(root.join("real/f")).unwrap(), b"deep");
 }
+
+#[test]
+fn owner_xattr_records_owners_instead_of_chown() {
+    // Single-id mode: nothing is chowned; a non-0:0 owner is kept in user.rootlesscontainers
+    // (umoci's encoding, 0 as NoopID); an xattr of that name in the layer is dropped; setuid
+    // bits stay; symlinks (no user.* xattrs there) are created without one, not an error.
+    let t = tmp();
+    let root = root_of(&t);
+    let mut tar = Tar::default();
+    let mut e = h("suid", b'0', 0o4755);
+    (e.uid, e.gid) = (1000, 1000);
+    tar.entry(e, b"x");
+    let mut e = h("d", b'5', 0o2775);
+    (e.uid, e.gid) = (0, 5);
+    tar.entry(e, b"");
+    let mut e = h("d/rootfile", b'0', 0o644);
+    e.pax = vec![(
+        b"SCHILY.xattr.user.rootlesscontainers".to_vec(),
+        vec![0x08, 0x07, 0x10, 0x07],
+    )];
+    tar.entry(e, b"r");
+    let mut e = h("l", b'2', 0o777);
+    (e.uid, e.gid) = (7, 7);
+    e.link = b"suid".to_vec();
+    tar.entry(e, b"");
+    let mut e = h("d/.wh.gone", b'0', 0o644);
+    (e.uid, e.gid) = (3, 3);
+    tar.entry(e, b"");
+    let data = tar.finish();
+    apply(
+        &root,
+        &data,
+        &ApplyOptions {
+            owner_xattr: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let key = "user.rootlesscontainers";
+    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    for p in ["suid", "d", "d/rootfile", "l", "d/gone"] {
+        let m = fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), me, "{p} is owned by us");
+    }
+    let m = fs::metadata(root.join("suid")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o4755);
+    assert_eq!(
+        fs::metadata(root.join("d")).unwrap().mode() & 0o7777,
+        0o2775
+    );
+    assert_eq!(
+        lgetxattr(&root.join("suid"), key).unwrap(),
+        [0x08, 0xe8, 0x07, 0x10, 0xe8, 0x07]
+    );
+    assert_eq!(
+        lgetxattr(&root.join("d"), key).unwrap(),
+        [0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x10, 0x05]
+    );
+    assert!(lgetxattr(&root.join("d/rootfile"), key).is_none());
+    assert!(lgetxattr(&root.join("l"), key).is_none());
+}
