@@ -25,6 +25,7 @@ __all__ = [
     "IngestWriter",
     "LayerDecoder",
     "MountInfo",
+    "ROOTLESS_OWNER_XATTR",
     "__version__",
     "abort_ingest",
     "blob_info",
@@ -42,6 +43,8 @@ __all__ = [
     "open_in_root",
     "parse_digest",
     "remove_ingest",
+    "rootless_owner",
+    "rootless_owner_value",
     "sha256_bytes",
     "sha256_file",
     "unmount",
@@ -384,6 +387,18 @@ def write_diff(
     upper dir ``upper`` (0:0 character devices are whiteouts, opaque xattrs opaque dirs).
     Compressed and hashed (digest and diffID) in one streaming pass, without the GIL. With
     ``owner_xattr`` (single-id mode) owners come from ``user.rootlesscontainers``, left out."""
+
+ROOTLESS_OWNER_XATTR: str
+"""``user.rootlesscontainers``: where a single-id store keeps a file's image owner."""
+
+def rootless_owner(value: bytes, uid: int, gid: int) -> tuple[int, int]:
+    """The image owner a single-id store's file records in its ``user.rootlesscontainers``
+    ``value`` (``uid``/``gid``: the file's own, where the value says "no change"); a malformed
+    value is InvalidArgument."""
+
+def rootless_owner_value(uid: int, gid: int) -> bytes | None:
+    """The ``user.rootlesscontainers`` value recording image owner ``uid:gid`` (None for 0:0:
+    no xattr then)."""
 
 def whiteout_path(path: str, opaque: bool = False) -> str:
     """The layer entry that deletes ``path`` (``dir/.wh.name``), or with ``opaque`` the one that

@@ -9,6 +9,7 @@ the commands run as them through Debian's python3 (``tests.support.rootless``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -276,6 +277,41 @@ def test_commit_writes_the_recorded_owners(
     bob.ctrstore("gc")
 
 
+def _cp_out_owners(u: User, src: str) -> dict[str, str]:
+    """path -> "uid/gid" of the tar ``cp SRC -`` writes (read by GNU tar, numerically)."""
+    cp = f"{u.env['CTRSTORE_PYTHON']} -m ctrstore cp {src} -"
+    r = u.run("bash", "-c", f"set -o pipefail; {cp} | tar --numeric-owner -tvf -")
+    return {line.split()[-1]: line.split()[1] for line in r.stdout.splitlines()}
+
+
+def test_cp_carries_the_recorded_owners(
+    rootless_users: tuple[User, User], singleid_images: dict[str, str]
+) -> None:
+    """``cp`` out as a tar gives the image's owners (the xattr's), as commit does; ``cp -a``
+    in records a tar's owners in the xattr (nothing but 0 can be chowned to there)."""
+    _, bob = rootless_users
+    ref = singleid_images["owned"]
+    bob.ctrstore("run", "-d", "--name", "cpc", "--network", "none", ref, "sh", "-c", "sleep 300")
+    try:
+        owners = _cp_out_owners(bob, "cpc:/srv")
+        assert owners["srv/"] == "1000/1000" and owners["srv/app"] == "1000/50", owners
+        assert owners["srv/data"] == "0/50", owners
+
+        made = bob.home / "in.tar"
+        with tarfile.open(made, "w") as t:
+            info = tarfile.TarInfo("owned-in")
+            info.uid, info.gid, info.size = 1000, 1000, 3
+            t.addfile(info, io.BytesIO(b"in\n"))
+        os.chmod(made, 0o644)
+        bob.run("sh", "-c", f"{bob.env['CTRSTORE_PYTHON']} -m ctrstore cp -a - cpc:/tmp < {made}")
+        inside = bob.ctrstore("exec", "cpc", "ls", "-ln", "/tmp/owned-in").stdout.split()
+        assert inside[2:4] == ["0", "0"]  # in a single-id namespace every file is root's
+        assert _cp_out_owners(bob, "cpc:/tmp/owned-in") == {"owned-in": "1000/1000"}
+    finally:
+        bob.ctrstore("rm", "-f", "cpc", check=False)
+    bob.ctrstore("rmi", ref, check=False)
+
+
 def test_non_root_process_is_a_clear_error(
     rootless_users: tuple[User, User], singleid_images: dict[str, str]
 ) -> None:
@@ -290,6 +326,17 @@ def test_non_root_process_is_a_clear_error(
         assert "add subordinate ids" in r.stderr
         assert "Traceback" not in r.stderr
     assert bob.ctrstore("ps", "-a", "-q").stdout.strip() == ""
+    # exec -u into a running container: the same check (runc would fail less clearly).
+    bob.ctrstore(
+        "run", "-d", "--name", "ex", "--network", "none", singleid_images["owned"], "sh", "-c", "sleep 300"
+    )
+    try:
+        r = bob.ctrstore("exec", "-u", "1000", "ex", "id", "-u", check=False)
+        assert r.returncode != 0 and "user 1000 cannot run with a single id" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert bob.ctrstore("exec", "-u", "0", "ex", "id", "-u").stdout == "0\n"
+    finally:
+        bob.ctrstore("rm", "-f", "ex", check=False)
     bob.ctrstore("rmi", singleid_images["owned"], singleid_images["user"])
     bob.ctrstore("gc")
 

@@ -24,7 +24,15 @@ from ctrstore.errdefs import FailedPrecondition
 from ctrstore.rootless import in_userns, single_id
 from ctrstore.rootless.subids import SUBUID, missing_message
 
-__all__ = ["IDMAP_FILE", "adapt_single_id", "check_store", "mode", "single_id_warning", "warn"]
+__all__ = [
+    "IDMAP_FILE",
+    "adapt_single_id",
+    "check_process_user",
+    "check_store",
+    "mode",
+    "single_id_warning",
+    "warn",
+]
 
 IDMAP_FILE = "rootless-idmap"
 
@@ -101,6 +109,20 @@ def check_store(root: str | os.PathLike[str]) -> None:
         pass  # a read-only store: the warning comes again next time, nothing else is lost
 
 
+def check_process_user(uid: int, gid: int) -> None:
+    """Single-id mode: refuse a container process (``run``, ``exec -u``) that is to run as
+    another user or group than 0, before runc fails on it less clearly."""
+    if (uid == 0 and gid == 0) or not single_id():
+        return
+    who = f"user {uid}" if uid else f"group {gid}"
+    raise FailedPrecondition(
+        f"{who} cannot run with a single id (this user namespace maps only 0 to you): add "
+        "subordinate ids to /etc/subuid and /etc/subgid (as the warning made with the namespace "
+        "says) and stop its pause process (kill $(cat STATE/pause.pid), STATE as `ctrstore info` "
+        "shows it), or run the container as root (-u 0)"
+    )
+
+
 def adapt_single_id(spec: dict[str, Any]) -> None:
     """Single-id mode: a container process can only run as 0:0 (there is no other id), and
     /dev/pts is mounted without ``gid=5`` (an unmapped group: the mount fails), as podman
@@ -109,15 +131,7 @@ def adapt_single_id(spec: dict[str, Any]) -> None:
     if not single_id():
         return
     user = spec.get("process", {}).get("user") or {}
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    if uid != 0 or gid != 0:
-        who = f"user {uid}" if uid else f"group {gid}"
-        raise FailedPrecondition(
-            f"{who} cannot run with a single id (this user namespace maps only 0 to you): add "
-            "subordinate ids to /etc/subuid and /etc/subgid (as the warning made with the namespace "
-            "says) and stop its pause process (kill $(cat STATE/pause.pid), STATE as `ctrstore info` "
-            "shows it), or run the container as root (-u 0)"
-        )
+    check_process_user(int(user.get("uid", 0)), int(user.get("gid", 0)))
     user.pop("additionalGids", None)
     for m in spec.get("mounts", []):
         if m.get("type") == "devpts":

@@ -35,6 +35,7 @@ from typing import BinaryIO
 
 from ctrstore import _core
 from ctrstore.errdefs import CtrstoreError, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from ctrstore.rootless import single_id
 
 __all__ = ["copy_in", "copy_out"]
 
@@ -210,13 +211,25 @@ def _write_host(target: str, entries: Iterator[Node]) -> None:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def _image_owner(pfd: int, name: str, st: os.stat_result) -> tuple[int, int]:
+    """The owner a file of a single-id store has in its image: what its
+    ``user.rootlesscontainers`` xattr records (the Rust core reads the format), else its own."""
+    path = name if name.startswith("/") else f"/proc/self/fd/{pfd}/{name}"
+    try:
+        value = os.getxattr(path, _core.ROOTLESS_OWNER_XATTR, follow_symlinks=False)
+    except OSError:
+        return st.st_uid, st.st_gid
+    return _core.rootless_owner(value, st.st_uid, st.st_gid)
+
+
 def _write_tar(out: BinaryIO, entries: Iterator[Node]) -> None:
     links: dict[tuple[int, int], str] = {}
+    recorded = single_id()  # owners live in an xattr: the tar carries the image's, as commit's
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel, st, pfd, name in entries:
             info = tarfile.TarInfo(rel)
             info.mode = stat.S_IMODE(st.st_mode)
-            info.uid, info.gid = st.st_uid, st.st_gid
+            info.uid, info.gid = _image_owner(pfd, name, st) if recorded else (st.st_uid, st.st_gid)
             info.mtime = int(st.st_mtime)
             m = st.st_mode
             if stat.S_ISDIR(m):
@@ -251,10 +264,14 @@ def _write_tar(out: BinaryIO, entries: Iterator[Node]) -> None:
 
 def _apply(dir_fd: int, feed: BinaryIO | None, host: str | None, arcname: str, archive: bool) -> None:
     """Extract a tar into the container directory ``dir_fd``: the stream ``feed``, or one made
-    of the host path ``host`` named ``arcname``."""
+    of the host path ``host`` named ``arcname``. With ``archive`` in a single-id store the
+    owners go into ``user.rootlesscontainers`` (no other id can be chowned to there)."""
     target = f"/proc/self/fd/{dir_fd}"
+    recorded = archive and single_id()
     if feed is not None:
-        _core.apply_layer_fd(target, feed.fileno(), whiteouts="delete", no_same_owner=not archive)
+        _core.apply_layer_fd(
+            target, feed.fileno(), whiteouts="delete", no_same_owner=not archive, owner_xattr=recorded
+        )
         return
     assert host is not None
     r, w = os.pipe2(_CLOEXEC)
@@ -282,7 +299,7 @@ def _apply(dir_fd: int, feed: BinaryIO | None, host: str | None, arcname: str, a
     writer = threading.Thread(target=produce, daemon=True)
     writer.start()
     try:
-        _core.apply_layer_fd(target, r, whiteouts="delete", no_same_owner=not archive)
+        _core.apply_layer_fd(target, r, whiteouts="delete", no_same_owner=not archive, owner_xattr=recorded)
     finally:
         os.close(r)
         writer.join()

@@ -399,7 +399,6 @@ class Tasks:
     ) -> int:
         """Run ``args`` in the running task (``runc exec``); its exit status. ``user`` is a
         name or id, ``[:group]``, resolved in the container's ``/etc/passwd``."""
-        from ctrstore.oci.user import resolve_user
         from ctrstore.runtime.lookpath import check_command
 
         st = self.status(cid)
@@ -414,14 +413,24 @@ class Tasks:
             process = spec.get("process", {})
             env_all = [*process.get("env", []), *(env or [])]
             check_command(Path(f"/proc/{st.pid}/root"), args[0], env_all, cwd or process.get("cwd", "/"))
-        uid_gid: str | None = None
-        gids: tuple[int, ...] = ()
-        if user:
-            u = resolve_user(self.bundle(cid).rootfs, user)
-            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
+        uid_gid, gids = self._exec_user(cid, user)
         return self.runc().exec(
             cid, args, tty=tty, env=env or [], cwd=cwd, user=uid_gid, additional_gids=gids, detach=detach
         )
+
+    def _exec_user(self, cid: str, user: str | None) -> tuple[str | None, tuple[int, ...]]:
+        """``exec -u USER``'s ``uid:gid`` and additional gids for runc, resolved in the
+        container's ``/etc/passwd`` (none: the container's own user). A single-id namespace
+        (rootless) can run only 0:0, with no additional groups."""
+        if not user:
+            return None, ()
+        from ctrstore.oci.user import resolve_user
+        from ctrstore.rootless import single_id
+        from ctrstore.rootless.idmap import check_process_user
+
+        u = resolve_user(self.bundle(cid).rootfs, user)
+        check_process_user(u.uid, u.gid)
+        return f"{u.uid}:{u.gid}", () if single_id() else u.additional_gids
 
     # -- captured output (the Python API) ------------------------------------------------------
     def exec_captured(
@@ -435,8 +444,6 @@ class Tasks:
     ) -> Capture:
         """Start ``args`` in the running task with its stdout and stderr captured apart (see
         ``ctrstore.runtime.capture``); as :meth:`exec` otherwise, without a terminal."""
-        from ctrstore.oci.user import resolve_user
-
         if not args:
             raise InvalidArgument(f"exec in container {cid}: no command given")
         # (The checks of exec, above.)
@@ -444,11 +451,7 @@ class Tasks:
             raise FailedPrecondition(f"container {cid} is not running")
         if cwd is not None and not cwd.startswith("/"):
             raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
-        uid_gid: str | None = None
-        gids: tuple[int, ...] = ()
-        if user:
-            u = resolve_user(self.bundle(cid).rootfs, user)
-            uid_gid, gids = f"{u.uid}:{u.gid}", u.additional_gids
+        uid_gid, gids = self._exec_user(cid, user)
         flags: list[str] = []
         for e in env:
             flags += ["--env", e]

@@ -352,3 +352,18 @@ pub fn whiteout_path(path: &str, opaque: bool) -> String {
     String::from_utf8(ctrstore_core::archive::whiteout_path(p.as_bytes(), opaque))
         .expect("built from UTF-8 parts")
 }
+
+/// The owner a single-id store's file has in its image: `uid`/`gid` (the file's own, 0 in the
+/// namespace) as its `user.rootlesscontainers` xattr `value` changes them (the format's one
+/// owner is `ctrstore_core::archive::rootlesscontainers`).
+#[pyfunction]
+pub fn rootless_owner(value: &[u8], uid: u32, gid: u32) -> PyResult<(u32, u32)> {
+    ctrstore_core::archive::rootlesscontainers::owner(value, uid, gid).py()
+}
+
+/// The `user.rootlesscontainers` value recording image owner `uid:gid`, or None for 0:0 (no
+/// xattr is written then).
+#[pyfunction]
+pub fn rootless_owner_value(uid: u32, gid: u32) -> Option<Vec<u8>> {
+    ctrstore_core::archive::rootlesscontainers::encode(uid, gid)
+}

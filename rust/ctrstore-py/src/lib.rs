@@ -14,8 +14,8 @@ mod mount;
 mod _core {
     #[pymodule_export]
     use super::archive::{
-        apply_layer_fd, apply_layer_path, apply_layer_watch, open_in_root, whiteout_path,
-        write_diff, DiffStats, LayerDecoder, Stats,
+        apply_layer_fd, apply_layer_path, apply_layer_watch, open_in_root, rootless_owner,
+        rootless_owner_value, whiteout_path, write_diff, DiffStats, LayerDecoder, Stats,
     };
     #[pymodule_export]
     use super::content::{
@@ -34,6 +34,11 @@ mod _core {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        let key = ctrstore_core::archive::rootlesscontainers::KEY;
+        m.add(
+            "ROOTLESS_OWNER_XATTR",
+            std::str::from_utf8(key).expect("an ASCII name"),
+        )
     }
 }
