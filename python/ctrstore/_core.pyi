@@ -44,7 +44,6 @@ __all__ = [
     "parse_digest",
     "remove_ingest",
     "rootless_owner",
-    "rootless_owner_value",
     "sha256_bytes",
     "sha256_file",
     "unmount",
@@ -395,10 +394,6 @@ def rootless_owner(value: bytes, uid: int, gid: int) -> tuple[int, int]:
     """The image owner a single-id store's file records in its ``user.rootlesscontainers``
     ``value`` (``uid``/``gid``: the file's own, where the value says "no change"); a malformed
     value is InvalidArgument."""
-
-def rootless_owner_value(uid: int, gid: int) -> bytes | None:
-    """The ``user.rootlesscontainers`` value recording image owner ``uid:gid`` (None for 0:0:
-    no xattr then)."""
 
 def whiteout_path(path: str, opaque: bool = False) -> str:
     """The layer entry that deletes ``path`` (``dir/.wh.name``), or with ``opaque`` the one that

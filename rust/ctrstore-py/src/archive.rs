@@ -360,10 +360,3 @@ pub fn whiteout_path(path: &str, opaque: bool) -> String {
 pub fn rootless_owner(value: &[u8], uid: u32, gid: u32) -> PyResult<(u32, u32)> {
     ctrstore_core::archive::rootlesscontainers::owner(value, uid, gid).py()
 }
-
-/// The `user.rootlesscontainers` value recording image owner `uid:gid`, or None for 0:0 (no
-/// xattr is written then).
-#[pyfunction]
-pub fn rootless_owner_value(uid: u32, gid: u32) -> Option<Vec<u8>> {
-    ctrstore_core::archive::rootlesscontainers::encode(uid, gid)
-}

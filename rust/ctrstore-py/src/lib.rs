@@ -15,7 +15,7 @@ mod _core {
     #[pymodule_export]
     use super::archive::{
         apply_layer_fd, apply_layer_path, apply_layer_watch, open_in_root, rootless_owner,
-        rootless_owner_value, whiteout_path, write_diff, DiffStats, LayerDecoder, Stats,
+        whiteout_path, write_diff, DiffStats, LayerDecoder, Stats,
     };
     #[pymodule_export]
     use super::content::{
