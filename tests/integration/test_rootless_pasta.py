@@ -211,6 +211,39 @@ def test_pasta_that_died_is_reported_and_cleaned_up(
     assert _pasta_pids(alice.uid) == [] and _nsfs_mounts(_pause(alice)) == []
 
 
+def test_pasta_that_fails_leaves_nothing(
+    rootless_users: tuple[User, User],
+    rootless_images: dict[str, str],
+    rootless_dir: Path,
+    pasta_ready: None,
+) -> None:
+    """pasta exiting with an error (here a ``pasta`` first on PATH that says what the real one
+    says when it cannot bind a port, and exits 1: ctrstore's own checks catch such ports before
+    pasta runs): the start fails with pasta's message, and no namespace mount or record is left."""
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
+    alice.ctrstore("pull", "-q", ref)
+    fake = rootless_dir / f"fake-pasta-{os.getpid()}"
+    fake.mkdir(mode=0o755)
+    (fake / "pasta").write_text(
+        "#!/bin/sh\necho \"Failed to bind any port for '-t 8080:80', exiting\" >&2\nexit 1\n"
+    )
+    (fake / "pasta").chmod(0o755)
+    try:
+        user = replace(alice, env=alice.env | {"PATH": f"{fake}:{alice.env['PATH']}"})
+        r = user.ctrstore(
+            "run", "-d", "--name", "pfail", "--network", "pasta", ref, "sleep", "300", check=False
+        )
+        assert r.returncode != 0
+        said = "Failed to bind any port for '-t 8080:80', exiting"
+        assert f"pasta could not set up the container's network: {said}" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert _nsfs_mounts(_pause(alice)) == [] and list(alice.root.rglob("network.json")) == []
+    finally:
+        alice.ctrstore("rm", "-f", "pfail", check=False)
+        shutil.rmtree(fake, ignore_errors=True)
+
+
 def _path_without(name: str, dirs: list[str], into: Path) -> str:
     """A directory of symlinks to every program in ``dirs`` but ``name`` (the first of a name
     wins, as PATH's lookup does)."""
