@@ -119,6 +119,43 @@ def test_slirp4netns_network_options() -> None:
         NetworkOptions.from_flags(["slirp4netns", "bridge"])
 
 
+def test_pasta_default_options_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pasta is the default rootless network only where slirp4netns is not installed; it is a
+    network of its own (not combined), takes -p, and is refused as root; its -p become pasta's
+    -t/-u specs, none for a protocol with no port (pasta's default would forward all)."""
+    import shutil
+
+    from ctrstore.errdefs import InvalidArgument
+    from ctrstore.network import NetworkOptions
+    from ctrstore.rootless import pasta, slirp
+
+    opts = NetworkOptions.from_flags(["pasta"], publish=["127.0.0.1:8080:80", "5353:53/udp"])
+    assert opts.mode == "pasta"
+    assert pasta.port_args(opts.ports) == ["-t", "127.0.0.1/8080:80", "-u", "5353:53"]
+    assert pasta.port_args([]) == ["-t", "none", "-u", "none"]
+    with pytest.raises(InvalidArgument, match="pasta cannot be combined"):
+        NetworkOptions.from_flags(["pasta", "bridge"])
+
+    monkeypatch.setattr(rspec, "is_rootless", lambda: False)
+    with pytest.raises(FailedPrecondition, match="--network pasta is for rootless containers"):
+        rspec.adapt_network(["pasta"], 0)
+    monkeypatch.setattr(rspec, "is_rootless", lambda: True)
+    assert rspec.adapt_network(["pasta"], 1) is None
+    which = shutil.which
+    installed = {"slirp4netns", "pasta"}
+    monkeypatch.setattr(shutil, "which", lambda n: which(n) if n in installed else None)
+    monkeypatch.setattr(slirp, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(pasta, "unavailable_reason", lambda: None)
+    assert rspec.adapt_network(["bridge"], 1) == ["slirp4netns"]  # slirp4netns stays the default
+    installed.discard("slirp4netns")
+    monkeypatch.setattr(slirp, "unavailable_reason", lambda: "slirp4netns is not installed")
+    assert rspec.adapt_network(["bridge"], 1) == ["pasta"]
+    installed.discard("pasta")
+    monkeypatch.setattr(pasta, "unavailable_reason", lambda: "pasta is not installed")
+    with pytest.raises(FailedPrecondition, match="neither slirp4netns nor pasta is installed"):
+        rspec.adapt_network(["bridge"], 1)
+
+
 def test_record_helper_is_stopped_only_if_it_is_the_same_process(tmp_path: Path) -> None:
     """The record keeps slirp4netns's pid and start time: a process with the same pid but
     another start time (a reused pid) is not the helper and is not killed."""

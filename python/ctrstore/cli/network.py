@@ -23,7 +23,10 @@ from ctrstore.network import NetworkOptions, parse_private_port
 _NETWORK_HELP = (
     "Connect the container to a network: bridge (the default network, on bridge ctrstore0, "
     "10.4.0.0/24), NAME (made with 'ctrstore network create'), host (the host's own network) "
-    "or none (loopback only). Repeat to attach to several networks (eth0, eth1, ...)."
+    "or none (loopback only). Repeat to attach to several networks (eth0, eth1, ...). Rootless "
+    "(as an ordinary user): slirp4netns (the default) or pasta (the default where slirp4netns is "
+    "not installed), a namespace of the container's own served by that program, which also "
+    "forwards -p."
 )
 
 

@@ -113,6 +113,11 @@ class Attacher:
 
             slirp.setup(plugin(self.getter), self.namespace, self.c.id, opts, bundle, hostname)
             return
+        if opts.mode == "pasta":  # rootless: its namespace served by pasta
+            from ctrstore.rootless import pasta
+
+            pasta.setup(plugin(self.getter), self.namespace, self.c.id, opts, bundle, hostname)
+            return
         plugin(self.getter).setup(self.namespace, self.c.id, opts, bundle, hostname)
 
     def undo(self) -> None:

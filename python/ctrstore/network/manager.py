@@ -269,7 +269,7 @@ class NetworkManager:
                 raise InvalidArgument(
                     f"--publish: network {nets[0].name} has no portmap plugin (an --internal network?)"
                 )
-        if opts.mode in ("cni", "slirp4netns"):  # (slirp4netns: ctrstore.rootless.slirp makes it)
+        if opts.mode in ("cni", "slirp4netns", "pasta"):  # (slirp4netns, pasta: ctrstore.rootless)
             linux = spec.setdefault("linux", {})
             namespaces = linux.setdefault("namespaces", [])
             for ns in namespaces:

@@ -3,7 +3,7 @@ container (the ``ctrstore.io/network`` extension of its record) and set up at ea
 
 from __future__ import annotations
 
-__all__ = ["HOST_GATEWAY", "SLIRP4NETNS", "NetworkOptions", "parse_add_host"]
+__all__ = ["HOST_GATEWAY", "PASTA", "SLIRP4NETNS", "NetworkOptions", "parse_add_host"]
 
 import ipaddress
 import re
@@ -22,6 +22,10 @@ network, as docker's special value."""
 SLIRP4NETNS = "slirp4netns"
 """A rootless container's network: a namespace of its own served by slirp4netns
 (``ctrstore.rootless.slirp``), as podman's rootless default; its ports are forwarded by it."""
+
+PASTA = "pasta"
+"""A rootless container's network served by pasta (``ctrstore.rootless.pasta``), podman 5's
+rootless default; the default here where slirp4netns is not installed."""
 
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,253})$")
 
@@ -97,13 +101,15 @@ class NetworkOptions:
         ).validate()
 
     @property
-    def mode(self) -> Literal["host", "none", "slirp4netns", "cni"]:
+    def mode(self) -> Literal["host", "none", "slirp4netns", "pasta", "cni"]:
         if self.networks == ["host"]:
             return "host"
         if self.networks == ["none"]:
             return "none"
         if self.networks == [SLIRP4NETNS]:
             return "slirp4netns"
+        if self.networks == [PASTA]:
+            return "pasta"
         return "cni"
 
     def validate(self) -> NetworkOptions:
@@ -112,13 +118,13 @@ class NetworkOptions:
             raise InvalidArgument("no network given (use --network none for loopback only)")
         if len(set(self.networks)) != len(self.networks):
             raise InvalidArgument(f"a network is given twice: {', '.join(self.networks)}")
-        pseudo = [n for n in self.networks if n in (*PSEUDO_NETWORKS, SLIRP4NETNS)]
+        pseudo = [n for n in self.networks if n in (*PSEUDO_NETWORKS, SLIRP4NETNS, PASTA)]
         if pseudo and len(self.networks) > 1:
             raise InvalidArgument(f"--network {pseudo[0]} cannot be combined with other networks")
         for n in self.networks:
             if n.startswith("container:") or n.startswith("ns:"):
                 raise InvalidArgument(f"--network {n}: joining another namespace is not supported")
-        if self.ports and self.mode not in ("cni", "slirp4netns"):
+        if self.ports and self.mode not in ("cni", "slirp4netns", "pasta"):
             raise InvalidArgument(
                 f"--publish needs a bridge network: with --network {self.networks[0]} there is nothing to "
                 "publish through" + (" (the container's ports are the host's)" if self.mode == "host" else "")

@@ -48,11 +48,10 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctrstore.errdefs import FailedPrecondition, InvalidArgument, Unavailable
+from ctrstore.errdefs import FailedPrecondition, Unavailable
 from ctrstore.network.options import SLIRP4NETNS as SLIRP_NETWORK
 
 if TYPE_CHECKING:
@@ -95,58 +94,33 @@ def setup(
 ) -> Record:
     """Before the task is created: tear down what an earlier task left, make the namespace,
     start slirp4netns on it, forward the published ports and write the record and the
-    container's ``/etc`` files. On a failure nothing is left set up."""
-    from ctrstore.network import netns
-    from ctrstore.network.attach import Attachment, Record, detach
-    from ctrstore.network.manager import cni_container_id
+    container's ``/etc`` files (``ctrstore.rootless.usernet.serve``). On a failure nothing is
+    left set up."""
+    from ctrstore.network.attach import Attachment
+    from ctrstore.rootless.usernet import serve
 
-    manager.teardown(paths)
     exe = shutil.which("slirp4netns")
     if exe is None:
         raise FailedPrecondition(
             "rootless networking needs slirp4netns: install Debian's slirp4netns package "
-            "(or use --network none or --network host)"
+            "(or use --network pasta, none or host)"
         )
-    for p in opts.ports:
-        if p.protocol not in ("tcp", "udp"):
-            raise InvalidArgument(f"publish {p}: slirp4netns forwards tcp and udp only")
-    ports = manager._host_ports(opts.ports, skip=paths.network_record)
-    result: dict[str, Any] = {
-        "cniVersion": "1.0.0",
-        "interfaces": [{"name": IFNAME, "sandbox": str(paths.netns)}],
-        "ips": [{"address": f"{GUEST_IP}/{PREFIX}", "gateway": GATEWAY, "interface": 0}],
-        "dns": {"nameservers": [DNS]},
-    }
-    # No CNI plugin runs for it (an empty plugin list): the record says what slirp4netns set up.
-    conflist: dict[str, Any] = {"cniVersion": "1.0.0", "name": SLIRP_NETWORK, "plugins": []}
-    record = Record(
-        cni_container_id(namespace, cid),
-        str(paths.netns),
-        [],
-        [Attachment(SLIRP_NETWORK, IFNAME, conflist, result=result)],
-        list(ports),
-    )
-    netns.create(paths.netns)
-    try:
-        record.helper = _start(exe, paths.netns)
-        record.save(paths.network_record)
-        for p in ports:
-            _add_hostfwd(paths.netns.parent, p)
-        files_opts = replace(opts, dns=list(opts.dns) or [DNS])
-        manager.write_files(files_opts, paths, hostname, record)
-    except BaseException:
-        if paths.network_record.exists():
-            with contextlib.suppress(Exception):
-                detach(paths.network_record)
-        if record.helper is not None:
-            from ctrstore.network.attach import stop_helper
 
-            with contextlib.suppress(Exception):
-                stop_helper(record.helper)
-        with contextlib.suppress(Exception):
-            netns.remove(paths.netns)
-        raise
-    return record
+    def start(ns: Path, ports: list[PortMapping], record: Record) -> None:
+        record.helper = _start(exe, ns)
+        for p in ports:
+            _add_hostfwd(ns.parent, p)
+        result: dict[str, Any] = {
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": IFNAME, "sandbox": str(ns)}],
+            "ips": [{"address": f"{GUEST_IP}/{PREFIX}", "gateway": GATEWAY, "interface": 0}],
+            "dns": {"nameservers": [DNS]},
+        }
+        # No CNI plugin runs for it (an empty plugin list): the record says what slirp4netns set up.
+        conflist: dict[str, Any] = {"cniVersion": "1.0.0", "name": SLIRP_NETWORK, "plugins": []}
+        record.attachments = [Attachment(SLIRP_NETWORK, IFNAME, conflist, result=result)]
+
+    return serve(manager, namespace, cid, opts, paths, hostname, network=SLIRP_NETWORK, start=start)
 
 
 def _start(exe: str, ns: Path) -> dict[str, Any]:

@@ -13,9 +13,11 @@ there is decided here, as podman's rootless defaults do:
 - networks: CNI's bridge needs root in the host's network namespace. The default network
   becomes ``slirp4netns`` (a namespace of the container's own served by slirp4netns, with
   ``-p`` forwarded by it: ``ctrstore.rootless.slirp``), as podman's rootless default; where
-  slirp4netns is not installed, ``none`` (loopback only) with a one-line note, and ``-p`` is
-  refused. ``--network host``, ``none`` and ``slirp4netns`` work; a named CNI network is
-  refused with the reason.
+  slirp4netns is not installed but pasta is, ``pasta`` (``ctrstore.rootless.pasta``, podman
+  5's default); where neither can serve it, ``none`` (loopback only) with a one-line note,
+  and ``-p`` is refused. ``--network host``, ``none``, ``slirp4netns`` and ``pasta`` work; a
+  named CNI network is refused with the reason. ``--network pasta`` is for rootless
+  containers only: as root it is refused (root's containers have CNI's bridge).
 - single-id mode (``ctrstore.rootless.idmap``): a process user other than 0:0 is refused
   before runc (there is no other id to run as); supplementary groups other than 0 dropped.
 """
@@ -29,7 +31,7 @@ from typing import Any
 from ctrstore.errdefs import FailedPrecondition
 from ctrstore.rootless import is_rootless
 
-__all__ = ["adapt_network", "adapt_spec", "limits_unavailable_reason", "warn"]
+__all__ = ["adapt_network", "adapt_spec", "default_network", "limits_unavailable_reason", "warn"]
 
 _DEFAULT_NETWORK = "bridge"
 
@@ -85,16 +87,47 @@ def limits_unavailable_reason(mountinfo: str | None = None) -> str:
     )
 
 
+def default_network() -> tuple[str | None, str | None]:
+    """The network a rootless container on the default network gets, or why there is none:
+    slirp4netns where it can serve the user, else pasta where slirp4netns is not installed and
+    pasta can serve the user."""
+    import shutil
+
+    from ctrstore.network.options import PASTA, SLIRP4NETNS
+    from ctrstore.rootless import pasta, slirp
+
+    why = slirp.unavailable_reason()
+    if why is None:
+        return SLIRP4NETNS, None
+    if shutil.which("slirp4netns") is None:
+        why_pasta = pasta.unavailable_reason()
+        if why_pasta is None:
+            return PASTA, None
+        if shutil.which("pasta") is None:
+            why = "neither slirp4netns nor pasta is installed (Debian's slirp4netns or passt package)"
+        else:
+            why = f"slirp4netns is not installed and for pasta {why_pasta}"
+    return None, why
+
+
 def adapt_network(networks: list[str], ports: int) -> list[str] | None:
     """The networks a rootless container gets instead of ``networks`` (None: as asked)."""
-    from ctrstore.network.options import SLIRP4NETNS
-    from ctrstore.rootless import slirp
+    from ctrstore.network.options import PASTA, SLIRP4NETNS
 
-    if not is_rootless() or networks in (["host"], ["none"], [SLIRP4NETNS]):
+    if not is_rootless():
+        if networks == [PASTA]:
+            raise FailedPrecondition(
+                "--network pasta is for rootless containers (run as an ordinary user); as root use "
+                "the default bridge network (CNI), whose -p is forwarded by the portmap plugin"
+            )
         return None
-    why = slirp.unavailable_reason() if networks == [_DEFAULT_NETWORK] else None
-    if networks == [_DEFAULT_NETWORK] and why is None:
-        return [SLIRP4NETNS]
+    if networks in (["host"], ["none"], [SLIRP4NETNS], [PASTA]):
+        return None
+    why = None
+    if networks == [_DEFAULT_NETWORK]:
+        net, why = default_network()
+        if net is not None:
+            return [net]
     if networks == [_DEFAULT_NETWORK] and not ports:
         print(
             f"ctrstore: note: rootless: the default bridge network needs root and {why}; this "
@@ -109,5 +142,5 @@ def adapt_network(networks: list[str], ports: int) -> list[str] | None:
         + (" with published ports (-p)" if ports else "")
         + " needs root (CNI)"
         + (f" and {why}" if why else "")
-        + "; use --network slirp4netns (the default), none or host"
+        + "; use --network slirp4netns (the default), pasta, none or host"
     )
