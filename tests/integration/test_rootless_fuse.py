@@ -18,9 +18,13 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -318,10 +322,12 @@ def test_commit_of_deletions_through_fuse_overlayfs(
     layers = [p.read_bytes() for p in blobs.iterdir() if p.name not in before]
     [layer] = [b for b in layers if b[:2] == b"\x1f\x8b"]
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tf:
-        members = {m.name: m for m in tf.getmembers()}
+        entries = tf.getmembers()
+    members = {m.name: m for m in entries}
+    assert len(members) == len(entries), [m.name for m in entries]  # each name once
     # fuse-overlayfs marks every directory it makes opaque, so the new /root/sub has a marker
     # too (hiding nothing: nothing is below it); the kernel's overlay marks only /data.
-    whiteouts = sorted(n for n in members if ".wh." in n)
+    whiteouts = sorted(m.name for m in entries if ".wh." in m.name)
     assert whiteouts == ["data/.wh..wh..opq", "etc/.wh.group", "root/sub/.wh..wh..opq"], sorted(members)
     assert {"etc/passwd", "data", "data/only", "root/sub"} <= set(members), sorted(members)
     for n in whiteouts:
@@ -365,3 +371,69 @@ def test_fuse_overlayfs_forced_but_unusable_falls_back_to_native(
         (alice.home / ".config/ctrstore/config.toml").unlink(missing_ok=True)
         alice.ctrstore("rmi", rootless_images["busybox"], check=False)
         alice.ctrstore("gc", check=False)
+
+
+def _drop_namespace(user: User) -> None:
+    """Kill the user's pause process (the next command makes a new namespace, which sees the
+    host's mounts as they are now)."""
+    try:
+        pid = int((user.state / "pause.pid").read_text().split()[0])
+    except (OSError, ValueError):
+        return
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def store_on_overlay(rootless_users: tuple[User, User], rootless_dir: Path) -> Iterator[Path]:
+    """A store root for the user on an overlay mounted here by root: the kernel refuses an
+    overlay as an upper dir, so overlay with userxattr does not mount there while
+    fuse-overlayfs does (a kernel older than 5.11 the test cannot boot)."""
+    alice = rootless_users[0]
+    base = Path(tempfile.mkdtemp(prefix="on-overlay-", dir=rootless_dir))
+    base.chmod(0o755)
+    for sub in ("l", "u", "w", "m"):
+        (base / sub).mkdir()
+    opts = f"lowerdir={base / 'l'},upperdir={base / 'u'},workdir={base / 'w'}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(base / "m")], check=True, timeout=30)
+    store = base / "m/store"
+    store.mkdir()
+    os.chown(store, alice.uid, alice.gid)
+    _drop_namespace(alice)  # the next namespace sees the new overlay mount
+    try:
+        yield store
+    finally:
+        with opened_to_users(FUSE):
+            for cid in alice.ctrstore("--root", str(store), "ps", "-a", "-q", check=False).stdout.split():
+                alice.ctrstore("--root", str(store), "rm", "-f", cid, check=False)
+        _drop_namespace(alice)
+        subprocess.run(["umount", "-l", str(base / "m")], timeout=30, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_where_userxattr_does_not_mount_fuse_overlayfs_is_used(
+    rootless_users: tuple[User, User],
+    rootless_images: dict[str, str],
+    store_on_overlay: Path,
+    fuse_for_users: None,
+) -> None:
+    """No mount_program in the config: rootless, the kernel's overlay is tried first; where it
+    does not mount (here: the store is on an overlay, which cannot be an upper dir), the
+    snapshotter uses fuse-overlayfs and ``plugin ls`` says why."""
+    alice = rootless_users[0]
+    (alice.home / ".config/ctrstore/config.toml").unlink(missing_ok=True)
+    root = ("--root", str(store_on_overlay))
+    out = alice.ctrstore(*root, "plugin", "ls").stdout
+    [status] = [ln for ln in out.splitlines() if "snapshotter" in ln and " overlayfs " in ln]
+    assert "ok: rootless, fuse-overlayfs: overlay with userxattr does not mount here (" in status, status
+    ref = rootless_images["busybox"]
+    alice.ctrstore(*root, "pull", "-q", ref)
+    alice.ctrstore(*root, "run", "-d", "--network", "none", "--name", "f", ref, "sleep", "300")
+    assert len(_fuse_pids(alice.uid)) == 1
+    assert alice.ctrstore(*root, "exec", "f", "cat", "/data/hello.txt").stdout == "hello from a ctrstore image\n"
+    alice.ctrstore(*root, "rm", "-f", "f")
+    _no_fuse_left(alice.uid)

@@ -53,7 +53,7 @@ def check_overlay() -> None:
 def probe_userxattr(root: Path) -> str:
     """Mount a tiny overlay with ``userxattr`` under ``root`` (in a user namespace, as
     containerd's ``NeedsUserXAttr`` does): "" when it works, else why not."""
-    return _probe(root, "overlay", ("userxattr",))
+    return _probe(root, "overlay", ("userxattr",), "userxattr-probe-")
 
 
 def probe_fuse(root: Path, program: str = FUSE_OVERLAYFS) -> str:
@@ -63,17 +63,21 @@ def probe_fuse(root: Path, program: str = FUSE_OVERLAYFS) -> str:
 
     if ("/" in program and not os.access(program, os.X_OK)) or ("/" not in program and not shutil.which(program)):
         return f"{program} is not installed"
-    return _probe(root, f"fuse3.{program}", ())
+    reason = _probe(root, f"fuse3.{program}", (), "fuse-probe-")
+    if "/dev/fuse" in reason and "ermission denied" in reason:
+        reason += "; /dev/fuse must be usable by the user: mode 0666, Debian's default"
+    return reason
 
 
-def _probe(root: Path, type_: str, extra: tuple[str, ...]) -> str:
+def _probe(root: Path, type_: str, extra: tuple[str, ...], prefix: str) -> str:
     import tempfile
 
     from ctrstore.mount import mount_all, unmount
 
+    base = Path()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="userxattr-probe-", dir=root) as d:
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=root) as d:
             base = Path(d)
             for sub in ("lower", "upper", "work", "merged"):
                 (base / sub).mkdir()
@@ -86,7 +90,7 @@ def _probe(root: Path, type_: str, extra: tuple[str, ...]) -> str:
             mount_all([Mount(type_, "overlay", opts)], base / "merged")
             unmount(base / "merged")
     except Exception as e:
-        return str(e) or type(e).__name__
+        return (str(e) or type(e).__name__).replace(f" {base / 'merged'}", " a test mount")
     return ""
 
 
