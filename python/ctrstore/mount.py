@@ -148,7 +148,9 @@ def _mount_fuse(program: str, options: Sequence[str], target: StrPath) -> None:
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=FUSE_TIMEOUT, check=False
         )
     except subprocess.TimeoutExpired:
-        raise Unavailable(f"mount: {program} did not mount {os.fspath(target)} in {FUSE_TIMEOUT:g}s") from None
+        raise Unavailable(
+            f"mount: {program} did not mount {os.fspath(target)} in {FUSE_TIMEOUT:g}s"
+        ) from None
     except OSError as e:
         raise FailedPrecondition(f"mount: cannot run {path}: {e.strerror or e}") from None
     if r.returncode != 0:
@@ -208,7 +210,9 @@ def _fusermount_unmount(target: StrPath, *, lazy: bool) -> bool:
         return False
     argv = [tool, "-u", *(["-z"] if lazy else []), str(real)]
     try:
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=FUSE_TIMEOUT, check=False)
+        r = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=FUSE_TIMEOUT, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0

@@ -75,7 +75,9 @@ def _overlay(ic: InitContext) -> OverlaySnapshotter:
             # else fuse-overlayfs (a FUSE daemon per mount, slower), else native.
             reason = probe_userxattr(root)
             if reason and cfg.mount_program == "kernel":
-                raise SkipPlugin(f"rootless: overlay with userxattr does not mount here ({reason}); use native")
+                raise SkipPlugin(
+                    f"rootless: overlay with userxattr does not mount here ({reason}); use native"
+                )
             if reason:
                 fuse_reason = probe_fuse(root, FUSE_OVERLAYFS)
                 if fuse_reason:

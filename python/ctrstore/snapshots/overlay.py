@@ -61,7 +61,9 @@ def probe_fuse(root: Path, program: str = FUSE_OVERLAYFS) -> str:
     ends the program): "" when it works, else why not (not installed, /dev/fuse not usable)."""
     import shutil
 
-    if ("/" in program and not os.access(program, os.X_OK)) or ("/" not in program and not shutil.which(program)):
+    if ("/" in program and not os.access(program, os.X_OK)) or (
+        "/" not in program and not shutil.which(program)
+    ):
         return f"{program} is not installed"
     reason = _probe(root, f"fuse3.{program}", (), "fuse-probe-")
     if "/dev/fuse" in reason and "ermission denied" in reason:
