@@ -72,19 +72,27 @@ def _mount_program(program: str) -> str:
     return f'[plugins."{OVERLAY}"]\nmount_program = "{program}"\n'
 
 
-@pytest.fixture
-def alice(rootless_users: tuple[User, User]) -> Iterator[User]:
-    """The user with subids, their config forcing fuse-overlayfs; afterwards the config is
-    removed and their containers, images and snapshots are gone (the next test starts empty)."""
-    user = rootless_users[0]
-    _set_config(user, _mount_program("fuse-overlayfs"))
-    yield user
+def _empty_store(user: User) -> None:
+    """Remove the user's containers and images, and gc: an empty store (other rootless test
+    modules share the user)."""
     with opened_to_users(FUSE):  # rm of a container mounted through fuse-overlayfs unmounts it
         for cid in user.ctrstore("ps", "-a", "-q", check=False).stdout.split():
             user.ctrstore("rm", "-f", cid, check=False)
-        for name in user.ctrstore("images", "-q", check=False).stdout.split():
-            user.ctrstore("rmi", name, check=False)
+        ids = set(user.ctrstore("images", "-q", check=False).stdout.split())
+        if ids:
+            user.ctrstore("rmi", "-f", *ids, check=False)
         user.ctrstore("gc", check=False)
+
+
+@pytest.fixture
+def alice(rootless_users: tuple[User, User]) -> Iterator[User]:
+    """The user with subids, their store empty, their config forcing fuse-overlayfs;
+    afterwards the config is removed and the store emptied again."""
+    user = rootless_users[0]
+    _set_config(user, _mount_program("fuse-overlayfs"))
+    _empty_store(user)
+    yield user
+    _empty_store(user)
     (user.home / ".config/ctrstore/config.toml").unlink(missing_ok=True)
 
 
