@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from ctrstore import Client
+from ctrstore.mount import mountinfo
 from tests.support.rootless import User, opened_to_users, pids_of
 
 FUSE = Path("/dev/fuse")
@@ -461,3 +462,32 @@ def test_where_userxattr_does_not_mount_fuse_overlayfs_is_used(
     )
     alice.ctrstore(*root, "rm", "-f", "f")
     _no_fuse_left(alice.uid)
+
+
+def test_unmount_falls_back_to_fusermount3(
+    rootless_users: tuple[User, User], rootless_dir: Path, fuse_for_users: None
+) -> None:
+    """A FUSE mount an ordinary user made outside any user namespace (through Debian's setuid
+    fusermount3) cannot be removed with umount2 by that user: ``ctrstore.mount.unmount`` uses
+    ``fusermount3 -u``, and fuse-overlayfs ends."""
+    if shutil.which("fusermount3") is None:
+        pytest.skip("fusermount3 is not installed (Debian's fuse3)")
+    alice = rootless_users[0]
+    base = Path(tempfile.mkdtemp(prefix="fusermount-", dir=rootless_dir))
+    try:
+        for sub in ("lower", "upper", "work", "merged"):
+            (base / sub).mkdir()
+        (base / "lower/f").write_text("hi\n")
+        subprocess.run(["chown", "-R", f"{alice.uid}:{alice.gid}", str(base)], check=True, timeout=30)
+        opts = f"lowerdir={base / 'lower'},upperdir={base / 'upper'},workdir={base / 'work'}"
+        alice.run("fuse-overlayfs", "-o", opts, str(base / "merged"))
+        merged = str(base / "merged")
+        assert [m.fstype for m in mountinfo() if str(m.mount_point) == merged] == ["fuse.fuse-overlayfs"]
+        assert len(_fuse_pids(alice.uid)) == 1
+        code = "import sys; from ctrstore.mount import unmount; unmount(sys.argv[1])"
+        alice.run(alice.env["CTRSTORE_PYTHON"], "-c", code, str(base / "merged"))
+        assert [m for m in mountinfo() if str(m.mount_point) == merged] == []
+        _no_fuse_left(alice.uid)
+    finally:
+        subprocess.run(["umount", "-l", str(base / "merged")], capture_output=True, timeout=30, check=False)
+        shutil.rmtree(base, ignore_errors=True)
