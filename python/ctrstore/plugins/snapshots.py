@@ -65,15 +65,18 @@ def _overlay(ic: InitContext) -> OverlaySnapshotter:
             )
         note = f"{'rootless, ' if rootless else ''}{program}: mount_program = {program!r} in the config"
     else:
+        no_overlay = ""
         try:
             check_overlay()
         except Unimplemented as e:
-            raise SkipPlugin(str(e)) from None
+            no_overlay = str(e)
+        if no_overlay and not rootless:
+            raise SkipPlugin(no_overlay)
         if rootless:
             # Rootless (issue 13): overlay in a user namespace needs "userxattr" (kernel >= 5.11),
             # which keeps overlay's own xattrs in user.overlay.* (trusted.* cannot be set here);
             # else fuse-overlayfs (a FUSE daemon per mount, slower), else native.
-            reason = probe_userxattr(root)
+            reason = no_overlay or probe_userxattr(root)
             if reason and cfg.mount_program == "kernel":
                 raise SkipPlugin(
                     f"rootless: overlay with userxattr does not mount here ({reason}); use native"
