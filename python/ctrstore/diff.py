@@ -23,8 +23,9 @@ __all__ = ["apply", "overlay_upper"]
 
 
 def overlay_upper(mounts: Sequence[Mount]) -> tuple[str, list[str]] | None:
-    """``(upperdir, lowerdirs)`` when ``mounts`` is a single writable overlay, else None."""
-    if len(mounts) != 1 or mounts[0].type != "overlay":
+    """``(upperdir, lowerdirs)`` when ``mounts`` is a single writable overlay (the kernel's or
+    fuse-overlayfs: the same directories), else None."""
+    if len(mounts) != 1 or not mounts[0].is_overlay:
         return None
     upper = ""
     lowers: list[str] = []

@@ -10,6 +10,12 @@ them in order onto one target gives the container's root file system::
 The mount(2) work is done by the Rust core (``ctrstore._core``): options become ``MS_*`` flags,
 a read-only bind gets its remount, and an overlay with many long lowerdirs is mounted with
 relative lowerdirs so that its options fit in a page. Errors are ``ctrstore.errdefs`` classes.
+
+A FUSE mount (type ``fuse3.PROGRAM`` or ``fuse.PROGRAM``, containerd's spelling: the
+rootless overlay snapshotter's ``fuse3.fuse-overlayfs``) cannot be made with mount(2) alone:
+the program serves the file system, so it is run as ``PROGRAM -o OPTIONS TARGET`` and stays
+in the background until the mount goes (unmounting ends it). ``PROGRAM`` is a name looked up
+on PATH or an absolute path.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "Mount",
     "MountInfo",
+    "fuse_program",
     "is_mountpoint",
     "mount_all",
     "mount_command",
@@ -30,6 +37,8 @@ __all__ = [
 import contextlib
 import os
 import shlex
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -38,7 +47,7 @@ from typing import Any
 
 from ctrstore import _core
 from ctrstore._core import MountInfo
-from ctrstore.errdefs import InvalidArgument, Unimplemented
+from ctrstore.errdefs import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable, Unimplemented
 
 StrPath = str | os.PathLike[str]
 
@@ -87,16 +96,68 @@ class Mount:
         return cls(typ, source, tuple(options))
 
     @property
+    def is_overlay(self) -> bool:
+        """Whether this is an overlay: the kernel's, or one served by a FUSE program
+        (fuse-overlayfs) with the same ``lowerdir``/``upperdir``/``workdir`` options."""
+        if self.type == "overlay":
+            return True
+        return fuse_program(self.type) is not None and any(o.startswith("lowerdir=") for o in self.options)
+
+    @property
     def readonly(self) -> bool:
         """Whether this mount is read-only (an overlay is writable only with an upperdir)."""
-        if self.type == "overlay":
+        if self.is_overlay:
             opts = ",".join(self.options).split(",")
             return "ro" in opts or not any(o.startswith("upperdir=") for o in opts)
         return "ro" in self.options
 
     def mount(self, target: StrPath) -> None:
         """Mount onto ``target`` (which must exist)."""
+        program = fuse_program(self.type)
+        if program is not None:
+            _mount_fuse(program, self.options, target)
+            return
         _core.mount(self.type, self.source, list(self.options), target)
+
+
+FUSE_TIMEOUT = 60.0
+"""Seconds a FUSE program may take to mount (it returns once the mount is up)."""
+
+
+def fuse_program(type_: str) -> str | None:
+    """The program behind a FUSE mount type (``fuse3.fuse-overlayfs`` -> ``fuse-overlayfs``),
+    or None for any other type."""
+    for prefix in ("fuse3.", "fuse."):
+        if type_.startswith(prefix) and len(type_) > len(prefix):
+            return type_[len(prefix) :]
+    return None
+
+
+def _mount_fuse(program: str, options: Sequence[str], target: StrPath) -> None:
+    """Run ``program -o OPTIONS TARGET``: it mounts, daemonises and serves the mount until it
+    is unmounted. Its messages become the error when it fails."""
+    path = program if "/" in program else shutil.which(program)
+    if path is None or not os.access(path, os.X_OK):
+        raise FailedPrecondition(f"mount: {program} is not installed (Debian's {Path(program).name} package)")
+    argv = [path]
+    if options:
+        argv += ["-o", ",".join(options)]
+    argv.append(os.fspath(target))
+    try:
+        r = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=FUSE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise Unavailable(
+            f"mount: {program} did not mount {os.fspath(target)} in {FUSE_TIMEOUT:g}s"
+        ) from None
+    except OSError as e:
+        raise FailedPrecondition(f"mount: cannot run {path}: {e.strerror or e}") from None
+    if r.returncode != 0:
+        # fuse-overlayfs prints "unknown argument ignored: lazytime" (its own default) first.
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "unknown argument ignored" not in ln]
+        why = "; ".join(lines) or f"exit status {r.returncode}"
+        raise Unavailable(f"mount: {program} could not mount {os.fspath(target)}: {why}")
 
 
 def remove_volatile(mounts: Sequence[Mount]) -> list[Mount]:
@@ -104,7 +165,7 @@ def remove_volatile(mounts: Sequence[Mount]) -> list[Mount]:
     temporary mounts: a volatile overlay cannot be mounted again on the same upper/work dirs."""
     out: list[Mount] = []
     for m in mounts:
-        if m.type == "overlay" and _VOLATILE.intersection(m.options):
+        if m.is_overlay and _VOLATILE.intersection(m.options):
             m = replace(m, options=tuple(o for o in m.options if o not in _VOLATILE))
         out.append(m)
     return out
@@ -121,15 +182,40 @@ def mount_all(mounts: Sequence[Mount], target: StrPath) -> None:
     except BaseException:
         for _ in range(done):
             with contextlib.suppress(Exception):
-                _core.unmount(target)
+                unmount(target, recursive=False)
         raise
 
 
 def unmount(target: StrPath, *, lazy: bool = False, recursive: bool = True) -> None:
     """Unmount ``target`` and, with ``recursive`` (the default), every mount below it, deepest
     first. EBUSY is retried for a while; ``lazy`` detaches instead (``umount -l``). A target
-    that is not a mount point is left alone; one that does not exist is fine when recursive."""
-    _core.unmount(target, lazy=lazy, recursive=recursive)
+    that is not a mount point is left alone; one that does not exist is fine when recursive.
+
+    A FUSE mount that umount2(2) may not remove here (mounted by an ordinary user through
+    ``fusermount3``, seen from outside a user namespace) is unmounted with ``fusermount3 -u``;
+    uid 0 in the user namespace that owns the mount namespace unmounts it directly."""
+    try:
+        _core.unmount(target, lazy=lazy, recursive=recursive)
+    except PermissionDenied:
+        if not _fusermount_unmount(target, lazy=lazy):
+            raise
+
+
+def _fusermount_unmount(target: StrPath, *, lazy: bool) -> bool:
+    """``fusermount3 -u [-z] TARGET`` where ``target`` is a FUSE mount: whether it worked."""
+    real = Path(target).resolve()
+    fuse = any(m.mount_point == real and m.fstype.startswith("fuse") for m in _core.mountinfo())
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if not fuse or tool is None:
+        return False
+    argv = [tool, "-u", *(["-z"] if lazy else []), str(real)]
+    try:
+        r = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=FUSE_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
 
 
 def unmount_all(target: StrPath, *, lazy: bool = False) -> None:
@@ -180,7 +266,7 @@ def temp_mount(mounts: Sequence[Mount], base_dir: StrPath) -> Iterator[Path]:
         yield root
     finally:
         try:
-            _core.unmount(root, recursive=True)
+            unmount(root, recursive=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 if not is_mountpoint(root):
@@ -217,7 +303,7 @@ def remove_stale_temp_mounts(base_dir: StrPath, *, dry_run: bool = False) -> lis
         if dry_run:
             continue
         with contextlib.suppress(Exception):
-            _core.unmount(d, recursive=True)
+            unmount(d, recursive=True)
         with contextlib.suppress(OSError):
             if not is_mountpoint(d):
                 d.rmdir()

@@ -650,7 +650,7 @@ def _graph_driver(client: Client, c: Container, rootfs: str) -> dict[str, Any]:
         except CtrstoreError:
             mounts = []
         for m in mounts:
-            if m.type == "overlay":
+            if m.is_overlay:
                 opts = dict(o.split("=", 1) for o in m.options if "=" in o)
                 data |= {
                     "LowerDir": opts.get("lowerdir", ""),

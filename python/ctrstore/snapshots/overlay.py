@@ -10,6 +10,13 @@ Committing keeps the id and the directory. Mounts follow containerd exactly: no 
 bind mount of ``fs``; a view of one parent -> a read-only bind of the parent's ``fs``;
 otherwise an overlay with ``lowerdir`` = the parents' ``fs`` dirs, nearest first, plus
 ``upperdir``/``workdir`` for active snapshots.
+
+With a ``mount_program`` (rootless where the kernel's overlay does not mount in the user
+namespace, or when the config asks for it) the overlay is served by that FUSE program, as
+containerd's fuse-overlayfs snapshotter does: type ``fuse3.fuse-overlayfs``, source
+``overlay``, the same ``lowerdir``/``upperdir``/``workdir`` options (``ctrstore.mount`` runs
+the program). The directories are the same; fuse-overlayfs reads the whiteouts and opaque
+markers the applier writes (0:0 character devices, ``user.overlay.opaque``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from ctrstore.snapshots import Info, Kind
 from ctrstore.snapshots._base import DirectorySnapshotter
 from ctrstore.snapshots.storage import Snapshot
 
-__all__ = ["OverlaySnapshotter", "check_overlay", "probe_userxattr"]
+__all__ = ["FUSE_OVERLAYFS", "OverlaySnapshotter", "check_overlay", "probe_fuse", "probe_userxattr"]
+
+FUSE_OVERLAYFS = "fuse-overlayfs"
+"""The FUSE overlay program (Debian's fuse-overlayfs package), the rootless fallback."""
 
 
 def check_overlay() -> None:
@@ -43,13 +53,33 @@ def check_overlay() -> None:
 def probe_userxattr(root: Path) -> str:
     """Mount a tiny overlay with ``userxattr`` under ``root`` (in a user namespace, as
     containerd's ``NeedsUserXAttr`` does): "" when it works, else why not."""
+    return _probe(root, "overlay", ("userxattr",), "userxattr-probe-")
+
+
+def probe_fuse(root: Path, program: str = FUSE_OVERLAYFS) -> str:
+    """Mount a tiny overlay through the FUSE ``program`` under ``root`` (and unmount it, which
+    ends the program): "" when it works, else why not (not installed, /dev/fuse not usable)."""
+    import shutil
+
+    if ("/" in program and not os.access(program, os.X_OK)) or (
+        "/" not in program and not shutil.which(program)
+    ):
+        return f"{program} is not installed"
+    reason = _probe(root, f"fuse3.{program}", (), "fuse-probe-")
+    if "/dev/fuse" in reason and "ermission denied" in reason:
+        reason += "; /dev/fuse must be usable by the user: mode 0666, Debian's default"
+    return reason
+
+
+def _probe(root: Path, type_: str, extra: tuple[str, ...], prefix: str) -> str:
     import tempfile
 
     from ctrstore.mount import mount_all, unmount
 
+    base = Path()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="userxattr-probe-", dir=root) as d:
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=root) as d:
             base = Path(d)
             for sub in ("lower", "upper", "work", "merged"):
                 (base / sub).mkdir()
@@ -57,19 +87,19 @@ def probe_userxattr(root: Path) -> str:
                 f"lowerdir={base / 'lower'}",
                 f"upperdir={base / 'upper'}",
                 f"workdir={base / 'work'}",
-                "userxattr",
+                *extra,
             )
-            mount_all([Mount("overlay", "overlay", opts)], base / "merged")
+            mount_all([Mount(type_, "overlay", opts)], base / "merged")
             unmount(base / "merged")
     except Exception as e:
-        return str(e) or type(e).__name__
+        return (str(e) or type(e).__name__).replace(f" {base / 'merged'}", " a test mount")
     return ""
 
 
 class OverlaySnapshotter(DirectorySnapshotter):
     rebase = True
     status_note = ""
-    """What ``plugin ls`` adds to "ok" (rootless: mounted with userxattr)."""
+    """What ``plugin ls`` adds to "ok" (rootless: mounted with userxattr, or fuse-overlayfs)."""
 
     def __init__(
         self,
@@ -77,14 +107,17 @@ class OverlaySnapshotter(DirectorySnapshotter):
         *,
         mount_options: Sequence[str] = (),
         upperdir_label: bool = False,
+        mount_program: str = "",
     ) -> None:
         super().__init__(root)
         opts = list(mount_options)
         index_param = Path("/sys/module/overlay/parameters/index")
-        if not any(o.startswith("index=") for o in opts) and index_param.exists():
+        if not mount_program and not any(o.startswith("index=") for o in opts) and index_param.exists():
             opts.append("index=off")
         self.options = tuple(opts)
         self.upperdir_label = upperdir_label
+        self.mount_type = f"fuse3.{mount_program}" if mount_program else "overlay"
+        """``overlay`` (the kernel's) or ``fuse3.<mount_program>`` (fuse-overlayfs)."""
 
     def upper(self, id_: str) -> Path:
         return self._dir(id_) / "fs"
@@ -120,4 +153,4 @@ class OverlaySnapshotter(DirectorySnapshotter):
             options += [f"workdir={self._dir(s.id) / 'work'}", f"upperdir={self.upper(s.id)}"]
         options.append("lowerdir=" + ":".join(str(self.upper(p)) for p in s.parent_ids))
         options += self.options
-        return [Mount("overlay", "overlay", tuple(options))]
+        return [Mount(self.mount_type, "overlay", tuple(options))]

@@ -7,7 +7,11 @@
 //! - [`DiffSource::OverlayUpper`]: an overlay upper directory *is* the change set. Every entry
 //!   in it is added; a 0:0 character device is a deleted name (`.wh.<name>`); a directory
 //!   with `trusted.overlay.opaque=y` (or `user.overlay.opaque=y`) hides what is below it
-//!   (`<dir>/.wh..wh..opq`, right after the directory's own entry).
+//!   (`<dir>/.wh..wh..opq`, right after the directory's own entry). fuse-overlayfs's upper
+//!   dirs too: unprivileged it marks an opaque directory with `user.fuseoverlayfs.opaque=y`
+//!   and a `.wh..wh..opq` file (plus a 0:0 device named `.wh..opq`), and a deleted name with a
+//!   `.wh.<name>` file where it cannot make a device: a `.wh.` name in an upper dir is a
+//!   marker, never written as itself.
 //! - [`DiffSource::Compare`]: two trees, walked side by side in name order. A name only in
 //!   `upper` is added (with everything under it); a name only in `lower` is deleted (one
 //!   whiteout, nothing for what was under it); a name in both is written again unless it is the
@@ -22,8 +26,8 @@
 //! before is a hard link to that first name (in `Compare`, an unchanged name of a changed
 //! multiply-linked inode is written as a link too); sockets are left out. Xattrs carried:
 //! `security.capability` (as containerd) and `user.*` (but not overlay's own `user.overlay.*`
-//! in an upper dir) — never `trusted.*`. Whiteouts are empty regular files owned by 0:0 with
-//! mode 0 and mtime 0.
+//! or fuse-overlayfs's `user.fuseoverlayfs.*` in an upper dir) — never `trusted.*`. Whiteouts
+//! are empty regular files owned by 0:0 with mode 0 and mtime 0.
 //!
 //! In single-id mode ([`DiffOptions::owner_xattr`]) an entry carrying `user.rootlesscontainers`
 //! is written with the owner recorded there, and that xattr is never written (umoci's
@@ -43,7 +47,7 @@ use super::compression::Compression;
 use super::rootlesscontainers;
 use super::sys::{self, cstr, errno};
 use super::tarwriter::{EntryType, Header, TarWriter};
-use super::whiteout_path;
+use super::{whiteout_path, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::{Digest, Sha256};
 use crate::error::{invalid_argument, Error, Result};
 
@@ -328,7 +332,9 @@ impl<W: Write> Differ<W> {
         for key in sys::listxattr_at_nofollow(dir, name)? {
             let keep = key == b"security.capability"
                 || (key.starts_with(b"user.")
-                    && !(self.overlay && key.starts_with(b"user.overlay.")));
+                    && !(self.overlay
+                        && (key.starts_with(b"user.overlay.")
+                            || key.starts_with(b"user.fuseoverlayfs."))));
             if !keep {
                 continue;
             }
@@ -507,7 +513,13 @@ impl<W: Write> Differ<W> {
             let Some(st) = lstat_opt(dir.as_fd(), &name).map_err(ctx)? else {
                 continue;
             };
-            if is_whiteout_device(&st) {
+            if let Some(hidden) = name.to_bytes().strip_prefix(WHITEOUT_PREFIX) {
+                // fuse-overlayfs's markers: the opaque file (read by is_opaque), a device
+                // whiting out that marker's name, or a file whiting out `hidden`.
+                if name.to_bytes() != WHITEOUT_OPAQUE && !is_whiteout_device(&st) {
+                    self.whiteout(&join(rel, hidden), false)?;
+                }
+            } else if is_whiteout_device(&st) {
                 self.whiteout(&path, false)?;
             } else if sys::is_dir(&st) {
                 let sub = match open_dir(dir.as_fd(), &name) {
@@ -516,7 +528,10 @@ impl<W: Write> Differ<W> {
                     Err(e) => return Err(Error::io(e, format!("opening {:?}", show(&path)))),
                 };
                 self.entry(dir.as_fd(), &name, &path, &st, Change::Add)?;
-                if self.is_opaque(dir.as_fd(), &name)? {
+                let opq = cstr(WHITEOUT_OPAQUE).map_err(|e| Error::io(e, "path"))?;
+                if self.is_opaque(dir.as_fd(), &name)?
+                    || lstat_opt(sub.as_fd(), &opq).map_err(ctx)?.is_some()
+                {
                     self.whiteout(&path, true)?;
                 }
                 self.walk_overlay(&sub, &path)?;
@@ -528,7 +543,11 @@ impl<W: Write> Differ<W> {
     }
 
     fn is_opaque(&self, dir: BorrowedFd<'_>, name: &CStr) -> Result<bool> {
-        for key in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
+        for key in [
+            c"trusted.overlay.opaque",
+            c"user.overlay.opaque",
+            c"user.fuseoverlayfs.opaque",
+        ] {
             let v = sys::getxattr_at_nofollow(dir, name, key)
                 .map_err(|e| Error::io(e, format!("reading {key:?}")))?;
             if let Some(v) = v {

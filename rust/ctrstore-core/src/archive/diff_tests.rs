@@ -548,6 +548,63 @@ fn entries_are_written_as_containerd_writes_them() {
     assert_eq!(seen[5].2, ["path"]);
 }
 
+/// What fuse-overlayfs (1.10) leaves in an upper dir when it runs unprivileged: an opaque
+/// directory is `user.fuseoverlayfs.opaque=y` plus a `.wh..wh..opq` file and a 0:0 device
+/// `.wh..opq`; a deleted name is a `.wh.<name>` file where mknod fails; a copied-up file
+/// carries `user.fuseoverlayfs.origin`. The layer gets the OCI markers, once, and none of
+/// fuse-overlayfs's own xattrs.
+#[test]
+fn fuse_overlayfs_upper_dir() {
+    if !is_root() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let up = t.path().join("u");
+    fs::create_dir_all(up.join("o")).unwrap();
+    setxattr(&up.join("o"), "user.fuseoverlayfs.opaque", b"y");
+    fs::write(up.join("o/.wh..wh..opq"), b"").unwrap();
+    mknod(&up.join("o/.wh..opq"), libc::S_IFCHR, 0, 0);
+    fs::write(up.join("o/new"), b"n").unwrap();
+    fs::create_dir_all(up.join("p")).unwrap();
+    fs::write(up.join("p/.wh..wh..opq"), b"").unwrap(); // the file alone marks it opaque too
+    fs::write(up.join(".wh.gone"), b"").unwrap();
+    fs::write(up.join("copied"), b"c").unwrap();
+    setxattr(&up.join("copied"), "user.fuseoverlayfs.origin", b"copied\0");
+    setxattr(&up.join("copied"), "user.keep", b"k");
+    mknod(&up.join("dev-gone"), libc::S_IFCHR, 0, 0);
+
+    let (_, tar) =
+        write_diff(DiffSource::OverlayUpper(&up), Vec::new(), Compression::None).unwrap();
+    assert_eq!(
+        entry_names(&tar),
+        [
+            ".wh.gone",
+            "copied",
+            ".wh.dev-gone",
+            "o/",
+            "o/.wh..wh..opq",
+            "o/new",
+            "p/",
+            "p/.wh..wh..opq"
+        ]
+    );
+    let mut a = tar::Archive::new(&tar[..]);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        let keys: Vec<String> = match e.pax_extensions().unwrap() {
+            Some(x) => x.map(|r| r.unwrap().key().unwrap().to_owned()).collect(),
+            None => Vec::new(),
+        };
+        let want: &[&str] = if name == "copied" {
+            &["SCHILY.xattr.user.keep"]
+        } else {
+            &[]
+        };
+        assert_eq!(keys, want, "{name}");
+    }
+}
+
 #[test]
 fn into_an_ingest_writer() {
     if !is_root() {
