@@ -14,17 +14,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
 from ctrstore import Client
-from tests.support.rootless import SUBID_COUNT, TUN, User, pids_of
+from tests.support.registry import free_port
+from tests.support.rootless import SUBID_COUNT, TUN, User, live_processes, nsfs_mounts, try_get
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
@@ -225,38 +223,6 @@ def _tun_mode() -> int:
 HTTPD = "mkdir -p /www && echo hello-rootless > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
-            return str(r.read().decode())
-    except OSError:
-        return None
-
-
-def _slirp_pids(uid: int) -> list[int]:
-    """slirp4netns processes of ``uid`` (not zombies: those ended, their parent has yet to
-    reap them)."""
-    out = []
-    for pid in pids_of(uid):
-        with suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if "(slirp4netns)" in stat and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                out.append(pid)
-    return out
-
-
-def _nsfs_mounts(pause_pid: int) -> list[str]:
-    """The network namespaces bind-mounted in the user's mount namespace (the pause's)."""
-    lines = Path(f"/proc/{pause_pid}/mountinfo").read_text().splitlines()
-    return [line.split()[4] for line in lines if " - nsfs " in line]
-
-
 def test_slirp4netns_network_and_published_port(
     rootless_users: tuple[User, User], rootless_images: dict[str, str], tun_for_users: None
 ) -> None:
@@ -266,10 +232,10 @@ def test_slirp4netns_network_and_published_port(
     alice, _ = rootless_users
     ref = rootless_images["busybox"]
     alice.ctrstore("pull", "-q", ref)
-    port = _free_port()
+    port = free_port()
     alice.ctrstore("run", "-d", "--name", "web", "-p", f"{port}:80", ref, "sh", "-c", HTTPD)
     deadline = time.monotonic() + 30
-    while (body := _get(port)) is None:
+    while (body := try_get(port)) is None:
         assert time.monotonic() < deadline, alice.ctrstore("logs", "web", check=False)
         time.sleep(0.3)
     assert body == "hello-rootless\n"
@@ -284,19 +250,19 @@ def test_slirp4netns_network_and_published_port(
     assert inspect["NetworkSettings"]["IPAddress"] == "10.0.2.100"
 
     pause = int((alice.state / "pause.pid").read_text().split()[0])
-    slirps = _slirp_pids(alice.uid)
+    slirps = live_processes(alice.uid, "slirp4netns")
     assert len(slirps) == 1, slirps
-    assert len(_nsfs_mounts(pause)) == 1, _nsfs_mounts(pause)
+    assert len(nsfs_mounts(pause)) == 1, nsfs_mounts(pause)
 
     alice.ctrstore("stop", "-t", "1", "web")
     # The shim's final-exit teardown: slirp4netns killed, the namespace unmounted.
     deadline = time.monotonic() + 10
-    while _slirp_pids(alice.uid) or _nsfs_mounts(pause):
-        assert time.monotonic() < deadline, (_slirp_pids(alice.uid), _nsfs_mounts(pause))
+    while live_processes(alice.uid, "slirp4netns") or nsfs_mounts(pause):
+        assert time.monotonic() < deadline, (live_processes(alice.uid, "slirp4netns"), nsfs_mounts(pause))
         time.sleep(0.1)
-    assert _get(port) is None
+    assert try_get(port) is None
     alice.ctrstore("rm", "web")
-    assert _slirp_pids(alice.uid) == [] and _nsfs_mounts(pause) == []
+    assert live_processes(alice.uid, "slirp4netns") == [] and nsfs_mounts(pause) == []
     assert list(alice.root.rglob("network.json")) == []
 
 
@@ -311,14 +277,14 @@ def test_slirp4netns_rm_force_tears_down(
     pause = int((alice.state / "pause.pid").read_text().split()[0])
     alice.ctrstore("run", "-d", "--name", "a", ref, "sleep", "300")
     assert alice.ctrstore("check").returncode == 0
-    [pid] = _slirp_pids(alice.uid)
+    [pid] = live_processes(alice.uid, "slirp4netns")
     # slirp4netns killed under the container: check says so, rm -f still cleans up.
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _slirp_pids(alice.uid):
+    while live_processes(alice.uid, "slirp4netns"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     r = alice.ctrstore("check", check=False)
     assert f"slirp4netns (pid {pid}) is not running" in r.stdout + r.stderr, r.stdout + r.stderr
     alice.ctrstore("rm", "-f", "a")
-    assert _slirp_pids(alice.uid) == [] and _nsfs_mounts(pause) == []
+    assert live_processes(alice.uid, "slirp4netns") == [] and nsfs_mounts(pause) == []

@@ -33,7 +33,7 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.mount import mountinfo
-from tests.support.rootless import User, opened_to_users, pids_of
+from tests.support.rootless import User, live_processes, opened_to_users
 
 FUSE = Path("/dev/fuse")
 OVERLAY = "io.containerd.snapshotter.v1.overlayfs"
@@ -97,24 +97,13 @@ def alice(rootless_users: tuple[User, User]) -> Iterator[User]:
     (user.home / ".config/ctrstore/config.toml").unlink(missing_ok=True)
 
 
-def _fuse_pids(uid: int) -> list[int]:
-    """fuse-overlayfs processes of ``uid`` (not zombies: those ended)."""
-    out = []
-    for pid in pids_of(uid):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if "(fuse-overlayfs)" in stat and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            out.append(pid)
-    return out
-
-
 def _no_fuse_left(uid: int, timeout: float = 10) -> None:
     """Wait (bounded) until no fuse-overlayfs of ``uid`` runs: each ends once its mount goes."""
     deadline = time.monotonic() + timeout
-    while _fuse_pids(uid):
-        assert time.monotonic() < deadline, f"fuse-overlayfs still running: {_fuse_pids(uid)}"
+    while live_processes(uid, "fuse-overlayfs"):
+        assert time.monotonic() < deadline, (
+            f"fuse-overlayfs still running: {live_processes(uid, 'fuse-overlayfs')}"
+        )
         time.sleep(0.1)
 
 
@@ -195,7 +184,7 @@ def test_plugin_ls_says_fuse_overlayfs_and_the_seed_walk(
     while alice.ctrstore("exec", "web", "cat", "/root/f", check=False).stdout != "written\n":
         assert time.monotonic() < deadline, "the container wrote no file"
         time.sleep(0.2)
-    assert len(_fuse_pids(alice.uid)) == 1, _fuse_pids(alice.uid)
+    assert len(live_processes(alice.uid, "fuse-overlayfs")) == 1, live_processes(alice.uid, "fuse-overlayfs")
     [rootfs] = _fuse_mounts(alice)
     assert rootfs.endswith("/rootfs"), rootfs
     written = list((alice.root / OVERLAY / "snapshots").glob("*/fs/root/f"))
@@ -232,7 +221,7 @@ def test_killed_and_removed_containers_leave_no_fuse_process(
     alice.ctrstore("pull", "-q", ref)
     for name in ("a", "b"):
         alice.ctrstore("run", "-d", "--network", "none", "--name", name, ref, "sleep", "300")
-    assert len(_fuse_pids(alice.uid)) == 2, _fuse_pids(alice.uid)
+    assert len(live_processes(alice.uid, "fuse-overlayfs")) == 2, live_processes(alice.uid, "fuse-overlayfs")
     alice.ctrstore("kill", "a")  # SIGKILL: the container ends, its rootfs stays mounted
     deadline = time.monotonic() + 20
     while "running" in alice.ctrstore("ps", "-a", "--filter", "name=a", "--format", "{{.State}}").stdout:
@@ -259,7 +248,7 @@ def test_stale_fuse_temp_mount_is_swept_by_gc(
     )
     assert alice.ctrstore("unshare", "sh", "-c", script).stdout == "hi\n"
     assert str(stale) in _fuse_mounts(alice)
-    assert len(_fuse_pids(alice.uid)) == 1
+    assert len(live_processes(alice.uid, "fuse-overlayfs")) == 1
     alice.ctrstore("gc")
     assert _fuse_mounts(alice) == []
     assert not stale.exists()
@@ -293,7 +282,7 @@ def test_kinds_through_fuse_overlayfs_is_the_root_view(
     os.chown(view, alice.uid, alice.gid)
     alice.ctrstore("images", "mount", ref, str(view))
     try:
-        assert len(_fuse_pids(alice.uid)) == 1
+        assert len(live_processes(alice.uid, "fuse-overlayfs")) == 1
         walked = alice.ctrstore("unshare", alice.env["CTRSTORE_PYTHON"], "-c", WALK, str(view))
     finally:
         alice.ctrstore("images", "unmount", str(view))
@@ -388,7 +377,7 @@ def test_fuse_overlayfs_forced_but_unusable_falls_back_to_native(
             status = _overlayfs_status(alice)
             assert "skip: rootless: mount_program fuse-overlayfs does not mount here (" in status, status
             assert "fuse" in status.split("(", 1)[1] and "; use native" in status, status
-            assert _fuse_pids(alice.uid) == []
+            assert live_processes(alice.uid, "fuse-overlayfs") == []
     finally:
         (alice.home / ".config/ctrstore/config.toml").unlink(missing_ok=True)
         alice.ctrstore("rmi", rootless_images["busybox"], check=False)
@@ -456,7 +445,7 @@ def test_where_userxattr_does_not_mount_fuse_overlayfs_is_used(
     ref = rootless_images["busybox"]
     alice.ctrstore(*root, "pull", "-q", ref)
     alice.ctrstore(*root, "run", "-d", "--network", "none", "--name", "f", ref, "sleep", "300")
-    assert len(_fuse_pids(alice.uid)) == 1
+    assert len(live_processes(alice.uid, "fuse-overlayfs")) == 1
     assert (
         alice.ctrstore(*root, "exec", "f", "cat", "/data/hello.txt").stdout == "hello from a ctrstore image\n"
     )
@@ -483,7 +472,7 @@ def test_unmount_falls_back_to_fusermount3(
         alice.run("fuse-overlayfs", "-o", opts, str(base / "merged"))
         merged = str(base / "merged")
         assert [m.fstype for m in mountinfo() if str(m.mount_point) == merged] == ["fuse.fuse-overlayfs"]
-        assert len(_fuse_pids(alice.uid)) == 1
+        assert len(live_processes(alice.uid, "fuse-overlayfs")) == 1
         code = "import sys; from ctrstore.mount import unmount; unmount(sys.argv[1])"
         alice.run(alice.env["CTRSTORE_PYTHON"], "-c", code, str(base / "merged"))
         assert [m for m in mountinfo() if str(m.mount_point) == merged] == []

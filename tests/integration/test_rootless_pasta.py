@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import replace
@@ -27,7 +26,7 @@ import pytest
 
 from tests.support.cli import cli
 from tests.support.images import BUSYBOX
-from tests.support.rootless import TUN, User, opened_to_users, pids_of
+from tests.support.rootless import TUN, User, live_processes, nsfs_mounts, opened_to_users, try_get
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
@@ -70,6 +69,11 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def _pastas(uid: int) -> list[int]:
+    """pasta processes of ``uid`` (Debian's runs as ``passt`` or ``passt.avx2``)."""
+    return live_processes(uid, "pasta", "passt")
+
+
 def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:  # (a udp socket with it may share a port with pasta's)
@@ -79,33 +83,6 @@ def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
         except OSError:
             return False
         return True
-
-
-def _get(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
-            return str(r.read().decode())
-    except OSError:
-        return None
-
-
-def _pasta_pids(uid: int) -> list[int]:
-    """pasta processes of ``uid`` (Debian's pasta runs as ``passt`` or ``passt.avx2``), not
-    zombies (those ended, their parent has yet to reap them)."""
-    out = []
-    for pid in pids_of(uid):
-        with suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            if comm.startswith(("pasta", "passt")) and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                out.append(pid)
-    return out
-
-
-def _nsfs_mounts(pause_pid: int) -> list[str]:
-    """The network namespaces bind-mounted in the user's mount namespace (the pause's)."""
-    lines = Path(f"/proc/{pause_pid}/mountinfo").read_text().splitlines()
-    return [line.split()[4] for line in lines if " - nsfs " in line]
 
 
 def _wait(cond: object, what: str, seconds: float = 15) -> None:
@@ -137,7 +114,7 @@ def test_pasta_network_and_published_ports(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while (body := _get(port)) is None:
+        while (body := try_get(port)) is None:
             assert time.monotonic() < deadline, alice.ctrstore("logs", "pweb", check=False)
             time.sleep(0.3)
         assert body == "hello-pasta\n"
@@ -157,13 +134,13 @@ def test_pasta_network_and_published_ports(
         assert any(line.startswith(f"{ip}\t") for line in hosts.splitlines()), hosts
         ports = alice.ctrstore("port", "pweb").stdout
         assert f"80/tcp -> 127.0.0.1:{port}" in ports and f"53/udp -> 127.0.0.1:{uport}" in ports, ports
-        assert len(_pasta_pids(alice.uid)) == 1, _pasta_pids(alice.uid)
-        assert len(_nsfs_mounts(_pause(alice))) == 1
+        assert len(_pastas(alice.uid)) == 1, _pastas(alice.uid)
+        assert len(nsfs_mounts(_pause(alice))) == 1
     finally:
         alice.ctrstore("rm", "-f", "pweb", check=False)
-    assert _pasta_pids(alice.uid) == [] and _nsfs_mounts(_pause(alice)) == []
+    assert _pastas(alice.uid) == [] and nsfs_mounts(_pause(alice)) == []
     assert _port_free(port) and _port_free(uport, socket.SOCK_DGRAM)
-    assert _get(port) is None
+    assert try_get(port) is None
     assert list(alice.root.rglob("network.json")) == []
 
 
@@ -180,10 +157,14 @@ def test_pasta_torn_down_when_the_container_exits(
         "run", "-d", "--name", "pshort", "--network", "pasta", "-p", f"{port}:80", ref, "sleep", "3"
     )
     try:
-        assert len(_pasta_pids(alice.uid)) == 1  # (torn down only once the container ends)
+        assert len(_pastas(alice.uid)) == 1  # (torn down only once the container ends)
         assert not _port_free(port)
-        _wait(lambda: not _pasta_pids(alice.uid), f"pasta still runs: {_pasta_pids(alice.uid)}", 30)
-        _wait(lambda: not _nsfs_mounts(_pause(alice)), "the namespace is still mounted")
+        _wait(
+            lambda: not _pastas(alice.uid),
+            f"pasta still runs: {_pastas(alice.uid)}",
+            30,
+        )
+        _wait(lambda: not nsfs_mounts(_pause(alice)), "the namespace is still mounted")
         assert _port_free(port)
         ps = json.loads(alice.ctrstore("ps", "-a", "--format", "json").stdout.splitlines()[0])
         assert ps["Names"] == "pshort" and ps["State"] == "exited"
@@ -201,14 +182,14 @@ def test_pasta_that_died_is_reported_and_cleaned_up(
     alice.ctrstore("run", "-d", "--name", "pdie", "--network", "pasta", ref, "sleep", "300")
     try:
         assert alice.ctrstore("check").returncode == 0
-        [pid] = _pasta_pids(alice.uid)
+        [pid] = _pastas(alice.uid)
         os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not _pasta_pids(alice.uid), "pasta survived SIGKILL")
+        _wait(lambda: not _pastas(alice.uid), "pasta survived SIGKILL")
         r = alice.ctrstore("check", check=False)
         assert f"pasta (pid {pid}) is not running" in r.stdout + r.stderr, r.stdout + r.stderr
     finally:
         alice.ctrstore("rm", "-f", "pdie", check=False)
-    assert _pasta_pids(alice.uid) == [] and _nsfs_mounts(_pause(alice)) == []
+    assert _pastas(alice.uid) == [] and nsfs_mounts(_pause(alice)) == []
 
 
 def test_pasta_that_fails_leaves_nothing(
@@ -238,7 +219,7 @@ def test_pasta_that_fails_leaves_nothing(
         said = "Failed to bind any port for '-t 8080:80', exiting"
         assert f"pasta could not set up the container's network: {said}" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
-        assert _nsfs_mounts(_pause(alice)) == [] and list(alice.root.rglob("network.json")) == []
+        assert nsfs_mounts(_pause(alice)) == [] and list(alice.root.rglob("network.json")) == []
     finally:
         alice.ctrstore("rm", "-f", "pfail", check=False)
         shutil.rmtree(fake, ignore_errors=True)
@@ -279,7 +260,7 @@ def test_default_network_is_pasta_without_slirp4netns(
         )
         assert "loopback only" not in r.stderr, r.stderr
         assert "inet " in r.stdout and "nameserver 169.254.1.1" in r.stdout, r.stdout + r.stderr
-        assert _pasta_pids(alice.uid) == []
+        assert _pastas(alice.uid) == []
     finally:
         shutil.rmtree(hidden, ignore_errors=True)
 

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ __all__ = [
     "TUN",
     "Unavailable",
     "User",
+    "live_processes",
     "made_users",
     "make_venv",
+    "nsfs_mounts",
     "opened_to_users",
     "pids_of",
+    "try_get",
 ]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -141,6 +145,35 @@ def pids_of(uid: int) -> list[int]:
                 if p.stat().st_uid == uid:
                     pids.append(int(p.name))
     return pids
+
+
+def live_processes(uid: int, *names: str) -> list[int]:
+    """Processes of ``uid`` whose command name starts with one of ``names`` (slirp4netns,
+    pasta — Debian's runs as ``passt`` or ``passt.avx2`` —, fuse-overlayfs), leaving out
+    zombies: those ended, their parent has yet to reap them."""
+    out = []
+    for pid in pids_of(uid):
+        with suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            if comm.startswith(names) and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(pid)
+    return out
+
+
+def nsfs_mounts(pause_pid: int) -> list[str]:
+    """The network namespaces bind-mounted in a user's mount namespace (its pause process's)."""
+    lines = Path(f"/proc/{pause_pid}/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if " - nsfs " in line]
+
+
+def try_get(port: int) -> str | None:
+    """The body of ``http://127.0.0.1:PORT/``, or None where nothing answers (yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
 
 
 def kill_users_processes(u: User) -> None:

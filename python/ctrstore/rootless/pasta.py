@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 from ctrstore.errdefs import FailedPrecondition, Unavailable
 from ctrstore.network.options import PASTA as PASTA_NETWORK
-from ctrstore.rootless.slirp import TUN
 
 if TYPE_CHECKING:
     from ctrstore.network import NetworkOptions, PortMapping
@@ -70,13 +69,10 @@ _SIOCGIFHWADDR = 0x8927
 
 
 def unavailable_reason() -> str | None:
-    """Why pasta cannot serve this user's containers (None: it can): not installed (Debian's
-    ``passt`` package), or ``/dev/net/tun`` not readable and writable by the user."""
-    if shutil.which("pasta") is None:
-        return "pasta is not installed (Debian's passt package)"
-    if not os.access(TUN, os.R_OK | os.W_OK):
-        return f"{TUN} is not usable by this user (as root: chmod 0666 {TUN})"
-    return None
+    """Why pasta cannot serve this user's containers (None: it can)."""
+    from ctrstore.rootless.usernet import helper_unavailable
+
+    return helper_unavailable("pasta", "pasta is not installed (Debian's passt package)")
 
 
 def available() -> bool:

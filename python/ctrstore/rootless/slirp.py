@@ -70,18 +70,11 @@ LOG = "slirp4netns.log"
 READY_SECONDS = 10.0
 
 
-TUN = "/dev/net/tun"
-
-
 def unavailable_reason() -> str | None:
-    """Why slirp4netns cannot serve this user's containers (None: it can): not installed
-    (Debian's ``slirp4netns`` package), or ``/dev/net/tun`` not readable and writable by the
-    user (uid 0 of the user's namespace has no rights over the host root's device)."""
-    if shutil.which("slirp4netns") is None:
-        return "slirp4netns is not installed"
-    if not os.access(TUN, os.R_OK | os.W_OK):
-        return f"{TUN} is not usable by this user (as root: chmod 0666 {TUN})"
-    return None
+    """Why slirp4netns cannot serve this user's containers (None: it can)."""
+    from ctrstore.rootless.usernet import helper_unavailable
+
+    return helper_unavailable("slirp4netns", "slirp4netns is not installed")
 
 
 def available() -> bool:

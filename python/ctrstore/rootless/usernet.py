@@ -14,15 +14,20 @@ Only how the helper is started and told the ports differs: :func:`serve` does th
 
 from __future__ import annotations
 
-__all__ = ["Starter", "serve"]
+__all__ = ["TUN", "Starter", "helper_unavailable", "serve"]
 
 import contextlib
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctrstore.errdefs import InvalidArgument
+
+TUN = "/dev/net/tun"
+"""The device both helpers open as the user: it must be mode 0666 (Debian's default)."""
 
 if TYPE_CHECKING:
     from ctrstore.network import NetworkOptions, PortMapping
@@ -34,6 +39,18 @@ Starter = Callable[[Path, "list[PortMapping]", "Record"], None]
 ports chosen) and fills the record: ``helper`` as soon as there is a process to stop (a failure
 after that is cleaned up by :func:`serve`), and the one attachment with its CNI-like result
 (addresses, gateway, ``dns.nameservers``)."""
+
+
+def helper_unavailable(program: str, missing: str) -> str | None:
+    """Why ``program`` cannot serve this user's containers (None: it can): not installed
+    (``missing`` says so, with its Debian package), or ``/dev/net/tun`` not readable and
+    writable by the user (uid 0 of the user's namespace has no rights over the host root's
+    device)."""
+    if shutil.which(program) is None:
+        return missing
+    if not os.access(TUN, os.R_OK | os.W_OK):
+        return f"{TUN} is not usable by this user (as root: chmod 0666 {TUN})"
+    return None
 
 
 def serve(
