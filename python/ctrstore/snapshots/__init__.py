@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from ctrstore.errdefs import FailedPrecondition
+from ctrstore.errdefs import FailedPrecondition, NotFound
 from ctrstore.mount import Mount
 
 __all__ = ["Info", "Kind", "NamedSnapshotter", "Snapshotter", "Usage", "remove_unreferenced"]
@@ -124,6 +124,8 @@ def remove_unreferenced(sn: Snapshotter, keep: set[str], dry_run: bool) -> list[
                     sn.remove(n)
                 except FailedPrecondition:
                     continue
+                except NotFound:
+                    continue  # its owner removed it after dropping its record (as they do)
             removed.append(n)
         doomed -= set(leaves)
     cleanup = getattr(sn, "cleanup", None)
