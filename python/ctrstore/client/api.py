@@ -77,6 +77,8 @@ class RunOptions(TypedDict, total=False):
     ``privileged``      → ``privileged``
     ``cap_add``         → ``cap_add`` (``"NET_ADMIN"``, ``"CAP_SYS_TIME"``, ``"ALL"``)
     ``cap_drop``        → ``cap_drop``
+    ``publish_all``     ``True``: as ``-P``, every port the image exposes published on a free
+                        host port (``containers.ports(id)`` shows them; with ``network=``, on its networks)
     ==================  ====================================================================
     """
 
@@ -92,6 +94,7 @@ class RunOptions(TypedDict, total=False):
     privileged: bool
     cap_add: Sequence[str]
     cap_drop: Sequence[str]
+    publish_all: bool
 
 
 def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[RunOptions]) -> SpecOptions:
@@ -240,8 +243,8 @@ class Containers(ContainerManager):
         If the runtime cannot start the command (not found...), its error is raised. Whenever
         ``run`` raises, the container it made is removed again."""
         if spec is not None:
-            if command is not None or options:
-                given = sorted(options) or ["command"]
+            if command is not None or set(options) - {"publish_all"}:
+                given = sorted(set(options) - {"publish_all"}) or ["command"]
                 raise InvalidArgument(f"run: give either spec or {', '.join(given)}, not both")
             opts = spec
         else:
@@ -249,6 +252,10 @@ class Containers(ContainerManager):
         if network is not None and "network_mode" in options:
             raise InvalidArgument("run: give either network or network_mode, not both")
         net_opts = run_network(network, opts.net)
+        if options.get("publish_all"):  # -P (not a spec option: the network's)
+            from dataclasses import replace
+
+            net_opts = replace(net_opts, publish_all=True).validate()
         image_name = image.name if isinstance(image, Image) else self.images.get(image).name
         cid, cname = new_id_and_name(name, image_name)
         record = self.create(
@@ -256,7 +263,7 @@ class Containers(ContainerManager):
         )
         if detach:
             return self._run_detached(record.id, remove)
-        up = networks.Attacher(self.network, self.namespace, record)
+        up = networks.Attacher(self.network, self.namespace, record, self._joined)
         try:
             try:
                 with self.tasks.run_captured(

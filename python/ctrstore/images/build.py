@@ -164,6 +164,9 @@ class ImageSpec:
     platform: Platform = field(default_factory=host)
     stop_signal: str = ""
     """The config's StopSignal (the signal ``stop`` sends first)."""
+    exposed_ports: Sequence[str] = ()
+    """The config's ``ExposedPorts`` (Dockerfile's EXPOSE): ``"80/tcp"``, ``"53/udp"``; what
+    ``run -P`` publishes."""
 
 
 def store_blob(
@@ -220,6 +223,7 @@ def build_image(
                 "Labels": dict(spec.labels) or None,
                 "Volumes": volumes or None,
                 "StopSignal": spec.stop_signal,
+                "ExposedPorts": {p: {} for p in spec.exposed_ports} or None,
             }.items()
             if v
         },
