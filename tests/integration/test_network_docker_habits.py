@@ -23,6 +23,7 @@ from tests.support.cli import one_line_error, unique_name
 from tests.support.cli import run as cli
 from tests.support.images import busybox_image
 from tests.support.network import cni_available, http_get
+from tests.support.rootless import User, try_get
 
 pytestmark = [
     pytest.mark.root,
@@ -216,3 +217,31 @@ def test_network_container_refuses_conflicts_and_stopped_containers(web_store: P
     ):
         one_line_error(r, "failed precondition", f"container {web} is not running")
     cli(store, "rm", joiner, web)
+
+
+def test_publish_all_and_network_container_rootless(
+    rootless_users: tuple[User, User], rootless_images: dict[str, str], tun_for_users: None
+) -> None:
+    """Rootless: -P's ports reach slirp4netns as -p's do, and a joiner shares the slirp4netns
+    namespace of a running container (the same user namespace)."""
+    alice, _ = rootless_users
+    ref = rootless_images["busybox"]
+    alice.ctrstore("pull", "-q", ref)
+    alice.ctrstore("run", "-d", "--name", "rweb", "-P", "--expose", "80", ref, "sh", "-c", HTTPD)
+    try:
+        out = alice.ctrstore("port", "rweb", "80").stdout.strip()
+        assert out.startswith("0.0.0.0:"), out
+        port = int(out.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while (body := try_get(port)) is None:
+            assert time.monotonic() < deadline, alice.ctrstore("logs", "rweb", check=False)
+            time.sleep(0.3)
+        assert body == "hello-rweb\n"
+        script = "cat /proc/net/dev; echo --; hostname; echo --; wget -qO- http://127.0.0.1:80/"
+        r = alice.ctrstore("run", "--rm", "--network", "container:rweb", ref, "sh", "-c", script)
+        dev, hostname, page = r.stdout.split("--\n")
+        assert _netdev_names(dev) == ["lo", "tap0"]
+        assert hostname == "rweb\n" and page == "hello-rweb\n"
+        assert try_get(port) == "hello-rweb\n"  # the joiner's exit took nothing of rweb's
+    finally:
+        alice.ctrstore("rm", "-f", "rweb", check=False)
