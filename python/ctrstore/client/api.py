@@ -77,8 +77,6 @@ class RunOptions(TypedDict, total=False):
     ``privileged``      → ``privileged``
     ``cap_add``         → ``cap_add`` (``"NET_ADMIN"``, ``"CAP_SYS_TIME"``, ``"ALL"``)
     ``cap_drop``        → ``cap_drop``
-    ``publish_all``     ``True``: as ``-P``, every port the image exposes published on a free
-                        host port (``containers.ports(id)`` shows them; with ``network=``, on its networks)
     ==================  ====================================================================
     """
 
@@ -94,7 +92,6 @@ class RunOptions(TypedDict, total=False):
     privileged: bool
     cap_add: Sequence[str]
     cap_drop: Sequence[str]
-    publish_all: bool
 
 
 def spec_options(command: str | Sequence[str] | None = None, **options: Unpack[RunOptions]) -> SpecOptions:
@@ -190,6 +187,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -206,6 +204,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -221,6 +220,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -235,7 +235,10 @@ class Containers(ContainerManager):
         attached to, as the CLI's ``--network`` (default: the default network ``bridge``,
         with an address of its own; ``"none"``: loopback only; ``"host"``: the host's; a
         network's name; a list of names; or a :class:`~ctrstore.network.NetworkOptions` for
-        published ports, ``ip`` and DNS), see :func:`run_network`. The other keywords are
+        published ports, ``ip`` and DNS), see :func:`run_network`; ``"container:NAME"`` joins
+        that running container's network namespace. ``publish_all``: as ``-P``, every port the
+        image exposes is published on a free host port of every address, chosen at each start
+        (``containers.ports(id)`` shows them). The other keywords are
         :class:`RunOptions`; ``spec`` instead gives the whole
         :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords;
         without ``network``, its ``net`` decides as ``network_mode`` does).
@@ -243,8 +246,8 @@ class Containers(ContainerManager):
         If the runtime cannot start the command (not found...), its error is raised. Whenever
         ``run`` raises, the container it made is removed again."""
         if spec is not None:
-            if command is not None or set(options) - {"publish_all"}:
-                given = sorted(set(options) - {"publish_all"}) or ["command"]
+            if command is not None or options:
+                given = sorted(options) or ["command"]
                 raise InvalidArgument(f"run: give either spec or {', '.join(given)}, not both")
             opts = spec
         else:
@@ -252,7 +255,7 @@ class Containers(ContainerManager):
         if network is not None and "network_mode" in options:
             raise InvalidArgument("run: give either network or network_mode, not both")
         net_opts = run_network(network, opts.net)
-        if options.get("publish_all"):  # -P (not a spec option: the network's)
+        if publish_all:  # -P (the network's, not the spec's)
             from dataclasses import replace
 
             net_opts = replace(net_opts, publish_all=True).validate()
