@@ -95,8 +95,10 @@ def busybox_image(
     *,
     compression: Compression = "gzip",
     cmd: tuple[str, ...] = ("sh",),
+    exposed_ports: tuple[str, ...] = (),
 ) -> Image:
-    """A three-layer image: busybox and its applets; /etc with users; a data layer."""
+    """A three-layer image: busybox and its applets; /etc with users; a data layer
+    (``exposed_ports``: its config's ExposedPorts, ``"80/tcp"``)."""
     bb = find_busybox().read_bytes()
     base = [
         Entry("bin", "dir"),
@@ -119,7 +121,14 @@ def busybox_image(
     ]
     data = [Entry("data", "dir"), Entry("data/hello.txt", data=b"hello from a ctrstore image\n")]
     layers = [tar_from_entries(base), tar_from_entries(etc), tar_from_entries(data)]
-    return build_image(content, images, name, layers, ImageSpec(cmd=cmd), compression=compression)
+    return build_image(
+        content,
+        images,
+        name,
+        layers,
+        ImageSpec(cmd=cmd, exposed_ports=exposed_ports),
+        compression=compression,
+    )
 
 
 # -- a small image with every kind of entry ----------------------------------------------------

@@ -30,6 +30,7 @@ from ctrstore.network.attach import Attachment, DamagedRecord, Record, addresses
 from ctrstore.network.cni import CNIPlugins, RuntimeConf, plugin_error
 from ctrstore.network.conflist import NetworkStore, network_id
 from ctrstore.network.iptables import chain_name
+from ctrstore.network.options import parse_expose
 
 P = PortMapping
 
@@ -109,7 +110,19 @@ def test_parse_add_host() -> None:
         (NetworkOptions(networks=[]), "no network"),
         (NetworkOptions(networks=["a", "a"]), "given twice"),
         (NetworkOptions(networks=["host", "a"]), "cannot be combined"),
-        (NetworkOptions(networks=["container:x"]), "not supported"),
+        (NetworkOptions(networks=["container:x", "a"]), "no other network"),
+        (NetworkOptions(networks=["container:"]), "give one container"),
+        (NetworkOptions(networks=["ns:/x"]), "not supported"),
+        (NetworkOptions(networks=["container:x"], ports=[P(80)]), "conflicting options: port publishing"),
+        (NetworkOptions(networks=["container:x"], publish_all=True), "conflicting options: port publishing"),
+        (
+            NetworkOptions(networks=["container:x"], expose=[(80, "tcp")]),
+            "conflicting options: port exposing",
+        ),
+        (NetworkOptions(networks=["container:x"], dns=["1.1.1.1"]), "conflicting options: dns"),
+        (NetworkOptions(networks=["container:x"], add_hosts=[("a", "1.2.3.4")]), "host-to-IP mapping"),
+        (NetworkOptions(networks=["container:x"], ip="10.4.0.9"), "conflicting options: ip address"),
+        (NetworkOptions(networks=["none"], publish_all=True), "--publish-all needs a bridge network"),
         (NetworkOptions(networks=["host"], ports=[P(80)]), "the container's ports are the host's"),
         (NetworkOptions(networks=["none"], ip="10.4.0.9"), "--ip needs a bridge network"),
         (NetworkOptions(networks=["a", "b"], ip="10.4.0.9"), "one network only"),
@@ -139,6 +152,23 @@ def test_network_options_round_trip() -> None:
     assert NetworkOptions.from_json(json.loads(json.dumps(opts.to_json()))) == opts
     assert NetworkOptions().validate().mode == "cni" and NetworkOptions(["none"]).mode == "none"
     assert NetworkOptions.from_json({}) == NetworkOptions()
+    opts = NetworkOptions(publish_all=True, expose=[(81, "tcp"), (53, "udp")]).validate()
+    assert NetworkOptions.from_json(json.loads(json.dumps(opts.to_json()))) == opts
+    assert NetworkOptions(["container:abc"]).mode == "container"
+
+
+def test_with_exposed_and_parse_expose() -> None:
+    """-P: the image's ExposedPorts, then --expose, each once and after -p's own."""
+    assert parse_expose("8000-8002/udp") == [(8000, "udp"), (8001, "udp"), (8002, "udp")]
+    for bad in ("x", "0", "80/xyz", "90-80", "70000"):
+        with pytest.raises(InvalidArgument, match="expose"):
+            parse_expose(bad)
+    opts = NetworkOptions(ports=[P(80, 8080)], publish_all=True, expose=[(81, "tcp"), (80, "tcp")])
+    got = opts.with_exposed({"80/tcp": {}, "53/udp": {}})
+    assert got.ports == [P(80, 8080), P(53, 0, "udp"), P(81, 0, "tcp")]
+    assert NetworkOptions(expose=[(81, "tcp")]).with_exposed({"80/tcp": {}}).ports == []
+    with pytest.raises(InvalidArgument, match="ExposedPorts"):
+        opts.with_exposed({"eighty": {}})
     with pytest.raises(InvalidArgument):
         NetworkOptions.from_json({"networks": "bridge"})
 

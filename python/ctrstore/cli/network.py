@@ -26,7 +26,9 @@ _NETWORK_HELP = (
     "or none (loopback only). Repeat to attach to several networks (eth0, eth1, ...). Rootless "
     "(as an ordinary user): slirp4netns (the default) or pasta (the default where slirp4netns is "
     "not installed), a namespace of the container's own served by that program, which also "
-    "forwards -p."
+    "forwards -p. container:NAME joins the network namespace of that running container (its "
+    "interfaces, ports, /etc/hosts, /etc/resolv.conf and host name; with it -p, -P, --expose, --ip, "
+    "--hostname, --add-host and --dns* are conflicting options)."
 )
 
 
@@ -44,6 +46,8 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
             dns=kwargs.pop("dns"),
             dns_search=kwargs.pop("dns_search"),
             dns_options=kwargs.pop("dns_option"),
+            publish_all=kwargs.pop("publish_all"),
+            expose=kwargs.pop("expose"),
         )
         return f(*args, **kwargs)
 
@@ -57,6 +61,20 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Publish a container port on the host through the network's portmap (also on 127.0.0.1), "
             "as [IP:][HOST:]CONTAINER[/PROTO]: -p 8080:80 (all addresses), -p 127.0.0.1:8080:80, "
             "-p 80 (a free host port), -p 8000-8001:80-81, -p 53:53/udp.",
+        ),
+        click.option(
+            "--publish-all",
+            "-P",
+            is_flag=True,
+            help="Publish every port the image exposes (its EXPOSE, config ExposedPorts) and every --expose "
+            "port on a free host port on every address, chosen again at each start, as -p PORT does; "
+            "'ctrstore port NAME' shows which.",
+        ),
+        click.option(
+            "--expose",
+            multiple=True,
+            metavar="PORT[/PROTO]",
+            help="Expose a container port (or range, 8000-8009/udp) besides the image's: published by -P.",
         ),
         click.option(
             "--ip", metavar="IPv4", help="The container's address on its (one) network, e.g. 10.4.0.50."

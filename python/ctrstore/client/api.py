@@ -187,6 +187,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult: ...
@@ -203,6 +204,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> Container: ...
@@ -218,6 +220,7 @@ class Containers(ContainerManager):
         labels: Mapping[str, str] | None = None,
         snapshotter: str | None = None,
         network: str | Sequence[str] | NetworkOptions | None = None,
+        publish_all: bool = False,
         spec: SpecOptions | None = None,
         **options: Unpack[RunOptions],
     ) -> RunResult | Container:
@@ -232,7 +235,10 @@ class Containers(ContainerManager):
         attached to, as the CLI's ``--network`` (default: the default network ``bridge``,
         with an address of its own; ``"none"``: loopback only; ``"host"``: the host's; a
         network's name; a list of names; or a :class:`~ctrstore.network.NetworkOptions` for
-        published ports, ``ip`` and DNS), see :func:`run_network`. The other keywords are
+        published ports, ``ip`` and DNS), see :func:`run_network`; ``"container:NAME"`` joins
+        that running container's network namespace. ``publish_all``: as ``-P``, every port the
+        image exposes is published on a free host port of every address, chosen at each start
+        (``containers.ports(id)`` shows them). The other keywords are
         :class:`RunOptions`; ``spec`` instead gives the whole
         :class:`~ctrstore.oci.SpecOptions` (then neither ``command`` nor those keywords;
         without ``network``, its ``net`` decides as ``network_mode`` does).
@@ -249,6 +255,10 @@ class Containers(ContainerManager):
         if network is not None and "network_mode" in options:
             raise InvalidArgument("run: give either network or network_mode, not both")
         net_opts = run_network(network, opts.net)
+        if publish_all:  # -P (the network's, not the spec's)
+            from dataclasses import replace
+
+            net_opts = replace(net_opts, publish_all=True).validate()
         image_name = image.name if isinstance(image, Image) else self.images.get(image).name
         cid, cname = new_id_and_name(name, image_name)
         record = self.create(
@@ -256,7 +266,7 @@ class Containers(ContainerManager):
         )
         if detach:
             return self._run_detached(record.id, remove)
-        up = networks.Attacher(self.network, self.namespace, record)
+        up = networks.Attacher(self.network, self.namespace, record, self._joined)
         try:
             try:
                 with self.tasks.run_captured(

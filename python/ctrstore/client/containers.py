@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ctrstore.metadata.images import ImageStore
     from ctrstore.mount import Mount
     from ctrstore.network import NetworkOptions, PortMapping
+    from ctrstore.network.join import Joined
     from ctrstore.network.manager import NetworkManager
     from ctrstore.runtime.cgroups import CgroupStats
     from ctrstore.runtime.logs import LogEntry
@@ -215,7 +216,7 @@ class ContainerManager:
         follows it); without it, ``opts.net`` alone decides (``host``, or a namespace with
         loopback only) and the image's own ``/etc`` files are left as they are."""
         validate_container_id(cid)
-        net_opts, opts = networks.spec_options(network, opts)
+        net_opts, opts = networks.spec_options(network, opts, self._joined)
         runc = self.runc()  # fail early and clearly when no runtime is installed
         sn = self.snapshotter(snapshotter)
         sn_name = sn.name
@@ -234,6 +235,8 @@ class ContainerManager:
         stop_signal = inner.get("StopSignal") if isinstance(inner, dict) else None
         if isinstance(stop_signal, str) and stop_signal and STOP_SIGNAL not in labels:
             labels[STOP_SIGNAL] = stop_signal
+        if net_opts is not None:  # -P: the image's exposed ports too
+            net_opts = net_opts.with_exposed(inner.get("ExposedPorts") if isinstance(inner, dict) else None)
         bundle = self.tasks.bundle(cid)
         vols = ContainerVolumes(self.volumes)
         with ExitStack() as undo:
@@ -260,7 +263,7 @@ class ContainerManager:
             vols.copy_up(rootfs)
             spec = generate(cid, self.namespace, config, opts, rootfs)
             if net_opts is not None:
-                self._network().prepare(net_opts, spec, bundle)
+                networks.prepare(self.network, net_opts, spec, bundle, self._joined)
             bundle.write_spec(spec)
             record = self.store.create(
                 Container(
@@ -285,6 +288,10 @@ class ContainerManager:
     # -- networking (ctrstore.client.networks) -----------------------------------------------
     def _network(self) -> NetworkManager:
         return networks.plugin(self.network)
+
+    def _joined(self, ref: str) -> Joined:
+        """The container ``--network container:REF`` joins (``networks.joined``)."""
+        return networks.joined(self, ref)
 
     def network_settings(self, cid: str) -> dict[str, Any]:
         """docker's ``NetworkSettings``: the container's addresses and published ports while
@@ -351,7 +358,7 @@ class ContainerManager:
         runtime creates it; a start that fails detaches it again (once started, its shim
         detaches it when the task ends for good)."""
         opts = self._task_options(c)
-        up = networks.Attacher(self.network, self.namespace, c)
+        up = networks.Attacher(self.network, self.namespace, c, self._joined)
         try:
             return self.tasks.start(
                 c.id,

@@ -25,7 +25,9 @@ __all__ = [
     "Networks",
     "network_options",
     "plugin",
+    "joined",
     "ports",
+    "prepare",
     "settings",
     "spec_options",
 ]
@@ -41,9 +43,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ctrstore.client.client import Client
+    from ctrstore.client.containers import ContainerManager
     from ctrstore.metadata.containers import Container
     from ctrstore.network import NetworkOptions, PortMapping
     from ctrstore.network.conflist import Network
+    from ctrstore.network.join import Joined
     from ctrstore.network.manager import NetworkManager, RecordRef
     from ctrstore.oci.spec import SpecOptions
     from ctrstore.runtime.bundle import Bundle
@@ -71,17 +75,54 @@ def network_options(c: Container) -> NetworkOptions | None:
     return None if doc is None else NetworkOptions.from_json(doc)
 
 
+def joined(mgr: ContainerManager, ref: str) -> Joined:
+    """The container ``--network container:REF`` names, as ``ctrstore.network.join`` needs it
+    (NotFound naming ``ref`` if there is none)."""
+    from ctrstore.errdefs import NotFound
+    from ctrstore.network.join import Joined
+
+    try:
+        oid = mgr.resolve(ref)
+    except NotFound:
+        raise NotFound(f"--network container:{ref}: no such container: {ref}") from None
+    other = mgr.store.get(oid)
+    opts = network_options(other)
+    st = mgr.status(oid)
+    return Joined(
+        oid,
+        mgr.name_of(other),
+        str(other.spec.get("hostname", "")),
+        mgr.tasks.bundle(oid),
+        opts.mode if opts is not None else "",
+        st.pid if st.status in ("running", "paused") else 0,
+    )
+
+
 def spec_options(
-    network: NetworkOptions | None, opts: SpecOptions
+    network: NetworkOptions | None, opts: SpecOptions, join: Callable[[str], Joined] | None = None
 ) -> tuple[NetworkOptions | None, SpecOptions]:
     """The networking of a new container and the spec options that go with it: ``host``
     shares the host's namespace, everything else gets a new one (for CNI networks, the one
-    ctrstore makes at start)."""
+    ctrstore makes at start). ``--network container:REF`` is resolved with ``join``: recorded
+    with the other's full id, the spec gets its host name (``--hostname`` with it is docker's
+    conflict), and the other must be running."""
     from dataclasses import replace
 
     if network is None:
         return None, opts
     network.validate()
+    if network.mode == "container":
+        from ctrstore.network.join import joined_netns
+        from ctrstore.network.options import CONTAINER_PREFIX
+
+        if opts.hostname:
+            raise InvalidArgument("conflicting options: hostname and the network mode")
+        if join is None:
+            raise FailedPrecondition("--network container: needs a client that knows the containers")
+        other = join(network.networks[0].removeprefix(CONTAINER_PREFIX))
+        host = joined_netns(other) is None  # (FailedPrecondition if it is not running)
+        network = replace(network, networks=[f"{CONTAINER_PREFIX}{other.id}"])
+        return network, replace(opts, hostname=other.hostname or None, net="host" if host else "private")
     from ctrstore.rootless.spec import adapt_network
 
     rootless = adapt_network(network.networks, len(network.ports))  # rootless: no CNI bridge
@@ -91,20 +132,61 @@ def spec_options(
     return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))
 
 
+def prepare(
+    getter: Callable[[], NetworkManager] | None,
+    opts: NetworkOptions,
+    spec: dict[str, Any],
+    bundle: Bundle,
+    join: Callable[[str], Joined] | None = None,
+) -> None:
+    """At create: make ``spec`` use the container's networking (``NetworkManager.prepare``);
+    ``--network container:ID``: the other's namespace and ``/etc`` files
+    (``ctrstore.network.join``), nothing of the network plugin."""
+    if opts.mode != "container":
+        plugin(getter).prepare(opts, spec, bundle)
+        return
+    from ctrstore.network.join import joined_netns, set_netns, share_files
+    from ctrstore.network.options import CONTAINER_PREFIX
+
+    if join is None:
+        raise FailedPrecondition("--network container: needs a client that knows the containers")
+    other = join(opts.networks[0].removeprefix(CONTAINER_PREFIX))
+    set_netns(spec, joined_netns(other))
+    share_files(spec, other.paths)
+
+
 class Attacher:
     """The ``before_create`` of a container's start: attach it (with its bundle's paths), and
-    remember that it did, so that a start that fails afterwards can :meth:`undo` it."""
+    remember that it did, so that a start that fails afterwards can :meth:`undo` it.
+    ``join`` finds the container a ``--network container:`` one joins."""
 
-    def __init__(self, getter: Callable[[], NetworkManager] | None, namespace: str, c: Container) -> None:
+    def __init__(
+        self,
+        getter: Callable[[], NetworkManager] | None,
+        namespace: str,
+        c: Container,
+        join: Callable[[str], Joined] | None = None,
+    ) -> None:
         self.getter = getter
         self.namespace = namespace
         self.c = c
+        self.join = join
         self.bundle: Bundle | None = None
 
     def __call__(self, bundle: Bundle) -> None:
         opts = network_options(self.c)
         if opts is None:  # no networking of its own: only leftovers to tear down
             Detacher(self.getter)(bundle)
+            return
+        if opts.mode == "container":  # the other's namespace: nothing to set up, only to check
+            from ctrstore.network.join import joined_netns, point_spec_at
+            from ctrstore.network.options import CONTAINER_PREFIX
+
+            Detacher(self.getter)(bundle)  # (a record would be a leftover of another life)
+            if self.join is None:
+                raise FailedPrecondition("--network container: needs a client that knows the containers")
+            other = self.join(opts.networks[0].removeprefix(CONTAINER_PREFIX))
+            point_spec_at(bundle.config_json, joined_netns(other))
             return
         self.bundle = bundle
         hostname = str(self.c.spec.get("hostname", ""))
@@ -141,7 +223,7 @@ class Detacher:
 def settings(getter: Callable[[], NetworkManager] | None, c: Container, bundle: Bundle) -> dict[str, Any]:
     """docker's ``NetworkSettings`` of container ``c``."""
     opts = network_options(c)
-    if opts is None and not bundle.network_record.exists():
+    if (opts is None or opts.mode == "container") and not bundle.network_record.exists():
         return {"IPAddress": "", "Ports": {}, "Networks": {}}
     return plugin(getter).settings(opts, bundle)
 

@@ -164,6 +164,9 @@ class ImageSpec:
     platform: Platform = field(default_factory=host)
     stop_signal: str = ""
     """The config's StopSignal (the signal ``stop`` sends first)."""
+    exposed_ports: Sequence[str] = ()
+    """The config's ``ExposedPorts`` (Dockerfile's EXPOSE): ``"80/tcp"``, ``"53/udp"``; what
+    ``run -P`` publishes."""
 
 
 def store_blob(
@@ -205,6 +208,7 @@ def build_image(
         diff_ids.append(diff_id)
         layer_descs.append(store_blob(content, blob, media_type, {UNCOMPRESSED: diff_id}))
     volumes: dict[str, Any] = {p: {} for p in spec.volumes}
+    exposed: dict[str, Any] = {p: {} for p in spec.exposed_ports}
     cfg: dict[str, Any] = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": spec.platform.architecture,
@@ -220,6 +224,7 @@ def build_image(
                 "Labels": dict(spec.labels) or None,
                 "Volumes": volumes or None,
                 "StopSignal": spec.stop_signal,
+                "ExposedPorts": exposed or None,
             }.items()
             if v
         },

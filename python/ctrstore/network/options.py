@@ -3,7 +3,15 @@ container (the ``ctrstore.io/network`` extension of its record) and set up at ea
 
 from __future__ import annotations
 
-__all__ = ["HOST_GATEWAY", "PASTA", "SLIRP4NETNS", "NetworkOptions", "parse_add_host"]
+__all__ = [
+    "CONTAINER_PREFIX",
+    "HOST_GATEWAY",
+    "PASTA",
+    "SLIRP4NETNS",
+    "NetworkOptions",
+    "parse_add_host",
+    "parse_expose",
+]
 
 import ipaddress
 import re
@@ -13,7 +21,7 @@ from typing import Any, Literal
 
 from ctrstore.errdefs import InvalidArgument
 from ctrstore.network.conflist import DEFAULT_NETWORK, PSEUDO_NETWORKS
-from ctrstore.network.ports import PortMapping, parse_publish
+from ctrstore.network.ports import PROTOCOLS, PortMapping, parse_publish
 
 HOST_GATEWAY = "host-gateway"
 """``--add-host NAME:host-gateway``: the address of the host on the container's (first)
@@ -26,6 +34,10 @@ SLIRP4NETNS = "slirp4netns"
 PASTA = "pasta"
 """A rootless container's network served by pasta (``ctrstore.rootless.pasta``), podman 5's
 rootless default; the default here where slirp4netns is not installed."""
+
+CONTAINER_PREFIX = "container:"
+"""``--network container:NAME_OR_ID``: join another running container's network namespace
+(docker's); recorded as ``container:<full id>`` once the name is resolved at create."""
 
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,253})$")
 
@@ -45,6 +57,37 @@ def parse_add_host(spec: str) -> tuple[str, str]:
         except ValueError:
             raise InvalidArgument(f"add-host {spec!r}: invalid IP address {ip!r}") from None
     return name, ip
+
+
+def parse_expose(spec: str) -> list[tuple[int, str]]:
+    """``--expose PORT[-PORT][/PROTO]`` (docker's): the container ports, as ``(port,
+    protocol)``, that ``-P`` publishes besides the image's ``ExposedPorts``."""
+    body, _, proto = spec.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in PROTOCOLS:
+        raise InvalidArgument(f"expose {spec!r}: unknown protocol {proto!r} (use tcp, udp or sctp)")
+    lo_text, _, hi_text = body.partition("-")
+    if not lo_text.isdigit() or (hi_text and not hi_text.isdigit()):
+        raise InvalidArgument(f"expose {spec!r}: expected PORT[-PORT][/PROTOCOL]")
+    lo, hi = int(lo_text), int(hi_text or lo_text)
+    if not 1 <= lo <= hi <= 65535:
+        raise InvalidArgument(f"expose {spec!r}: invalid port or range (1-65535, start before end)")
+    return [(p, proto) for p in range(lo, hi + 1)]
+
+
+def _conflicts(opts: NetworkOptions) -> None:
+    """docker's "conflicting options" of ``--network container:``: the joined container's
+    namespace, ``/etc`` files and host name are its own, so nothing of them can be asked."""
+    what = [
+        (bool(opts.ports) or opts.publish_all, "port publishing and the container type network mode"),
+        (bool(opts.expose), "port exposing and the container type network mode"),
+        (opts.ip is not None, "ip address and the container type network mode"),
+        (bool(opts.dns or opts.dns_search or opts.dns_options), "dns and the network mode"),
+        (bool(opts.add_hosts), "custom host-to-IP mapping and the network mode"),
+    ]
+    for given, words in what:
+        if given:
+            raise InvalidArgument(f"conflicting options: {words}")
 
 
 def _strings(obj: dict[str, Any], key: str) -> list[str]:
@@ -71,6 +114,11 @@ class NetworkOptions:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    """``-P``: publish every exposed port (the image's ``ExposedPorts`` and ``expose``) on a
+    free host port; at create they become ``ports`` with host port 0 (:meth:`with_exposed`)."""
+    expose: list[tuple[int, str]] = field(default_factory=list)
+    """``--expose``: container ports (``(port, protocol)``) exposed besides the image's."""
 
     @classmethod
     def from_flags(
@@ -83,11 +131,15 @@ class NetworkOptions:
         dns: Sequence[str] = (),
         dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (),
+        publish_all: bool = False,
+        expose: Sequence[str] = (),
     ) -> NetworkOptions:
         """The options ``run``'s network flags give, checked: ``--network`` (repeated;
         none given is the default network, ``bridge``; ``private``, the old name of a
         namespace with loopback only, is ``none``), ``-p``, ``--ip``, ``--add-host``,
-        ``--dns``, ``--dns-search``, ``--dns-option``. The CLI's ``run``/``create`` and the
+        ``--dns``, ``--dns-search``, ``--dns-option``, ``-P``/``--publish-all``, ``--expose``
+        (``--network container:NAME`` keeps its name; the container is looked up at create).
+        The CLI's ``run``/``create`` and the
         Python API's ``run(network=...)`` both read their arguments so."""
         nets = ["none" if n == "private" else n for n in networks] or [DEFAULT_NETWORK]
         return cls(
@@ -98,10 +150,14 @@ class NetworkOptions:
             dns=list(dns),
             dns_search=list(dns_search),
             dns_options=list(dns_options),
+            publish_all=publish_all,
+            expose=[p for spec in expose for p in parse_expose(spec)],
         ).validate()
 
     @property
-    def mode(self) -> Literal["host", "none", "slirp4netns", "pasta", "cni"]:
+    def mode(self) -> Literal["host", "none", "slirp4netns", "pasta", "container", "cni"]:
+        if len(self.networks) == 1 and self.networks[0].startswith(CONTAINER_PREFIX):
+            return "container"
         if self.networks == ["host"]:
             return "host"
         if self.networks == ["none"]:
@@ -122,11 +178,18 @@ class NetworkOptions:
         if pseudo and len(self.networks) > 1:
             raise InvalidArgument(f"--network {pseudo[0]} cannot be combined with other networks")
         for n in self.networks:
-            if n.startswith("container:") or n.startswith("ns:"):
-                raise InvalidArgument(f"--network {n}: joining another namespace is not supported")
-        if self.ports and self.mode not in ("cni", "slirp4netns", "pasta"):
+            if n.startswith(CONTAINER_PREFIX) and (len(self.networks) > 1 or n == CONTAINER_PREFIX):
+                raise InvalidArgument(
+                    f"--network {n}: give one container (--network container:NAME) and no other network"
+                )
+            if n.startswith("ns:"):
+                raise InvalidArgument(f"--network {n}: joining a namespace by path is not supported")
+        if self.mode == "container":
+            _conflicts(self)
+        if (self.ports or self.publish_all) and self.mode not in ("cni", "slirp4netns", "pasta"):
+            flag = "--publish-all" if self.publish_all and not self.ports else "--publish"
             raise InvalidArgument(
-                f"--publish needs a bridge network: with --network {self.networks[0]} there is nothing to "
+                f"{flag} needs a bridge network: with --network {self.networks[0]} there is nothing to "
                 "publish through" + (" (the container's ports are the host's)" if self.mode == "host" else "")
             )
         if self.ip is not None:
@@ -170,7 +233,36 @@ class NetworkOptions:
         for key in ("dns", "dns_search", "dns_options"):
             if getattr(self, key):
                 out[key] = list(getattr(self, key))
+        if self.publish_all:
+            out["publish_all"] = True
+        if self.expose:
+            out["expose"] = [f"{p}/{proto}" for p, proto in self.expose]
         return out
+
+    def with_exposed(self, image_exposed: Any) -> NetworkOptions:
+        """With ``-P``: the options with every exposed port (the image config's
+        ``ExposedPorts``, ``{"80/tcp": {}}``, then ``expose``) that no ``-p`` publishes added
+        to ``ports`` with host port 0, so that each start picks a free host port, as for
+        ``-p 80`` (docker's ephemeral ports, on every address). Called at create; a port the
+        image names badly is InvalidArgument naming it."""
+        from dataclasses import replace
+
+        if not self.publish_all:
+            return self
+        exposed: list[tuple[int, str]] = []
+        if isinstance(image_exposed, dict):
+            for key in image_exposed:
+                try:
+                    exposed.extend(parse_expose(str(key)))
+                except InvalidArgument as e:
+                    raise InvalidArgument(f"the image's config.ExposedPorts: {e}") from None
+        published = {(p.container_port, p.protocol) for p in self.ports}
+        added = []
+        for port, proto in [*exposed, *self.expose]:
+            if (port, proto) not in published:
+                published.add((port, proto))
+                added.append(PortMapping(port, 0, proto))
+        return replace(self, ports=[*self.ports, *added])
 
     @classmethod
     def from_json(cls, obj: Any) -> NetworkOptions:
@@ -190,4 +282,6 @@ class NetworkOptions:
             dns=_strings(obj, "dns"),
             dns_search=_strings(obj, "dns_search"),
             dns_options=_strings(obj, "dns_options"),
+            publish_all=bool(obj.get("publish_all", False)),
+            expose=[p for spec in _strings(obj, "expose") for p in parse_expose(spec)],
         )
