@@ -75,7 +75,9 @@ def test_publish_all_publishes_exposed_ports_on_free_host_ports(web_store: Path)
     p53 = int(cli(store, "port", web, "53/udp").stdout.strip().rsplit(":", 1)[1])
     assert len({p80, p8081, p53}) == 3 and all(p > 0 for p in (p80, p8081, p53))
     assert http_get(f"http://127.0.0.1:{p80}/") == f"hello-{web}\n"
-    ports = json.loads(cli(store, "inspect", web).stdout)[0]["NetworkSettings"]["Ports"]
+    inspected = json.loads(cli(store, "inspect", web).stdout)[0]
+    assert inspected["HostConfig"]["PublishAllPorts"] is True
+    ports = inspected["NetworkSettings"]["Ports"]
     assert ports["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(p80)}]
     assert set(ports) == {"80/tcp", "8081/tcp", "53/udp"}
     assert f"0.0.0.0:{p80}->80/tcp" in cli(store, "ps").stdout

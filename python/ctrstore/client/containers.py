@@ -286,9 +286,6 @@ class ContainerManager:
         return lambda: self.snapshotter(c.snapshotter).mounts(c.snapshot_key)
 
     # -- networking (ctrstore.client.networks) -----------------------------------------------
-    def _network(self) -> NetworkManager:
-        return networks.plugin(self.network)
-
     def _joined(self, ref: str) -> Joined:
         """The container ``--network container:REF`` joins (``networks.joined``)."""
         return networks.joined(self, ref)
