@@ -19,8 +19,9 @@ is still there for ``rm``). ``ctrstore unshare CMD`` runs a command in it.
 from __future__ import annotations
 
 import os
+import sys
 
-__all__ = ["ROOTLESS_UID_ENV", "SINGLE_ID_ENV", "in_userns", "is_rootless", "single_id"]
+__all__ = ["ROOTLESS_UID_ENV", "SINGLE_ID_ENV", "in_userns", "is_rootless", "single_id", "warn"]
 
 ROOTLESS_UID_ENV = "_CTRSTORE_ROOTLESS_UID"
 """Set in a command that entered the user namespace: the real uid of the user, so that the
@@ -60,3 +61,8 @@ def single_id() -> bool:
 def is_rootless() -> bool:
     """Whether this process works for an ordinary user: not root, or in the user's namespace."""
     return os.getuid() != 0 or ROOTLESS_UID_ENV in os.environ or in_userns()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, as the CLI prints them (what rootless cannot do here)."""
+    print(f"ctrstore: warning: {message}", file=sys.stderr, flush=True)

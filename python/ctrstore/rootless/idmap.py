@@ -16,12 +16,11 @@ the old ownership, and how to unpack again, then records the new mapping.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from ctrstore.errdefs import FailedPrecondition
-from ctrstore.rootless import in_userns, single_id
+from ctrstore.rootless import in_userns, single_id, warn
 from ctrstore.rootless.subids import SUBUID, missing_message
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "check_store",
     "mode",
     "single_id_warning",
-    "warn",
 ]
 
 IDMAP_FILE = "rootless-idmap"
@@ -63,11 +61,6 @@ def _current() -> str:
             lines = []
         out.append(f"{f}: " + "; ".join(" ".join(line.split()) for line in lines))
     return "\n".join(out) + "\n"
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr (as ``rootless.spec.warn``, which imports this module)."""
-    print(f"ctrstore: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _is_single(record: str) -> bool:

@@ -29,16 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ctrstore.errdefs import FailedPrecondition
-from ctrstore.rootless import is_rootless
+from ctrstore.rootless import is_rootless, warn
 
-__all__ = ["adapt_network", "adapt_spec", "default_network", "limits_unavailable_reason", "warn"]
+__all__ = ["adapt_network", "adapt_spec", "default_network", "limits_unavailable_reason"]
 
 _DEFAULT_NETWORK = "bridge"
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr, as the CLI prints them."""
-    print(f"ctrstore: warning: {message}", file=sys.stderr, flush=True)
 
 
 def adapt_spec(spec: dict[str, Any]) -> None:

@@ -135,7 +135,8 @@ def enter(state: str | os.PathLike[str], single_id: bool | None = None) -> None:
             tmp.write_text(f"{pid} {_start_time(pid)}\n")
             tmp.replace(state_dir / PAUSE_PID)
             if single:
-                from ctrstore.rootless.idmap import single_id_warning, warn
+                from ctrstore.rootless import warn
+                from ctrstore.rootless.idmap import single_id_warning
 
                 warn(single_id_warning(name, asked))
     _join(pid)
