@@ -349,7 +349,7 @@ def test_single_id_option_with_a_subids_namespace(rootless_users: tuple[User, Us
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"the user namespace of pause process {pid} maps your subordinate ids" in r.stderr
     assert "--single-id (or CTRSTORE_SINGLE_ID=1) asks for a single-id namespace" in r.stderr
-    assert f"kill $(cat {alice.state / 'pause.pid'})" in r.stderr
+    assert f"stop it first (kill {pid};" in r.stderr
     assert "Traceback" not in r.stderr
 
     # Asked for with no namespace running, it is made; the store says once that what it

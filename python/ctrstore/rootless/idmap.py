@@ -111,7 +111,7 @@ def check_process_user(uid: int, gid: int) -> None:
     raise FailedPrecondition(
         f"{who} cannot run with a single id (this user namespace maps only 0 to you): add "
         "subordinate ids to /etc/subuid and /etc/subgid (as the warning made with the namespace "
-        "says) and stop its pause process (kill $(cat STATE/pause.pid), STATE as `ctrstore info` "
+        "says) and stop its pause process (kill $(cut -d' ' -f1 STATE/pause.pid), STATE as `ctrstore info` "
         "shows it), or run the container as root (-u 0)"
     )
 

@@ -8,7 +8,8 @@ commands join its namespaces with setns(2), so mounts made by one command (a run
 container's rootfs) are there for the next. ``<state>/pause.lock`` serialises making it.
 The pause process execs coreutils' ``sleep infinity`` (argv[0] ``ctrstore-pause``) so that
 it holds the namespaces in a megabyte rather than a whole interpreter's memory.
-Killing the pause process (``kill $(cat <state>/pause.pid)``) drops the namespace once no
+Killing the pause process (``kill $(cut -d' ' -f1 <state>/pause.pid)``: the file holds its pid
+and start time) drops the namespace once no
 container uses it; the next command makes a new one.
 
 Single-id mode (a user with no subids, or ``single_id=True``: ``--single-id``,
@@ -124,7 +125,7 @@ def enter(state: str | os.PathLike[str], single_id: bool | None = None) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         pid = pause_pid(state_dir)
         if pid is not None and pause_is_single_id(pid) != single:
-            raise FailedPrecondition(_other_mapping(pid, state_dir, single, asked))
+            raise FailedPrecondition(_other_mapping(pid, single, asked))
         if pid is None:
             if single:
                 pid = _start_pause(uid, gid, None, None)
@@ -169,7 +170,7 @@ def enter_for(config: Config, single_id: bool | None = None) -> None:
     check_store(config.root)
 
 
-def _other_mapping(pid: int, state: Path, single: bool, asked: bool) -> str:
+def _other_mapping(pid: int, single: bool, asked: bool) -> str:
     """Why a command cannot join pause process ``pid``: its namespace has the other mapping."""
     has = "a single id (0 -> you only)" if not single else "your subordinate ids"
     if single and asked:
@@ -180,7 +181,7 @@ def _other_mapping(pid: int, state: Path, single: bool, asked: bool) -> str:
         want = "you have subordinate ids and did not ask for --single-id"
     return (
         f"the user namespace of pause process {pid} maps {has}, but {want}: the two cannot "
-        f"be mixed; stop it first (kill $(cat {state / PAUSE_PID}); containers still running "
+        f"be mixed; stop it first (kill {pid}; containers still running "
         "keep it until they stop) and run the command again"
     )
 
