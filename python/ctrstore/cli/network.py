@@ -48,6 +48,7 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
             dns_options=kwargs.pop("dns_option"),
             publish_all=kwargs.pop("publish_all"),
             expose=kwargs.pop("expose"),
+            mac_address=kwargs.pop("mac_address"),
         )
         return f(*args, **kwargs)
 
@@ -80,11 +81,19 @@ def network_flags(f: Callable[..., Any]) -> Callable[..., Any]:
             "--ip", metavar="IPv4", help="The container's address on its (one) network, e.g. 10.4.0.50."
         ),
         click.option(
+            "--mac-address",
+            metavar="MAC",
+            help="The MAC address of the container's eth0 on its (first) network, a unicast address "
+            "such as 02:42:ac:11:00:02 (set by the network's tuning plugin; not with --network "
+            "host, none or container:).",
+        ),
+        click.option(
             "--add-host",
             multiple=True,
             metavar="NAME:IP",
             help="Add a line to the container's /etc/hosts; IP host-gateway is the host's address "
-            "on the network.",
+            "on the network. (On a CNI network, /etc/hosts also names every other running container "
+            "of the same networks, as nerdctl's: ping NAME reaches it.)",
         ),
         click.option(
             "--dns",

@@ -518,6 +518,14 @@ class Client:
                 report.add("network", f"{problem} (repair failed: {e})", action)
                 continue
             report.add("network", problem, action, True)
+        for member in networks.manager.prune_hosts(dry_run=not repair):
+            report.add(
+                "network",
+                f"container {member} is still named in the /etc/hosts of its networks' containers "
+                "but is not attached",
+                "remove it from the hosts store (ctrstore.network.hosts_store)",
+                repair,
+            )
 
     def commit(
         self, container: str, name: str, *, compression: Literal["gzip", "zstd"] = "gzip"

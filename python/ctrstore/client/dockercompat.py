@@ -638,6 +638,7 @@ def _config(c: Container, image_config: Mapping[str, Any] | None) -> dict[str, A
         "WorkingDir": str(proc.get("cwd", "")),
         "Entrypoint": entrypoint,
         "Labels": dict(c.labels),
+        "MacAddress": ((opts := network_options(c)) and opts.mac_address) or "",  # (--mac-address)
     }
     out.pop("StopSignal", None)
     return out

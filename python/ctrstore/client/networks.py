@@ -200,7 +200,10 @@ class Attacher:
 
             pasta.setup(plugin(self.getter), self.namespace, self.c.id, opts, bundle, hostname)
             return
-        plugin(self.getter).setup(self.namespace, self.c.id, opts, bundle, hostname)
+        from ctrstore.labels import CONTAINER_NAME
+
+        name = self.c.labels.get(CONTAINER_NAME, self.c.id)
+        plugin(self.getter).setup(self.namespace, self.c.id, opts, bundle, hostname, name)
 
     def undo(self) -> None:
         if self.bundle is not None:
@@ -476,6 +479,12 @@ class Networks:
                 failed.append(f"{what}: {e}")
                 continue
             done.append(what)
+        if dry_run:
+            return done, failed
+        try:  # members of the hosts store no longer attached (a record gone without a detach)
+            self.manager.prune_hosts()
+        except CtrstoreError as e:
+            failed.append(f"the hosts store: {e}")
         return done, failed
 
     def teardown(self, ref: RecordRef) -> None:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrstore.errdefs import CtrstoreError, InvalidArgument, from_oserror
-from ctrstore.network import iptables, netns
+from ctrstore.network import hosts_store, iptables, netns
 from ctrstore.network.cni import CNIPlugins, RuntimeConf
 from ctrstore.network.ports import PortMapping
 
@@ -128,6 +128,9 @@ class Record:
     helper: dict[str, Any] | None = None
     """A process that serves the namespace and is stopped with it (rootless: slirp4netns):
     ``{"name", "pid", "start"}`` (``start``: its start time, so a reused pid is not killed)."""
+    hosts_store: dict[str, str] | None = None
+    """Where the container is a member of the hosts store (``ctrstore.network.hosts_store``):
+    ``{"root", "namespace"}``; the teardown removes it there first, whoever tears down."""
 
     def save(self, path: Path) -> None:
         doc = {
@@ -140,6 +143,8 @@ class Record:
         }
         if self.helper is not None:
             doc["helper"] = self.helper
+        if self.hosts_store is not None:
+            doc["hosts_store"] = self.hosts_store
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +178,7 @@ class Record:
                 [Attachment.from_json(a) for a in doc["attachments"]],
                 [PortMapping.from_json(p) for p in doc.get("ports", [])],
                 _helper(doc.get("helper")),
+                _hosts_store(doc.get("hosts_store")),
             )
         except (KeyError, TypeError, ValueError, CtrstoreError) as e:
             raise DamagedRecord(f"network record {path} is damaged: {e}") from None
@@ -188,6 +194,14 @@ def _helper(obj: Any) -> dict[str, Any] | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("pid"), int):
         raise ValueError("helper: not an object with a pid")
     return {"name": str(obj.get("name", "")), "pid": obj["pid"], "start": obj.get("start")}
+
+
+def _hosts_store(obj: Any) -> dict[str, str] | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("root"), str):
+        raise ValueError("hosts_store: not an object with a root")
+    return {"root": obj["root"], "namespace": str(obj.get("namespace", ""))}
 
 
 def process_start_time(pid: int) -> str | None:
@@ -257,15 +271,19 @@ def attach(
     plugins: CNIPlugins,
     attachments: Sequence[Attachment],
     ports: Sequence[PortMapping] = (),
+    hosts_store: dict[str, str] | None = None,
 ) -> Record:
     """Make the namespace and ADD ``attachments`` (after ``lo``); returns the record. On a
-    failure everything done is torn down and the error raised."""
+    failure everything done is torn down and the error raised. ``hosts_store``: where the
+    caller will make it a member of the hosts store (recorded first, so that any teardown
+    removes it there)."""
     record = Record(
         container_id,
         str(netns_path),
         list(plugins.bin_dirs),
         [Attachment("cni-loopback", "lo", dict(LOOPBACK_CONFLIST)), *attachments],
         list(ports),
+        hosts_store=hosts_store,
     )
     with _locked(record_path, create=True):
         netns.create(netns_path)
@@ -322,6 +340,11 @@ def _detach(record_path: Path) -> Record | None:
     record = Record.load(record_path)
     if record is None:
         return None
+    if record.hosts_store is not None:  # first: the others stop finding it by name
+        with contextlib.suppress(Exception):  # (what is left there, gc's prune removes)
+            hosts_store.leave(
+                Path(record.hosts_store["root"]), record.hosts_store["namespace"], record.container_id
+            )
     ns_path = Path(record.netns)
     alive = netns.is_netns(ns_path)
     plugins = CNIPlugins(record.bin_dirs)

@@ -265,6 +265,10 @@ class NetworkManager:
                     raise InvalidArgument(
                         f"--ip {ip} is not a host address of network {nets[0].name} ({subnets})"
                     )
+            if opts.mac_address and not nets[0].has_plugin("tuning"):
+                raise InvalidArgument(
+                    f"--mac-address: network {nets[0].name} has no tuning plugin, which sets the address"
+                )
             if opts.ports and not any(n.has_plugin("portmap") for n in nets):
                 raise InvalidArgument(
                     f"--publish: network {nets[0].name} has no portmap plugin (an --internal network?)"
@@ -295,11 +299,9 @@ class NetworkManager:
                 )
         self.write_files(opts, paths, str(spec.get("hostname", "")), None)
 
-    def write_files(
-        self, opts: NetworkOptions, paths: NetPaths, hostname: str, record: Record | None
-    ) -> None:
+    def write_files(self, opts: NetworkOptions, paths: NetPaths, hostname: str, record: Record | None) -> str:
         """``hosts``, ``hostname`` and ``resolv.conf`` for the container (with its addresses
-        once it is attached)."""
+        once it is attached); returns the ``hosts`` text (the hosts store's *base*)."""
         from ctrstore.network import etc
         from ctrstore.network.attach import addresses
         from ctrstore.network.options import HOST_GATEWAY
@@ -319,7 +321,8 @@ class NetworkManager:
                 if not ip:
                     continue  # (not attached yet: written again at start)
             extra.append((name, ip))
-        _write(paths.hosts, etc.hosts_file(hostname, ips, extra, host_network=host))
+        hosts = etc.hosts_file(hostname, ips, extra, host_network=host)
+        _write(paths.hosts, hosts)
         _write(paths.hostname, etc.hostname_file(hostname))
         _write(
             paths.resolv_conf,
@@ -331,15 +334,25 @@ class NetworkManager:
                 host_network=host,
             ),
         )
+        return hosts
 
     # -- a container: start and stop ------------------------------------------------------------
     def setup(
-        self, namespace: str, cid: str, opts: NetworkOptions, paths: NetPaths, hostname: str
+        self,
+        namespace: str,
+        cid: str,
+        opts: NetworkOptions,
+        paths: NetPaths,
+        hostname: str,
+        name: str = "",
     ) -> Record | None:
         """Before the task is created: tear down what an earlier task left, then attach the
-        container to its networks (CNI) and write its ``/etc`` files. Returns the record (None
-        without CNI networks). On a failure nothing is left set up."""
-        from ctrstore.network.attach import Attachment, attach, detach
+        container to its networks (CNI), write its ``/etc`` files and make it a member of
+        the hosts store as ``name`` (its ``/etc/hosts`` gets the other containers of its
+        networks, theirs get it). Returns the record (None without CNI networks). On a
+        failure nothing is left set up."""
+        from ctrstore.network import hosts_store
+        from ctrstore.network.attach import Attachment, addresses, attach, detach
 
         self.teardown(paths)
         if opts.mode != "cni":
@@ -351,9 +364,12 @@ class NetworkManager:
         published = False
         for i, net in enumerate(nets):
             args: builtins.list[tuple[str, str]] = [("IgnoreUnknown", "1")]
+            caps: dict[str, Any] = {}
             if i == 0 and opts.ip:
                 args.append(("IP", opts.ip))
-            caps: dict[str, Any] = {}
+            if i == 0 and opts.mac_address:  # (tuning sets it: CNI_ARGS, or its mac capability)
+                args.append(("MAC", opts.mac_address))
+                caps["mac"] = opts.mac_address
             if ports and not published and net.has_plugin("portmap"):
                 caps["portMappings"] = [p.to_cni() for p in ports]
                 published = True
@@ -365,9 +381,21 @@ class NetworkManager:
             self.plugins,
             attachments,
             ports,
+            hosts_store={"root": str(self.hosts_root), "namespace": namespace},
         )
         try:
-            self.write_files(opts, paths, hostname, record)
+            base = self.write_files(opts, paths, hostname, record)
+            member = hosts_store.Member(
+                record.container_id,
+                name or cid,
+                hostname,
+                [],
+                str(paths.hosts),
+                base,
+                str(paths.network_record),
+            )
+            joined = {att.network: [a["ip"] for a in addresses(att.result)] for att in record.networks()}
+            hosts_store.join(self.hosts_root, namespace, member, joined)
         except BaseException:
             with contextlib.suppress(Exception):
                 detach(paths.network_record)
@@ -387,7 +415,23 @@ class NetworkManager:
             netns.remove(paths.netns)
             with contextlib.suppress(FileNotFoundError):
                 paths.network_record.unlink()
+            with contextlib.suppress(Exception):
+                self.prune_hosts()  # (its member of the hosts store, if it was one)
             return None
+
+    @property
+    def hosts_root(self) -> Path:
+        """The hosts store (``ctrstore.network.hosts_store``), in the plugin's state dir."""
+        from ctrstore.network.hosts_store import ROOT_NAME
+
+        return self.state / ROOT_NAME
+
+    def prune_hosts(self, *, dry_run: bool = False) -> builtins.list[str]:
+        """Remove the hosts store's members that are no longer attached (``gc``, ``check
+        --repair``); ``<namespace>/<cni id>`` of each (``dry_run``: only say which)."""
+        from ctrstore.network import hosts_store
+
+        return hosts_store.prune(self.hosts_root, dry_run=dry_run)
 
     def record(self, paths: NetPaths) -> Record | None:
         """The container's record while it is attached (None otherwise)."""
@@ -455,6 +499,7 @@ class NetworkManager:
         marker = self.state / BOOTED
         if marker.exists():
             return []
+        from ctrstore.network import hosts_store
         from ctrstore.network.attach import Record, detach
         from ctrstore.network.netns import is_netns
 
@@ -463,8 +508,10 @@ class NetworkManager:
             with contextlib.suppress(Exception):
                 rec = Record.load(ref.path)
                 if rec is not None and not is_netns(Path(rec.netns)):
-                    detach(ref.path)
+                    detach(ref.path)  # (which takes it out of the hosts store too)
                     done.append(ref)
+        with contextlib.suppress(Exception):
+            hosts_store.prune(self.hosts_root)
         with contextlib.suppress(OSError):
             self.state.mkdir(parents=True, exist_ok=True)
             marker.touch()
@@ -486,8 +533,10 @@ class NetworkManager:
             if rec is not None or p.host_port:
                 entries.append({"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port or "")})
         networks: dict[str, Any] = {}
-        for name in opts.networks if opts else []:
-            networks[name] = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
+        asked_mac = (opts.mac_address or "") if opts else ""  # (--mac-address: eth0's)
+        for i, name in enumerate(opts.networks if opts else []):
+            mac = asked_mac if i == 0 else ""
+            networks[name] = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": mac}
         first_ip = ""
         first: dict[str, Any] = {}
         if rec is not None:
@@ -508,7 +557,7 @@ class NetworkManager:
             "IPAddress": first_ip,
             "IPPrefixLen": first.get("IPPrefixLen", 0),
             "Gateway": first.get("Gateway", ""),
-            "MacAddress": first.get("MacAddress", ""),
+            "MacAddress": first.get("MacAddress", "") or asked_mac,
             "Ports": ports,
             "Networks": networks,
             "SandboxKey": rec.netns if rec is not None else "",

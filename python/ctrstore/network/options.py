@@ -11,6 +11,7 @@ __all__ = [
     "NetworkOptions",
     "parse_add_host",
     "parse_expose",
+    "parse_mac",
 ]
 
 import ipaddress
@@ -84,10 +85,32 @@ def _conflicts(opts: NetworkOptions) -> None:
         (opts.ip is not None, "ip address and the container type network mode"),
         (bool(opts.dns or opts.dns_search or opts.dns_options), "dns and the network mode"),
         (bool(opts.add_hosts), "custom host-to-IP mapping and the network mode"),
+        (opts.mac_address is not None, "mac-address and the network mode"),
     ]
     for given, words in what:
         if given:
             raise InvalidArgument(f"conflicting options: {words}")
+
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+
+
+def parse_mac(mac: str) -> str:
+    """``--mac-address``: six hex octets (``02:42:ac:11:00:02``, or with ``-``), a unicast
+    address (the lowest bit of the first octet clear); returned lower case with ``:``."""
+    if not _MAC.match(mac):
+        raise InvalidArgument(
+            f"--mac-address {mac!r}: {mac} is not a valid mac address (e.g. 02:42:ac:11:00:02)"
+        )
+    norm = mac.replace("-", ":").lower()
+    if int(norm[:2], 16) & 1:
+        raise InvalidArgument(
+            f"--mac-address {mac}: a multicast address (the first octet is odd); give a unicast one, "
+            "e.g. 02:42:ac:11:00:02"
+        )
+    if norm == "00:00:00:00:00:00":
+        raise InvalidArgument(f"--mac-address {mac}: the all-zero address is not a valid interface address")
+    return norm
 
 
 def _strings(obj: dict[str, Any], key: str) -> list[str]:
@@ -119,6 +142,9 @@ class NetworkOptions:
     free host port; at create they become ``ports`` with host port 0 (:meth:`with_exposed`)."""
     expose: list[tuple[int, str]] = field(default_factory=list)
     """``--expose``: container ports (``(port, protocol)``) exposed besides the image's."""
+    mac_address: str | None = None
+    """``--mac-address``: the MAC of ``eth0`` (the first network's interface), set by the
+    network's ``tuning`` plugin (``CNI_ARGS`` ``MAC=``, and its ``mac`` capability)."""
 
     @classmethod
     def from_flags(
@@ -133,12 +159,13 @@ class NetworkOptions:
         dns_options: Sequence[str] = (),
         publish_all: bool = False,
         expose: Sequence[str] = (),
+        mac_address: str | None = None,
     ) -> NetworkOptions:
         """The options ``run``'s network flags give, checked: ``--network`` (repeated;
         none given is the default network, ``bridge``; ``private``, the old name of a
         namespace with loopback only, is ``none``), ``-p``, ``--ip``, ``--add-host``,
-        ``--dns``, ``--dns-search``, ``--dns-option``, ``-P``/``--publish-all``, ``--expose``
-        (``--network container:NAME`` keeps its name; the container is looked up at create).
+        ``--dns``, ``--dns-search``, ``--dns-option``, ``-P``/``--publish-all``, ``--expose``,
+        ``--mac-address`` (``--network container:NAME`` keeps its name; the container is looked up at create).
         The CLI's ``run``/``create`` and the
         Python API's ``run(network=...)`` both read their arguments so."""
         nets = ["none" if n == "private" else n for n in networks] or [DEFAULT_NETWORK]
@@ -152,6 +179,7 @@ class NetworkOptions:
             dns_options=list(dns_options),
             publish_all=publish_all,
             expose=[p for spec in expose for p in parse_expose(spec)],
+            mac_address=parse_mac(mac_address) if mac_address is not None else None,
         ).validate()
 
     @property
@@ -192,6 +220,16 @@ class NetworkOptions:
                 f"{flag} needs a bridge network: with --network {self.networks[0]} there is nothing to "
                 "publish through" + (" (the container's ports are the host's)" if self.mode == "host" else "")
             )
+        if self.mac_address is not None:
+            if self.mode in ("host", "none"):
+                raise InvalidArgument(
+                    f"conflicting options: mac-address and the network mode (--network {self.networks[0]})"
+                )
+            if self.mode != "cni":
+                raise InvalidArgument(
+                    f"--mac-address needs a bridge network, not --network {self.networks[0]}"
+                )
+            parse_mac(self.mac_address)
         if self.ip is not None:
             if self.mode != "cni":
                 raise InvalidArgument(f"--ip needs a bridge network, not --network {self.networks[0]}")
@@ -237,6 +275,8 @@ class NetworkOptions:
             out["publish_all"] = True
         if self.expose:
             out["expose"] = [f"{p}/{proto}" for p, proto in self.expose]
+        if self.mac_address:
+            out["mac_address"] = self.mac_address
         return out
 
     def with_exposed(self, image_exposed: Any) -> NetworkOptions:
@@ -274,6 +314,9 @@ class NetworkOptions:
         ip = obj.get("ip")
         if ip is not None and not isinstance(ip, str):
             raise InvalidArgument("network options: 'ip' must be a string")
+        mac = obj.get("mac_address")
+        if mac is not None and not isinstance(mac, str):
+            raise InvalidArgument("network options: 'mac_address' must be a string")
         return cls(
             networks=_strings(obj, "networks") or [DEFAULT_NETWORK],
             ports=[PortMapping.from_json(p) for p in ports],
@@ -284,4 +327,5 @@ class NetworkOptions:
             dns_options=_strings(obj, "dns_options"),
             publish_all=bool(obj.get("publish_all", False)),
             expose=[p for spec in _strings(obj, "expose") for p in parse_expose(spec)],
+            mac_address=parse_mac(mac) if mac is not None else None,
         )
