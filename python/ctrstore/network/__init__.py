@@ -16,6 +16,7 @@ exits (by the shim), when it is removed, and by the cleanups after a killed shim
 :mod:`.netns`               a namespace bind-mounted on a file
 :mod:`.attach`              set up and tear down one container's attachments, from its record
 :mod:`.etc`                 the hosts, hostname and resolv.conf files
+:mod:`.hosts_store`         containers find each other by name (nerdctl's hosts store)
 :mod:`.iptables`            the few rules ctrstore removes itself
 :mod:`.manager`             the network plugin's instance: all of the above for the client
 ==========================  =====================================================================
