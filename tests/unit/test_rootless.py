@@ -205,3 +205,23 @@ def test_a_zombie_pause_process_is_not_taken_for_alive(tmp_path: Path) -> None:
         assert userns.pause_pid(tmp_path) is None
     finally:
         os.waitpid(child, 0)
+
+
+def test_rootless_default_network_refuses_bridge_only_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default network of a rootless container is slirp4netns: ``--mac-address`` and
+    ``--ip``, checked against ``bridge`` when parsed, are refused once the network is known
+    (not silently dropped)."""
+    from ctrstore.client.networks import spec_options
+    from ctrstore.errdefs import InvalidArgument
+    from ctrstore.network import NetworkOptions
+    from ctrstore.oci import SpecOptions
+    from ctrstore.rootless import slirp
+
+    monkeypatch.setattr(rspec, "is_rootless", lambda: True)
+    monkeypatch.setattr(slirp, "unavailable_reason", lambda: None)
+    net, _ = spec_options(NetworkOptions.from_flags(), SpecOptions())
+    assert net is not None and net.networks == ["slirp4netns"]
+    with pytest.raises(InvalidArgument, match="--mac-address needs a bridge network"):
+        spec_options(NetworkOptions.from_flags(mac_address="02:42:ac:11:00:99"), SpecOptions())
+    with pytest.raises(InvalidArgument, match="--ip needs a bridge network"):
+        spec_options(NetworkOptions.from_flags(ip="10.4.0.9"), SpecOptions())

@@ -127,7 +127,9 @@ def spec_options(
 
     rootless = adapt_network(network.networks, len(network.ports))  # rootless: no CNI bridge
     if rootless is not None:
-        network = replace(network, networks=rootless)
+        # The options checked against the network the container really gets (--mac-address,
+        # --ip: a bridge's, not slirp4netns's or pasta's).
+        network = replace(network, networks=rootless).validate()
     mode = network.mode
     return network, replace(opts, net="host" if mode == "host" else ("none" if mode == "none" else "private"))
 
