@@ -33,10 +33,10 @@ from tests.support.cli import cli as config_cli
 from tests.support.cli import run as cli
 from tests.support.images import BUSYBOX
 from tests.support.network import (
+    NETWORK_MARKS,
     ScratchNetwork,
     allocations,
     bridge_ports,
-    cni_available,
     free_subnet,
     http_get,
     iptables_rules,
@@ -46,11 +46,7 @@ from tests.support.network import (
 )
 from tests.support.registry import free_port
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
-    pytest.mark.skipif(cni_available() is not None, reason=str(cni_available())),
-]
+pytestmark = NETWORK_MARKS
 
 HTTPD = "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"
 

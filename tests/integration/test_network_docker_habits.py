@@ -10,7 +10,6 @@ to 127.0.0.1 and to the test's containers.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -22,14 +21,10 @@ from ctrstore.network import NetworkOptions
 from tests.support.cli import one_line_error, unique_name
 from tests.support.cli import run as cli
 from tests.support.images import busybox_image
-from tests.support.network import cni_available, http_get
+from tests.support.network import NETWORK_MARKS, http_get
 from tests.support.rootless import User, try_get
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
-    pytest.mark.skipif(cni_available() is not None, reason=str(cni_available())),
-]
+pytestmark = NETWORK_MARKS
 
 WEB = "localhost/exposed:1"
 """busybox whose config's ExposedPorts is 80/tcp (a Dockerfile's EXPOSE 80)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -24,19 +23,15 @@ from tests.support.cli import one_line_error, unique_name
 from tests.support.cli import run as cli
 from tests.support.images import BUSYBOX
 from tests.support.network import (
+    NETWORK_MARKS,
     ScratchNetwork,
     allocations,
     bridge_ports,
-    cni_available,
     make_test_network,
     remove_test_network,
 )
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
-    pytest.mark.skipif(cni_available() is not None, reason=str(cni_available())),
-]
+pytestmark = NETWORK_MARKS
 
 NET = "names"
 HTTPD = "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"

@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from ctrstore import Client
 from tests.support.registry import free_port
-from tests.support.rootless import SUBID_COUNT, TUN, User, live_processes, nsfs_mounts, try_get
+from tests.support.rootless import (
+    ROOTLESS_MARKS,
+    SUBID_COUNT,
+    TUN,
+    User,
+    live_processes,
+    nsfs_mounts,
+    try_get,
+)
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
-    pytest.mark.skipif(
-        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
-    ),
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
-    pytest.mark.timeout(300),
-]
+pytestmark = ROOTLESS_MARKS
 
 
 def _tree(top: Path) -> dict[str, tuple[str, int, int, int, str]]:

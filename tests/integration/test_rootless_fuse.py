@@ -33,17 +33,13 @@ import pytest
 
 from ctrstore import Client
 from ctrstore.mount import mountinfo
-from tests.support.rootless import User, live_processes, opened_to_users
+from tests.support.rootless import ROOTLESS_MARKS, User, live_processes, opened_to_users
 
 FUSE = Path("/dev/fuse")
 OVERLAY = "io.containerd.snapshotter.v1.overlayfs"
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
-    pytest.mark.skipif(
-        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
-    ),
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
+    *ROOTLESS_MARKS,
     pytest.mark.skipif(
         shutil.which("fuse-overlayfs") is None,
         reason="fuse-overlayfs is not installed (Debian's fuse-overlayfs)",

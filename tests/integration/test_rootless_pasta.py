@@ -26,16 +26,17 @@ import pytest
 
 from tests.support.cli import cli
 from tests.support.images import BUSYBOX
-from tests.support.rootless import TUN, User, live_processes, nsfs_mounts, opened_to_users, try_get
+from tests.support.rootless import (
+    ROOTLESS_MARKS,
+    TUN,
+    User,
+    live_processes,
+    nsfs_mounts,
+    opened_to_users,
+    try_get,
+)
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
-    pytest.mark.skipif(
-        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
-    ),
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
-    pytest.mark.timeout(300),
-]
+pytestmark = ROOTLESS_MARKS
 
 HTTPD = "mkdir -p /www && echo hello-pasta > /www/index.html && exec httpd -f -p 80 -h /www"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import tarfile
 import time
@@ -25,16 +24,9 @@ from ctrstore import Client
 from ctrstore.images.build import Entry, ImageSpec, build_image, tar_from_entries
 from tests.support.images import find_busybox
 from tests.support.registry import RegistryServer
-from tests.support.rootless import User
+from tests.support.rootless import ROOTLESS_MARKS, User
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
-    pytest.mark.skipif(
-        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
-    ),
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
-    pytest.mark.timeout(300),
-]
+pytestmark = ROOTLESS_MARKS
 
 XATTR = "user.rootlesscontainers"
 NOOP = 0xFFFFFFFF

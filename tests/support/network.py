@@ -20,11 +20,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from ctrstore.network.conflist import NetworkStore, host_routes
 from ctrstore.network.iptables import chain_name, remove_bridge_isolation
 
 __all__ = [
     "CNI_BIN",
+    "NETWORK_MARKS",
     "ScratchNetwork",
     "allocations",
     "bridge_ports",
@@ -49,6 +52,14 @@ def cni_available() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return None
+
+
+NETWORK_MARKS = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (apt-get install runc)"),
+    pytest.mark.skipif(cni_available() is not None, reason=str(cni_available())),
+]
+"""What every test module of containers on CNI networks needs (``pytestmark = NETWORK_MARKS``)."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 __all__ = [
+    "ROOTLESS_MARKS",
     "SUBID_COUNT",
     "SYSTEM_PYTHON",
     "TUN",
@@ -46,6 +49,16 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 SUBID_COUNT = 65536
 REPO = Path(__file__).resolve().parents[2]
 TUN = Path("/dev/net/tun")
+
+ROOTLESS_MARKS = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="making a test user needs root"),
+    pytest.mark.skipif(
+        shutil.which("newuidmap") is None, reason="newuidmap is not installed (Debian's uidmap)"
+    ),
+    pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
+    pytest.mark.timeout(300),
+]
+"""What every rootless test module needs (``pytestmark = [*ROOTLESS_MARKS, ...]``)."""
 
 
 class Unavailable(Exception):
