@@ -29,16 +29,15 @@ own that no other container is on.
 
 from __future__ import annotations
 
-__all__ = ["ROOT_NAME", "Member", "clear", "join", "leave", "members", "prune", "render"]
+__all__ = ["ROOT_NAME", "Member", "join", "leave", "prune", "render"]
 
 import contextlib
 import fcntl
 import json
 import os
-import shutil
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +66,10 @@ class Member:
     """That file's own text (without the other members' lines)."""
     record: str
     """Its network record: a member whose record is gone is no longer attached (:func:`prune`)."""
-    networks: list[str] = field(default_factory=list)
-    """(Filled in when read: the networks it is a member of.)"""
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
-        del doc["key"], doc["networks"]
+        del doc["key"]
         return doc
 
     @classmethod
@@ -157,16 +154,16 @@ def _networks(root: Path, namespace: str) -> dict[str, dict[str, Member]]:
     return out
 
 
-def members(root: Path, namespace: str, network: str) -> list[Member]:
-    """The members of ``network`` in ``namespace`` now."""
-    return sorted(_load(_file(root, namespace, network)).values(), key=lambda m: m.key)
+def _find(key: str, nets: dict[str, dict[str, Member]]) -> Member | None:
+    """Member ``key``'s entry (in the first of its networks), or None."""
+    return next((ms[key] for ms in nets.values() if key in ms), None)
 
 
 def render(key: str, nets: dict[str, dict[str, Member]]) -> str | None:
     """Member ``key``'s ``hosts`` text: its base, then a line for each other member of any
     of its networks (an address once: the first network's names win); None if it is no
     member."""
-    own = next((ms[key] for ms in nets.values() if key in ms), None)
+    own = _find(key, nets)
     if own is None:
         return None
     lines: dict[str, str] = {}
@@ -214,9 +211,8 @@ def _refresh(root: Path, namespace: str, keys: Sequence[str]) -> None:
         if key in done:
             continue
         done.add(key)
-        text = render(key, nets)
-        own = next((ms[key] for ms in nets.values() if key in ms), None)
-        if text is not None and own is not None:
+        own, text = _find(key, nets), render(key, nets)
+        if own is not None and text is not None:
             _rewrite(Path(own.hosts), text)
 
 
@@ -229,10 +225,7 @@ def join(root: Path, namespace: str, member: Member, networks: dict[str, list[st
             path = _file(root, namespace, net)
             ms = _load(path)
             affected += [k for k in ms if k != member.key]
-            entry = Member(
-                member.key, member.name, member.hostname, list(ips), member.hosts, member.base, member.record
-            )
-            ms[member.key] = entry
+            ms[member.key] = replace(member, ips=list(ips))
             _save(path, ms)
         _refresh(root, namespace, affected)
 
@@ -282,12 +275,3 @@ def prune(root: Path, *, dry_run: bool = False) -> list[str]:
             if stale:
                 out += [f"{namespace}/{k}" for k in sorted(stale)]
     return out
-
-
-def clear(root: Path) -> None:
-    """Forget every member (after a reboot: none is attached any longer)."""
-    if root.is_dir():
-        with _locked(root):
-            for d in root.iterdir():
-                if d.is_dir():
-                    shutil.rmtree(d, ignore_errors=True)
