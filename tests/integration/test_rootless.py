@@ -61,7 +61,7 @@ def test_unshare_runs_as_root_in_the_users_namespace(rootless_users: tuple[User,
     uid_map = alice.ctrstore("unshare", "cat", "/proc/self/uid_map").stdout.split()
     assert uid_map == ["0", str(alice.uid), "1", "1", str(alice.subuid), str(SUBID_COUNT)]
     # The namespace is kept by one pause process: a second command joins the same one.
-    pid = (alice.state / "pause.pid").read_text().split()[0]
+    pid = alice.pause_pid
     ns = os.readlink(f"/proc/{pid}/ns/user")
     assert alice.ctrstore("unshare", "readlink", "/proc/self/ns/user").stdout.strip() == ns
 
@@ -247,7 +247,7 @@ def test_slirp4netns_network_and_published_port(
     inspect = json.loads(alice.ctrstore("inspect", "web").stdout)[0]
     assert inspect["NetworkSettings"]["IPAddress"] == "10.0.2.100"
 
-    pause = int((alice.state / "pause.pid").read_text().split()[0])
+    pause = alice.pause_pid
     slirps = live_processes(alice.uid, "slirp4netns")
     assert len(slirps) == 1, slirps
     assert len(nsfs_mounts(pause)) == 1, nsfs_mounts(pause)
@@ -272,7 +272,7 @@ def test_slirp4netns_rm_force_tears_down(
     alice, _ = rootless_users
     ref = rootless_images["busybox"]
     alice.ctrstore("pull", "-q", ref)
-    pause = int((alice.state / "pause.pid").read_text().split()[0])
+    pause = alice.pause_pid
     alice.ctrstore("run", "-d", "--name", "a", ref, "sleep", "300")
     assert alice.ctrstore("check").returncode == 0
     [pid] = live_processes(alice.uid, "slirp4netns")

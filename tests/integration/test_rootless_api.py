@@ -67,10 +67,6 @@ with Client(userns=False) as c:
 """
 
 
-def _pause_pid(user: User) -> int:
-    return int((user.state / "pause.pid").read_text().split()[0])
-
-
 def test_client_enters_the_users_namespace(
     rootless_users: tuple[User, User], rootless_images: dict[str, str]
 ) -> None:
@@ -86,7 +82,7 @@ def test_client_enters_the_users_namespace(
         # The CLI joins the same namespace and sees what the script made: the image, and the
         # detached container running (its rootfs mounted in the shared mount namespace).
         assert alice.ctrstore("unshare", "readlink", "/proc/self/ns/user").stdout.strip() == os.readlink(
-            f"/proc/{_pause_pid(alice)}/ns/user"
+            f"/proc/{alice.pause_pid}/ns/user"
         )
         ps = [json.loads(line) for line in alice.ctrstore("ps", "--format", "json").stdout.splitlines()]
         assert [(p["Names"], p["State"]) for p in ps if p["Names"] == "api-sleeper"] == [
@@ -116,7 +112,7 @@ def test_pause_process_is_a_small_program(rootless_users: tuple[User, User]) -> 
     interpreter that made it; it ignores the terminal's signals and ends on SIGTERM."""
     alice, _ = rootless_users
     alice.ctrstore("unshare", "true")
-    pid = _pause_pid(alice)
+    pid = alice.pause_pid
     assert Path(f"/proc/{pid}/exe").resolve().name == "sleep"
     assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"ctrstore-pause", b"infinity"]
     status = dict(

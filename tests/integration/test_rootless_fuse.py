@@ -18,14 +18,12 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +103,7 @@ def _no_fuse_left(uid: int, timeout: float = 10) -> None:
 
 def _fuse_mounts(user: User) -> list[str]:
     """The fuse-overlayfs mounts in the user's mount namespace (the pause process's)."""
-    pid = int((user.state / "pause.pid").read_text().split()[0])
+    pid = user.pause_pid
     lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
     return [line.split()[4] for line in lines if " - fuse.fuse-overlayfs " in line]
 
@@ -380,22 +378,6 @@ def test_fuse_overlayfs_forced_but_unusable_falls_back_to_native(
         alice.ctrstore("gc", check=False)
 
 
-def _drop_namespace(user: User) -> None:
-    """Kill the user's pause process (the next command makes a new namespace, which sees the
-    host's mounts as they are now) and wait until it is reaped: a zombie still has its pid
-    and start time, so ``userns.pause_pid`` would take it for alive."""
-    try:
-        pid = int((user.state / "pause.pid").read_text().split()[0])
-    except (OSError, ValueError):
-        return
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists():
-        assert time.monotonic() < deadline, f"pause process {pid} was not reaped"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def store_on_overlay(rootless_users: tuple[User, User], rootless_dir: Path) -> Iterator[Path]:
     """A store root for the user on an overlay mounted here by root: the kernel refuses an
@@ -411,14 +393,14 @@ def store_on_overlay(rootless_users: tuple[User, User], rootless_dir: Path) -> I
     store = base / "m/store"
     store.mkdir()
     os.chown(store, alice.uid, alice.gid)
-    _drop_namespace(alice)  # the next namespace sees the new overlay mount
+    alice.drop_namespace()  # the next namespace sees the new overlay mount
     try:
         yield store
     finally:
         with opened_to_users(FUSE):
             for cid in alice.ctrstore("--root", str(store), "ps", "-a", "-q", check=False).stdout.split():
                 alice.ctrstore("--root", str(store), "rm", "-f", cid, check=False)
-        _drop_namespace(alice)
+        alice.drop_namespace()
         subprocess.run(["umount", "-l", str(base / "m")], timeout=30, check=False)
         shutil.rmtree(base, ignore_errors=True)
 

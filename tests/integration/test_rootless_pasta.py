@@ -93,10 +93,6 @@ def _wait(cond: object, what: str, seconds: float = 15) -> None:
         time.sleep(0.1)
 
 
-def _pause(u: User) -> int:
-    return int((u.state / "pause.pid").read_text().split()[0])
-
-
 def test_pasta_network_and_published_ports(
     rootless_users: tuple[User, User], rootless_images: dict[str, str], pasta_ready: None
 ) -> None:
@@ -136,10 +132,10 @@ def test_pasta_network_and_published_ports(
         ports = alice.ctrstore("port", "pweb").stdout
         assert f"80/tcp -> 127.0.0.1:{port}" in ports and f"53/udp -> 127.0.0.1:{uport}" in ports, ports
         assert len(_pastas(alice.uid)) == 1, _pastas(alice.uid)
-        assert len(nsfs_mounts(_pause(alice))) == 1
+        assert len(nsfs_mounts(alice.pause_pid)) == 1
     finally:
         alice.ctrstore("rm", "-f", "pweb", check=False)
-    assert _pastas(alice.uid) == [] and nsfs_mounts(_pause(alice)) == []
+    assert _pastas(alice.uid) == [] and nsfs_mounts(alice.pause_pid) == []
     assert _port_free(port) and _port_free(uport, socket.SOCK_DGRAM)
     assert try_get(port) is None
     assert list(alice.root.rglob("network.json")) == []
@@ -165,7 +161,7 @@ def test_pasta_torn_down_when_the_container_exits(
             f"pasta still runs: {_pastas(alice.uid)}",
             30,
         )
-        _wait(lambda: not nsfs_mounts(_pause(alice)), "the namespace is still mounted")
+        _wait(lambda: not nsfs_mounts(alice.pause_pid), "the namespace is still mounted")
         assert _port_free(port)
         ps = json.loads(alice.ctrstore("ps", "-a", "--format", "json").stdout.splitlines()[0])
         assert ps["Names"] == "pshort" and ps["State"] == "exited"
@@ -190,7 +186,7 @@ def test_pasta_that_died_is_reported_and_cleaned_up(
         assert f"pasta (pid {pid}) is not running" in r.stdout + r.stderr, r.stdout + r.stderr
     finally:
         alice.ctrstore("rm", "-f", "pdie", check=False)
-    assert _pastas(alice.uid) == [] and nsfs_mounts(_pause(alice)) == []
+    assert _pastas(alice.uid) == [] and nsfs_mounts(alice.pause_pid) == []
 
 
 def test_pasta_that_fails_leaves_nothing(
@@ -220,7 +216,7 @@ def test_pasta_that_fails_leaves_nothing(
         said = "Failed to bind any port for '-t 8080:80', exiting"
         assert f"pasta could not set up the container's network: {said}" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
-        assert nsfs_mounts(_pause(alice)) == [] and list(alice.root.rglob("network.json")) == []
+        assert nsfs_mounts(alice.pause_pid) == [] and list(alice.root.rglob("network.json")) == []
     finally:
         alice.ctrstore("rm", "-f", "pfail", check=False)
         shutil.rmtree(fake, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import tarfile
 import time
 from collections.abc import Iterator
@@ -92,22 +91,6 @@ def _recorded(p: Path) -> tuple[int, int]:
     return (0 if uid == NOOP else uid), (0 if gid == NOOP else gid)
 
 
-def _stop_pause(u: User) -> None:
-    """Kill ``u``'s pause process (the namespace goes with it), bounded."""
-    try:
-        pid = int((u.state / "pause.pid").read_text().split()[0])
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists():  # (reaped by init: it is an orphan)
-        assert time.monotonic() < deadline, f"pause process {pid} did not end"
-        time.sleep(0.05)
-
-
 def _tree(top: Path) -> dict[str, tuple[str, int, int, int, int, int]]:
     """path -> (kind, mode, uid and gid on disk, uid and gid recorded) under ``top``."""
     out = {}
@@ -128,7 +111,7 @@ def _tree(top: Path) -> dict[str, tuple[str, int, int, int, int, int]]:
 
 def test_seed_walk_single_id(rootless_users: tuple[User, User], rootless_images: dict[str, str]) -> None:
     _, bob = rootless_users
-    _stop_pause(bob)
+    bob.drop_namespace()
     ref = rootless_images["busybox"]
     r = bob.ctrstore("pull", "-q", ref)
     # The warning comes once, when the namespace is made: what it means and how to add subids.
@@ -336,7 +319,7 @@ def test_non_root_process_is_a_clear_error(
 def test_single_id_option_with_a_subids_namespace(rootless_users: tuple[User, User]) -> None:
     alice, _ = rootless_users
     alice.ctrstore("images")  # her namespace (subids) runs
-    pid = (alice.state / "pause.pid").read_text().split()[0]
+    pid = alice.pause_pid
     r = alice.ctrstore("--single-id", "images", check=False)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"the user namespace of pause process {pid} maps your subordinate ids" in r.stderr
@@ -346,14 +329,14 @@ def test_single_id_option_with_a_subids_namespace(rootless_users: tuple[User, Us
 
     # Asked for with no namespace running, it is made; the store says once that what it
     # unpacked before keeps its ownership, and again when the subids come back.
-    _stop_pause(alice)
+    alice.drop_namespace()
     r = alice.ctrstore("--single-id", "images")
     assert "the store runs with a single id (0 -> you only): as asked (--single-id" in r.stderr, r.stderr
     assert "this store was unpacked with subordinate ids" in r.stderr
     assert "ctrstore system prune -a" in r.stderr
     r = alice.ctrstore("--single-id", "images")
     assert "single id" not in r.stderr and "unpacked with" not in r.stderr
-    _stop_pause(alice)
+    alice.drop_namespace()
     r = alice.ctrstore("images")
     assert "this store was unpacked with a single id" in r.stderr
     uid_map = alice.ctrstore("unshare", "cat", "/proc/self/uid_map").stdout.split()

@@ -86,6 +86,25 @@ class User:
         """``args`` as a command line that runs as this user (setpriv, as login shells do not)."""
         return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *args]
 
+    @property
+    def pause_pid(self) -> int:
+        """The pid of the user's pause process (``<state>/pause.pid``: pid and start time)."""
+        return int((self.state / "pause.pid").read_text().split()[0])
+
+    def drop_namespace(self) -> None:
+        """Kill the user's pause process, if any (the next command makes a new namespace), and
+        wait until it is reaped: a zombie still has its pid and start time (bounded)."""
+        try:
+            pid = self.pause_pid
+        except (OSError, ValueError):
+            return
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists():  # (reaped by init: it is an orphan)
+            assert time.monotonic() < deadline, f"pause process {pid} was not reaped"
+            time.sleep(0.05)
+
     def ctrstore_argv(self, *args: str) -> list[str]:
         return self.argv(self.env["CTRSTORE_PYTHON"], "-m", "ctrstore", *args)
 
