@@ -161,7 +161,8 @@ def test_record_helper_is_stopped_only_if_it_is_the_same_process(tmp_path: Path)
     another start time (a reused pid) is not the helper and is not killed."""
     import subprocess
 
-    from ctrstore.network.attach import Record, helper_alive, process_start_time, stop_helper
+    from ctrstore.network.attach import Record, helper_alive, stop_helper
+    from ctrstore.runtime._proc import process_start_time
 
     p = subprocess.Popen(["sleep", "60"])
     try:

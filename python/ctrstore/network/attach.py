@@ -38,7 +38,6 @@ __all__ = [
     "attach",
     "check",
     "detach",
-    "process_start_time",
     "stop_helper",
 ]
 
@@ -57,6 +56,7 @@ from ctrstore.errdefs import CtrstoreError, InvalidArgument, from_oserror
 from ctrstore.network import hosts_store, iptables, netns
 from ctrstore.network.cni import CNIPlugins, RuntimeConf
 from ctrstore.network.ports import PortMapping
+from ctrstore.runtime._proc import process_start_time
 
 RECORD_VERSION = 1
 
@@ -202,17 +202,6 @@ def _hosts_store(obj: Any) -> dict[str, str] | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("root"), str):
         raise ValueError("hosts_store: not an object with a root")
     return {"root": obj["root"], "namespace": str(obj.get("namespace", ""))}
-
-
-def process_start_time(pid: int) -> str | None:
-    """Process ``pid``'s start time (``/proc/PID/stat`` field 22); None if it is gone or a
-    zombie (it ended, and its parent has not reaped it yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def helper_alive(helper: dict[str, Any]) -> bool:

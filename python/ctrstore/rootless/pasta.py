@@ -33,7 +33,7 @@ refused (``ctrstore.rootless.spec``): root's containers have CNI's bridge.
 
 from __future__ import annotations
 
-__all__ = ["DNS_FORWARD", "IFNAME", "PASTA_NETWORK", "available", "setup", "unavailable_reason"]
+__all__ = ["DNS_FORWARD", "IFNAME", "PASTA_NETWORK", "setup", "unavailable_reason"]
 
 import contextlib
 import ctypes
@@ -73,11 +73,6 @@ def unavailable_reason() -> str | None:
     from ctrstore.rootless.usernet import helper_unavailable
 
     return helper_unavailable("pasta", "pasta is not installed (Debian's passt package)")
-
-
-def available() -> bool:
-    """Whether pasta can serve this user's containers (see :func:`unavailable_reason`)."""
-    return unavailable_reason() is None
 
 
 def setup(
@@ -130,7 +125,7 @@ def _start(exe: str, ns: Path, ports: list[PortMapping]) -> dict[str, Any]:
     """Start pasta on the namespace at ``ns``; it forks into the background once the namespace
     is configured and its ports are bound (its first process exits 0) and writes the daemon's
     pid to ``pasta.pid`` beside ``ns``. The helper entry for the record."""
-    from ctrstore.network.attach import process_start_time
+    from ctrstore.runtime._proc import process_start_time
 
     bundle = ns.parent
     pid_file = bundle / PID_FILE

@@ -35,7 +35,6 @@ __all__ = [
     "GUEST_IP",
     "IFNAME",
     "SLIRP_NETWORK",
-    "available",
     "unavailable_reason",
     "setup",
 ]
@@ -77,11 +76,6 @@ def unavailable_reason() -> str | None:
     return helper_unavailable("slirp4netns", "slirp4netns is not installed")
 
 
-def available() -> bool:
-    """Whether slirp4netns can serve this user's containers (see :func:`unavailable_reason`)."""
-    return unavailable_reason() is None
-
-
 def setup(
     manager: NetworkManager, namespace: str, cid: str, opts: NetworkOptions, paths: NetPaths, hostname: str
 ) -> Record:
@@ -121,7 +115,8 @@ def _start(exe: str, ns: Path) -> dict[str, Any]:
     command), wait until it says the namespace is configured; its helper entry for the
     record. Its API socket is ``slirp.sock`` beside ``ns`` (given relative to its working
     directory: the bundle's path is longer than a socket address may be)."""
-    from ctrstore.network.attach import process_start_time, stop_helper
+    from ctrstore.network.attach import stop_helper
+    from ctrstore.runtime._proc import process_start_time
 
     bundle = ns.parent
     with contextlib.suppress(FileNotFoundError):

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from ctrstore.errdefs import FailedPrecondition, Unavailable
 from ctrstore.rootless import ROOTLESS_UID_ENV, SINGLE_ID_ENV, in_userns
 from ctrstore.rootless.subids import SUBGID, SUBUID, IdRange, ranges, require, user_name
+from ctrstore.runtime._proc import process_start_time
 
 if TYPE_CHECKING:
     from ctrstore.config import Config
@@ -63,23 +64,6 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _dead(pid: int) -> bool:
-    """Whether ``pid`` has ended and waits to be reaped (a zombie keeps its /proc entry and
-    start time, but no namespaces to join)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
 def pause_pid(state: str | os.PathLike[str]) -> int | None:
     """The pause process recorded in ``state``, if it still runs (same pid and start time, and
     not a zombie its parent has yet to reap)."""
@@ -88,7 +72,7 @@ def pause_pid(state: str | os.PathLike[str]) -> int | None:
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    return pid if _start_time(pid) == start and not _dead(pid) else None
+    return pid if process_start_time(pid) == start else None
 
 
 def pause_is_single_id(pid: int) -> bool:
@@ -133,7 +117,7 @@ def enter(state: str | os.PathLike[str], single_id: bool | None = None) -> None:
                 subuid, subgid = require(name, uid, gid)
                 pid = _start_pause(uid, gid, subuid, subgid)
             tmp = state_dir / f"{PAUSE_PID}.tmp"
-            tmp.write_text(f"{pid} {_start_time(pid)}\n")
+            tmp.write_text(f"{pid} {process_start_time(pid)}\n")
             tmp.replace(state_dir / PAUSE_PID)
             if single:
                 from ctrstore.rootless import warn

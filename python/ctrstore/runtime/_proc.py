@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["alive", "alive_since", "read_pid"]
+__all__ = ["alive", "alive_since", "process_start_time", "read_pid"]
 
 
 def read_pid(path: Path) -> int:
@@ -32,6 +32,18 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         # Gone meanwhile: no /proc entry, or (ESRCH) reaped between the open and the read.
         return False
+
+
+def process_start_time(pid: int) -> str | None:
+    """Process ``pid``'s start time (``/proc/PID/stat`` field 22, clock ticks after boot):
+    with the pid, what tells a process from a later one given the same number. None if it is
+    gone or a zombie (it ended, and its parent has not reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def alive_since(pid: int, pid_file: Path) -> bool:
