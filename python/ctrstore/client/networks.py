@@ -98,6 +98,15 @@ def joined(mgr: ContainerManager, ref: str) -> Joined:
     )
 
 
+def _joined_by(join: Callable[[str], Joined] | None, network: NetworkOptions) -> Joined:
+    """The container a ``--network container:REF`` one joins, found with ``join``."""
+    from ctrstore.network.options import CONTAINER_PREFIX
+
+    if join is None:
+        raise FailedPrecondition("--network container: needs a client that knows the containers")
+    return join(network.networks[0].removeprefix(CONTAINER_PREFIX))
+
+
 def spec_options(
     network: NetworkOptions | None, opts: SpecOptions, join: Callable[[str], Joined] | None = None
 ) -> tuple[NetworkOptions | None, SpecOptions]:
@@ -117,9 +126,7 @@ def spec_options(
 
         if opts.hostname:
             raise InvalidArgument("conflicting options: hostname and the network mode")
-        if join is None:
-            raise FailedPrecondition("--network container: needs a client that knows the containers")
-        other = join(network.networks[0].removeprefix(CONTAINER_PREFIX))
+        other = _joined_by(join, network)
         host = joined_netns(other) is None  # (FailedPrecondition if it is not running)
         network = replace(network, networks=[f"{CONTAINER_PREFIX}{other.id}"])
         return network, replace(opts, hostname=other.hostname or None, net="host" if host else "private")
@@ -148,11 +155,8 @@ def prepare(
         plugin(getter).prepare(opts, spec, bundle)
         return
     from ctrstore.network.join import joined_netns, set_netns, share_files
-    from ctrstore.network.options import CONTAINER_PREFIX
 
-    if join is None:
-        raise FailedPrecondition("--network container: needs a client that knows the containers")
-    other = join(opts.networks[0].removeprefix(CONTAINER_PREFIX))
+    other = _joined_by(join, opts)
     set_netns(spec, joined_netns(other))
     share_files(spec, other.paths)
 
@@ -182,12 +186,9 @@ class Attacher:
             return
         if opts.mode == "container":  # the other's namespace: nothing to set up, only to check
             from ctrstore.network.join import joined_netns, point_spec_at
-            from ctrstore.network.options import CONTAINER_PREFIX
 
             Detacher(self.getter)(bundle)  # (a record would be a leftover of another life)
-            if self.join is None:
-                raise FailedPrecondition("--network container: needs a client that knows the containers")
-            other = self.join(opts.networks[0].removeprefix(CONTAINER_PREFIX))
+            other = _joined_by(self.join, opts)
             point_spec_at(bundle.config_json, joined_netns(other))
             return
         self.bundle = bundle
