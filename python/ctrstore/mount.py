@@ -24,6 +24,7 @@ __all__ = [
     "Mount",
     "MountInfo",
     "fuse_program",
+    "fuse_program_path",
     "is_mountpoint",
     "mount_all",
     "mount_command",
@@ -133,11 +134,18 @@ def fuse_program(type_: str) -> str | None:
     return None
 
 
+def fuse_program_path(program: str) -> str | None:
+    """Where FUSE ``program`` (a name looked up on PATH, or an absolute path) is, if it can be
+    run."""
+    path = program if "/" in program else shutil.which(program)
+    return path if path is not None and os.access(path, os.X_OK) else None
+
+
 def _mount_fuse(program: str, options: Sequence[str], target: StrPath) -> None:
     """Run ``program -o OPTIONS TARGET``: it mounts, daemonises and serves the mount until it
     is unmounted. Its messages become the error when it fails."""
-    path = program if "/" in program else shutil.which(program)
-    if path is None or not os.access(path, os.X_OK):
+    path = fuse_program_path(program)
+    if path is None:
         raise FailedPrecondition(f"mount: {program} is not installed (Debian's {Path(program).name} package)")
     argv = [path]
     if options:

@@ -59,11 +59,9 @@ def probe_userxattr(root: Path) -> str:
 def probe_fuse(root: Path, program: str = FUSE_OVERLAYFS) -> str:
     """Mount a tiny overlay through the FUSE ``program`` under ``root`` (and unmount it, which
     ends the program): "" when it works, else why not (not installed, /dev/fuse not usable)."""
-    import shutil
+    from ctrstore.mount import fuse_program_path
 
-    if ("/" in program and not os.access(program, os.X_OK)) or (
-        "/" not in program and not shutil.which(program)
-    ):
+    if fuse_program_path(program) is None:
         return f"{program} is not installed"
     reason = _probe(root, f"fuse3.{program}", (), "fuse-probe-")
     if "/dev/fuse" in reason and "ermission denied" in reason:
