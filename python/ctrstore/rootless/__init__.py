@@ -21,7 +21,15 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ROOTLESS_UID_ENV", "SINGLE_ID_ENV", "in_userns", "is_rootless", "single_id", "warn"]
+__all__ = [
+    "ROOTLESS_UID_ENV",
+    "SINGLE_ID_ENV",
+    "in_userns",
+    "is_rootless",
+    "maps_single_id",
+    "single_id",
+    "warn",
+]
 
 ROOTLESS_UID_ENV = "_CTRSTORE_ROOTLESS_UID"
 """Set in a command that entered the user namespace: the real uid of the user, so that the
@@ -33,29 +41,33 @@ SINGLE_ID_ENV = "CTRSTORE_SINGLE_ID"
 (the CLI's ``--single-id``)."""
 
 
+_IDENTITY = ["0", "0", "4294967295"]
+"""The initial user namespace's ``uid_map``: the identity over all 2^32-1 ids."""
+
+
 def _uid_map() -> list[str]:
     try:
         with open("/proc/self/uid_map") as f:
             return f.read().split()
     except OSError:
-        return ["0", "0", "4294967295"]
+        return _IDENTITY
 
 
 def in_userns() -> bool:
-    """Whether this process runs in a user namespace other than the initial one (whose
-    ``uid_map`` is the identity over all 2^32-1 ids)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
+    """Whether this process runs in a user namespace other than the initial one."""
+    return _uid_map() != _IDENTITY
+
+
+def maps_single_id(uid_map: str) -> bool:
+    """Whether ``uid_map`` (a ``/proc/PID/uid_map``'s text) maps one id only."""
+    fields = uid_map.split()
+    return len(fields) == 3 and fields[2] == "1"
 
 
 def single_id() -> bool:
     """Whether this process runs in a user namespace that maps one id only (single-id mode:
     files cannot be chowned, their image owners live in ``user.rootlesscontainers``)."""
-    m = _uid_map()
-    return len(m) == 3 and m[2] == "1"
+    return maps_single_id(" ".join(_uid_map()))
 
 
 def is_rootless() -> bool:

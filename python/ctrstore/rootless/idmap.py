@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrstore.errdefs import FailedPrecondition
-from ctrstore.rootless import in_userns, single_id, warn
+from ctrstore.rootless import in_userns, maps_single_id, single_id, warn
 from ctrstore.rootless.subids import SUBUID, missing_message
 
 __all__ = [
@@ -65,8 +65,7 @@ def _current() -> str:
 
 def _is_single(record: str) -> bool:
     first = record.splitlines()[0] if record else ""
-    fields = first.removeprefix("uid_map:").split()
-    return len(fields) == 3 and fields[2] == "1"
+    return maps_single_id(first.removeprefix("uid_map:"))
 
 
 def check_store(root: str | os.PathLike[str]) -> None:

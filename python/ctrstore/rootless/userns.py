@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctrstore.errdefs import FailedPrecondition, Unavailable
-from ctrstore.rootless import ROOTLESS_UID_ENV, SINGLE_ID_ENV, in_userns
+from ctrstore.rootless import ROOTLESS_UID_ENV, SINGLE_ID_ENV, in_userns, maps_single_id
 from ctrstore.rootless.subids import SUBGID, SUBUID, IdRange, ranges, require, user_name
 from ctrstore.runtime._proc import process_start_time
 
@@ -78,10 +78,9 @@ def pause_pid(state: str | os.PathLike[str]) -> int | None:
 def pause_is_single_id(pid: int) -> bool:
     """Whether pause process ``pid``'s namespace maps a single id."""
     try:
-        m = Path(f"/proc/{pid}/uid_map").read_text().split()
+        return maps_single_id(Path(f"/proc/{pid}/uid_map").read_text())
     except OSError:
         return False
-    return len(m) == 3 and m[2] == "1"
 
 
 def _wants_single_id(name: str, uid: int, single_id: bool | None) -> tuple[bool, bool]:
