@@ -36,9 +36,6 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         let key = ctrstore_core::archive::rootlesscontainers::KEY;
-        m.add(
-            "ROOTLESS_OWNER_XATTR",
-            std::str::from_utf8(key).expect("an ASCII name"),
-        )
+        m.add("ROOTLESS_OWNER_XATTR", key.to_str().expect("an ASCII name"))
     }
 }

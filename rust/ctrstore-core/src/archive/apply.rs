@@ -748,10 +748,9 @@ impl<'o> Applier<'o> {
 /// device nodes (EPERM, skipped by `set_xattr`), so those lose their owner, as with umoci.
 fn owner_to_xattr(meta: &mut Meta) {
     meta.xattrs
-        .retain(|(k, _)| k.to_bytes() != rootlesscontainers::KEY);
+        .retain(|(k, _)| k.as_c_str() != rootlesscontainers::KEY);
     if let Some(v) = rootlesscontainers::encode(meta.uid, meta.gid) {
-        let key = CString::new(rootlesscontainers::KEY).expect("no NUL in the key");
-        meta.xattrs.push((key, v));
+        meta.xattrs.push((rootlesscontainers::KEY.to_owned(), v));
     }
     meta.uid = 0;
     meta.gid = 0;

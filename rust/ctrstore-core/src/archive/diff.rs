@@ -268,8 +268,6 @@ enum Change {
     Unmodified,
 }
 
-const ROOTLESS_KEY: &CStr = c"user.rootlesscontainers";
-
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
     if !parent.is_empty() {
@@ -430,7 +428,8 @@ impl<W: Write> Differ<W> {
                 h.gid = u64::from(st.st_gid);
                 h.mtime = st.st_mtime;
                 if self.owner_xattr {
-                    let v = sys::getxattr_at_nofollow(dir, name, ROOTLESS_KEY).map_err(ctx)?;
+                    let v = sys::getxattr_at_nofollow(dir, name, rootlesscontainers::KEY)
+                        .map_err(ctx)?;
                     self.owner_from_xattr(&mut h, v, path)?;
                 }
                 self.include_parents(path)?;
@@ -482,7 +481,7 @@ impl<W: Write> Differ<W> {
             let at = h
                 .xattrs
                 .iter()
-                .position(|(k, _)| k == rootlesscontainers::KEY);
+                .position(|(k, _)| k == rootlesscontainers::KEY.to_bytes());
             let v = at.map(|i| h.xattrs.remove(i).1);
             self.owner_from_xattr(&mut h, v, path)?;
         }

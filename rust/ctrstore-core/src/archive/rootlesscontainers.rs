@@ -9,10 +9,12 @@
 //! - reading, a field equal to [`NOOP_ID`] leaves the file's own id; an absent field is 0
 //!   (proto3's default); the xattr is never carried into a layer.
 
+use std::ffi::CStr;
+
 use crate::error::{invalid_argument, Result};
 
 /// The xattr's name.
-pub const KEY: &[u8] = b"user.rootlesscontainers";
+pub const KEY: &CStr = c"user.rootlesscontainers";
 /// "No change": the id the file has on disk.
 pub const NOOP_ID: u32 = u32::MAX;
 
@@ -58,7 +60,7 @@ pub fn decode(value: &[u8]) -> Result<(u32, u32)> {
     let bad = || {
         invalid_argument(format!(
             "malformed {} xattr value {:02x?}",
-            String::from_utf8_lossy(KEY),
+            KEY.to_string_lossy(),
             value
         ))
     };
